@@ -1,0 +1,199 @@
+// Package errs holds Pullmail's error kinds: a small fixed set that every layer
+// uses, that maps to one HTTP status each, and that crosses the wire as a JSON
+// object with a stable machine-readable code.
+//
+// The wire shape (docs/PROTOCOL.md §Errors) is
+//
+//	{"error": {"code": "not_found", "message": "no such message"}}
+//
+// Codes are a contract: clients and scripts match on them, so a code is never
+// renamed once published. Messages are for people and may change.
+package errs
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Kind classifies an error by what the caller can do about it.
+type Kind int
+
+const (
+	Internal     Kind = iota // a bug or an unexpected failure; the caller can retry later
+	Invalid                  // the request is malformed or breaks a rule; do not retry as is
+	Unauthorized             // no, or no valid, credentials
+	Forbidden                // valid credentials, but not allowed
+	NotFound                 // no such thing, or not yours (the two answer alike)
+	Conflict                 // the state does not allow it (e.g. editing a sent message)
+	TooLarge                 // a size limit was exceeded
+	Temporary                // try again later (overload, peer down)
+	Gone                     // it was there and is not anymore (e.g. a sync cursor too old)
+)
+
+// Status is the HTTP status that a kind maps to.
+func (k Kind) Status() int {
+	switch k {
+	case Invalid:
+		return http.StatusBadRequest
+	case Unauthorized:
+		return http.StatusUnauthorized
+	case Forbidden:
+		return http.StatusForbidden
+	case NotFound:
+		return http.StatusNotFound
+	case Conflict:
+		return http.StatusConflict
+	case TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case Temporary:
+		return http.StatusServiceUnavailable
+	case Gone:
+		return http.StatusGone
+	}
+	return http.StatusInternalServerError
+}
+
+func (k Kind) String() string {
+	switch k {
+	case Invalid:
+		return "invalid"
+	case Unauthorized:
+		return "unauthorized"
+	case Forbidden:
+		return "forbidden"
+	case NotFound:
+		return "not_found"
+	case Conflict:
+		return "conflict"
+	case TooLarge:
+		return "too_large"
+	case Temporary:
+		return "temporary"
+	case Gone:
+		return "gone"
+	}
+	return "internal"
+}
+
+// Error is an error with a kind, a stable code and a message for people.
+// Err, when set, is the cause: it is logged, never sent to the client.
+type Error struct {
+	Kind    Kind
+	Code    string // stable, snake_case; see docs/PROTOCOL.md §Errors
+	Message string
+	Err     error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// E makes an *Error. The message is formatted with args like fmt.Sprintf.
+func E(kind Kind, code, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap makes an *Error whose cause is err.
+func Wrap(err error, kind Kind, code, message string) *Error {
+	return &Error{Kind: kind, Code: code, Message: message, Err: err}
+}
+
+// KindOf reports the kind of the first *Error in err's chain, Internal if none.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return Internal
+}
+
+// CodeOf reports the code of the first *Error in err's chain, "internal" if none.
+func CodeOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return "internal"
+}
+
+// Is reports whether err is an *Error of kind k.
+func Is(err error, k Kind) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Kind == k
+}
+
+// Body is the JSON error document: {"error": {...}}.
+type Body struct {
+	Error Detail `json:"error"`
+}
+
+// Detail is the inside of Body.
+type Detail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Public turns err into what a client may see. Errors without a kind become a
+// generic internal error, so that no cause leaks to the network.
+func Public(err error) (status int, body Body) {
+	var e *Error
+	if errors.As(err, &e) {
+		if e.Kind == Internal {
+			return http.StatusInternalServerError, Body{Detail{Code: "internal", Message: "internal error"}}
+		}
+		return e.Kind.Status(), Body{Detail{Code: e.Code, Message: e.Message}}
+	}
+	return http.StatusInternalServerError, Body{Detail{Code: "internal", Message: "internal error"}}
+}
+
+// WriteHTTP writes err as a JSON error response.
+func WriteHTTP(w http.ResponseWriter, err error) {
+	status, body := Public(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(body)
+}
+
+// FromHTTP rebuilds an *Error from a response status and its JSON body, so that
+// a client gets the same kind and code that the server meant.
+func FromHTTP(status int, data []byte) *Error {
+	var b Body
+	if json.Unmarshal(data, &b) != nil || b.Error.Code == "" {
+		msg := http.StatusText(status)
+		if len(data) > 0 && len(data) < 200 {
+			msg = string(data)
+		}
+		return &Error{Kind: kindFromStatus(status), Code: "http_" + fmt.Sprint(status), Message: msg}
+	}
+	return &Error{Kind: kindFromStatus(status), Code: b.Error.Code, Message: b.Error.Message}
+}
+
+func kindFromStatus(status int) Kind {
+	switch status {
+	case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusRequestedRangeNotSatisfiable:
+		return Invalid
+	case http.StatusUnauthorized:
+		return Unauthorized
+	case http.StatusForbidden:
+		return Forbidden
+	case http.StatusNotFound:
+		return NotFound
+	case http.StatusConflict:
+		return Conflict
+	case http.StatusRequestEntityTooLarge:
+		return TooLarge
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return Temporary
+	case http.StatusGone:
+		return Gone
+	}
+	return Internal
+}

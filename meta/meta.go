@@ -1,0 +1,213 @@
+// Package meta holds a domain's metadata: users, tokens, the messages in each
+// user's folders, the references from messages and uploads to resources, and
+// the per-user change log that the sync protocol reads.
+//
+// A Store is transactional: every write goes through Update, which runs a
+// function in one transaction that commits entirely or not at all. That is what
+// makes a send all-or-nothing (docs/PROTOCOL.md §Send) and what lets later
+// parts (the outbound queue) join the same commit.
+//
+// Implementations: meta/sqlite (embedded default). Every implementation runs
+// meta/metatest.
+package meta
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/pullmail/pullmail/resource"
+)
+
+// ErrNotFound is returned when a looked-up row does not exist.
+var ErrNotFound = errors.New("meta: not found")
+
+// ErrExists is returned when an insert would duplicate a unique row
+// (a user's address, a message's ID).
+var ErrExists = errors.New("meta: already exists")
+
+// ErrCursorGone is returned by Changes when the cursor is older than the
+// oldest change still kept: the client must resynchronise from a listing.
+var ErrCursorGone = errors.New("meta: cursor too old")
+
+// Folder is one of a user's message folders.
+type Folder string
+
+const (
+	Inbox  Folder = "inbox"
+	Sent   Folder = "sent"
+	Drafts Folder = "drafts"
+)
+
+// Valid reports whether f is a known folder.
+func (f Folder) Valid() bool { return f == Inbox || f == Sent || f == Drafts }
+
+// Status is where a message is in its life.
+type Status string
+
+const (
+	StatusDraft    Status = "draft"    // in drafts, mutable
+	StatusSent     Status = "sent"     // in sent: Date set, immutable
+	StatusFetching Status = "fetching" // received, resources being pulled
+	StatusComplete Status = "complete" // received, every resource held locally
+	StatusFailed   Status = "failed"   // received, a pull failed for good (see StatusReason)
+)
+
+// User is an account of the domain.
+type User struct {
+	ID           int64
+	Address      string // normalised: see account.NormalizeAddress
+	PasswordHash string // PHC string (argon2id)
+	Created      time.Time
+}
+
+// Token is a bearer token for the API, stored by the SHA-256 of its secret so
+// that a copy of the database yields no usable token.
+type Token struct {
+	Hash    []byte // SHA-256 of the secret
+	UserID  int64
+	Label   string
+	Created time.Time
+	Expires time.Time // zero: never
+}
+
+// Ref is a reference from a message to a resource it names.
+type Ref struct {
+	ID   resource.ID
+	Size int64
+}
+
+// Message is one copy of a Placeholder Message in one user's folder. The same
+// Message-ID can be in several users' folders (the sender's sent copy, each
+// local recipient's inbox copy) and twice in one user's when they write to
+// themselves: ID tells the copies apart.
+type Message struct {
+	ID           string // opaque, unique in the store; chosen by the caller
+	UserID       int64
+	Folder       Folder
+	MessageID    string // the Message-ID header, with angle brackets
+	ThreadID     string // the X-Thread-ID header, with angle brackets
+	Status       Status
+	StatusReason string
+	Seen         bool
+	From         string    // the From header, denormalised for listings
+	Subject      string    // the Subject header, denormalised for listings
+	Date         time.Time // the Date header; zero for drafts
+	Created      time.Time
+	Updated      time.Time
+	Placeholder  []byte // the Placeholder Message JSON of this copy
+	Refs         []Ref  // resources the placeholder names, each once
+}
+
+// ChangeKind says what happened to a message.
+type ChangeKind string
+
+const (
+	Created ChangeKind = "created"
+	Updated ChangeKind = "updated"
+	Deleted ChangeKind = "deleted"
+)
+
+// Change is one entry of a user's change log. Seq values are increasing
+// across the whole store; a client's cursor is the Seq it has seen.
+type Change struct {
+	Seq       int64
+	UserID    int64
+	MessageID string // Message.ID (the opaque id), not the header
+	Folder    Folder
+	Kind      ChangeKind
+}
+
+// ListOptions selects messages of one folder, newest first.
+type ListOptions struct {
+	Folder Folder
+	// Limit caps the number of messages; <= 0 means no cap.
+	Limit int
+}
+
+// Reader is the read side, shared by Store and Tx.
+type Reader interface {
+	Setting(ctx context.Context, key string) (string, error) // ErrNotFound if unset
+	UserByAddress(ctx context.Context, address string) (User, error)
+	UserByID(ctx context.Context, id int64) (User, error)
+	Users(ctx context.Context) ([]User, error) // ordered by address
+	// TokenByHash returns the token with that hash, expired or not: the
+	// caller decides what expiry means.
+	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+
+	Message(ctx context.Context, userID int64, id string) (Message, error)
+	// MessagesByMessageID returns the user's copies with that Message-ID.
+	MessagesByMessageID(ctx context.Context, userID int64, messageID string) ([]Message, error)
+	// Messages lists a folder newest first (by Date, then Created), without
+	// Placeholder bodies loaded only if the implementation chooses; callers
+	// must not rely on either.
+	Messages(ctx context.Context, userID int64, opt ListOptions) ([]Message, error)
+
+	// Holds reports whether the user may use the resource in a new
+	// message: they uploaded it (and the upload has not expired) or a
+	// message of theirs references it.
+	Holds(ctx context.Context, userID int64, id resource.ID) (bool, error)
+	// Referenced reports whether anything (an upload or any user's message)
+	// references the resource; garbage collection spares those.
+	Referenced(ctx context.Context, id resource.ID) (bool, error)
+
+	// Cursor is the newest Seq in the store (0 when there are none): a
+	// listing taken in the same transaction is current as of it.
+	Cursor(ctx context.Context) (int64, error)
+	// Changes returns the user's changes with Seq > since, oldest first, at
+	// most limit of them (limit <= 0: all). It returns ErrCursorGone when
+	// changes after since have been pruned.
+	Changes(ctx context.Context, userID int64, since int64, limit int) ([]Change, error)
+}
+
+// Tx is a transaction: reads see its own writes. It must not be used after
+// the function given to Update returns.
+type Tx interface {
+	Reader
+
+	SetSetting(ctx context.Context, key, value string) error
+
+	AddUser(ctx context.Context, u User) (User, error) // ErrExists; returns it with ID and Created set
+	SetPassword(ctx context.Context, userID int64, hash string) error
+	// DeleteUser removes the user with their tokens, uploads, messages and
+	// changes. Their resources become unreferenced unless others hold them.
+	DeleteUser(ctx context.Context, userID int64) error
+
+	AddToken(ctx context.Context, t Token) error
+	DeleteToken(ctx context.Context, hash []byte) error
+
+	// AddUpload records that the user uploaded the resource (idempotent:
+	// it refreshes the upload's time).
+	AddUpload(ctx context.Context, userID int64, ref Ref) error
+
+	// InsertMessage stores a new message (ErrExists if its ID is taken) and
+	// logs a Created change for its owner.
+	InsertMessage(ctx context.Context, m Message) error
+	// UpdateMessage replaces every field of the stored message with the
+	// same ID and owner (ErrNotFound otherwise) and logs an Updated change,
+	// or, when the folder changed, a Deleted change for the old folder and a
+	// Created change for the new.
+	UpdateMessage(ctx context.Context, m Message) error
+	// DeleteMessage removes it (ErrNotFound if not the user's) and logs a
+	// Deleted change.
+	DeleteMessage(ctx context.Context, userID int64, id string) error
+}
+
+// Store is a domain's metadata store. It is safe for concurrent use.
+type Store interface {
+	Reader
+	// Update runs fn in a write transaction and commits if fn returns nil;
+	// otherwise, or on panic, it rolls back and returns fn's error.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn with a consistent read-only snapshot.
+	View(ctx context.Context, fn func(Reader) error) error
+
+	// PruneUploads forgets uploads older than the time; their resources
+	// stay while a message references them.
+	PruneUploads(ctx context.Context, before time.Time) (int, error)
+	// PruneChanges drops change log entries older than the time, making
+	// older cursors answer ErrCursorGone.
+	PruneChanges(ctx context.Context, before time.Time) (int, error)
+
+	Close() error
+}

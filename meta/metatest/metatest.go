@@ -1,0 +1,1104 @@
+// Package metatest is the conformance suite for meta.Store: every
+// implementation (meta/sqlite, later meta/postgres) runs Test, so that the
+// mailbox can rely on the contract in package meta's doc comments and not on
+// one implementation's habits.
+package metatest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/resource"
+)
+
+// Test runs the suite. open must return a new, empty store each time it is
+// called (once per subtest); the suite closes it.
+//
+// Besides the contract, the suite requires what any MVCC database gives: an
+// Update can commit while a View is open, and the View does not see it.
+func Test(t *testing.T, open func(t *testing.T) meta.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s meta.Store)
+	}{
+		{"Settings", testSettings},
+		{"Users", testUsers},
+		{"DeleteUser", testDeleteUser},
+		{"Tokens", testTokens},
+		{"Messages", testMessages},
+		{"MessagesPerUser", testMessagesPerUser},
+		{"List", testList},
+		{"UpdateMessage", testUpdateMessage},
+		{"Refs", testRefs},
+		{"PruneUploads", testPruneUploads},
+		{"Changes", testChanges},
+		{"PruneChanges", testPruneChanges},
+		{"Cursor", testCursor},
+		{"Rollback", testRollback},
+		{"RollbackPanic", testRollbackPanic},
+		{"TxSeesOwnWrites", testTxSeesOwnWrites},
+		{"View", testView},
+		{"Concurrent", testConcurrent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tt.fn(t, s)
+		})
+	}
+}
+
+// update runs fn in s.Update and fails the test on error.
+func update(t *testing.T, s meta.Store, fn func(ctx context.Context, tx meta.Tx) error) {
+	t.Helper()
+	ctx := t.Context()
+	if err := s.Update(ctx, func(tx meta.Tx) error { return fn(ctx, tx) }); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+}
+
+// addUser adds a user and returns it with its ID.
+func addUser(t *testing.T, s meta.Store, address string) meta.User {
+	t.Helper()
+	var u meta.User
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		var err error
+		u, err = tx.AddUser(ctx, meta.User{Address: address, PasswordHash: "$argon2id$" + address})
+		return err
+	})
+	return u
+}
+
+// rid returns the ID of the resource with the content s.
+func rid(s string) resource.ID { return resource.IDOf([]byte(s)) }
+
+// zone is a non-UTC zone: stored times must come back Equal whatever zone
+// they were given in.
+var zone = time.FixedZone("UTC+2", 2*3600)
+
+// day returns a Date on day d of 2025 with nanoseconds, to check precision.
+func day(d int) time.Time { return time.Date(2025, 1, d, 10, 30, 0, 123456789, zone) }
+
+// message returns a full message of the user.
+func message(userID int64, id string, folder meta.Folder, date time.Time, refs ...meta.Ref) meta.Message {
+	status := meta.StatusComplete
+	switch folder {
+	case meta.Sent:
+		status = meta.StatusSent
+	case meta.Drafts:
+		status = meta.StatusDraft
+	}
+	base := date
+	if base.IsZero() { // a draft
+		base = day(1)
+	}
+	return meta.Message{
+		ID:          id,
+		UserID:      userID,
+		Folder:      folder,
+		MessageID:   "<" + id + "@example.org>",
+		ThreadID:    "<thread-" + id + "@example.org>",
+		Status:      status,
+		From:        "Alice <alice@example.org>",
+		Subject:     "Subject of " + id,
+		Date:        date,
+		Created:     base.Add(time.Second),
+		Updated:     base.Add(2 * time.Second),
+		Placeholder: []byte(`{"id":"` + id + `"}`),
+		Refs:        refs,
+	}
+}
+
+func insert(t *testing.T, s meta.Store, ms ...meta.Message) {
+	t.Helper()
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		for _, m := range ms {
+			if err := tx.InsertMessage(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func sortedRefs(rs []meta.Ref) []meta.Ref {
+	rs = slices.Clone(rs)
+	sort.Slice(rs, func(i, j int) bool { return rs[i].ID < rs[j].ID })
+	return rs
+}
+
+// checkMessage compares every field; Refs as a set.
+func checkMessage(t *testing.T, got, want meta.Message) {
+	t.Helper()
+	var diffs []string
+	diff := func(field string, g, w any) { diffs = append(diffs, fmt.Sprintf("%s = %v, want %v", field, g, w)) }
+	if got.ID != want.ID {
+		diff("ID", got.ID, want.ID)
+	}
+	if got.UserID != want.UserID {
+		diff("UserID", got.UserID, want.UserID)
+	}
+	if got.Folder != want.Folder {
+		diff("Folder", got.Folder, want.Folder)
+	}
+	if got.MessageID != want.MessageID {
+		diff("MessageID", got.MessageID, want.MessageID)
+	}
+	if got.ThreadID != want.ThreadID {
+		diff("ThreadID", got.ThreadID, want.ThreadID)
+	}
+	if got.Status != want.Status {
+		diff("Status", got.Status, want.Status)
+	}
+	if got.StatusReason != want.StatusReason {
+		diff("StatusReason", got.StatusReason, want.StatusReason)
+	}
+	if got.Seen != want.Seen {
+		diff("Seen", got.Seen, want.Seen)
+	}
+	if got.From != want.From {
+		diff("From", got.From, want.From)
+	}
+	if got.Subject != want.Subject {
+		diff("Subject", got.Subject, want.Subject)
+	}
+	if !got.Date.Equal(want.Date) {
+		diff("Date", got.Date, want.Date)
+	}
+	if !got.Created.Equal(want.Created) {
+		diff("Created", got.Created, want.Created)
+	}
+	if !got.Updated.Equal(want.Updated) {
+		diff("Updated", got.Updated, want.Updated)
+	}
+	if !bytes.Equal(got.Placeholder, want.Placeholder) {
+		diff("Placeholder", string(got.Placeholder), string(want.Placeholder))
+	}
+	if g, w := sortedRefs(got.Refs), sortedRefs(want.Refs); !slices.Equal(g, w) {
+		diff("Refs", g, w)
+	}
+	if len(diffs) > 0 {
+		t.Errorf("message %q:\n\t%s", want.ID, strings.Join(diffs, "\n\t"))
+	}
+}
+
+func ids(ms []meta.Message) []string {
+	var s []string
+	for _, m := range ms {
+		s = append(s, m.ID)
+	}
+	return s
+}
+
+// change is a Change without its Seq, for comparing logs.
+type change struct {
+	ID     string
+	Folder meta.Folder
+	Kind   meta.ChangeKind
+}
+
+// changes returns the user's log since the cursor, checking that the
+// entries are the user's and in strictly increasing Seq order.
+func changes(t *testing.T, s meta.Reader, userID, since int64) []change {
+	t.Helper()
+	cs, err := s.Changes(t.Context(), userID, since, 0)
+	if err != nil {
+		t.Fatalf("Changes(%d, %d): %v", userID, since, err)
+	}
+	var out []change
+	last := since
+	for _, c := range cs {
+		if c.UserID != userID {
+			t.Errorf("Changes(%d): entry %d is of user %d", userID, c.Seq, c.UserID)
+		}
+		if c.Seq <= last {
+			t.Errorf("Changes(%d, %d): seq %d after %d", userID, since, c.Seq, last)
+		}
+		last = c.Seq
+		out = append(out, change{c.MessageID, c.Folder, c.Kind})
+	}
+	return out
+}
+
+func cursor(t *testing.T, r meta.Reader) int64 {
+	t.Helper()
+	c, err := r.Cursor(t.Context())
+	if err != nil {
+		t.Fatalf("Cursor: %v", err)
+	}
+	return c
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: error %v, want %v", what, err, want)
+	}
+}
+
+func testSettings(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	_, err := s.Setting(ctx, "domain")
+	wantErr(t, "unset setting", err, meta.ErrNotFound)
+	for _, v := range []string{"example.org", "example.net", ""} {
+		update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.SetSetting(ctx, "domain", v) })
+		got, err := s.Setting(ctx, "domain")
+		if err != nil || got != v {
+			t.Errorf("Setting after SetSetting(%q) = %q, %v", v, got, err)
+		}
+	}
+	_, err = s.Setting(ctx, "other")
+	wantErr(t, "other setting", err, meta.ErrNotFound)
+}
+
+func testUsers(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	alice := addUser(t, s, "alice@example.org")
+	if bob.ID == 0 || alice.ID == 0 || bob.ID == alice.ID {
+		t.Fatalf("ids %d and %d, want distinct and non-zero", bob.ID, alice.ID)
+	}
+	if bob.Created.IsZero() {
+		t.Error("AddUser left Created zero")
+	}
+
+	err := s.Update(ctx, func(tx meta.Tx) error {
+		_, err := tx.AddUser(ctx, meta.User{Address: "bob@example.org", PasswordHash: "x"})
+		return err
+	})
+	wantErr(t, "duplicate address", err, meta.ErrExists)
+
+	for _, tc := range []struct {
+		name string
+		get  func() (meta.User, error)
+		want meta.User
+	}{
+		{"by address", func() (meta.User, error) { return s.UserByAddress(ctx, "bob@example.org") }, bob},
+		{"by id", func() (meta.User, error) { return s.UserByID(ctx, alice.ID) }, alice},
+	} {
+		got, err := tc.get()
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got.ID != tc.want.ID || got.Address != tc.want.Address || got.PasswordHash != tc.want.PasswordHash ||
+			!got.Created.Equal(tc.want.Created) {
+			t.Errorf("%s = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	_, err = s.UserByAddress(ctx, "carol@example.org")
+	wantErr(t, "unknown address", err, meta.ErrNotFound)
+	_, err = s.UserByID(ctx, alice.ID+bob.ID+100)
+	wantErr(t, "unknown id", err, meta.ErrNotFound)
+
+	addUser(t, s, "carol@example.org")
+	us, err := s.Users(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, u := range us {
+		addrs = append(addrs, u.Address)
+	}
+	if want := []string{"alice@example.org", "bob@example.org", "carol@example.org"}; !slices.Equal(addrs, want) {
+		t.Errorf("Users = %v, want %v", addrs, want)
+	}
+
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.SetPassword(ctx, bob.ID, "new-hash") })
+	if got, err := s.UserByID(ctx, bob.ID); err != nil || got.PasswordHash != "new-hash" {
+		t.Errorf("after SetPassword: %+v, %v", got, err)
+	}
+	err = s.Update(ctx, func(tx meta.Tx) error { return tx.SetPassword(ctx, bob.ID+alice.ID+100, "h") })
+	wantErr(t, "SetPassword of unknown user", err, meta.ErrNotFound)
+}
+
+func testDeleteUser(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	alice := addUser(t, s, "alice@example.org")
+	shared, bobsOwn, uploaded := rid("shared"), rid("bob's own"), rid("bob's upload")
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		if err := tx.AddToken(ctx, meta.Token{Hash: []byte("bob-token-hash-000000000000000000"), UserID: bob.ID, Label: "cli"}); err != nil {
+			return err
+		}
+		if err := tx.AddUpload(ctx, bob.ID, meta.Ref{ID: uploaded, Size: 3}); err != nil {
+			return err
+		}
+		if err := tx.InsertMessage(ctx, message(bob.ID, "b1", meta.Sent, day(1), meta.Ref{ID: shared, Size: 6}, meta.Ref{ID: bobsOwn, Size: 9})); err != nil {
+			return err
+		}
+		return tx.InsertMessage(ctx, message(alice.ID, "a1", meta.Inbox, day(1), meta.Ref{ID: shared, Size: 6}))
+	})
+	before := cursor(t, s)
+
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteUser(ctx, bob.ID) })
+
+	_, err := s.UserByID(ctx, bob.ID)
+	wantErr(t, "deleted user by id", err, meta.ErrNotFound)
+	_, err = s.UserByAddress(ctx, "bob@example.org")
+	wantErr(t, "deleted user by address", err, meta.ErrNotFound)
+	_, err = s.TokenByHash(ctx, []byte("bob-token-hash-000000000000000000"))
+	wantErr(t, "deleted user's token", err, meta.ErrNotFound)
+	_, err = s.Message(ctx, bob.ID, "b1")
+	wantErr(t, "deleted user's message", err, meta.ErrNotFound)
+	if cs := changes(t, s, bob.ID, 0); len(cs) != 0 {
+		t.Errorf("deleted user's changes: %v", cs)
+	}
+	for _, tc := range []struct {
+		id   resource.ID
+		want bool
+	}{{shared, true}, {bobsOwn, false}, {uploaded, false}} {
+		if got, err := s.Referenced(ctx, tc.id); err != nil || got != tc.want {
+			t.Errorf("Referenced(%s) after DeleteUser = %v, %v; want %v", tc.id, got, err, tc.want)
+		}
+		if got, err := s.Holds(ctx, bob.ID, tc.id); err != nil || got {
+			t.Errorf("deleted user Holds(%s) = %v, %v", tc.id, got, err)
+		}
+	}
+	if _, err := s.Message(ctx, alice.ID, "a1"); err != nil {
+		t.Errorf("other user's message after DeleteUser: %v", err)
+	}
+	if c := cursor(t, s); c < before {
+		t.Errorf("Cursor went from %d to %d on DeleteUser", before, c)
+	}
+	// A new user at the same address starts from nothing.
+	bob2 := addUser(t, s, "bob@example.org")
+	if ms, err := s.Messages(ctx, bob2.ID, meta.ListOptions{Folder: meta.Sent}); err != nil || len(ms) != 0 {
+		t.Errorf("new user's sent folder: %v, %v", ids(ms), err)
+	}
+	err = s.Update(ctx, func(tx meta.Tx) error { return tx.DeleteUser(ctx, bob.ID) })
+	wantErr(t, "delete deleted user", err, meta.ErrNotFound)
+}
+
+func testTokens(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	expires := day(20)
+	created := day(1)
+	toks := []meta.Token{
+		{Hash: bytes.Repeat([]byte{1}, 32), UserID: bob.ID, Label: "forever", Created: created},
+		{Hash: bytes.Repeat([]byte{2}, 32), UserID: bob.ID, Label: "expiring", Created: created, Expires: expires},
+	}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		for _, tok := range toks {
+			if err := tx.AddToken(ctx, tok); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, want := range toks {
+		got, err := s.TokenByHash(ctx, want.Hash)
+		if err != nil {
+			t.Errorf("TokenByHash(%s): %v", want.Label, err)
+			continue
+		}
+		if !bytes.Equal(got.Hash, want.Hash) || got.UserID != want.UserID || got.Label != want.Label ||
+			!got.Created.Equal(want.Created) || !got.Expires.Equal(want.Expires) || got.Expires.IsZero() != want.Expires.IsZero() {
+			t.Errorf("TokenByHash(%s) = %+v, want %+v", want.Label, got, want)
+		}
+	}
+	err := s.Update(ctx, func(tx meta.Tx) error { return tx.AddToken(ctx, toks[0]) })
+	wantErr(t, "duplicate token", err, meta.ErrExists)
+	_, err = s.TokenByHash(ctx, bytes.Repeat([]byte{3}, 32))
+	wantErr(t, "unknown token", err, meta.ErrNotFound)
+
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteToken(ctx, toks[0].Hash) })
+	_, err = s.TokenByHash(ctx, toks[0].Hash)
+	wantErr(t, "deleted token", err, meta.ErrNotFound)
+	if _, err := s.TokenByHash(ctx, toks[1].Hash); err != nil {
+		t.Errorf("other token after DeleteToken: %v", err)
+	}
+	err = s.Update(ctx, func(tx meta.Tx) error { return tx.DeleteToken(ctx, toks[0].Hash) })
+	wantErr(t, "delete deleted token", err, meta.ErrNotFound)
+}
+
+func testMessages(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	ms := []meta.Message{
+		message(bob.ID, "m1", meta.Inbox, day(1), meta.Ref{ID: rid("a"), Size: 1}, meta.Ref{ID: rid("b"), Size: 1 << 40}),
+		message(bob.ID, "m2", meta.Drafts, time.Time{}),
+		func() meta.Message {
+			m := message(bob.ID, "m3", meta.Inbox, day(2))
+			m.Status, m.StatusReason, m.Seen = meta.StatusFailed, "remote gone", true
+			return m
+		}(),
+	}
+	insert(t, s, ms...)
+	for _, want := range ms {
+		got, err := s.Message(ctx, bob.ID, want.ID)
+		if err != nil {
+			t.Errorf("Message(%s): %v", want.ID, err)
+			continue
+		}
+		checkMessage(t, got, want)
+	}
+	if got, err := s.Message(ctx, bob.ID, "m2"); err == nil && !got.Date.IsZero() {
+		t.Errorf("draft Date = %v, want zero", got.Date)
+	}
+
+	err := s.Update(ctx, func(tx meta.Tx) error {
+		return tx.InsertMessage(ctx, message(bob.ID, "m1", meta.Sent, day(3)))
+	})
+	wantErr(t, "duplicate id", err, meta.ErrExists)
+	_, err = s.Message(ctx, bob.ID, "nope")
+	wantErr(t, "unknown message", err, meta.ErrNotFound)
+
+	// Writing to oneself: two copies with one Message-ID.
+	sent := message(bob.ID, "self-sent", meta.Sent, day(4))
+	recv := message(bob.ID, "self-inbox", meta.Inbox, day(4))
+	recv.MessageID = sent.MessageID
+	recv.Created = sent.Created.Add(time.Millisecond)
+	insert(t, s, sent, recv)
+	got, err := s.MessagesByMessageID(ctx, bob.ID, sent.MessageID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := ids(got); len(g) != 2 || !slices.Contains(g, "self-sent") || !slices.Contains(g, "self-inbox") {
+		t.Errorf("MessagesByMessageID = %v, want both copies", g)
+	}
+	if got, err := s.MessagesByMessageID(ctx, bob.ID, "<none@example.org>"); err != nil || len(got) != 0 {
+		t.Errorf("MessagesByMessageID(unknown) = %v, %v; want none", ids(got), err)
+	}
+
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteMessage(ctx, bob.ID, "m1") })
+	_, err = s.Message(ctx, bob.ID, "m1")
+	wantErr(t, "deleted message", err, meta.ErrNotFound)
+	err = s.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, bob.ID, "m1") })
+	wantErr(t, "delete deleted message", err, meta.ErrNotFound)
+	// The ID is free again.
+	insert(t, s, message(bob.ID, "m1", meta.Inbox, day(5)))
+}
+
+func testMessagesPerUser(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	eve := addUser(t, s, "eve@example.org")
+	m := message(bob.ID, "bobs", meta.Inbox, day(1), meta.Ref{ID: rid("x"), Size: 1})
+	insert(t, s, m)
+
+	_, err := s.Message(ctx, eve.ID, "bobs")
+	wantErr(t, "another user's message", err, meta.ErrNotFound)
+	if got, err := s.MessagesByMessageID(ctx, eve.ID, m.MessageID); err != nil || len(got) != 0 {
+		t.Errorf("MessagesByMessageID of another user's = %v, %v", ids(got), err)
+	}
+	if got, err := s.Messages(ctx, eve.ID, meta.ListOptions{Folder: meta.Inbox}); err != nil || len(got) != 0 {
+		t.Errorf("another user's inbox = %v, %v", ids(got), err)
+	}
+	stolen := m
+	stolen.UserID = eve.ID
+	stolen.Subject = "mine now"
+	err = s.Update(ctx, func(tx meta.Tx) error { return tx.UpdateMessage(ctx, stolen) })
+	wantErr(t, "update another user's message", err, meta.ErrNotFound)
+	err = s.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, eve.ID, "bobs") })
+	wantErr(t, "delete another user's message", err, meta.ErrNotFound)
+	err = s.Update(ctx, func(tx meta.Tx) error { return tx.InsertMessage(ctx, stolen) })
+	wantErr(t, "insert with another user's id", err, meta.ErrExists)
+
+	got, err := s.Message(ctx, bob.ID, "bobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMessage(t, got, m)
+	if cs := changes(t, s, eve.ID, 0); len(cs) != 0 {
+		t.Errorf("eve's changes after failed writes: %v", cs)
+	}
+}
+
+func testList(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	alice := addUser(t, s, "alice@example.org")
+	tie1 := message(bob.ID, "tie-older", meta.Inbox, day(3))
+	tie2 := message(bob.ID, "tie-newer", meta.Inbox, day(3))
+	tie2.Created = tie1.Created.Add(time.Second)
+	d1 := message(bob.ID, "draft-older", meta.Drafts, time.Time{})
+	d2 := message(bob.ID, "draft-newer", meta.Drafts, time.Time{})
+	d1.Created, d2.Created = day(1), day(2)
+	// Inserted out of order, so that insertion order cannot pass for date order.
+	insert(t, s,
+		message(bob.ID, "jan2", meta.Inbox, day(2)),
+		tie1,
+		message(bob.ID, "jan5", meta.Inbox, day(5)),
+		message(bob.ID, "jan1", meta.Inbox, day(1)),
+		tie2,
+		message(bob.ID, "sent", meta.Sent, day(9)),
+		message(alice.ID, "alices", meta.Inbox, day(9)),
+		d1, d2,
+	)
+	for _, tc := range []struct {
+		opt  meta.ListOptions
+		want []string
+	}{
+		{meta.ListOptions{Folder: meta.Inbox}, []string{"jan5", "tie-newer", "tie-older", "jan2", "jan1"}},
+		{meta.ListOptions{Folder: meta.Inbox, Limit: 2}, []string{"jan5", "tie-newer"}},
+		{meta.ListOptions{Folder: meta.Inbox, Limit: -1}, []string{"jan5", "tie-newer", "tie-older", "jan2", "jan1"}},
+		{meta.ListOptions{Folder: meta.Inbox, Limit: 100}, []string{"jan5", "tie-newer", "tie-older", "jan2", "jan1"}},
+		{meta.ListOptions{Folder: meta.Sent}, []string{"sent"}},
+		{meta.ListOptions{Folder: meta.Drafts}, []string{"draft-newer", "draft-older"}},
+	} {
+		got, err := s.Messages(ctx, bob.ID, tc.opt)
+		if err != nil {
+			t.Errorf("Messages(%+v): %v", tc.opt, err)
+			continue
+		}
+		if !slices.Equal(ids(got), tc.want) {
+			t.Errorf("Messages(%+v) = %v, want %v", tc.opt, ids(got), tc.want)
+		}
+		for _, m := range got {
+			if m.UserID != bob.ID || m.Folder != tc.opt.Folder {
+				t.Errorf("Messages(%+v): %s is of user %d in %s", tc.opt, m.ID, m.UserID, m.Folder)
+			}
+		}
+	}
+}
+
+func testUpdateMessage(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	m := message(bob.ID, "d", meta.Drafts, time.Time{}, meta.Ref{ID: rid("old"), Size: 3})
+	insert(t, s, m)
+
+	// Edit the draft: every field changes but ID and owner.
+	m.MessageID, m.ThreadID = "<new@example.org>", "<new-thread@example.org>"
+	m.Subject, m.From, m.Seen, m.StatusReason = "edited", "Bob <bob@example.org>", true, "why not"
+	m.Created, m.Updated = day(7), day(8)
+	m.Placeholder = []byte(`{"edited":true}`)
+	m.Refs = []meta.Ref{{ID: rid("new"), Size: 3}, {ID: rid("newer"), Size: 5}}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.UpdateMessage(ctx, m) })
+	got, err := s.Message(ctx, bob.ID, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMessage(t, got, m)
+	if ok, _ := s.Holds(ctx, bob.ID, rid("old")); ok {
+		t.Error("a ref dropped by UpdateMessage is still held")
+	}
+
+	// Send it: the message moves to sent.
+	m.Folder, m.Status, m.Date = meta.Sent, meta.StatusSent, day(9)
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.UpdateMessage(ctx, m) })
+	got, err = s.Message(ctx, bob.ID, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMessage(t, got, m)
+	if ms, err := s.Messages(ctx, bob.ID, meta.ListOptions{Folder: meta.Drafts}); err != nil || len(ms) != 0 {
+		t.Errorf("drafts after move = %v, %v", ids(ms), err)
+	}
+	if ms, err := s.Messages(ctx, bob.ID, meta.ListOptions{Folder: meta.Sent}); err != nil || !slices.Equal(ids(ms), []string{"d"}) {
+		t.Errorf("sent after move = %v, %v", ids(ms), err)
+	}
+
+	missing := message(bob.ID, "missing", meta.Inbox, day(1))
+	err = s.Update(ctx, func(tx meta.Tx) error { return tx.UpdateMessage(ctx, missing) })
+	wantErr(t, "update missing message", err, meta.ErrNotFound)
+}
+
+func testRefs(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	eve := addUser(t, s, "eve@example.org")
+	up, inMsg, evesOnly, nothing := rid("uploaded"), rid("in a message"), rid("eve's"), rid("nothing")
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		if err := tx.AddUpload(ctx, bob.ID, meta.Ref{ID: up, Size: 8}); err != nil {
+			return err
+		}
+		// Idempotent.
+		if err := tx.AddUpload(ctx, bob.ID, meta.Ref{ID: up, Size: 8}); err != nil {
+			return err
+		}
+		if err := tx.InsertMessage(ctx, message(bob.ID, "b", meta.Inbox, day(1), meta.Ref{ID: inMsg, Size: 12})); err != nil {
+			return err
+		}
+		return tx.InsertMessage(ctx, message(eve.ID, "e", meta.Inbox, day(1), meta.Ref{ID: evesOnly, Size: 5}))
+	})
+	for _, tc := range []struct {
+		user int64
+		id   resource.ID
+		want bool
+	}{
+		{bob.ID, up, true},        // via upload
+		{bob.ID, inMsg, true},     // via own message
+		{bob.ID, evesOnly, false}, // not via another user's message
+		{bob.ID, nothing, false},
+		{eve.ID, up, false}, // not via another user's upload
+		{eve.ID, evesOnly, true},
+	} {
+		if got, err := s.Holds(ctx, tc.user, tc.id); err != nil || got != tc.want {
+			t.Errorf("Holds(%d, %s) = %v, %v; want %v", tc.user, tc.id, got, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		id   resource.ID
+		want bool
+	}{{up, true}, {inMsg, true}, {evesOnly, true}, {nothing, false}} {
+		if got, err := s.Referenced(ctx, tc.id); err != nil || got != tc.want {
+			t.Errorf("Referenced(%s) = %v, %v; want %v", tc.id, got, err, tc.want)
+		}
+	}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteMessage(ctx, eve.ID, "e") })
+	if got, err := s.Referenced(ctx, evesOnly); err != nil || got {
+		t.Errorf("Referenced after its only message was deleted = %v, %v", got, err)
+	}
+}
+
+func testPruneUploads(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	only, both := rid("upload only"), rid("upload and message")
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		if err := tx.AddUpload(ctx, bob.ID, meta.Ref{ID: only, Size: 1}); err != nil {
+			return err
+		}
+		if err := tx.AddUpload(ctx, bob.ID, meta.Ref{ID: both, Size: 1}); err != nil {
+			return err
+		}
+		return tx.InsertMessage(ctx, message(bob.ID, "m", meta.Drafts, time.Time{}, meta.Ref{ID: both, Size: 1}))
+	})
+	n, err := s.PruneUploads(ctx, time.Now().Add(-time.Hour))
+	if err != nil || n != 0 {
+		t.Errorf("PruneUploads(an hour ago) = %d, %v; want 0", n, err)
+	}
+	n, err = s.PruneUploads(ctx, time.Now().Add(time.Hour))
+	if err != nil || n != 2 {
+		t.Errorf("PruneUploads(in an hour) = %d, %v; want 2", n, err)
+	}
+	for _, tc := range []struct {
+		id   resource.ID
+		want bool
+	}{{only, false}, {both, true}} {
+		if got, err := s.Holds(ctx, bob.ID, tc.id); err != nil || got != tc.want {
+			t.Errorf("Holds(%s) after PruneUploads = %v, %v; want %v", tc.id, got, err, tc.want)
+		}
+		if got, err := s.Referenced(ctx, tc.id); err != nil || got != tc.want {
+			t.Errorf("Referenced(%s) after PruneUploads = %v, %v; want %v", tc.id, got, err, tc.want)
+		}
+	}
+}
+
+func testChanges(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	alice := addUser(t, s, "alice@example.org")
+	start := cursor(t, s)
+
+	d := message(bob.ID, "d", meta.Drafts, time.Time{})
+	insert(t, s, d, message(alice.ID, "a", meta.Inbox, day(1)))
+	d.Subject = "edited"
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.UpdateMessage(ctx, d) })
+	mid := cursor(t, s)
+	d.Folder, d.Status, d.Date = meta.Sent, meta.StatusSent, day(2)
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		if err := tx.UpdateMessage(ctx, d); err != nil {
+			return err
+		}
+		return tx.InsertMessage(ctx, message(bob.ID, "i", meta.Inbox, day(2)))
+	})
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteMessage(ctx, bob.ID, "i") })
+	// Writes that are not to messages log nothing.
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		if err := tx.AddUpload(ctx, bob.ID, meta.Ref{ID: rid("u"), Size: 1}); err != nil {
+			return err
+		}
+		return tx.SetPassword(ctx, bob.ID, "h")
+	})
+
+	all := []change{
+		{"d", meta.Drafts, meta.Created},
+		{"d", meta.Drafts, meta.Updated},
+		{"d", meta.Drafts, meta.Deleted}, // the move: out of drafts…
+		{"d", meta.Sent, meta.Created},   // …into sent
+		{"i", meta.Inbox, meta.Created},
+		{"i", meta.Inbox, meta.Deleted},
+	}
+	if got := changes(t, s, bob.ID, start); !slices.Equal(got, all) {
+		t.Errorf("Changes since start:\n\tgot  %v\n\twant %v", got, all)
+	}
+	if got := changes(t, s, bob.ID, mid); !slices.Equal(got, all[2:]) {
+		t.Errorf("Changes since mid:\n\tgot  %v\n\twant %v", got, all[2:])
+	}
+	if got, want := changes(t, s, alice.ID, start), []change{{"a", meta.Inbox, meta.Created}}; !slices.Equal(got, want) {
+		t.Errorf("alice's Changes = %v, want %v", got, want)
+	}
+	end := cursor(t, s)
+	if got := changes(t, s, bob.ID, end); len(got) != 0 {
+		t.Errorf("Changes since Cursor = %v, want none", got)
+	}
+
+	// Paging with limit walks the same log.
+	var paged []change
+	for since := start; ; {
+		cs, err := s.Changes(ctx, bob.ID, since, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs) > 4 {
+			t.Fatalf("Changes with limit 4 returned %d", len(cs))
+		}
+		if len(cs) == 0 {
+			break
+		}
+		for _, c := range cs {
+			paged = append(paged, change{c.MessageID, c.Folder, c.Kind})
+		}
+		since = cs[len(cs)-1].Seq
+	}
+	if !slices.Equal(paged, all) {
+		t.Errorf("paged Changes:\n\tgot  %v\n\twant %v", paged, all)
+	}
+
+	// A failed write logs nothing.
+	err := s.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, bob.ID, "i") })
+	wantErr(t, "delete deleted message", err, meta.ErrNotFound)
+	if got := changes(t, s, bob.ID, end); len(got) != 0 {
+		t.Errorf("Changes after failed write = %v", got)
+	}
+}
+
+func testPruneChanges(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	alice := addUser(t, s, "alice@example.org")
+	carol := addUser(t, s, "carol@example.org")
+	start := cursor(t, s)
+	insert(t, s, message(bob.ID, "b1", meta.Inbox, day(1)), message(alice.ID, "a1", meta.Inbox, day(1)))
+	afterFirst := cursor(t, s)
+	// Changes are pruned by the time they were logged: everything logged
+	// before this instant goes, everything after stays.
+	cut := time.Now()
+	insert(t, s, message(bob.ID, "b2", meta.Inbox, day(2)))
+	end := cursor(t, s)
+
+	n, err := s.PruneChanges(ctx, cut)
+	if err != nil || n != 2 {
+		t.Fatalf("PruneChanges = %d, %v; want 2", n, err)
+	}
+	_, err = s.Changes(ctx, bob.ID, start, 0)
+	wantErr(t, "bob's pruned cursor", err, meta.ErrCursorGone)
+	_, err = s.Changes(ctx, alice.ID, start, 0)
+	wantErr(t, "alice's pruned cursor", err, meta.ErrCursorGone)
+	// A cursor at or after the pruned changes still works.
+	if got, want := changes(t, s, bob.ID, afterFirst), []change{{"b2", meta.Inbox, meta.Created}}; !slices.Equal(got, want) {
+		t.Errorf("Changes since afterFirst = %v, want %v", got, want)
+	}
+	if got := changes(t, s, alice.ID, afterFirst); len(got) != 0 {
+		t.Errorf("alice's Changes since afterFirst = %v", got)
+	}
+	// Carol had nothing pruned: her old cursor is fine.
+	if got := changes(t, s, carol.ID, start); len(got) != 0 {
+		t.Errorf("carol's Changes = %v", got)
+	}
+
+	n, err = s.PruneChanges(ctx, time.Now().Add(time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("PruneChanges(everything) = %d, %v; want 1", n, err)
+	}
+	_, err = s.Changes(ctx, bob.ID, afterFirst, 0)
+	wantErr(t, "bob's cursor after pruning everything", err, meta.ErrCursorGone)
+	// A fresh cursor works, and sees new changes.
+	fresh := cursor(t, s)
+	if fresh < end {
+		t.Errorf("Cursor after pruning everything = %d, was %d", fresh, end)
+	}
+	if got := changes(t, s, bob.ID, fresh); len(got) != 0 {
+		t.Errorf("Changes since fresh cursor = %v", got)
+	}
+	insert(t, s, message(bob.ID, "b3", meta.Inbox, day(3)))
+	if got, want := changes(t, s, bob.ID, fresh), []change{{"b3", meta.Inbox, meta.Created}}; !slices.Equal(got, want) {
+		t.Errorf("Changes since fresh cursor = %v, want %v", got, want)
+	}
+}
+
+func testCursor(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	if c := cursor(t, s); c != 0 {
+		t.Errorf("Cursor of an empty store = %d, want 0", c)
+	}
+	bob := addUser(t, s, "bob@example.org")
+	last := cursor(t, s)
+	for i := range 3 {
+		insert(t, s, message(bob.ID, fmt.Sprint(i), meta.Inbox, day(1)))
+		c := cursor(t, s)
+		if c <= last {
+			t.Errorf("Cursor after insert %d = %d, was %d", i, c, last)
+		}
+		cs, err := s.Changes(ctx, bob.ID, last, 0)
+		if err != nil || len(cs) != 1 || cs[0].Seq != c {
+			t.Errorf("Changes since %d = %+v, %v; want one change with Seq %d", last, cs, err, c)
+		}
+		last = c
+	}
+	if _, err := s.PruneChanges(ctx, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if c := cursor(t, s); c != last {
+		t.Errorf("Cursor after pruning everything = %d, want %d", c, last)
+	}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteUser(ctx, bob.ID) })
+	if c := cursor(t, s); c != last {
+		t.Errorf("Cursor after deleting the only user = %d, want %d", c, last)
+	}
+	alice := addUser(t, s, "alice@example.org")
+	insert(t, s, message(alice.ID, "a", meta.Inbox, day(1)))
+	if c := cursor(t, s); c <= last {
+		t.Errorf("Cursor after a new insert = %d, want > %d", c, last)
+	}
+}
+
+var errAbort = errors.New("abort")
+
+// writeAll writes one of everything, for the rollback tests.
+func writeAll(ctx context.Context, tx meta.Tx, bobID int64) error {
+	if err := tx.SetSetting(ctx, "k", "v"); err != nil {
+		return err
+	}
+	carol, err := tx.AddUser(ctx, meta.User{Address: "carol@example.org", PasswordHash: "h"})
+	if err != nil {
+		return err
+	}
+	if err := tx.AddToken(ctx, meta.Token{Hash: []byte("carol-token-00000000000000000000"), UserID: carol.ID}); err != nil {
+		return err
+	}
+	if err := tx.AddUpload(ctx, bobID, meta.Ref{ID: rid("r"), Size: 1}); err != nil {
+		return err
+	}
+	if err := tx.SetPassword(ctx, bobID, "changed"); err != nil {
+		return err
+	}
+	if err := tx.InsertMessage(ctx, message(bobID, "new", meta.Inbox, day(2), meta.Ref{ID: rid("r2"), Size: 1})); err != nil {
+		return err
+	}
+	m := message(bobID, "old", meta.Sent, day(1))
+	return tx.UpdateMessage(ctx, m)
+}
+
+// checkUnchanged checks that writeAll left nothing behind.
+func checkUnchanged(t *testing.T, s meta.Store, bobID, since int64) {
+	t.Helper()
+	ctx := t.Context()
+	_, err := s.Setting(ctx, "k")
+	wantErr(t, "rolled back setting", err, meta.ErrNotFound)
+	_, err = s.UserByAddress(ctx, "carol@example.org")
+	wantErr(t, "rolled back user", err, meta.ErrNotFound)
+	_, err = s.TokenByHash(ctx, []byte("carol-token-00000000000000000000"))
+	wantErr(t, "rolled back token", err, meta.ErrNotFound)
+	_, err = s.Message(ctx, bobID, "new")
+	wantErr(t, "rolled back message", err, meta.ErrNotFound)
+	if u, err := s.UserByID(ctx, bobID); err != nil || u.PasswordHash == "changed" {
+		t.Errorf("rolled back SetPassword: %+v, %v", u, err)
+	}
+	if m, err := s.Message(ctx, bobID, "old"); err != nil || m.Folder != meta.Inbox {
+		t.Errorf("rolled back UpdateMessage: folder %s, %v", m.Folder, err)
+	}
+	for _, id := range []resource.ID{rid("r"), rid("r2")} {
+		if ok, err := s.Referenced(ctx, id); err != nil || ok {
+			t.Errorf("rolled back ref %s: Referenced = %v, %v", id, ok, err)
+		}
+	}
+	if cs := changes(t, s, bobID, since); len(cs) != 0 {
+		t.Errorf("rolled back changes: %v", cs)
+	}
+}
+
+func testRollback(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	insert(t, s, message(bob.ID, "old", meta.Inbox, day(1)))
+	since := cursor(t, s)
+	err := s.Update(ctx, func(tx meta.Tx) error {
+		if err := writeAll(ctx, tx, bob.ID); err != nil {
+			return err
+		}
+		return fmt.Errorf("on purpose: %w", errAbort)
+	})
+	wantErr(t, "Update", err, errAbort)
+	checkUnchanged(t, s, bob.ID, since)
+}
+
+func testRollbackPanic(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	insert(t, s, message(bob.ID, "old", meta.Inbox, day(1)))
+	since := cursor(t, s)
+	var writeErr error
+	func() {
+		defer func() {
+			if r := recover(); r != errAbort {
+				t.Errorf("recovered %v, want the panic value %v", r, errAbort)
+			}
+		}()
+		s.Update(ctx, func(tx meta.Tx) error {
+			writeErr = writeAll(ctx, tx, bob.ID)
+			panic(errAbort)
+		})
+		t.Error("Update returned after fn panicked")
+	}()
+	if writeErr != nil {
+		t.Fatalf("writes before the panic: %v", writeErr)
+	}
+	checkUnchanged(t, s, bob.ID, since)
+	// The store is still usable.
+	insert(t, s, message(bob.ID, "after", meta.Inbox, day(3)))
+}
+
+func testTxSeesOwnWrites(t *testing.T, s meta.Store) {
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		u, err := tx.AddUser(ctx, meta.User{Address: "bob@example.org", PasswordHash: "h"})
+		if err != nil {
+			return err
+		}
+		if got, err := tx.UserByAddress(ctx, "bob@example.org"); err != nil || got.ID != u.ID {
+			t.Errorf("UserByAddress in the tx = %+v, %v", got, err)
+		}
+		before, err := tx.Cursor(ctx)
+		if err != nil {
+			return err
+		}
+		m := message(u.ID, "m", meta.Inbox, day(1), meta.Ref{ID: rid("r"), Size: 1})
+		if err := tx.InsertMessage(ctx, m); err != nil {
+			return err
+		}
+		got, err := tx.Message(ctx, u.ID, "m")
+		if err != nil {
+			return err
+		}
+		checkMessage(t, got, m)
+		if ok, err := tx.Holds(ctx, u.ID, rid("r")); err != nil || !ok {
+			t.Errorf("Holds in the tx = %v, %v", ok, err)
+		}
+		cs, err := tx.Changes(ctx, u.ID, before, 0)
+		if err != nil {
+			return err
+		}
+		if len(cs) != 1 || cs[0].Kind != meta.Created {
+			t.Errorf("Changes in the tx = %+v", cs)
+		}
+		if c, err := tx.Cursor(ctx); err != nil || c <= before {
+			t.Errorf("Cursor in the tx = %d, %v; want > %d", c, err, before)
+		}
+		return nil
+	})
+}
+
+func testView(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	insert(t, s, message(bob.ID, "m1", meta.Inbox, day(1)))
+	err := s.View(ctx, func(r meta.Reader) error {
+		c1, err := r.Cursor(ctx)
+		if err != nil {
+			return err
+		}
+		ms1, err := r.Messages(ctx, bob.ID, meta.ListOptions{Folder: meta.Inbox})
+		if err != nil {
+			return err
+		}
+		// Another writer commits while the view is open.
+		done := make(chan error)
+		go func() {
+			done <- s.Update(ctx, func(tx meta.Tx) error {
+				if err := tx.InsertMessage(ctx, message(bob.ID, "m2", meta.Inbox, day(2))); err != nil {
+					return err
+				}
+				return tx.DeleteMessage(ctx, bob.ID, "m1")
+			})
+		}()
+		if err := <-done; err != nil {
+			return fmt.Errorf("concurrent Update: %w", err)
+		}
+		c2, err := r.Cursor(ctx)
+		if err != nil {
+			return err
+		}
+		ms2, err := r.Messages(ctx, bob.ID, meta.ListOptions{Folder: meta.Inbox})
+		if err != nil {
+			return err
+		}
+		if c1 != c2 || !slices.Equal(ids(ms1), ids(ms2)) {
+			t.Errorf("View saw a commit: cursor %d then %d, messages %v then %v", c1, c2, ids(ms1), ids(ms2))
+		}
+		if cs, err := r.Changes(ctx, bob.ID, c1, 0); err != nil || len(cs) != 0 {
+			t.Errorf("View saw changes of a later commit: %+v, %v", cs, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("View: %v", err)
+	}
+	// Outside the view, the commit is there.
+	if ms, err := s.Messages(ctx, bob.ID, meta.ListOptions{Folder: meta.Inbox}); err != nil || !slices.Equal(ids(ms), []string{"m2"}) {
+		t.Errorf("after View: %v, %v", ids(ms), err)
+	}
+	err = s.View(ctx, func(meta.Reader) error { return errAbort })
+	wantErr(t, "View", err, errAbort)
+}
+
+func testConcurrent(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	const workers, each = 8, 25
+	var users []meta.User
+	for i := range workers {
+		users = append(users, addUser(t, s, fmt.Sprintf("user%d@example.org", i)))
+	}
+	start := cursor(t, s)
+	var wg sync.WaitGroup
+	errc := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				m := message(users[w].ID, fmt.Sprintf("w%d-%d", w, i), meta.Inbox, day(1+i%28),
+					meta.Ref{ID: rid(fmt.Sprint(w, i)), Size: 1}, meta.Ref{ID: rid("shared"), Size: 6})
+				errc <- s.Update(ctx, func(tx meta.Tx) error { return tx.InsertMessage(ctx, m) })
+				// Reads run alongside the writes.
+				if _, err := s.Messages(ctx, users[w].ID, meta.ListOptions{Folder: meta.Inbox, Limit: 5}); err != nil {
+					errc <- fmt.Errorf("Messages: %w", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Errorf("concurrent write: %v", err)
+		}
+	}
+	seen := map[int64]bool{}
+	var maxSeq int64
+	for _, u := range users {
+		ms, err := s.Messages(ctx, u.ID, meta.ListOptions{Folder: meta.Inbox})
+		if err != nil || len(ms) != each {
+			t.Errorf("user %s has %d messages, %v; want %d", u.Address, len(ms), err, each)
+		}
+		cs, err := s.Changes(ctx, u.ID, start, 0)
+		if err != nil || len(cs) != each {
+			t.Errorf("user %s has %d changes, %v; want %d", u.Address, len(cs), err, each)
+		}
+		for _, c := range cs {
+			if seen[c.Seq] {
+				t.Errorf("seq %d given twice", c.Seq)
+			}
+			seen[c.Seq] = true
+			maxSeq = max(maxSeq, c.Seq)
+		}
+	}
+	if c := cursor(t, s); c != maxSeq {
+		t.Errorf("Cursor = %d, want the newest seq %d", c, maxSeq)
+	}
+}

@@ -1,0 +1,402 @@
+// Package sqlite is the embedded metadata store: a meta.Store in one SQLite
+// file, so that a domain runs with no database server to set up. It uses the
+// pure-Go driver modernc.org/sqlite, so CGO_ENABLED=0 builds work.
+//
+// # Connections
+//
+// A Store holds two pools on the same file: one write connection, through
+// which every Update runs as BEGIN IMMEDIATE (writes are serialised in the
+// process and take the write lock up front, so a transaction never fails half
+// way for want of it), and a pool of query-only read connections for View and
+// the Store's own reads. The file is in WAL mode, so readers never block the
+// writer nor the writer them. Other processes may open the same file (the
+// admin CLI while the server runs): busy_timeout makes each wait for the
+// other's write lock instead of failing with SQLITE_BUSY.
+//
+// synchronous=FULL: in WAL mode, NORMAL does not sync the WAL at commit, so
+// a commit acknowledged just before a power loss may vanish. A send that the
+// API reported as done must survive, so every commit is synced. The cost is
+// one fsync per Update; BenchmarkInsertMessage measures both settings.
+//
+// # Schema
+//
+// The schema is in migrations/NNNN_name.sql, embedded, applied in order at
+// Open, each in its own transaction and recorded in schema_migrations. A
+// database holding a migration this build does not know (written by a newer
+// Pullmail) is refused with ErrSchemaTooNew rather than used.
+//
+// Times are stored as Unix nanoseconds in UTC (0 for the zero time); resource
+// ids as their text form. Change sequence numbers come from an AUTOINCREMENT
+// key, never reused, so the cursor only grows even when every change has been
+// pruned; each user's changes_floor is the highest of their pruned changes.
+//
+// Holds counts every upload row: uploads expire when PruneUploads removes
+// them, which the server runs periodically.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"net/url"
+	"path"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/pullmail/pullmail/meta"
+)
+
+// ErrSchemaTooNew is returned by Open when the database was migrated by a
+// newer version of Pullmail than this one.
+var ErrSchemaTooNew = errors.New("database schema is newer than this program: upgrade Pullmail")
+
+// busyTimeout is how long a connection waits for another's lock (another
+// process writing, a checkpoint) before failing with SQLITE_BUSY.
+const busyTimeout = 10 * time.Second
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Store is a meta.Store in one SQLite file. It is safe for concurrent use.
+type Store struct {
+	reader         // reads outside a transaction, on the read pool
+	path   string  // the database file
+	wdb    *sql.DB // the single write connection
+	rdb    *sql.DB // the read pool
+}
+
+var _ meta.Store = (*Store)(nil)
+
+// options are the knobs Open fixes; tests and benchmarks vary them.
+type options struct {
+	synchronous string // FULL or NORMAL
+}
+
+// Open opens, creating it if needed, the database at path and brings its
+// schema up to date. It fails with ErrSchemaTooNew when the file was migrated
+// by a newer version. The caller closes the Store.
+func Open(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, options{synchronous: "FULL"})
+}
+
+func open(ctx context.Context, path string, opt options) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("meta/sqlite: open %q: the path must be non-empty and hold no '?' or '#'", path)
+	}
+	common := url.Values{}
+	common.Add("_pragma", "busy_timeout("+strconv.FormatInt(busyTimeout.Milliseconds(), 10)+")")
+	common.Add("_pragma", "foreign_keys(1)")
+
+	w := url.Values{"_txlock": {"immediate"}}
+	for k, v := range common {
+		w[k] = append(w[k], v...)
+	}
+	w.Add("_pragma", "journal_mode(WAL)")
+	w.Add("_pragma", "synchronous("+opt.synchronous+")")
+	wdb, err := sql.Open("sqlite", path+"?"+w.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
+	}
+	// One write connection: writes queue in database/sql rather than
+	// contending for SQLite's lock.
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxIdleTime(0)
+	wdb.SetConnMaxLifetime(0)
+	if err := wdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
+	}
+	if err := migrate(ctx, wdb); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
+	}
+
+	// The read pool opens after the write connection has put the file in
+	// WAL mode (a persistent setting) and migrated it.
+	r := common
+	r.Add("_pragma", "query_only(1)")
+	rdb, err := sql.Open("sqlite", path+"?"+r.Encode())
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	if err := rdb.PingContext(ctx); err != nil {
+		rdb.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
+	}
+	return &Store{reader: reader{q: rdb}, path: path, wdb: wdb, rdb: rdb}, nil
+}
+
+// Close closes both pools. The last connection to close checkpoints the WAL
+// into the database file.
+func (s *Store) Close() error {
+	return errors.Join(s.rdb.Close(), s.wdb.Close())
+}
+
+// Update runs fn in a write transaction (BEGIN IMMEDIATE on the write
+// connection) and commits if fn returns nil. If fn returns an error, or
+// panics, it rolls back and returns that error, or re-panics. Updates queue
+// for the one write connection, so fn must not call Update itself: it would
+// wait for ever.
+func (s *Store) Update(ctx context.Context, fn func(meta.Tx) error) error {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("meta/sqlite: begin write: %w", err)
+	}
+	finished := false
+	defer func() {
+		if !finished { // fn panicked
+			tx.Rollback()
+		}
+	}()
+	err = fn(&txn{reader{q: tx}})
+	finished = true
+	if err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("meta/sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// View runs fn in a read transaction: every read in it sees the database as
+// of its first read, whatever commits meanwhile.
+func (s *Store) View(ctx context.Context, fn func(meta.Reader) error) error {
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("meta/sqlite: begin read: %w", err)
+	}
+	defer tx.Rollback() // read-only: nothing to commit
+	return fn(reader{q: tx})
+}
+
+// Changes is the Reader method, run in a read transaction so that the
+// user's floor and their changes are read from the same snapshot.
+func (s *Store) Changes(ctx context.Context, userID int64, since int64, limit int) ([]meta.Change, error) {
+	var cs []meta.Change
+	err := s.View(ctx, func(r meta.Reader) error {
+		var err error
+		cs, err = r.Changes(ctx, userID, since, limit)
+		return err
+	})
+	return cs, err
+}
+
+// PruneUploads forgets uploads recorded before the time and returns how many.
+func (s *Store) PruneUploads(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.wdb.ExecContext(ctx, `DELETE FROM uploads WHERE created < ?`, nanos(before))
+	if err != nil {
+		return 0, fmt.Errorf("meta/sqlite: prune uploads: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("meta/sqlite: prune uploads: %w", err)
+	}
+	return int(n), nil
+}
+
+// PruneChanges deletes changes logged before the time and returns how many.
+// Each affected user's floor rises to the highest seq pruned from their log,
+// so that Changes with an older cursor answers meta.ErrCursorGone.
+func (s *Store) PruneChanges(ctx context.Context, before time.Time) (int, error) {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("meta/sqlite: prune changes: %w", err)
+	}
+	defer tx.Rollback()
+	at := nanos(before)
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE users SET changes_floor = max(changes_floor,
+			(SELECT max(seq) FROM changes WHERE changes.user_id = users.id AND at < ?1))
+		WHERE id IN (SELECT user_id FROM changes WHERE at < ?1)`, at); err != nil {
+		return 0, fmt.Errorf("meta/sqlite: prune changes: raise floors: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE at < ?`, at)
+	if err != nil {
+		return 0, fmt.Errorf("meta/sqlite: prune changes: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("meta/sqlite: prune changes: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("meta/sqlite: prune changes: commit: %w", err)
+	}
+	return int(n), nil
+}
+
+// migration is one numbered schema step from migrations/.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations in order. Their numbers must
+// run 1, 2, 3… without gaps: a build that ships a gap is a bug.
+func migrations() ([]migration, error) {
+	ents, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range ents {
+		name := e.Name()
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 || path.Ext(name) != ".sql" {
+			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", name)
+		}
+		b, err := migrationFiles.ReadFile("migrations/" + name)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %q: want number %d", m.name, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies the migrations db lacks, each in its own transaction that
+// first checks, under the write lock, that no other process applied it.
+func migrate(ctx context.Context, db *sql.DB) error {
+	ms, err := migrations()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY,
+		name    TEXT    NOT NULL,
+		applied INTEGER NOT NULL
+	) STRICT`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT version, name FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	applied := map[int]bool{}
+	for rows.Next() {
+		var v int
+		var name string
+		if err := rows.Scan(&v, &name); err != nil {
+			rows.Close()
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if v < 1 || v > len(ms) {
+			rows.Close()
+			return fmt.Errorf("%w (the database has migration %d, %s; this program knows 1 to %d)", ErrSchemaTooNew, v, name, len(ms))
+		}
+		applied[v] = true
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, m := range ms {
+		if applied[m.version] {
+			continue
+		}
+		if err := apply(ctx, db, m); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+func apply(ctx context.Context, db *sql.DB, m migration) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var done bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`, m.version).Scan(&done); err != nil {
+		return err
+	}
+	if done { // another process got there first
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, ?)`,
+		m.version, m.name, nanos(time.Now())); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// mapErr turns SQLite's constraint errors into the meta sentinels: a unique
+// or primary key clash is meta.ErrExists, a foreign key naming a missing row
+// (a token or message for no such user) is meta.ErrNotFound.
+func mapErr(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return meta.ErrNotFound
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w (%v)", meta.ErrExists, err)
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return fmt.Errorf("%w (%v)", meta.ErrNotFound, err)
+		}
+	}
+	return err
+}
+
+// Stored times must fit in int64 Unix nanoseconds: years 1678 to 2262.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// checkTimes returns an error naming the first of the times that cannot be
+// stored. The zero time can (as 0); the Unix epoch itself reads back as the
+// zero time.
+func checkTimes(times ...time.Time) error {
+	for _, t := range times {
+		if !t.IsZero() && (t.Before(minTime) || t.After(maxTime)) {
+			return fmt.Errorf("time %s out of the storable range (%d to %d)", t, minTime.Year(), maxTime.Year())
+		}
+	}
+	return nil
+}
+
+// nanos is t as stored: Unix nanoseconds, 0 for the zero time.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNanos is the inverse of nanos, in UTC.
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

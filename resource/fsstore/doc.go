@@ -1,0 +1,74 @@
+// Package fsstore keeps a domain's resources as files in a directory, so that a
+// single Pullmail server needs nothing but its data directory. It implements
+// resource.Store and runs resource/storetest.
+//
+// # Layout
+//
+// Under the directory given to New:
+//
+//	format                 one line naming the store's format (see below)
+//	blobs/ab/cd/<ID>       one file per resource; ab and cd are the first two
+//	                       and the next two characters of the ID
+//	tmp/<random>           uploads in progress
+//
+// Every file is reached through an os.Root opened on the directory, and every
+// ID is checked with resource.ParseID before it becomes a path, so no name or
+// symbolic link can lead outside the directory.
+//
+// Put streams into tmp/, hashing as it goes (resource.Copy), fsyncs the file,
+// renames it to its place under blobs/ and fsyncs that directory. A file under
+// blobs/ is therefore always complete; whatever a crash leaves in tmp/ is
+// removed by the next New. A directory belongs to one Store (one process) at a
+// time: New clears tmp/.
+//
+// A file's modification time is the resource's Info.Created: putting a resource
+// that is already stored touches it, so that garbage collection's grace period
+// starts again.
+//
+// # The format file
+//
+// It holds "pullmail-fsstore 1 plain" or "pullmail-fsstore 1 aes-256-gcm
+// key-check=<base64url>" where key-check is the first 16 bytes of
+// HMAC-SHA256(key, "pullmail-fsstore key check"). New refuses a directory whose
+// format file disagrees with its Options: a missing key, an unexpected key, or
+// another key.
+//
+// # Plain files
+//
+// A plain blob file holds the resource's bytes. Object reads check the
+// SHA-256 when the object is read from its start to its end, and fail the
+// read that would deliver the last bytes with resource.ErrMismatch if the file
+// was damaged.
+//
+// # Encrypted files
+//
+// With Options.Key (32 bytes, kept apart from the directory: see
+// LoadOrCreateKey) every blob file is encrypted with AES-256-GCM in chunks of
+// 64 KiB of plain bytes. The ID stays the SHA-256 of the plain bytes. A file is
+//
+//	header (64 bytes):
+//	  0  "PMRE"              magic
+//	  4  0x01 0 0 0          version 1, reserved
+//	  8  salt[32]            random per file
+//	  40 prefix[8]           random per file: the nonce prefix
+//	  48 tag[16]             the header tag, below
+//	chunks: AES-GCM(plain chunk) || its 16-byte GCM tag, one after the other
+//
+// The file's AES key is HKDF-SHA256(Key, salt, "pullmail-fsstore aes-256-gcm
+// v1"), so no two files share a key and nonces cannot repeat across files.
+// Chunk i (i < 2^32-1) is sealed with the nonce prefix || uint32be(i) and the
+// additional data {1} for the last chunk or {0} for the others, so a file cut
+// at a chunk boundary or grown by chunks fails to open. Every chunk holds
+// 64 KiB except the last, which holds 1 to 64 Ki bytes; the empty resource is
+// one empty last chunk. The plain size is therefore derived from the file size.
+//
+// The header tag is the GCM tag of an empty plaintext sealed with the nonce
+// prefix || 0xffffffff and the additional data
+// "pullmail-fsstore header" || ID || uint64be(plain size). It is written once
+// the upload is verified (the ID is known only at the end of the stream) and
+// checked by every Open: a file moved to another ID's name, or cut or grown,
+// or read with another key, fails to open with an error wrapping
+// resource.ErrMismatch, and a damaged chunk fails the read that reaches it.
+// Objects seek and read by chunk, so a Range read decrypts only the chunks it
+// needs.
+package fsstore

@@ -1,0 +1,462 @@
+package fsstore
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pullmail/pullmail/resource"
+)
+
+// KeySize is the size of an encryption key: AES-256.
+const KeySize = 32
+
+// Options configure a Store.
+type Options struct {
+	// Key, when set, encrypts every resource at rest (see the package doc).
+	// It must be KeySize bytes and must not be kept in the store's directory.
+	Key []byte
+}
+
+// Store is a resource.Store on a directory. It is safe for concurrent use.
+type Store struct {
+	root *os.Root
+	key  []byte // nil for plain storage
+	// bufs holds chunk buffers for encrypted objects.
+	bufs sync.Pool
+}
+
+var _ resource.Store = (*Store)(nil)
+
+const (
+	blobsDir   = "blobs"
+	tmpDir     = "tmp"
+	formatFile = "format"
+	formatName = "pullmail-fsstore 1"
+)
+
+// New opens the store in dir, creating dir and its layout if needed, and
+// removes whatever an interrupted upload left in tmp/.
+func New(dir string, opt Options) (*Store, error) {
+	if opt.Key != nil && len(opt.Key) != KeySize {
+		return nil, fmt.Errorf("fsstore: key is %d bytes, want %d", len(opt.Key), KeySize)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("fsstore: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fsstore: %w", err)
+	}
+	s := &Store{root: root}
+	if opt.Key != nil {
+		s.key = append([]byte(nil), opt.Key...)
+	}
+	if err := s.init(); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("fsstore: %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	for _, d := range []string{blobsDir, tmpDir} {
+		if err := s.root.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	// Crash recovery: nothing in tmp/ was ever committed.
+	ents, err := fs.ReadDir(s.root.FS(), tmpDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := s.root.RemoveAll(path.Join(tmpDir, e.Name())); err != nil {
+			return fmt.Errorf("removing an interrupted upload: %w", err)
+		}
+	}
+	return s.checkFormat()
+}
+
+// formatLine is what the format file holds for this store's options.
+func (s *Store) formatLine() string {
+	if s.key == nil {
+		return formatName + " plain\n"
+	}
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte("pullmail-fsstore key check"))
+	check := base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+	return formatName + " aes-256-gcm key-check=" + check + "\n"
+}
+
+func (s *Store) checkFormat() error {
+	want := s.formatLine()
+	got, err := s.root.ReadFile(formatFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s.writeFormat(want)
+	}
+	if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(got, []byte(want)) == 1 {
+		return nil
+	}
+	g := string(got)
+	switch {
+	case !strings.HasPrefix(g, formatName+" "):
+		return fmt.Errorf("unknown store format %q", strings.TrimSpace(g))
+	case strings.HasPrefix(g, formatName+" plain") && s.key != nil:
+		return errors.New("the store is not encrypted but a key was given")
+	case strings.HasPrefix(g, formatName+" aes-256-gcm") && s.key == nil:
+		return errors.New("the store is encrypted and no key was given")
+	case strings.HasPrefix(g, formatName+" aes-256-gcm"):
+		return errors.New("the store is encrypted with another key")
+	}
+	return fmt.Errorf("unknown store format %q", strings.TrimSpace(g))
+}
+
+func (s *Store) writeFormat(line string) error {
+	tmp := path.Join(tmpDir, "format-"+rand.Text())
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer s.root.Remove(tmp)
+	if _, err := f.WriteString(line); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// Link, not rename: two processes creating the store at once must not
+	// replace each other's format.
+	if err := s.root.Link(tmp, formatFile); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return s.checkFormat()
+		}
+		return err
+	}
+	return s.syncDir(".")
+}
+
+// Close releases the directory.
+func (s *Store) Close() error { return s.root.Close() }
+
+// blobPath is where id lives; id must have been parsed.
+func blobPath(id resource.ID) (dir, name string) {
+	dir = path.Join(blobsDir, string(id[0:2]), string(id[2:4]))
+	return dir, path.Join(dir, string(id))
+}
+
+func parse(s resource.ID) (resource.ID, error) {
+	id, err := resource.ParseID(string(s))
+	if err != nil {
+		return "", fmt.Errorf("fsstore: %q: %w", s, err)
+	}
+	return id, nil
+}
+
+// Put implements resource.Putter.
+func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (resource.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
+	}
+	tmp := path.Join(tmpDir, rand.Text())
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			s.root.Remove(tmp)
+		}
+	}()
+
+	var id resource.ID
+	if s.key == nil {
+		id, _, err = resource.Copy(ctx, f, r, opt)
+	} else {
+		id, err = s.putEncrypted(ctx, f, r, opt)
+	}
+	if err != nil {
+		return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
+	}
+	if err := f.Close(); err != nil {
+		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
+	}
+	// The last chance to give up: after this the resource is stored.
+	if err := ctx.Err(); err != nil {
+		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
+	}
+
+	dir, name := blobPath(id)
+	now := time.Now()
+	switch err := s.root.Chtimes(name, now, now); {
+	case err == nil:
+		// Already stored: keep that copy, restart its grace period.
+		s.root.Remove(tmp)
+		committed = true
+	case errors.Is(err, fs.ErrNotExist):
+		if err := s.mkdirs(dir); err != nil {
+			return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
+		}
+		// Concurrent identical Puts may both rename: each file is
+		// complete and equivalent, the last one wins.
+		if err := s.root.Rename(tmp, name); err != nil {
+			return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
+		}
+		committed = true
+		if err := s.syncDir(dir); err != nil {
+			return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
+		}
+	default:
+		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
+	}
+	return s.Stat(ctx, id)
+}
+
+// mkdirs creates blobs/ab/cd and makes the new directory entries durable.
+func (s *Store) mkdirs(dir string) error {
+	if _, err := s.root.Stat(dir); err == nil {
+		return nil
+	}
+	if err := s.root.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := s.syncDir(path.Dir(dir)); err != nil {
+		return err
+	}
+	return s.syncDir(blobsDir)
+}
+
+func (s *Store) syncDir(dir string) error {
+	d, err := s.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Stat implements resource.Statter.
+func (s *Store) Stat(ctx context.Context, id resource.ID) (resource.Info, error) {
+	id, err := parse(id)
+	if err != nil {
+		return resource.Info{}, err
+	}
+	_, name := blobPath(id)
+	fi, err := s.root.Stat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return resource.Info{}, fmt.Errorf("fsstore: %s: %w", id, resource.ErrNotFound)
+	}
+	if err != nil {
+		return resource.Info{}, fmt.Errorf("fsstore: %w", err)
+	}
+	return s.info(id, fi)
+}
+
+func (s *Store) info(id resource.ID, fi fs.FileInfo) (resource.Info, error) {
+	if !fi.Mode().IsRegular() {
+		return resource.Info{}, fmt.Errorf("fsstore: %s: not a regular file", id)
+	}
+	size := fi.Size()
+	if s.key != nil {
+		var err error
+		if size, err = plainSize(size); err != nil {
+			return resource.Info{}, fmt.Errorf("fsstore: %s: %w", id, err)
+		}
+	}
+	return resource.Info{ID: id, Size: size, Created: fi.ModTime()}, nil
+}
+
+// Open implements resource.Fetcher. The Object also implements io.ReaderAt.
+func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, error) {
+	id, err := parse(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("fsstore: open %s: %w", id, err)
+	}
+	_, name := blobPath(id)
+	f, err := s.root.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("fsstore: %s: %w", id, resource.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fsstore: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fsstore: %w", err)
+	}
+	info, err := s.info(id, fi)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if s.key == nil {
+		return &plainObject{f: f, info: info, h: sha256.New()}, nil
+	}
+	o, err := s.openEncrypted(f, info)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fsstore: open %s: %w", id, err)
+	}
+	return o, nil
+}
+
+// Remove implements resource.Remover.
+func (s *Store) Remove(ctx context.Context, id resource.ID) error {
+	id, err := parse(id)
+	if err != nil {
+		return err
+	}
+	_, name := blobPath(id)
+	if err := s.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("fsstore: remove: %w", err)
+	}
+	return nil
+}
+
+// Enumerate implements resource.Enumerator. It skips whatever under blobs/ is
+// not a resource in its place. An encrypted file whose length no writer could
+// have produced is reported with Size -1.
+func (s *Store) Enumerate(ctx context.Context, fn func(resource.Info) error) error {
+	err := fs.WalkDir(s.root.FS(), blobsDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			// blobs, blobs/ab, blobs/ab/cd and nothing deeper.
+			if strings.Count(p, "/") > 2 {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		id, err := resource.ParseID(d.Name())
+		if err != nil {
+			return nil
+		}
+		if _, want := blobPath(id); p != want || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		info, err := s.info(id, fi)
+		if err != nil {
+			info = resource.Info{ID: id, Size: -1, Created: fi.ModTime()}
+		}
+		return fn(info)
+	})
+	if err != nil {
+		return fmt.Errorf("fsstore: enumerate: %w", err)
+	}
+	return nil
+}
+
+// plainObject is an open plain blob. It hashes what it reads while the reads
+// run in order from offset 0, and checks the digest on reaching the end.
+type plainObject struct {
+	f      *os.File
+	info   resource.Info
+	h      hash.Hash
+	pos    int64 // where Read reads next
+	hashed int64 // bytes [0, hashed) went into h
+	err    error // sticky integrity failure
+}
+
+func (o *plainObject) Info() resource.Info { return o.info }
+
+func (o *plainObject) Read(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.f.ReadAt(p, o.pos)
+	if n > 0 && o.pos == o.hashed && o.hashed < o.info.Size {
+		k := min(int64(n), o.info.Size-o.hashed)
+		o.h.Write(p[:k])
+		o.hashed += k
+		if o.hashed == o.info.Size {
+			if resource.IDFromSum(o.h.Sum(nil)) != o.info.ID {
+				o.err = fmt.Errorf("fsstore: %s: stored bytes are damaged: %w", o.info.ID, resource.ErrMismatch)
+				return 0, o.err
+			}
+		}
+	}
+	o.pos += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+func (o *plainObject) ReadAt(p []byte, off int64) (int, error) {
+	return o.f.ReadAt(p, off)
+}
+
+func (o *plainObject) Seek(offset int64, whence int) (int64, error) {
+	pos, err := seekPos(o.pos, o.info.Size, offset, whence)
+	if err != nil {
+		return o.pos, err
+	}
+	if pos == 0 && o.err == nil {
+		o.h.Reset()
+		o.hashed = 0
+	}
+	o.pos = pos
+	return pos, nil
+}
+
+func (o *plainObject) Close() error { return o.f.Close() }
+
+func seekPos(cur, size, offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += cur
+	case io.SeekEnd:
+		offset += size
+	default:
+		return 0, errors.New("fsstore: seek: invalid whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("fsstore: seek: negative position")
+	}
+	return offset, nil
+}

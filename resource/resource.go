@@ -1,0 +1,155 @@
+// Package resource holds External Resources: content-addressed blobs named by
+// the SHA-256 of their plain bytes (docs/PROTOCOL.md §Content-ID).
+//
+// A Store keeps one copy of each resource per domain. Who may read a resource
+// is not the Store's business: the mailbox decides that through the messages a
+// user owns (package mailbox), and the metadata store (package meta) keeps the
+// references that decide when an unreferenced blob may be collected.
+//
+// Implementations: resource/fsstore (files in the data directory, optionally
+// encrypted at rest). Every implementation runs resource/storetest.
+package resource
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"io"
+	"time"
+)
+
+// ID is a resource's Content-ID without angle brackets: the unpadded base64url
+// encoding of the SHA-256 of the resource's plain bytes, always 43 characters.
+type ID string
+
+// EmptyID is the ID of the zero-length resource.
+const EmptyID ID = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+
+// ErrBadID is returned by ParseID for anything that is not a canonical ID.
+var ErrBadID = errors.New("resource: malformed id")
+
+// ErrNotFound is returned by a Store when it holds no resource with the ID.
+var ErrNotFound = errors.New("resource: not found")
+
+// ErrMismatch is returned by Put when the bytes do not match what the caller
+// declared (digest or size). Nothing is stored then.
+var ErrMismatch = errors.New("resource: content does not match the declared digest or size")
+
+// ErrTooLarge is returned by Put when the bytes exceed the caller's limit.
+var ErrTooLarge = errors.New("resource: too large")
+
+// ParseID checks that s is a canonical ID: exactly 43 characters of the
+// base64url alphabet that decode strictly (RawURLEncoding.Strict, so an
+// aliased last character is refused) to 32 bytes. Angle brackets, padding,
+// the +/ alphabet, escapes and whitespace are all refused.
+func ParseID(s string) (ID, error) {
+	if len(s) != 43 {
+		return "", ErrBadID
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return "", ErrBadID
+		}
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil || len(b) != sha256.Size {
+		return "", ErrBadID
+	}
+	return ID(s), nil
+}
+
+// IDFromSum returns the ID for a SHA-256 sum.
+func IDFromSum(sum []byte) ID { return ID(base64.RawURLEncoding.EncodeToString(sum)) }
+
+// IDOf returns the ID of b.
+func IDOf(b []byte) ID {
+	s := sha256.Sum256(b)
+	return IDFromSum(s[:])
+}
+
+// Sum returns the 32-byte digest that id encodes. id must be canonical.
+func (id ID) Sum() []byte {
+	b, _ := base64.RawURLEncoding.DecodeString(string(id))
+	return b
+}
+
+// ContentID returns the header form: "<id>".
+func (id ID) ContentID() string { return "<" + string(id) + ">" }
+
+// Info describes a stored resource.
+type Info struct {
+	ID   ID
+	Size int64
+	// Created is when this copy was committed; garbage collection uses it to
+	// spare resources uploaded moments ago and not yet referenced.
+	Created time.Time
+}
+
+// PutOptions says what the caller expects of the bytes of a Put.
+type PutOptions struct {
+	// Want, when set, is the ID the bytes must hash to.
+	Want ID
+	// Size, when >= 0, is the exact length the bytes must have.
+	// Use -1 for "unknown".
+	Size int64
+	// Limit, when > 0, is the most bytes accepted.
+	Limit int64
+}
+
+// Putter stores resources.
+type Putter interface {
+	// Put streams r into the store in constant memory, hashing while it
+	// reads, and commits atomically: on any error (short read, mismatch,
+	// limit, context cancelled, crash) nothing is left behind. Storing a
+	// resource that is already there is not an error: the existing copy is
+	// kept and its Info returned (two identical uploads at once both succeed).
+	// Errors: ErrMismatch, ErrTooLarge, the reader's error, or the context's.
+	Put(ctx context.Context, r io.Reader, opt PutOptions) (Info, error)
+}
+
+// Object is an open stored resource. ReadAt and Seek make HTTP Range cheap.
+// Reads check integrity as far as the implementation can: an encrypted store
+// authenticates each chunk; a plain store checks the whole digest when the
+// object is read from start to end in order and fails the final Read with
+// ErrMismatch when it does not match.
+type Object interface {
+	io.ReadSeekCloser
+	Info() Info
+}
+
+// Fetcher opens resources.
+type Fetcher interface {
+	// Open returns the resource, or ErrNotFound. The caller closes it.
+	Open(ctx context.Context, id ID) (Object, error)
+}
+
+// Statter reports on resources without opening them.
+type Statter interface {
+	// Stat returns the resource's Info, or ErrNotFound.
+	Stat(ctx context.Context, id ID) (Info, error)
+}
+
+// Remover deletes resources.
+type Remover interface {
+	// Remove deletes the resource. Removing a missing resource is not an error.
+	Remove(ctx context.Context, id ID) error
+}
+
+// Enumerator lists resources.
+type Enumerator interface {
+	// Enumerate calls fn for every stored resource, in no particular order,
+	// until fn returns an error, which Enumerate then returns.
+	Enumerate(ctx context.Context, fn func(Info) error) error
+}
+
+// Store is everything a domain's resource store does. It is safe for
+// concurrent use.
+type Store interface {
+	Putter
+	Fetcher
+	Statter
+	Remover
+	Enumerator
+}
