@@ -1,0 +1,335 @@
+package mailbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/resource"
+)
+
+// Route is one endpoint of the mailbox API. Routes lists them for the mux and
+// for the test that holds docs/openapi.json to them.
+type Route struct {
+	Method  string // GET also answers HEAD
+	Pattern string // net/http ServeMux pattern path
+	handler func(*handler, http.ResponseWriter, *http.Request)
+}
+
+// Routes is the mailbox API, every route under /api/v1 and authenticated.
+var Routes = []Route{
+	{"GET", "/api/v1/me", (*handler).me},
+	{"POST", "/api/v1/resources", (*handler).upload},
+	{"GET", "/api/v1/messages", (*handler).list},
+	{"POST", "/api/v1/messages", (*handler).createDraft},
+	{"GET", "/api/v1/messages/{id}", (*handler).get},
+	{"PUT", "/api/v1/messages/{id}", (*handler).updateDraft},
+	{"PATCH", "/api/v1/messages/{id}", (*handler).patch},
+	{"DELETE", "/api/v1/messages/{id}", (*handler).delete},
+	{"POST", "/api/v1/messages/{id}/send", (*handler).send},
+	{"GET", "/api/v1/messages/{id}/resources/{cid}", (*handler).download},
+	{"GET", "/api/v1/changes", (*handler).changes},
+}
+
+// MaxDocument caps JSON request bodies: a Placeholder Message is at most
+// 1 MiB (docs/PROTOCOL.md §2), plus room for the JSON around it.
+const MaxDocument = 1<<20 + 4096
+
+type handler struct{ api API }
+
+// NewHandler returns the mailbox API over api. It expects an authentication
+// middleware (auth.Middleware) in front of it to put the principal in the
+// request context; *Service reads it from there.
+func NewHandler(api API) http.Handler {
+	h := &handler{api: api}
+	mux := http.NewServeMux()
+	for _, rt := range Routes {
+		rt := rt
+		mux.HandleFunc(rt.Method+" "+rt.Pattern, func(w http.ResponseWriter, r *http.Request) { rt.handler(h, w, r) })
+	}
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		errs.WriteHTTP(w, errs.E(errs.NotFound, "no_route", "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// readDoc reads a JSON request body of at most MaxDocument bytes.
+func readDoc(w http.ResponseWriter, r *http.Request) (json.RawMessage, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, errs.E(errs.Invalid, "bad_content_type", "send the document as application/json")
+		}
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxDocument))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, errs.E(errs.TooLarge, "document_too_large", "the document is larger than %d bytes", MaxDocument)
+	} else if err != nil {
+		return nil, errs.Wrap(err, errs.Invalid, "upload_incomplete", "the request body could not be read")
+	}
+	return data, nil
+}
+
+func (h *handler) me(w http.ResponseWriter, r *http.Request) {
+	me, err := h.api.Me(r.Context())
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, me)
+}
+
+// upload streams the request body into the resource store. The client may
+// declare the Content-ID (query content_id) and the size (Content-Length);
+// the upload fails, storing nothing, if the bytes disagree.
+func (h *handler) upload(w http.ResponseWriter, r *http.Request) {
+	opt := UploadOptions{Size: r.ContentLength}
+	if v := r.URL.Query().Get("content_id"); v != "" {
+		id, err := resource.ParseID(v)
+		if err != nil {
+			errs.WriteHTTP(w, errs.E(errs.Invalid, "bad_content_id", "content_id must be 43 base64url characters"))
+			return
+		}
+		opt.Digest = id
+	}
+	up, err := h.api.Upload(r.Context(), r.Body, opt)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, up)
+}
+
+func (h *handler) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if mid := q.Get("message_id"); mid != "" {
+		ms, err := h.api.Lookup(r.Context(), mid)
+		if err != nil {
+			errs.WriteHTTP(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, List{Messages: ms})
+		return
+	}
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs.WriteHTTP(w, errs.E(errs.Invalid, "bad_limit", "limit must be a positive integer"))
+			return
+		}
+		limit = n
+	}
+	l, err := h.api.List(r.Context(), ListOptions{Folder: q.Get("folder"), Limit: limit})
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
+}
+
+func (h *handler) createDraft(w http.ResponseWriter, r *http.Request) {
+	doc, err := readDoc(w, r)
+	if err == nil {
+		var m Message
+		if m, err = h.api.CreateDraft(r.Context(), doc); err == nil {
+			w.Header().Set("Location", "/api/v1/messages/"+m.ID)
+			writeJSON(w, http.StatusCreated, m)
+			return
+		}
+	}
+	errs.WriteHTTP(w, err)
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	m, err := h.api.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (h *handler) updateDraft(w http.ResponseWriter, r *http.Request) {
+	doc, err := readDoc(w, r)
+	if err == nil {
+		var m Message
+		if m, err = h.api.UpdateDraft(r.Context(), r.PathValue("id"), doc); err == nil {
+			writeJSON(w, http.StatusOK, m)
+			return
+		}
+	}
+	errs.WriteHTTP(w, err)
+}
+
+// Patch is the body of PATCH /api/v1/messages/{id}: the flags a user may
+// change on any message.
+type Patch struct {
+	Seen *bool `json:"seen"`
+}
+
+func (h *handler) patch(w http.ResponseWriter, r *http.Request) {
+	doc, err := readDoc(w, r)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	var p Patch
+	if err := strictUnmarshal(doc, &p); err != nil || p.Seen == nil {
+		errs.WriteHTTP(w, errs.E(errs.Invalid, "malformed_json", `the body must be {"seen": true|false}`))
+		return
+	}
+	m, err := h.api.SetSeen(r.Context(), r.PathValue("id"), *p.Seen)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+// strictUnmarshal decodes one JSON value, refusing unknown fields and
+// trailing data.
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytesReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
+func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
+	if err := h.api.Delete(r.Context(), r.PathValue("id")); err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) send(w http.ResponseWriter, r *http.Request) {
+	m, err := h.api.Send(r.Context(), r.PathValue("id"))
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (h *handler) changes(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs.WriteHTTP(w, errs.E(errs.Invalid, "bad_limit", "limit must be a positive integer"))
+			return
+		}
+		limit = n
+	}
+	ch, err := h.api.Changes(r.Context(), q.Get("cursor"), limit)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ch)
+}
+
+// download serves a resource through a message that references it, with
+// Range, If-None-Match and HEAD handled by http.ServeContent. Content is
+// always served as an attachment in a sandbox: it is the sender's bytes, and
+// the API's origin must not run them.
+func (h *handler) download(w http.ResponseWriter, r *http.Request) {
+	cid, err := resource.ParseID(r.PathValue("cid"))
+	if err != nil {
+		errs.WriteHTTP(w, errNoResource)
+		return
+	}
+	rc, att, err := h.api.Download(r.Context(), r.PathValue("id"), cid)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	defer rc.Close()
+	hdr := w.Header()
+	hdr.Set("ETag", `"`+string(cid)+`"`)
+	hdr.Set("Cache-Control", "private, max-age=31536000, immutable")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	hdr.Set("Content-Type", att.ContentType)
+	name := att.Filename
+	if name == "" {
+		name = string(cid)
+	}
+	hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	if rs, ok := rc.(io.ReadSeeker); ok {
+		http.ServeContent(w, r, "", time.Time{}, &lazySeeker{rs: rs, size: att.Size})
+		return
+	}
+	hdr.Set("Content-Length", strconv.FormatInt(att.Size, 10))
+	if r.Method != http.MethodHead {
+		io.Copy(w, rc)
+	}
+}
+
+// lazySeeker answers http.ServeContent's size probe (Seek to the end and back)
+// without moving the underlying reader, so that a whole-file download reads
+// the object from start to end in order and the store can check its digest
+// on the way (resource.Object). A real reposition (a Range) is passed on.
+type lazySeeker struct {
+	rs   io.ReadSeeker
+	size int64
+	pos  int64 // logical position
+	at   int64 // the underlying reader's position
+}
+
+func (l *lazySeeker) Seek(off int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = off
+	case io.SeekCurrent:
+		abs = l.pos + off
+	case io.SeekEnd:
+		abs = l.size + off
+	default:
+		return 0, errors.New("lazySeeker: bad whence")
+	}
+	if abs < 0 {
+		return 0, errors.New("lazySeeker: negative position")
+	}
+	l.pos = abs
+	return abs, nil
+}
+
+func (l *lazySeeker) Read(p []byte) (int, error) {
+	if l.pos != l.at {
+		if _, err := l.rs.Seek(l.pos, io.SeekStart); err != nil {
+			return 0, err
+		}
+		l.at = l.pos
+	}
+	n, err := l.rs.Read(p)
+	l.pos += int64(n)
+	l.at = l.pos
+	return n, err
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -1,0 +1,619 @@
+// Package mailbox is a domain's mailbox service: the user-facing API over the
+// metadata store (package meta) and the resource store (package resource).
+// It owns the rules of docs/PROTOCOL.md §6 and §8: who may read what, draft
+// versus sent, server-owned headers, and local delivery by reference.
+//
+// Access control: a user reads a resource only through a message of theirs
+// that references it. A digest alone grants nothing, and "not yours" answers
+// exactly like "does not exist".
+package mailbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pullmail/pullmail/account"
+	"github.com/pullmail/pullmail/auth"
+	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/placeholder"
+	"github.com/pullmail/pullmail/resource"
+)
+
+// Config is what a Service needs.
+type Config struct {
+	Domain    string         // the domain this mailbox serves, e.g. "a.test"
+	Meta      meta.Store     // metadata
+	Resources resource.Store // resource bytes
+	Log       *slog.Logger   // nil: discard
+	Clock     func() time.Time
+	// MaxUpload caps a resource's size in bytes; 0 means no cap
+	// (attachments of any size, seed 002).
+	MaxUpload int64
+	// UploadTTL is how long an upload that no message references is kept
+	// (default 7 days); garbage collection removes it after that.
+	UploadTTL time.Duration
+	Metrics   *Metrics // nil: no metrics
+}
+
+// Service implements API for the principal in each call's context.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+}
+
+var _ API = (*Service)(nil)
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.UploadTTL <= 0 {
+		cfg.UploadTTL = 7 * 24 * time.Hour
+	}
+	return &Service{cfg: cfg, log: cfg.Log.With("domain", cfg.Domain)}
+}
+
+// Domain returns the domain the service serves.
+func (s *Service) Domain() string { return s.cfg.Domain }
+
+func (s *Service) now() time.Time { return s.cfg.Clock().UTC() }
+
+var errNoMessage = errs.E(errs.NotFound, "not_found", "no such message")
+var errNoResource = errs.E(errs.NotFound, "not_found", "no such resource")
+
+// internal wraps an unexpected error from a store with context.
+func internal(err error, what string) error {
+	return errs.Wrap(err, errs.Internal, "internal", what)
+}
+
+// Me implements API.
+func (s *Service) Me(ctx context.Context) (Me, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return Me{}, err
+	}
+	return Me{Address: p.Address, Domain: s.cfg.Domain}, nil
+}
+
+// Upload implements API.
+func (s *Service) Upload(ctx context.Context, r io.Reader, opt UploadOptions) (Upload, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return Upload{}, err
+	}
+	if opt.Size >= 0 && s.cfg.MaxUpload > 0 && opt.Size > s.cfg.MaxUpload {
+		return Upload{}, errs.E(errs.TooLarge, "too_large", "the resource is larger than this server accepts (%d bytes)", s.cfg.MaxUpload)
+	}
+	info, err := s.cfg.Resources.Put(ctx, r, resource.PutOptions{Want: opt.Digest, Size: opt.Size, Limit: s.cfg.MaxUpload})
+	if err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.Is(err, resource.ErrMismatch):
+			return Upload{}, errs.Wrap(err, errs.Invalid, "digest_mismatch", "the bytes do not match the declared Content-ID or size")
+		case errors.Is(err, resource.ErrTooLarge), errors.As(err, &mbe):
+			return Upload{}, errs.Wrap(err, errs.TooLarge, "too_large", "the resource is larger than this server accepts")
+		case errors.Is(err, io.ErrUnexpectedEOF), ctx.Err() != nil:
+			return Upload{}, errs.Wrap(err, errs.Invalid, "upload_incomplete", "the upload ended before all its bytes arrived")
+		}
+		return Upload{}, internal(err, "storing the resource failed")
+	}
+	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		return tx.AddUpload(ctx, p.UserID, meta.Ref{ID: info.ID, Size: info.Size})
+	})
+	if err != nil {
+		return Upload{}, internal(err, "recording the upload failed")
+	}
+	s.cfg.Metrics.upload(info.Size)
+	s.log.Debug("upload", "user", p.Address, "content_id", info.ID, "size", info.Size)
+	return Upload{ContentID: info.ID, Size: info.Size}, nil
+}
+
+// CreateDraft implements API.
+func (s *Service) CreateDraft(ctx context.Context, doc json.RawMessage) (Message, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return Message{}, err
+	}
+	d, err := s.parseDraft(p, doc, "")
+	if err != nil {
+		return Message{}, err
+	}
+	msgid := placeholder.NewMessageID(s.cfg.Domain)
+	d.setMessageID(msgid)
+	now := s.now()
+	row := meta.Message{
+		ID: newID(), UserID: p.UserID, Folder: meta.Drafts, MessageID: msgid, Status: meta.StatusDraft,
+		From: d.from, Subject: d.subject, Created: now, Updated: now,
+	}
+	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		refs, err := s.checkRefs(ctx, tx, p.UserID, d)
+		if err != nil {
+			return err
+		}
+		row.Refs = refs
+		row.Placeholder = d.canonical()
+		return tx.InsertMessage(ctx, row)
+	})
+	if err != nil {
+		return Message{}, storeErr(err, "saving the draft failed")
+	}
+	return s.view(row, true), nil
+}
+
+// UpdateDraft implements API.
+func (s *Service) UpdateDraft(ctx context.Context, id string, doc json.RawMessage) (Message, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return Message{}, err
+	}
+	var row meta.Message
+	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		row, err = tx.Message(ctx, p.UserID, id)
+		if err != nil {
+			return err
+		}
+		if row.Folder != meta.Drafts {
+			return errs.E(errs.Conflict, "not_a_draft", "the message has been sent and cannot change")
+		}
+		d, err := s.parseDraft(p, doc, row.MessageID)
+		if err != nil {
+			return err
+		}
+		d.setMessageID(row.MessageID)
+		refs, err := s.checkRefs(ctx, tx, p.UserID, d)
+		if err != nil {
+			return err
+		}
+		row.Refs, row.Placeholder = refs, d.canonical()
+		row.From, row.Subject, row.Updated = d.from, d.subject, s.now()
+		return tx.UpdateMessage(ctx, row)
+	})
+	if err != nil {
+		return Message{}, storeErr(err, "saving the draft failed")
+	}
+	return s.view(row, true), nil
+}
+
+// Delete implements API.
+func (s *Service) Delete(ctx context.Context, id string) error {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, p.UserID, id) })
+	return storeErr(err, "deleting the message failed")
+}
+
+// SetSeen implements API.
+func (s *Service) SetSeen(ctx context.Context, id string, seen bool) (Message, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return Message{}, err
+	}
+	var row meta.Message
+	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		row, err = tx.Message(ctx, p.UserID, id)
+		if err != nil || row.Seen == seen {
+			return err
+		}
+		row.Seen, row.Updated = seen, s.now()
+		return tx.UpdateMessage(ctx, row)
+	})
+	if err != nil {
+		return Message{}, storeErr(err, "updating the message failed")
+	}
+	return s.view(row, false), nil
+}
+
+// storeErr maps the metadata store's sentinel errors to API errors and keeps
+// *errs.Error values returned from inside a transaction.
+func storeErr(err error, what string) error {
+	var e *errs.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &e):
+		return err
+	case errors.Is(err, meta.ErrNotFound):
+		return errNoMessage
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return errs.Wrap(err, errs.Temporary, "cancelled", "the request was cancelled")
+	}
+	return internal(err, what)
+}
+
+// Send implements API.
+func (s *Service) Send(ctx context.Context, id string) (Message, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return Message{}, err
+	}
+	var sent meta.Message
+	var delivered int
+	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		sent, delivered, err = s.send(ctx, tx, p, id)
+		return err
+	})
+	if err != nil {
+		return Message{}, storeErr(err, "sending failed")
+	}
+	s.cfg.Metrics.sent(delivered)
+	s.log.Info("sent", "user", p.Address, "msgid", sent.MessageID, "local_recipients", delivered)
+	return s.view(sent, true), nil
+}
+
+// send does the work of Send inside one transaction, so that a failure at
+// any step leaves the draft a draft and delivers nothing.
+func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id string) (meta.Message, int, error) {
+	row, err := tx.Message(ctx, p.UserID, id)
+	if err != nil {
+		return row, 0, err
+	}
+	if row.Folder != meta.Drafts {
+		return row, 0, errs.E(errs.Conflict, "not_a_draft", "the message has already been sent")
+	}
+	d, err := parseStored(row.Placeholder)
+	if err != nil {
+		return row, 0, internal(err, "stored draft is unreadable")
+	}
+	to, cc, bcc, err := d.recipients()
+	if err != nil {
+		return row, 0, err
+	}
+	if len(to)+len(cc)+len(bcc) == 0 {
+		return row, 0, errs.E(errs.Invalid, "no_recipients", "the message has no recipients")
+	}
+	// Resolve every recipient before writing anything.
+	visible := map[int64]bool{} // users who get the To/Cc copy
+	var order []int64
+	bccOf := map[int64]string{} // users who get a Bcc copy, with their address as written
+	resolve := func(addr string) (int64, error) {
+		norm, err := account.NormalizeAddress(addr)
+		if err != nil {
+			return 0, errs.E(errs.Invalid, "bad_address", "%q is not a valid address", addr)
+		}
+		_, domain, _ := strings.Cut(norm, "@")
+		if domain != s.cfg.Domain {
+			return 0, errs.E(errs.Invalid, "remote_recipient", "delivery to other domains (%s) is not available on this server yet", domain)
+		}
+		u, err := tx.UserByAddress(ctx, norm)
+		if errors.Is(err, meta.ErrNotFound) {
+			return 0, errs.E(errs.Invalid, "unknown_recipient", "no such user: %s", norm)
+		} else if err != nil {
+			return 0, err
+		}
+		return u.ID, nil
+	}
+	for _, a := range append(append([]*mail.Address{}, to...), cc...) {
+		uid, err := resolve(a.Address)
+		if err != nil {
+			return row, 0, err
+		}
+		if !visible[uid] {
+			visible[uid] = true
+			order = append(order, uid)
+		}
+	}
+	for _, a := range bcc {
+		uid, err := resolve(a.Address)
+		if err != nil {
+			return row, 0, err
+		}
+		if _, dup := bccOf[uid]; !visible[uid] && !dup {
+			bccOf[uid] = formatAddress(a)
+			order = append(order, uid)
+		}
+	}
+	refs, err := s.checkRefs(ctx, tx, p.UserID, d)
+	if err != nil {
+		return row, 0, err
+	}
+
+	now := s.now()
+	thread := ""
+	if irt := d.inReplyTo(); irt != "" {
+		if prev, err := tx.MessagesByMessageID(ctx, p.UserID, irt); err == nil && len(prev) > 0 && prev[0].ThreadID != "" {
+			thread = prev[0].ThreadID
+		}
+	}
+	if thread == "" {
+		thread = placeholder.NewMessageID(s.cfg.Domain)
+	}
+	if err := d.seal(now, thread); err != nil {
+		return row, 0, internal(err, "sealing the message failed")
+	}
+	sentDoc, err := d.copyFor(nil, true)
+	if err != nil {
+		return row, 0, internal(err, "building the sent copy failed")
+	}
+	row.Folder, row.Status, row.Date, row.ThreadID = meta.Sent, meta.StatusSent, now, thread
+	row.Placeholder, row.Refs, row.Updated, row.Seen = sentDoc, refs, now, true
+	if err := tx.UpdateMessage(ctx, row); err != nil {
+		return row, 0, err
+	}
+	var visibleDoc []byte
+	for _, uid := range order {
+		var doc []byte
+		if visible[uid] {
+			if visibleDoc == nil {
+				if visibleDoc, err = d.copyFor(nil, false); err != nil {
+					return row, 0, internal(err, "building a copy failed")
+				}
+			}
+			doc = visibleDoc
+		} else if doc, err = d.copyFor([]string{bccOf[uid]}, false); err != nil {
+			return row, 0, internal(err, "building a Bcc copy failed")
+		}
+		in := meta.Message{
+			ID: newID(), UserID: uid, Folder: meta.Inbox, MessageID: row.MessageID, ThreadID: thread,
+			Status: meta.StatusComplete, From: row.From, Subject: row.Subject, Date: now,
+			Created: now, Updated: now, Placeholder: doc, Refs: refs,
+		}
+		if err := tx.InsertMessage(ctx, in); err != nil {
+			return row, 0, err
+		}
+	}
+	return row, len(order), nil
+}
+
+// checkRefs checks that every resource the draft names is held by the user
+// and stored with the declared size, and returns the references.
+func (s *Service) checkRefs(ctx context.Context, r meta.Reader, userID int64, d *draft) ([]meta.Ref, error) {
+	var refs []meta.Ref
+	seen := map[resource.ID]bool{}
+	for _, l := range d.leaves() {
+		if seen[l.ContentID] {
+			continue
+		}
+		seen[l.ContentID] = true
+		ok, err := r.Holds(ctx, userID, l.ContentID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errs.E(errs.Invalid, "unknown_resource", "Content-ID <%s> names no resource of yours: upload it first", l.ContentID)
+		}
+		info, err := s.cfg.Resources.Stat(ctx, l.ContentID)
+		if errors.Is(err, resource.ErrNotFound) {
+			return nil, errs.E(errs.Invalid, "unknown_resource", "Content-ID <%s> names no stored resource", l.ContentID)
+		} else if err != nil {
+			return nil, internal(err, "checking a resource failed")
+		}
+		if info.Size != l.Size {
+			return nil, errs.E(errs.Invalid, "size_mismatch", "Content-ID <%s> declares size %d but the resource has %d bytes", l.ContentID, l.Size, info.Size)
+		}
+		refs = append(refs, meta.Ref{ID: l.ContentID, Size: l.Size})
+	}
+	return refs, nil
+}
+
+// List implements API.
+func (s *Service) List(ctx context.Context, opt ListOptions) (List, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return List{}, err
+	}
+	folder := meta.Folder(opt.Folder)
+	if opt.Folder == "" {
+		folder = meta.Inbox
+	}
+	if !folder.Valid() {
+		return List{}, errs.E(errs.Invalid, "bad_folder", "no folder %q: use inbox, sent or drafts", opt.Folder)
+	}
+	limit := opt.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	var rows []meta.Message
+	var cursor int64
+	err = s.cfg.Meta.View(ctx, func(r meta.Reader) error {
+		if cursor, err = r.Cursor(ctx); err != nil {
+			return err
+		}
+		rows, err = r.Messages(ctx, p.UserID, meta.ListOptions{Folder: folder, Limit: limit})
+		return err
+	})
+	if err != nil {
+		return List{}, storeErr(err, "listing failed")
+	}
+	out := List{Messages: make([]Message, 0, len(rows)), Cursor: strconv.FormatInt(cursor, 10)}
+	for _, row := range rows {
+		out.Messages = append(out.Messages, s.view(row, false))
+	}
+	return out, nil
+}
+
+// Get implements API.
+func (s *Service) Get(ctx context.Context, id string) (Message, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return Message{}, err
+	}
+	row, err := s.cfg.Meta.Message(ctx, p.UserID, id)
+	if err != nil {
+		return Message{}, storeErr(err, "reading the message failed")
+	}
+	return s.view(row, true), nil
+}
+
+// Lookup implements API.
+func (s *Service) Lookup(ctx context.Context, messageID string) ([]Message, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return nil, err
+	}
+	messageID = strings.TrimSpace(messageID)
+	if !strings.HasPrefix(messageID, "<") {
+		messageID = "<" + messageID + ">"
+	}
+	rows, err := s.cfg.Meta.MessagesByMessageID(ctx, p.UserID, messageID)
+	if err != nil {
+		return nil, storeErr(err, "looking up the message failed")
+	}
+	out := make([]Message, 0, len(rows))
+	for _, row := range rows {
+		out = append(out, s.view(row, false))
+	}
+	return out, nil
+}
+
+// Changes implements API.
+func (s *Service) Changes(ctx context.Context, cursor string, limit int) (Changes, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return Changes{}, err
+	}
+	since, err := strconv.ParseInt(cursor, 10, 64)
+	if err != nil || since < 0 {
+		return Changes{}, errs.E(errs.Invalid, "bad_cursor", "the cursor %q is not one this server gave", cursor)
+	}
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	resync := errs.E(errs.Gone, "resync_required", "the cursor is too old: list the folders again")
+	var out Changes
+	err = s.cfg.Meta.View(ctx, func(r meta.Reader) error {
+		head, err := r.Cursor(ctx)
+		if err != nil {
+			return err
+		}
+		if since > head {
+			return resync // a cursor from the future: another server or a restored backup
+		}
+		chs, err := r.Changes(ctx, p.UserID, since, limit+1)
+		if errors.Is(err, meta.ErrCursorGone) {
+			return resync
+		} else if err != nil {
+			return err
+		}
+		if len(chs) > limit {
+			chs, out.More = chs[:limit], true
+		}
+		out.Changes = make([]Change, 0, len(chs))
+		for _, ch := range chs {
+			c := Change{Cursor: strconv.FormatInt(ch.Seq, 10), ID: ch.MessageID, Folder: string(ch.Folder), Kind: string(ch.Kind)}
+			if ch.Kind != meta.Deleted {
+				if row, err := r.Message(ctx, p.UserID, ch.MessageID); err == nil && row.Folder == ch.Folder {
+					v := s.view(row, false)
+					c.Message = &v
+				}
+			}
+			out.Changes = append(out.Changes, c)
+		}
+		out.Cursor = cursor
+		if len(chs) > 0 {
+			out.Cursor = strconv.FormatInt(chs[len(chs)-1].Seq, 10)
+		} else if !out.More {
+			out.Cursor = strconv.FormatInt(head, 10)
+		}
+		return nil
+	})
+	if err != nil {
+		return Changes{}, storeErr(err, "reading changes failed")
+	}
+	return out, nil
+}
+
+// Download implements API. The returned reader is a resource.Object, which
+// the HTTP handler uses for Range requests.
+func (s *Service) Download(ctx context.Context, id string, cid resource.ID) (io.ReadCloser, Attachment, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return nil, Attachment{}, err
+	}
+	row, err := s.cfg.Meta.Message(ctx, p.UserID, id)
+	if err != nil {
+		return nil, Attachment{}, storeErr(err, "reading the message failed")
+	}
+	v := s.view(row, false)
+	att, ok := v.attachment(cid)
+	if !ok {
+		return nil, Attachment{}, errNoResource
+	}
+	obj, err := s.cfg.Resources.Open(ctx, cid)
+	if errors.Is(err, resource.ErrNotFound) {
+		if row.Status == meta.StatusFetching {
+			return nil, Attachment{}, errs.E(errs.Conflict, "not_ready", "the resource is still being fetched")
+		}
+		s.log.Error("referenced resource missing", "msgid", row.MessageID, "content_id", cid)
+		return nil, Attachment{}, errNoResource
+	} else if err != nil {
+		return nil, Attachment{}, internal(err, "opening the resource failed")
+	}
+	return obj, att, nil
+}
+
+// attachment finds the leaf with a Content-ID among a message's leaves.
+func (m Message) attachment(cid resource.ID) (Attachment, bool) {
+	for _, a := range m.all {
+		if a.ContentID == cid {
+			return a, true
+		}
+	}
+	return Attachment{}, false
+}
+
+// CollectGarbage forgets uploads older than the upload TTL that no message
+// references, then removes every stored resource that nothing references and
+// that is older than grace. The grace period spares resources between their
+// upload and the row that records it: Put refreshes a resource's time.
+func (s *Service) CollectGarbage(ctx context.Context, grace time.Duration) (removed int, err error) {
+	now := s.now()
+	if _, err := s.cfg.Meta.PruneUploads(ctx, now.Add(-s.cfg.UploadTTL)); err != nil {
+		return 0, fmt.Errorf("pruning uploads: %w", err)
+	}
+	var victims []resource.ID
+	err = s.cfg.Resources.Enumerate(ctx, func(info resource.Info) error {
+		if info.Created.After(now.Add(-grace)) {
+			return nil
+		}
+		ok, err := s.cfg.Meta.Referenced(ctx, info.ID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			victims = append(victims, info.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("enumerating resources: %w", err)
+	}
+	for _, id := range victims {
+		// Check again: a message may have referenced it meanwhile.
+		if ok, err := s.cfg.Meta.Referenced(ctx, id); err != nil || ok {
+			continue
+		}
+		if err := s.cfg.Resources.Remove(ctx, id); err != nil {
+			return removed, fmt.Errorf("removing %s: %w", id, err)
+		}
+		removed++
+	}
+	if removed > 0 {
+		s.log.Info("garbage collected", "resources", removed)
+	}
+	return removed, nil
+}
+
+// newID returns an opaque message id: "m" and 24 base32 characters.
+func newID() string {
+	var b [15]byte
+	rand.Read(b[:])
+	return "m" + strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+}

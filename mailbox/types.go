@@ -1,0 +1,137 @@
+package mailbox
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"time"
+
+	"github.com/pullmail/pullmail/resource"
+)
+
+// API is the mailbox API as Go methods. *Service implements it for the
+// user in the context (auth.WithPrincipal); package client implements it over
+// HTTPS. Tests run the same scenarios against both. docs/PROTOCOL.md §8 maps
+// each method to its HTTP route.
+type API interface {
+	Me(ctx context.Context) (Me, error)
+	// Upload stores a resource streamed from r and records that the user
+	// holds it. See UploadOptions for what may be declared.
+	Upload(ctx context.Context, r io.Reader, opt UploadOptions) (Upload, error)
+	// CreateDraft stores a new draft from a Placeholder Message document
+	// without server-owned headers; the server sets From (if absent) and
+	// Message-ID.
+	CreateDraft(ctx context.Context, doc json.RawMessage) (Message, error)
+	// UpdateDraft replaces a draft's document; sent messages are immutable.
+	UpdateDraft(ctx context.Context, id string, doc json.RawMessage) (Message, error)
+	// Delete removes a message of any folder from the user's mailbox.
+	Delete(ctx context.Context, id string) error
+	// Send sends a draft: it becomes immutable and moves to sent, and every
+	// local recipient gets a copy in their inbox, all in one commit.
+	Send(ctx context.Context, id string) (Message, error)
+	// SetSeen marks a message read or unread.
+	SetSeen(ctx context.Context, id string, seen bool) (Message, error)
+	// List lists a folder, newest first, with the sync cursor it is current at.
+	List(ctx context.Context, opt ListOptions) (List, error)
+	// Get returns one message with its Placeholder Message.
+	Get(ctx context.Context, id string) (Message, error)
+	// Lookup returns the user's copies with a Message-ID header (with or
+	// without angle brackets).
+	Lookup(ctx context.Context, messageID string) ([]Message, error)
+	// Changes returns what changed since a cursor; errs Gone with code
+	// resync_required when the cursor is too old.
+	Changes(ctx context.Context, cursor string, limit int) (Changes, error)
+	// Download opens a resource through a message of the user's that
+	// references it. The caller closes the reader.
+	Download(ctx context.Context, id string, cid resource.ID) (io.ReadCloser, Attachment, error)
+}
+
+// Me describes the signed-in user.
+type Me struct {
+	Address string `json:"address"`
+	Domain  string `json:"domain"`
+}
+
+// UploadOptions declares what the uploaded bytes must be. A mismatch fails the
+// upload and stores nothing.
+type UploadOptions struct {
+	// Digest, when set, is the Content-ID the bytes must hash to.
+	Digest resource.ID
+	// Size, when >= 0, is the exact number of bytes. -1: unknown.
+	Size int64
+}
+
+// Upload is the answer to an upload.
+type Upload struct {
+	ContentID resource.ID `json:"content_id"` // bare, without angle brackets
+	Size      int64       `json:"size"`
+}
+
+// Attachment describes a resource leaf of a message.
+type Attachment struct {
+	ContentID   resource.ID `json:"content_id"`
+	Size        int64       `json:"size"`
+	ContentType string      `json:"content_type"`
+	Disposition string      `json:"disposition,omitempty"`
+	Filename    string      `json:"filename,omitempty"`
+}
+
+// Message is a message as the API shows it. Summaries (List) leave
+// Placeholder out.
+type Message struct {
+	ID           string          `json:"id"`
+	MessageID    string          `json:"message_id"`
+	ThreadID     string          `json:"thread_id,omitempty"`
+	Folder       string          `json:"folder"`
+	Status       string          `json:"status"`
+	StatusReason string          `json:"status_reason,omitempty"`
+	Seen         bool            `json:"seen"`
+	From         string          `json:"from"`
+	To           []string        `json:"to"`
+	Cc           []string        `json:"cc,omitempty"`
+	Bcc          []string        `json:"bcc,omitempty"`
+	Subject      string          `json:"subject"`
+	Date         *time.Time      `json:"date"` // null for drafts
+	InReplyTo    string          `json:"in_reply_to,omitempty"`
+	Created      time.Time       `json:"created"`
+	Updated      time.Time       `json:"updated"`
+	Size         int64           `json:"size"`
+	Text         *Attachment     `json:"text,omitempty"` // the inline text/plain body, if any
+	HTML         *Attachment     `json:"html,omitempty"` // the inline text/html body, if any
+	Attachments  []Attachment    `json:"attachments"`
+	Placeholder  json.RawMessage `json:"placeholder,omitempty"`
+
+	all []Attachment // every resource leaf, inline bodies included
+}
+
+// ListOptions selects a folder.
+type ListOptions struct {
+	Folder string // inbox (default), sent or drafts
+	Limit  int    // <= 0: the server's default (1000)
+}
+
+// List is a folder listing.
+type List struct {
+	Messages []Message `json:"messages"`
+	// Cursor is the sync cursor the listing is current at: Changes(Cursor)
+	// returns what happens after it.
+	Cursor string `json:"cursor"`
+}
+
+// Change is one entry of the sync protocol.
+type Change struct {
+	Cursor string `json:"cursor"` // the cursor just after this change
+	ID     string `json:"id"`     // the message's id
+	Folder string `json:"folder"`
+	Kind   string `json:"kind"` // created, updated or deleted
+	// Message is the message's summary as it is now, for created and
+	// updated changes of messages that still exist.
+	Message *Message `json:"message,omitempty"`
+}
+
+// Changes is the answer to a changes request.
+type Changes struct {
+	Changes []Change `json:"changes"`
+	Cursor  string   `json:"cursor"` // pass it to the next request
+	More    bool     `json:"more"`   // more changes are waiting: ask again at once
+}

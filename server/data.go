@@ -1,0 +1,76 @@
+// Package server wires one Pullmail domain together: the data directory, the
+// stores, the mailbox API, TLS, health, metrics and logs. cmd/pullmail's serve
+// and admin commands are thin layers over it.
+//
+// The data directory holds (created on first use, mode 0700):
+//
+//	DIR/meta.db        SQLite metadata (WAL files beside it)
+//	DIR/resources/     the content-addressed resource store (resource/fsstore)
+//	DIR/ca.pem         the local CA certificate that clients trust (PULLMAIL_CA)
+//	DIR/ca-key.pem     its private key (0600)
+//	DIR/keys/          the at-rest encryption key, unless --key-file puts it elsewhere
+//	DIR/acme/          certificates obtained with --acme
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pullmail/pullmail/account"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/sqlite"
+)
+
+// Setting keys in the metadata store.
+const (
+	SettingDomain     = "domain"
+	SettingEncryption = "resource_encryption" // "none" or "aes-256-gcm"
+)
+
+// OpenMeta opens (creating if needed) the metadata store of a data directory.
+func OpenMeta(ctx context.Context, dir string) (*sqlite.Store, error) {
+	if dir == "" {
+		return nil, errors.New("no data directory: pass --data DIR")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "meta.db"))
+	if err != nil {
+		return nil, fmt.Errorf("opening metadata store in %s: %w", dir, err)
+	}
+	return st, nil
+}
+
+// BindDomain records domain as the data directory's domain on first use and
+// refuses a different one later: a data directory serves exactly one domain.
+// An empty domain returns the recorded one (or an error if none is).
+func BindDomain(ctx context.Context, st meta.Store, domain string) (string, error) {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	var bound string
+	err := st.Update(ctx, func(tx meta.Tx) error {
+		cur, err := tx.Setting(ctx, SettingDomain)
+		switch {
+		case errors.Is(err, meta.ErrNotFound):
+			if domain == "" {
+				return errors.New("the data directory has no domain yet: pass --domain")
+			}
+			if _, err := account.NormalizeAddress("postmaster@" + domain); err != nil {
+				return fmt.Errorf("%q is not a valid domain name", domain)
+			}
+			bound = domain
+			return tx.SetSetting(ctx, SettingDomain, domain)
+		case err != nil:
+			return err
+		case domain != "" && domain != cur:
+			return fmt.Errorf("the data directory belongs to domain %s, not %s", cur, domain)
+		}
+		bound = cur
+		return nil
+	})
+	return bound, err
+}

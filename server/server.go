@@ -1,0 +1,355 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/pullmail/pullmail/auth"
+	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/mailbox"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/sqlite"
+	"github.com/pullmail/pullmail/resource/fsstore"
+	"github.com/pullmail/pullmail/tlsca"
+)
+
+// Config configures one domain's server. Zero values are the defaults.
+type Config struct {
+	DataDir string // required
+	Domain  string // required on first start; afterwards it must match
+	Listen  string // host:port; default 127.0.0.1:8443
+
+	// TLS: certificate files, or ACME, or (neither) a certificate from the
+	// local CA in DataDir.
+	TLSCert, TLSKey string
+	ACME            bool
+	ACMEEmail       string
+	// Hosts are extra names for the local CA's certificate (the domain,
+	// localhost and the listen address are always included).
+	Hosts []string
+
+	// EncryptAtRest encrypts resources with the key in KeyFile (default
+	// DataDir/keys/resource.key, created if missing). Once a data directory
+	// is encrypted it must always be opened with the key, and the reverse.
+	EncryptAtRest bool
+	KeyFile       string
+
+	MaxUpload  int64         // bytes; 0: no limit
+	GCInterval time.Duration // default 1h; < 0 disables the collector
+	GCGrace    time.Duration // default 1h
+
+	Log   *slog.Logger
+	Clock func() time.Time
+}
+
+// Server is one running domain.
+type Server struct {
+	cfg      Config
+	Domain   string
+	Meta     *sqlite.Store
+	Store    *fsstore.Store
+	Mailbox  *mailbox.Service
+	Registry *prometheus.Registry
+	log      *slog.Logger
+	tls      *tls.Config
+	handler  http.Handler
+	url      atomic.Value // string
+}
+
+// Open opens the data directory and builds the server; it does not listen
+// yet. Close releases what Open took.
+func Open(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8443"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.GCInterval == 0 {
+		cfg.GCInterval = time.Hour
+	}
+	if cfg.GCGrace == 0 {
+		cfg.GCGrace = time.Hour
+	}
+	st, err := OpenMeta(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, Meta: st}
+	if err := s.open(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) open(ctx context.Context) error {
+	cfg := s.cfg
+	domain, err := BindDomain(ctx, s.Meta, cfg.Domain)
+	if err != nil {
+		return err
+	}
+	s.Domain = domain
+	s.log = cfg.Log.With("domain", domain)
+
+	var opt fsstore.Options
+	mode := "none"
+	if cfg.EncryptAtRest {
+		mode = "aes-256-gcm"
+		kf := cfg.KeyFile
+		if kf == "" {
+			kf = filepath.Join(cfg.DataDir, "keys", "resource.key")
+		}
+		if err := os.MkdirAll(filepath.Dir(kf), 0o700); err != nil {
+			return fmt.Errorf("encryption key directory: %w", err)
+		}
+		if opt.Key, err = fsstore.LoadOrCreateKey(kf); err != nil {
+			return fmt.Errorf("encryption key: %w", err)
+		}
+	}
+	if err := s.Meta.Update(ctx, func(tx meta.Tx) error {
+		cur, err := tx.Setting(ctx, SettingEncryption)
+		if errors.Is(err, meta.ErrNotFound) {
+			return tx.SetSetting(ctx, SettingEncryption, mode)
+		} else if err != nil {
+			return err
+		}
+		if cur != mode {
+			return fmt.Errorf("the resource store's encryption is %q but this start asks for %q (use --encrypt-at-rest consistently)", cur, mode)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if s.Store, err = fsstore.New(filepath.Join(cfg.DataDir, "resources"), opt); err != nil {
+		return fmt.Errorf("opening resource store: %w", err)
+	}
+
+	s.Registry = prometheus.NewRegistry()
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Mailbox = mailbox.New(mailbox.Config{
+		Domain: domain, Meta: s.Meta, Resources: s.Store, Log: s.log, Clock: cfg.Clock,
+		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry),
+	})
+	authn := &auth.Tokens{Meta: s.Meta, Clock: cfg.Clock}
+
+	mux := http.NewServeMux()
+	mux.Handle("/api/", auth.Middleware(authn, mailbox.NewHandler(s.Mailbox)))
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(mailbox.OpenAPI)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		errs.WriteHTTP(w, errs.E(errs.NotFound, "no_route", "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	s.handler = s.observe(mux)
+	return nil
+}
+
+// Handler is the server's whole HTTP handler (for tests with httptest).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// URL is the base URL the server listens on, once Serve has started.
+func (s *Server) URL() string {
+	u, _ := s.url.Load().(string)
+	return u
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.Meta.Cursor(ctx); err != nil {
+		s.log.Error("health check failed", "err", err)
+		errs.WriteHTTP(w, errs.E(errs.Temporary, "unhealthy", "metadata store unavailable"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+// TLSConfig returns the server's TLS configuration, building it on first use.
+func (s *Server) TLSConfig(listenHost string) (*tls.Config, error) {
+	if s.tls != nil {
+		return s.tls, nil
+	}
+	cfg := s.cfg
+	var tc *tls.Config
+	switch {
+	case cfg.ACME:
+		m := &autocert.Manager{
+			Prompt:     autocert.AcceptTOS,
+			HostPolicy: autocert.HostWhitelist(append([]string{s.Domain}, cfg.Hosts...)...),
+			Cache:      autocert.DirCache(filepath.Join(cfg.DataDir, "acme")),
+			Email:      cfg.ACMEEmail,
+		}
+		tc = m.TLSConfig()
+	case cfg.TLSCert != "" || cfg.TLSKey != "":
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("loading TLS certificate: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}}
+	default:
+		ca, err := tlsca.LoadOrCreate(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("local CA: %w", err)
+		}
+		hosts := append([]string{s.Domain, "localhost", "127.0.0.1", "::1"}, cfg.Hosts...)
+		if listenHost != "" {
+			hosts = append(hosts, listenHost)
+		}
+		cert, err := ca.Issue(hosts, 90*24*time.Hour)
+		if err != nil {
+			return nil, fmt.Errorf("issuing a certificate: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	tc.MinVersion = tls.VersionTLS12
+	s.tls = tc
+	return tc, nil
+}
+
+// Serve listens on cfg.Listen and serves HTTPS until ctx is done, then shuts
+// down gracefully: it stops accepting, lets requests in flight finish (up to
+// 30 seconds), and returns. ready, if not nil, is called with the base URL
+// once the listener is open.
+func (s *Server) Serve(ctx context.Context, ready func(url string)) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
+	}
+	return s.ServeListener(ctx, ln, ready)
+}
+
+// ServeListener is Serve on an open listener, which it closes.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(url string)) error {
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	tc, err := s.TLSConfig(host)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         tc,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	url := "https://" + net.JoinHostPort(host, port)
+	s.url.Store(url)
+	s.log.Info("serving", "url", url, "data", s.cfg.DataDir)
+
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	if s.cfg.GCInterval > 0 {
+		go s.collectLoop(gcCtx)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	if ready != nil {
+		ready(url)
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) collectLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.Mailbox.CollectGarbage(ctx, s.cfg.GCGrace); err != nil && ctx.Err() == nil {
+				s.log.Error("garbage collection failed", "err", err)
+			}
+		}
+	}
+}
+
+// Close releases the stores.
+func (s *Server) Close() error {
+	return s.Meta.Close()
+}
+
+// observe logs every request and counts it in the metrics.
+func (s *Server) observe(next http.Handler) http.Handler {
+	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullmail_http_requests_total", Help: "HTTP requests by method and status."}, []string{"method", "code"})
+	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pullmail_http_request_duration_seconds", Help: "HTTP request durations.", Buckets: prometheus.DefBuckets}, []string{"method"})
+	s.Registry.MustRegister(reqs, dur)
+	var seq atomic.Uint64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		id := seq.Add(1)
+		next.ServeHTTP(rw, r)
+		d := time.Since(start)
+		reqs.WithLabelValues(r.Method, strconv.Itoa(rw.code)).Inc()
+		dur.WithLabelValues(r.Method).Observe(d.Seconds())
+		level := slog.LevelDebug
+		if rw.code >= 500 {
+			level = slog.LevelError
+		} else if r.URL.Path != "/healthz" && r.URL.Path != "/metrics" {
+			level = slog.LevelInfo
+		}
+		s.log.Log(r.Context(), level, "http", "req", id, "method", r.Method, "path", r.URL.Path, "status", rw.code,
+			"bytes", rw.n, "dur", d.Round(time.Microsecond), "peer", r.RemoteAddr)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	n     int64
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (flush,
+// deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
