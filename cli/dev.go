@@ -1,0 +1,259 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/pullmail/pullmail/account"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/server"
+	"github.com/pullmail/pullmail/tlsca"
+)
+
+// DevFile is the shape of DIR/dev.json that 'pullmail dev' writes, a contract
+// for scripts and tests (issue: local sandbox).
+type DevFile struct {
+	CA      string               `json:"ca"`
+	DNS     string               `json:"dns,omitempty"`
+	Domains map[string]DevDomain `json:"domains"`
+	Users   map[string]DevUser   `json:"users"`
+}
+
+// DevDomain is one domain of the sandbox.
+type DevDomain struct {
+	URL string `json:"url"`
+}
+
+// DevUser is one user of the sandbox.
+type DevUser struct {
+	Server   string `json:"server"`
+	Token    string `json:"token"`
+	Password string `json:"password"`
+}
+
+func init() {
+	register(&command{
+		name: "dev", args: "--data DIR [--domains a.test,b.test] [--users alice@a.test,bob@a.test]",
+		short: "run a local sandbox: servers, users and tokens on loopback",
+		long: `Starts one full Pullmail server per domain on loopback, with HTTPS from one local CA
+(DIR/ca.pem), creates the users (with random passwords, kept across restarts), writes
+DIR/dev.json with every URL, token and password, prints the lines to paste into a shell, and
+runs until interrupted. Each domain keeps its data in DIR/<domain>.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			data := fs.String("data", "pullmail-dev", "sandbox `DIR`ectory")
+			domains := fs.String("domains", "a.test", "comma-separated domains")
+			users := fs.String("users", "alice@a.test,bob@a.test", "comma-separated user addresses")
+			level := fs.String("log-level", "warn", "debug, info, warn or error")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) != 0 {
+					return usagef("unexpected arguments: %s", strings.Join(args, " "))
+				}
+				log, err := newLogger(env, *level, "text")
+				if err != nil {
+					return err
+				}
+				return runDev(ctx, env, log, *data, splitList(*domains), splitList(*users))
+			}
+		},
+	})
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, strings.ToLower(f))
+		}
+	}
+	return out
+}
+
+func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains, users []string) error {
+	if len(domains) == 0 {
+		return usagef("--domains names no domain")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	dir, _ = filepath.Abs(dir)
+	ca, err := tlsca.LoadOrCreate(dir)
+	if err != nil {
+		return fmt.Errorf("local CA: %w", err)
+	}
+	known := map[string]bool{}
+	for _, d := range domains {
+		known[d] = true
+	}
+	byDomain := map[string][]string{}
+	for _, u := range users {
+		addr, err := account.NormalizeAddress(u)
+		if err != nil {
+			return fmt.Errorf("--users: %q: %w", u, err)
+		}
+		_, d, _ := strings.Cut(addr, "@")
+		if !known[d] {
+			return usagef("user %s is not in any of --domains", addr)
+		}
+		byDomain[d] = append(byDomain[d], addr)
+	}
+
+	out := DevFile{CA: ca.CertPath(), Domains: map[string]DevDomain{}, Users: map[string]DevUser{}}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(domains))
+	for _, d := range domains {
+		ddir := filepath.Join(dir, d)
+		// Every domain's certificate comes from the sandbox's one CA.
+		if err := os.MkdirAll(ddir, 0o700); err != nil {
+			return err
+		}
+		for _, f := range []string{"ca.pem", "ca-key.pem"} {
+			if err := copyFile(filepath.Join(dir, f), filepath.Join(ddir, f)); err != nil {
+				return err
+			}
+		}
+		srv, err := server.Open(ctx, server.Config{DataDir: ddir, Domain: d, Log: log.With("domain", d)})
+		if err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+		defer srv.Close()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		url := "https://" + ln.Addr().String()
+		out.Domains[d] = DevDomain{URL: url}
+		for _, addr := range byDomain[d] {
+			u, err := devUser(ctx, srv.Meta, ddir, addr)
+			if err != nil {
+				return fmt.Errorf("%s: %w", addr, err)
+			}
+			u.Server = url
+			out.Users[addr] = u
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.ServeListener(ctx, ln, nil); err != nil {
+				errc <- fmt.Errorf("%s: %w", d, err)
+				cancel()
+			}
+		}()
+	}
+	b, _ := json.MarshalIndent(out, "", "  ")
+	if err := writeFileAtomic(filepath.Join(dir, "dev.json"), append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	w := env.Stdout
+	fmt.Fprintf(w, "Pullmail sandbox in %s (details: %s)\n\n", dir, filepath.Join(dir, "dev.json"))
+	for _, d := range domains {
+		fmt.Fprintf(w, "  %-12s %s\n", d, out.Domains[d].URL)
+	}
+	fmt.Fprintln(w)
+	for _, u := range users {
+		addr, _ := account.NormalizeAddress(u)
+		du := out.Users[addr]
+		fmt.Fprintf(w, "  %s (password %s):\n    export PULLMAIL_SERVER=%s PULLMAIL_CA=%s PULLMAIL_TOKEN=%s\n", addr, du.Password, du.Server, out.CA, du.Token)
+	}
+	fmt.Fprintln(w, "\nPress Ctrl-C to stop.")
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// devUser creates the user on first start, keeping its password in
+// DIR/passwords/<address> so a restarted sandbox has the same passwords; it
+// makes a new token each start.
+func devUser(ctx context.Context, st meta.Store, dir, addr string) (DevUser, error) {
+	pwFile := filepath.Join(dir, "passwords", addr)
+	var pw string
+	if b, err := os.ReadFile(pwFile); err == nil {
+		pw = strings.TrimSpace(string(b))
+	} else {
+		var r [12]byte
+		rand.Read(r[:])
+		pw = base64.RawURLEncoding.EncodeToString(r[:])
+	}
+	if _, err := st.UserByAddress(ctx, addr); errors.Is(err, meta.ErrNotFound) {
+		hash, err := account.HashPassword(pw)
+		if err != nil {
+			return DevUser{}, err
+		}
+		if err := st.Update(ctx, func(tx meta.Tx) error {
+			_, err := tx.AddUser(ctx, meta.User{Address: addr, PasswordHash: hash})
+			return err
+		}); err != nil {
+			return DevUser{}, err
+		}
+		if err := os.MkdirAll(filepath.Dir(pwFile), 0o700); err != nil {
+			return DevUser{}, err
+		}
+		if err := writeFileAtomic(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+			return DevUser{}, err
+		}
+	} else if err != nil {
+		return DevUser{}, err
+	}
+	tok, err := CreateToken(ctx, st, addr, 0, "pullmail dev")
+	if err != nil {
+		return DevUser{}, err
+	}
+	return DevUser{Token: tok, Password: pw}, nil
+}
+
+// writeFileAtomic writes a file by temp file, fsync and rename, so readers
+// never see half of it.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if cur, err := os.ReadFile(dst); err == nil && string(cur) == string(b) {
+		return nil
+	}
+	return writeFileAtomic(dst, b, st.Mode().Perm())
+}

@@ -1,0 +1,508 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/pullmail/pullmail/client"
+	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/mailbox"
+	"github.com/pullmail/pullmail/placeholder"
+	"github.com/pullmail/pullmail/resource"
+)
+
+// newClient builds the API client from PULLMAIL_SERVER, PULLMAIL_TOKEN and
+// PULLMAIL_CA.
+func newClient(env *Env) (*client.Client, error) {
+	base := env.Getenv("PULLMAIL_SERVER")
+	if base == "" {
+		return nil, errors.New("PULLMAIL_SERVER is not set: export PULLMAIL_SERVER=https://host:port")
+	}
+	tok := env.Getenv("PULLMAIL_TOKEN")
+	if tok == "" {
+		return nil, errors.New("PULLMAIL_TOKEN is not set: get one with 'pullmail token create'")
+	}
+	return client.New(base, tok, env.Getenv("PULLMAIL_CA"))
+}
+
+// progressThreshold is the size from which transfers show a progress bar
+// (when stderr is a terminal).
+const progressThreshold = 4 << 20
+
+// withProgress wraps r in a progress bar on stderr when stderr is a terminal
+// and the transfer is large; done must be called when the transfer ends.
+func withProgress(env *Env, r io.Reader, size int64, label string) (io.Reader, func()) {
+	if size < progressThreshold || !env.IsTerminal(env.Stderr) {
+		return r, func() {}
+	}
+	bar := progressbar.NewOptions64(size,
+		progressbar.OptionSetWriter(env.Stderr),
+		progressbar.OptionSetDescription(label),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+	pr := progressbar.NewReader(r, bar)
+	return &pr, func() { bar.Finish() }
+}
+
+// uploadFile streams a file to the server, hashing it on the way, and checks
+// that the server's Content-ID is the file's SHA-256.
+func uploadFile(ctx context.Context, env *Env, api mailbox.API, path string) (mailbox.Upload, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return mailbox.Upload{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return mailbox.Upload{}, err
+	}
+	if !st.Mode().IsRegular() {
+		return mailbox.Upload{}, fmt.Errorf("%s is not a regular file", path)
+	}
+	h := sha256.New()
+	r, done := withProgress(env, io.TeeReader(f, h), st.Size(), filepath.Base(path))
+	up, err := api.Upload(ctx, r, mailbox.UploadOptions{Size: st.Size()})
+	done()
+	if err != nil {
+		return up, fmt.Errorf("uploading %s: %w", path, err)
+	}
+	if want := resource.IDFromSum(h.Sum(nil)); up.ContentID != want {
+		return up, fmt.Errorf("uploading %s: the server answered Content-ID %s, the file's is %s", path, up.ContentID, want)
+	}
+	return up, nil
+}
+
+// fileType guesses a file's media type from its extension, then its first
+// bytes.
+func fileType(path string) string {
+	if t := mime.TypeByExtension(filepath.Ext(path)); t != "" {
+		return t
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "application/octet-stream"
+	}
+	defer f.Close()
+	var b [512]byte
+	n, _ := io.ReadFull(f, b[:])
+	return http.DetectContentType(b[:n])
+}
+
+// SendOptions is what 'pullmail send' sends.
+type SendOptions struct {
+	To, Cc, Bcc []string
+	Subject     string
+	Text        string
+	HTMLFile    string
+	Attach      []string
+	InReplyTo   string
+}
+
+// Send composes a message (uploading its bodies and attachments), saves it as
+// a draft and sends it. It returns the sent message.
+func Send(ctx context.Context, env *Env, api mailbox.API, o SendOptions) (mailbox.Message, error) {
+	var bodies []placeholder.Part
+	if o.Text != "" || o.HTMLFile == "" {
+		up, err := api.Upload(ctx, strings.NewReader(o.Text), mailbox.UploadOptions{Size: int64(len(o.Text))})
+		if err != nil {
+			return mailbox.Message{}, fmt.Errorf("uploading the text: %w", err)
+		}
+		p, err := placeholder.NewLeaf(up.ContentID, up.Size, "text/plain; charset=UTF-8", "inline", "")
+		if err != nil {
+			return mailbox.Message{}, err
+		}
+		bodies = append(bodies, p)
+	}
+	if o.HTMLFile != "" {
+		up, err := uploadFile(ctx, env, api, o.HTMLFile)
+		if err != nil {
+			return mailbox.Message{}, err
+		}
+		p, err := placeholder.NewLeaf(up.ContentID, up.Size, "text/html; charset=UTF-8", "inline", "")
+		if err != nil {
+			return mailbox.Message{}, err
+		}
+		bodies = append(bodies, p)
+	}
+	me, err := api.Me(ctx)
+	if err != nil {
+		return mailbox.Message{}, err
+	}
+	m := placeholder.New(me.Address, o.To, o.Cc, o.Bcc, o.Subject)
+	if o.InReplyTo != "" {
+		m.Header.SetString(placeholder.HInReplyTo, o.InReplyTo)
+	}
+	m.Parts = append(m.Parts, placeholder.Alternative(bodies...))
+	for _, path := range o.Attach {
+		up, err := uploadFile(ctx, env, api, path)
+		if err != nil {
+			return mailbox.Message{}, err
+		}
+		p, err := placeholder.NewLeaf(up.ContentID, up.Size, fileType(path), "attachment", filepath.Base(path))
+		if err != nil {
+			return mailbox.Message{}, err
+		}
+		m.Parts = append(m.Parts, p)
+	}
+	d, err := api.CreateDraft(ctx, m.Canonical())
+	if err != nil {
+		return mailbox.Message{}, fmt.Errorf("saving the draft: %w", err)
+	}
+	sent, err := api.Send(ctx, d.ID)
+	if err != nil {
+		// Leave no stray draft behind a failed send that will not change
+		// by itself (bad recipients): the user runs the command again.
+		if errs.KindOf(err) == errs.Invalid {
+			api.Delete(ctx, d.ID)
+		}
+		return mailbox.Message{}, err
+	}
+	return sent, nil
+}
+
+// resolve finds the message a command line names: an opaque id, or a
+// Message-ID (with or without angle brackets), preferring the inbox copy
+// when the user has several.
+func resolve(ctx context.Context, api mailbox.API, ref string) (mailbox.Message, error) {
+	if !strings.Contains(ref, "@") {
+		return api.Get(ctx, ref)
+	}
+	ms, err := api.Lookup(ctx, ref)
+	if err != nil {
+		return mailbox.Message{}, err
+	}
+	if len(ms) == 0 {
+		return mailbox.Message{}, errs.E(errs.NotFound, "not_found", "no message %s", ref)
+	}
+	best := ms[0]
+	rank := map[string]int{"inbox": 0, "sent": 1, "drafts": 2}
+	for _, m := range ms[1:] {
+		if rank[m.Folder] < rank[best.Folder] {
+			best = m
+		}
+	}
+	return api.Get(ctx, best.ID)
+}
+
+// readText downloads a small inline body.
+func readText(ctx context.Context, api mailbox.API, m mailbox.Message, a *mailbox.Attachment) (string, error) {
+	if a == nil {
+		return "", nil
+	}
+	rc, _, err := api.Download(ctx, m.ID, a.ContentID)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 16<<20))
+	return string(b), err
+}
+
+func init() {
+	register(&command{
+		name: "send", args: "--to A[,B] [--cc ...] [--bcc ...] --subject S [--text T] [--html FILE] [--attach FILE]...",
+		short: "send a message",
+		long: `Uploads the text, the HTML body and each attachment (any size, streamed, with a progress bar
+on a terminal), then sends the message and prints its Message-ID on standard output.
+Addresses may be repeated flags or comma-separated.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			var o SendOptions
+			var to, cc, bcc listFlag
+			var attach pathFlag
+			fs.Var(&to, "to", "recipient `ADDRESS`es")
+			fs.Var(&cc, "cc", "carbon-copy `ADDRESS`es")
+			fs.Var(&bcc, "bcc", "blind carbon-copy `ADDRESS`es (hidden from the others)")
+			fs.StringVar(&o.Subject, "subject", "", "the subject")
+			fs.StringVar(&o.Text, "text", "", "the text body")
+			fs.StringVar(&o.HTMLFile, "html", "", "an HTML body `FILE`")
+			fs.Var(&attach, "attach", "attach a `FILE` (repeatable)")
+			fs.StringVar(&o.InReplyTo, "in-reply-to", "", "the Message-ID this answers")
+			asJSON := fs.Bool("json", false, "print the sent message as JSON")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) != 0 {
+					return usagef("unexpected arguments: %s", strings.Join(args, " "))
+				}
+				if len(to)+len(cc)+len(bcc) == 0 {
+					return usagef("no recipients: give --to, --cc or --bcc")
+				}
+				o.To, o.Cc, o.Bcc, o.Attach = to, cc, bcc, attach
+				api, err := newClient(env)
+				if err != nil {
+					return err
+				}
+				m, err := Send(ctx, env, api, o)
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					return printJSON(env, m)
+				}
+				fmt.Fprintln(env.Stdout, m.MessageID)
+				return nil
+			}
+		},
+	})
+	register(&command{
+		name: "list", args: "[--folder inbox|sent|drafts] [--limit N] [--json]",
+		short: "list a folder, newest first",
+		long: `Lists a folder, newest first. --json prints an array of message objects with message_id,
+from, to, subject, date, status and attachments (filename, content_id, size), among others.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			folder := fs.String("folder", "inbox", "inbox, sent or drafts")
+			limit := fs.Int("limit", 0, "at most `N` messages (0: the server's default)")
+			asJSON := fs.Bool("json", false, "print JSON")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) != 0 {
+					return usagef("unexpected arguments: %s", strings.Join(args, " "))
+				}
+				api, err := newClient(env)
+				if err != nil {
+					return err
+				}
+				l, err := api.List(ctx, mailbox.ListOptions{Folder: *folder, Limit: *limit})
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					return printJSON(env, l.Messages)
+				}
+				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "DATE\tFROM\tSUBJECT\tSTATUS\tATTACHMENTS\tMESSAGE-ID")
+				for _, m := range l.Messages {
+					date := "-"
+					if m.Date != nil {
+						date = m.Date.Local().Format("2006-01-02 15:04")
+					}
+					who := m.From
+					if *folder == "sent" || *folder == "drafts" {
+						who = "to " + strings.Join(m.To, ", ")
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", date, clip(who, 30), clip(m.Subject, 40), m.Status, len(m.Attachments), m.MessageID)
+				}
+				return tw.Flush()
+			}
+		},
+	})
+	register(&command{
+		name: "show", args: "MESSAGE-ID [--json]",
+		short: "show a message's headers and text",
+		long: `Shows a message: its headers, its attachments and its text body. MESSAGE-ID is the
+Message-ID (angle brackets optional) or the message's id from 'list --json'.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			asJSON := fs.Bool("json", false, "print JSON: the message with its text as \"body\"")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) != 1 {
+					return usagef("want exactly one MESSAGE-ID")
+				}
+				api, err := newClient(env)
+				if err != nil {
+					return err
+				}
+				m, err := resolve(ctx, api, args[0])
+				if err != nil {
+					return err
+				}
+				body, err := readText(ctx, api, m, m.Text)
+				if err != nil {
+					return fmt.Errorf("reading the text: %w", err)
+				}
+				if *asJSON {
+					return printJSON(env, struct {
+						mailbox.Message
+						Body string `json:"body"`
+					}{m, body})
+				}
+				w := env.Stdout
+				fmt.Fprintf(w, "From: %s\n", m.From)
+				fmt.Fprintf(w, "To: %s\n", strings.Join(m.To, ", "))
+				if len(m.Cc) > 0 {
+					fmt.Fprintf(w, "Cc: %s\n", strings.Join(m.Cc, ", "))
+				}
+				if len(m.Bcc) > 0 {
+					fmt.Fprintf(w, "Bcc: %s\n", strings.Join(m.Bcc, ", "))
+				}
+				fmt.Fprintf(w, "Subject: %s\n", m.Subject)
+				if m.Date != nil {
+					fmt.Fprintf(w, "Date: %s\n", m.Date.Local().Format(time.RFC1123Z))
+				}
+				fmt.Fprintf(w, "Message-ID: %s\n", m.MessageID)
+				fmt.Fprintf(w, "Status: %s\n", m.Status)
+				for _, a := range m.Attachments {
+					fmt.Fprintf(w, "Attachment: %s (%s, %d bytes) <%s>\n", a.Filename, a.ContentType, a.Size, a.ContentID)
+				}
+				fmt.Fprintf(w, "\n%s", body)
+				if body != "" && !strings.HasSuffix(body, "\n") {
+					fmt.Fprintln(w)
+				}
+				return nil
+			}
+		},
+	})
+	register(&command{
+		name: "get", args: "MESSAGE-ID --out DIR [--json]",
+		short: "save a message's attachments, verifying each",
+		long: `Downloads every attachment of a message into DIR under its filename (made safe: no
+directories, no control characters; a number is added if the name is taken), checking that
+each file's SHA-256 is its Content-ID. A file appears only once complete and verified.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			out := fs.String("out", "", "the `DIR`ectory to save into (created if missing)")
+			asJSON := fs.Bool("json", false, "print the saved files as JSON")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) != 1 {
+					return usagef("want exactly one MESSAGE-ID")
+				}
+				if *out == "" {
+					return usagef("--out DIR is required")
+				}
+				api, err := newClient(env)
+				if err != nil {
+					return err
+				}
+				m, err := resolve(ctx, api, args[0])
+				if err != nil {
+					return err
+				}
+				if err := os.MkdirAll(*out, 0o755); err != nil {
+					return err
+				}
+				type saved struct {
+					Path      string      `json:"path"`
+					ContentID resource.ID `json:"content_id"`
+					Size      int64       `json:"size"`
+				}
+				var files []saved
+				for _, a := range m.Attachments {
+					path, err := saveAttachment(ctx, env, api, m, a, *out)
+					if err != nil {
+						return err
+					}
+					files = append(files, saved{path, a.ContentID, a.Size})
+				}
+				if *asJSON {
+					if files == nil {
+						files = []saved{}
+					}
+					return printJSON(env, files)
+				}
+				for _, f := range files {
+					fmt.Fprintln(env.Stdout, f.Path)
+				}
+				return nil
+			}
+		},
+	})
+}
+
+// saveAttachment downloads one attachment into dir: into a temporary file
+// first, hashing on the way; only a verified, synced file is renamed into
+// place.
+func saveAttachment(ctx context.Context, env *Env, api mailbox.API, m mailbox.Message, a mailbox.Attachment, dir string) (string, error) {
+	rc, _, err := api.Download(ctx, m.ID, a.ContentID)
+	if err != nil {
+		return "", fmt.Errorf("downloading %s: %w", a.Filename, err)
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(dir, ".pullmail-*.part")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name()) // a no-op after the rename
+	h := sha256.New()
+	r, done := withProgress(env, rc, a.Size, SafeFilename(a.Filename, a.ContentID))
+	n, err := io.Copy(io.MultiWriter(tmp, h), r)
+	done()
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("downloading %s: %w", a.Filename, err)
+	}
+	if got := resource.IDFromSum(h.Sum(nil)); got != a.ContentID || n != a.Size {
+		return "", fmt.Errorf("downloading %s: the bytes do not match Content-ID %s (got %s, %d bytes)", a.Filename, a.ContentID, got, n)
+	}
+	path, err := freeName(dir, SafeFilename(a.Filename, a.ContentID))
+	if err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// SafeFilename makes a sender's filename safe to create in a directory: the
+// last path element only, no control or path characters, no leading dots,
+// at most 200 bytes; the Content-ID when nothing is left.
+func SafeFilename(name string, cid resource.ID) string {
+	name = strings.ReplaceAll(name, "\\", "/")
+	name = name[strings.LastIndex(name, "/")+1:]
+	name = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == ':' || r == '/' || r == 0 || r == unicode.ReplacementChar {
+			return '_'
+		}
+		return r
+	}, name)
+	name = strings.TrimLeft(strings.TrimSpace(name), ".")
+	for len(name) > 200 {
+		_, size := lastRune(name)
+		name = name[:len(name)-size]
+	}
+	if name == "" {
+		return string(cid)
+	}
+	return name
+}
+
+func lastRune(s string) (rune, int) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i]&0xC0 != 0x80 {
+			return rune(s[i]), len(s) - i
+		}
+	}
+	return 0, 1
+}
+
+// freeName returns dir/name, or dir/"base (N).ext" for the first N free.
+func freeName(dir, name string) (string, error) {
+	ext := filepath.Ext(name)
+	base := strings.TrimSuffix(name, ext)
+	for i := 0; i < 10000; i++ {
+		cand := name
+		if i > 0 {
+			cand = fmt.Sprintf("%s (%d)%s", base, i, ext)
+		}
+		p := filepath.Join(dir, cand)
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no free file name for %s in %s", name, dir)
+}
+
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/pullmail/pullmail/server"
+)
+
+// newLogger makes the process logger from --log-level and --log-format.
+func newLogger(env *Env, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level: want debug, info, warn or error")
+	}
+	opt := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(env.Stderr, opt)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(env.Stderr, opt)), nil
+	}
+	return nil, usagef("--log-format: want text or json")
+}
+
+func init() {
+	register(&command{
+		name: "serve", args: "--data DIR --domain DOMAIN [--listen ADDR] [flags]",
+		short: "run a domain's mailbox server",
+		long: `Runs the mailbox server of one domain over HTTPS until interrupted (SIGINT or SIGTERM end
+it gracefully). TLS comes from --tls-cert/--tls-key, or --acme, or by default from a local CA
+created in DIR (DIR/ca.pem: give it to clients as PULLMAIL_CA).
+
+Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /healthz,
+/metrics (Prometheus).`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			var cfg server.Config
+			var hosts listFlag
+			fs.StringVar(&cfg.DataDir, "data", "", "data `DIR`ectory (created if missing)")
+			fs.StringVar(&cfg.Domain, "domain", "", "the mail domain served (required on first start)")
+			fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "`ADDR`ess to listen on")
+			fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain `FILE` (PEM)")
+			fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `FILE` (PEM)")
+			fs.BoolVar(&cfg.ACME, "acme", false, "obtain certificates with ACME (needs public port 443)")
+			fs.StringVar(&cfg.ACMEEmail, "acme-email", "", "contact address for the ACME account")
+			fs.Var(&hosts, "host", "extra host name for the certificate (repeatable)")
+			fs.BoolVar(&cfg.EncryptAtRest, "encrypt-at-rest", false, "encrypt stored resources (AES-256-GCM)")
+			fs.StringVar(&cfg.KeyFile, "key-file", "", "at-rest key `FILE` (default DIR/keys/resource.key; keep it apart from the data)")
+			fs.Int64Var(&cfg.MaxUpload, "max-upload", 0, "largest resource accepted, in bytes (0: no limit)")
+			level := fs.String("log-level", "info", "debug, info, warn or error")
+			format := fs.String("log-format", "text", "text or json")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) != 0 {
+					return usagef("unexpected arguments: %s", strings.Join(args, " "))
+				}
+				if cfg.DataDir == "" {
+					return usagef("--data DIR is required")
+				}
+				if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+					return usagef("--tls-cert and --tls-key go together")
+				}
+				log, err := newLogger(env, *level, *format)
+				if err != nil {
+					return err
+				}
+				cfg.Hosts, cfg.Log = hosts, log
+				srv, err := server.Open(ctx, cfg)
+				if err != nil {
+					return err
+				}
+				defer srv.Close()
+				return srv.Serve(ctx, func(url string) {
+					fmt.Fprintf(env.Stdout, "pullmail serving %s at %s\n", srv.Domain, url)
+				})
+			}
+		},
+	})
+}
