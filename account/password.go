@@ -46,7 +46,7 @@ type params struct {
 
 // The argon2id parameters of new hashes are OWASP's Password Storage Cheat
 // Sheet's first argon2id choice, m=19 MiB, t=2, p=1. One hash takes
-// about 30 ms of one core and 19 MiB on this project's 2-core machine (see
+// about 16 ms of one core and 19 MiB on this project's 2-core machine (see
 // BenchmarkHashPassword), which keeps logins quick and lets a small server
 // survive a burst of them; RFC 9106's 64 MiB or 2 GiB choices would make each
 // login cost too much memory there. p=1 because a server gains nothing from

@@ -6,12 +6,12 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/meta"
 )
@@ -68,10 +68,6 @@ func BearerToken(r *http.Request) (string, bool) {
 	return tok, true
 }
 
-// TokenPrefix starts every admin-made token, so junk is refused without a
-// database lookup and leaked tokens are easy to find by scanners.
-const TokenPrefix = "pmt_"
-
 // Tokens authenticates admin-made bearer tokens (pullmail token create),
 // stored in the metadata store by the SHA-256 of their secret.
 type Tokens struct {
@@ -96,11 +92,10 @@ func (t *Tokens) Authenticate(ctx context.Context, r *http.Request) (Principal, 
 // Check authenticates a token secret.
 func (t *Tokens) Check(ctx context.Context, secret string) (Principal, error) {
 	invalid := errs.E(errs.Unauthorized, "invalid_token", "the token is not valid here")
-	if !strings.HasPrefix(secret, TokenPrefix) || len(secret) > 200 {
+	if !account.LooksLikeToken(secret) { // junk never reaches the database
 		return Principal{}, invalid
 	}
-	sum := sha256.Sum256([]byte(secret))
-	tok, err := t.Meta.TokenByHash(ctx, sum[:])
+	tok, err := t.Meta.TokenByHash(ctx, account.HashToken(secret))
 	if errors.Is(err, meta.ErrNotFound) {
 		return Principal{}, invalid
 	} else if err != nil {

@@ -50,6 +50,7 @@ Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /
 			fs.BoolVar(&cfg.EncryptAtRest, "encrypt-at-rest", false, "encrypt stored resources (AES-256-GCM)")
 			fs.StringVar(&cfg.KeyFile, "key-file", "", "at-rest key `FILE` (default DIR/keys/resource.key; keep it apart from the data)")
 			fs.Int64Var(&cfg.MaxUpload, "max-upload", 0, "largest resource accepted, in bytes (0: no limit)")
+			fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics to every peer (default: loopback peers only)")
 			level := fs.String("log-level", "info", "debug, info, warn or error")
 			format := fs.String("log-format", "text", "text or json")
 			return func(ctx context.Context, env *Env, args []string) error {

@@ -158,6 +158,7 @@ func WriteHTTP(w http.ResponseWriter, err error) {
 	status, body := Public(err)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(body)
 }

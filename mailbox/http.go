@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/placeholder"
 	"github.com/pullmail/pullmail/resource"
 )
 
 // Route is one endpoint of the mailbox API. Routes lists them for the mux and
-// for the test that holds docs/openapi.json to them.
+// for the test that holds openapi.json to them.
 type Route struct {
 	Method  string // GET also answers HEAD
 	Pattern string // net/http ServeMux pattern path
@@ -37,9 +38,10 @@ var Routes = []Route{
 	{"GET", "/api/v1/changes", (*handler).changes},
 }
 
-// MaxDocument caps JSON request bodies: a Placeholder Message is at most
-// 1 MiB (docs/PROTOCOL.md §2), plus room for the JSON around it.
-const MaxDocument = 1<<20 + 4096
+// MaxDocument caps JSON request bodies at the Placeholder Message's own
+// limit (docs/PROTOCOL.md §2.5), so an oversize document is always refused
+// here, before parsing, with 413 document_too_large.
+var MaxDocument = int64(placeholder.DefaultLimits().MaxDocument)
 
 type handler struct{ api API }
 
@@ -72,7 +74,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func readDoc(w http.ResponseWriter, r *http.Request) (json.RawMessage, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return nil, errs.E(errs.Invalid, "bad_content_type", "send the document as application/json")
+			return nil, errs.E(errs.Invalid, "unsupported_media_type", "send the document as application/json")
 		}
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxDocument))
@@ -80,7 +82,7 @@ func readDoc(w http.ResponseWriter, r *http.Request) (json.RawMessage, error) {
 	if errors.As(err, &mbe) {
 		return nil, errs.E(errs.TooLarge, "document_too_large", "the document is larger than %d bytes", MaxDocument)
 	} else if err != nil {
-		return nil, errs.Wrap(err, errs.Invalid, "upload_incomplete", "the request body could not be read")
+		return nil, errs.Wrap(err, errs.Invalid, "request_incomplete", "the request body could not be read")
 	}
 	return data, nil
 }
@@ -280,13 +282,49 @@ func (h *handler) download(w http.ResponseWriter, r *http.Request) {
 	}
 	hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	if rs, ok := rc.(io.ReadSeeker); ok {
-		http.ServeContent(w, r, "", time.Time{}, &lazySeeker{rs: rs, size: att.Size})
+		http.ServeContent(&jsonErrors{ResponseWriter: w}, r, "", time.Time{}, &lazySeeker{rs: rs, size: att.Size})
 		return
 	}
 	hdr.Set("Content-Length", strconv.FormatInt(att.Size, 10))
 	if r.Method != http.MethodHead {
 		io.Copy(w, rc)
 	}
+}
+
+// jsonErrors turns the plain-text error answers of http.ServeContent (416,
+// 412) into the API's JSON errors.
+type jsonErrors struct {
+	http.ResponseWriter
+	replaced bool
+}
+
+func (j *jsonErrors) WriteHeader(code int) {
+	if code < 400 {
+		j.ResponseWriter.WriteHeader(code)
+		return
+	}
+	j.replaced = true
+	e := errs.E(errs.Invalid, "range_not_satisfiable", "the Range is outside the resource (see Content-Range)")
+	if code == http.StatusPreconditionFailed {
+		e = errs.E(errs.Conflict, "precondition_failed", "the resource does not match If-Match")
+	}
+	h := j.Header()
+	for _, k := range []string{"Content-Length", "Content-Disposition", "ETag"} {
+		h.Del(k) // Content-Range stays: for 416 it tells the size
+	}
+	_, body := errs.Public(e)
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	j.ResponseWriter.WriteHeader(code) // keep 416 or 412 itself
+	b, _ := json.Marshal(body)
+	j.ResponseWriter.Write(append(b, '\n'))
+}
+
+func (j *jsonErrors) Write(p []byte) (int, error) {
+	if j.replaced {
+		return len(p), nil // the plain-text body that ServeContent writes
+	}
+	return j.ResponseWriter.Write(p)
 }
 
 // lazySeeker answers http.ServeContent's size probe (Seek to the end and back)

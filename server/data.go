@@ -25,11 +25,9 @@ import (
 	"github.com/pullmail/pullmail/meta/sqlite"
 )
 
-// Setting keys in the metadata store.
-const (
-	SettingDomain     = "domain"
-	SettingEncryption = "resource_encryption" // "none" or "aes-256-gcm"
-)
+// SettingDomain is the metadata setting that binds a data directory to its
+// domain.
+const SettingDomain = "domain"
 
 // OpenMeta opens (creating if needed) the metadata store of a data directory.
 func OpenMeta(ctx context.Context, dir string) (*sqlite.Store, error) {

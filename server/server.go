@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -22,7 +21,6 @@ import (
 	"github.com/pullmail/pullmail/auth"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/mailbox"
-	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/meta/sqlite"
 	"github.com/pullmail/pullmail/resource/fsstore"
 	"github.com/pullmail/pullmail/tlsca"
@@ -49,9 +47,12 @@ type Config struct {
 	EncryptAtRest bool
 	KeyFile       string
 
-	MaxUpload  int64         // bytes; 0: no limit
-	GCInterval time.Duration // default 1h; < 0 disables the collector
-	GCGrace    time.Duration // default 1h
+	MaxUpload int64 // bytes; 0: no limit
+	// MetricsPublic serves /metrics to every peer; by default only to
+	// loopback peers.
+	MetricsPublic bool
+	GCInterval    time.Duration // default 1h; < 0 disables the collector
+	GCGrace       time.Duration // default 1h
 
 	Log   *slog.Logger
 	Clock func() time.Time
@@ -108,9 +109,7 @@ func (s *Server) open(ctx context.Context) error {
 	s.log = cfg.Log.With("domain", domain)
 
 	var opt fsstore.Options
-	mode := "none"
 	if cfg.EncryptAtRest {
-		mode = "aes-256-gcm"
 		kf := cfg.KeyFile
 		if kf == "" {
 			kf = filepath.Join(cfg.DataDir, "keys", "resource.key")
@@ -122,22 +121,8 @@ func (s *Server) open(ctx context.Context) error {
 			return fmt.Errorf("encryption key: %w", err)
 		}
 	}
-	if err := s.Meta.Update(ctx, func(tx meta.Tx) error {
-		cur, err := tx.Setting(ctx, SettingEncryption)
-		if errors.Is(err, meta.ErrNotFound) {
-			return tx.SetSetting(ctx, SettingEncryption, mode)
-		} else if err != nil {
-			return err
-		}
-		if cur != mode {
-			return fmt.Errorf("the resource store's encryption is %q but this start asks for %q (use --encrypt-at-rest consistently)", cur, mode)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
 	if s.Store, err = fsstore.New(filepath.Join(cfg.DataDir, "resources"), opt); err != nil {
-		return fmt.Errorf("opening resource store: %w", err)
+		return fmt.Errorf("opening resource store (a store stays encrypted or plain for life: check --encrypt-at-rest and --key-file): %w", err)
 	}
 
 	s.Registry = prometheus.NewRegistry()
@@ -151,7 +136,16 @@ func (s *Server) open(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", auth.Middleware(authn, mailbox.NewHandler(s.Mailbox)))
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		// Metrics describe the server's load and traffic: only for the
+		// machine itself (a scraper on loopback) unless made public.
+		if !cfg.MetricsPublic && !fromLoopback(r) {
+			errs.WriteHTTP(w, errs.E(errs.NotFound, "no_route", "no such endpoint: %s %s", r.Method, r.URL.Path))
+			return
+		}
+		metrics.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(mailbox.OpenAPI)
@@ -215,11 +209,11 @@ func (s *Server) TLSConfig(listenHost string) (*tls.Config, error) {
 		if listenHost != "" {
 			hosts = append(hosts, listenHost)
 		}
-		cert, err := ca.Issue(hosts, 90*24*time.Hour)
-		if err != nil {
+		// The CA's config renews the certificate before it expires, so a
+		// long-running server never serves a stale one.
+		if tc, err = ca.TLSConfig(hosts); err != nil {
 			return nil, fmt.Errorf("issuing a certificate: %w", err)
 		}
-		tc = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 	tc.MinVersion = tls.VersionTLS12
 	s.tls = tc
@@ -297,6 +291,16 @@ func (s *Server) collectLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// fromLoopback reports whether the request's peer is on this machine.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Close releases the stores.
