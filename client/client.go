@@ -40,6 +40,11 @@ func New(base, token, caFile string) (*Client, error) {
 		return nil, fmt.Errorf("server URL %q: want https://host[:port]", base)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// HTTP/1.1: Go's HTTP/2 moves large bodies at half the speed and makes
+	// the server hold bigger buffers (docs/BENCHMARKS.md); a command-line
+	// client gains nothing from multiplexing.
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	if caFile != "" {
 		pool, err := tlsca.LoadPool(caFile)
 		if err != nil {

@@ -246,8 +246,12 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		// Go's HTTP/2 defaults (1 MiB of flow-control window) throttle
+		// browsers' large uploads even on loopback; 4 MiB per stream
+		// keeps the memory an upload may pin small (docs/BENCHMARKS.md).
+		HTTP2:       &http.HTTP2Config{MaxReceiveBufferPerConnection: 8 << 20, MaxReceiveBufferPerStream: 4 << 20},
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	url := "https://" + net.JoinHostPort(host, port)
 	s.url.Store(url)

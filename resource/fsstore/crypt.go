@@ -105,7 +105,7 @@ func (s *Store) putEncrypted(ctx context.Context, f *os.File, r io.Reader, opt r
 	plain, sealed := s.getBuf(), s.getBuf()
 	defer s.putBuf(plain)
 	defer s.putBuf(sealed)
-	z := &sealer{w: f, aead: aead, prefix: hdr[40:48], buf: (*plain)[:0:chunkSize], out: *sealed}
+	z := &sealer{w: newWriteback(f, int64(len(hdr))), aead: aead, prefix: hdr[40:48], buf: (*plain)[:0:chunkSize], out: *sealed}
 	id, size, err := resource.Copy(ctx, z, r, opt)
 	if err != nil {
 		return "", err

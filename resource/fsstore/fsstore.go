@@ -194,7 +194,7 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (
 
 	var id resource.ID
 	if s.key == nil {
-		id, _, err = resource.Copy(ctx, f, r, opt)
+		id, _, err = resource.Copy(ctx, newWriteback(f, 0), r, opt)
 	} else {
 		id, err = s.putEncrypted(ctx, f, r, opt)
 	}
