@@ -193,9 +193,22 @@ type Tx interface {
 	DeleteMessage(ctx context.Context, userID int64, id string) error
 }
 
+// Once is a replay cache: it remembers keys (a DPoP proof's jti, an
+// assertion's jti) until they expire, so that each is accepted once, across
+// restarts and by every process that shares the store (RFC 9449 §11.1,
+// RFC 7523 §3 item 7).
+type Once interface {
+	// UseOnce records key until expires and reports whether it was fresh:
+	// false when the key is already recorded and has not expired. Expired
+	// keys are forgotten (lazily). Keys are opaque strings of at most 512
+	// bytes; callers namespace them ("dpop:", "assertion:").
+	UseOnce(ctx context.Context, key string, expires time.Time) (fresh bool, err error)
+}
+
 // Store is a domain's metadata store. It is safe for concurrent use.
 type Store interface {
 	Reader
+	Once
 	// Update runs fn in a write transaction and commits if fn returns nil;
 	// otherwise, or on panic, it rolls back and returns fn's error.
 	Update(ctx context.Context, fn func(Tx) error) error
