@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		fn   func(t *testing.T, s meta.Store)
 	}{
 		{"Settings", testSettings},
+		{"Once", testOnce},
 		{"Users", testUsers},
 		{"DeleteUser", testDeleteUser},
 		{"Tokens", testTokens},
@@ -1100,5 +1102,52 @@ func testConcurrent(t *testing.T, s meta.Store) {
 	}
 	if c := cursor(t, s); c != maxSeq {
 		t.Errorf("Cursor = %d, want the newest seq %d", c, maxSeq)
+	}
+}
+
+// testOnce: a key is fresh once until it expires, then fresh again; racing
+// callers with one key get exactly one true.
+func testOnce(t *testing.T, s meta.Store) {
+	ctx := context.Background()
+	now := time.Now()
+	if ok, err := s.UseOnce(ctx, "dpop:a", now.Add(time.Minute)); err != nil || !ok {
+		t.Fatalf("first use: %v %v", ok, err)
+	}
+	if ok, err := s.UseOnce(ctx, "dpop:a", now.Add(time.Minute)); err != nil || ok {
+		t.Fatalf("replay accepted: %v %v", ok, err)
+	}
+	if ok, err := s.UseOnce(ctx, "dpop:b", now.Add(time.Minute)); err != nil || !ok {
+		t.Fatalf("another key: %v %v", ok, err)
+	}
+	if ok, err := s.UseOnce(ctx, "dpop:old", now.Add(-time.Second)); err != nil || !ok {
+		t.Fatalf("already-expired key: %v %v", ok, err)
+	}
+	if ok, err := s.UseOnce(ctx, "dpop:old", now.Add(time.Minute)); err != nil || !ok {
+		t.Fatalf("a key whose entry expired is fresh again: %v %v", ok, err)
+	}
+	if _, err := s.UseOnce(ctx, "", now.Add(time.Minute)); err == nil {
+		t.Fatal("empty key accepted")
+	}
+	if _, err := s.UseOnce(ctx, strings.Repeat("k", 513), now.Add(time.Minute)); err == nil {
+		t.Fatal("oversize key accepted")
+	}
+	var wg sync.WaitGroup
+	var fresh atomic.Int32
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := s.UseOnce(ctx, "race", now.Add(time.Minute))
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				fresh.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if fresh.Load() != 1 {
+		t.Fatalf("%d racing callers got fresh, want 1", fresh.Load())
 	}
 }

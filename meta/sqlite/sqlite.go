@@ -48,6 +48,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -72,7 +73,9 @@ type Store struct {
 	reader         // reads outside a transaction, on the read pool
 	path   string  // the database file
 	wdb    *sql.DB // the single write connection
-	rdb    *sql.DB // the read pool
+
+	onceCalls atomic.Uint64 // UseOnce calls, to sweep expired keys now and then
+	rdb       *sql.DB       // the read pool
 }
 
 var _ meta.Store = (*Store)(nil)
