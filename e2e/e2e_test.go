@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pullmail/pullmail/tlsca"
 )
 
 var bin string // the pullmail binary under test
@@ -362,5 +366,45 @@ func TestKillDuringSends(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages sent before the kill, all delivered to both", len(sent))
+	s.stop(t)
+}
+
+// TestServeWithCertificateFiles: serve takes --tls-cert/--tls-key, and a
+// client trusting their CA gets through.
+func TestServeWithCertificateFiles(t *testing.T) {
+	dir := t.TempDir()
+	certDir := t.TempDir()
+	ca, err := tlsca.LoadOrCreate(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	os.WriteFile(filepath.Join(certDir, "cert.pem"), chain, 0o644)
+	os.WriteFile(filepath.Join(certDir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
+	must(t, nil, "", "user", "add", "--data", dir, "alice@a.test", "--password", "alice-password")
+	tok := strings.TrimSpace(must(t, nil, "", "token", "create", "--data", dir, "alice@a.test"))
+	s := serve(t, dir, "--tls-cert", filepath.Join(certDir, "cert.pem"), "--tls-key", filepath.Join(certDir, "key.pem"))
+	env := []string{"PULLMAIL_SERVER=" + s.url, "PULLMAIL_TOKEN=" + tok, "PULLMAIL_CA=" + ca.CertPath()}
+	must(t, env, "", "list")
+	// Another CA does not vouch for these certificates.
+	other, err := tlsca.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env[2] = "PULLMAIL_CA=" + other.CertPath()
+	if _, errOut, code := run(t, env, "", "list"); code != 1 || !strings.Contains(errOut, "certificate") {
+		t.Fatalf("wrong CA: exit %d %q", code, errOut)
+	}
 	s.stop(t)
 }

@@ -668,3 +668,46 @@ func TestSameAPIInProcess(t *testing.T) {
 	_ = sha256.New
 	_ = meta.Inbox
 }
+
+// TestZeroLengthAndConcurrentUploads: the empty resource is a resource
+// (SECURITY.md: accept), and identical uploads at once all succeed with one
+// stored copy.
+func TestZeroLengthAndConcurrentUploads(t *testing.T) {
+	d := testenv.Start(t, "a.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@a.test")
+	empty := upload(t, alice, nil)
+	if empty.ContentID != resource.EmptyID || empty.Size != 0 {
+		t.Fatalf("empty upload: %+v", empty)
+	}
+	if _, err := alice.CreateDraft(ctx, compose(t, "", []string{"alice@a.test"}, nil, nil, "empty", empty)); err != nil {
+		t.Fatalf("a draft with an empty body: %v", err)
+	}
+	data := bytes.Repeat([]byte("concurrent "), 50000)
+	errc := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			up, err := alice.Upload(ctx, bytes.NewReader(data), mailbox.UploadOptions{Size: int64(len(data)), Digest: resource.IDOf(data)})
+			if err == nil && up.ContentID != resource.IDOf(data) {
+				err = fmt.Errorf("got %s", up.ContentID)
+			}
+			errc <- err
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for _, f := range testenv.Files(t, filepath.Join(d.Dir, "resources")) {
+		if strings.Contains(f, string(resource.IDOf(data))) {
+			n++
+		}
+		if strings.HasPrefix(f, "tmp/") {
+			t.Errorf("temporary file left: %s", f)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d stored copies, want 1", n)
+	}
+}
