@@ -101,6 +101,18 @@ func atext(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
 }
 
+// CheckDomain checks a lower-case mail domain: ASCII letter-digit-hyphen
+// labels of at most 63 characters, none starting or ending with '-', at least
+// one dot, a last label not all digits. It returns an *errs.Error (code
+// bad_address) saying what is wrong, or nil. The Placeholder format uses the
+// same rule for every address it digests, so one domain is one string.
+func CheckDomain(domain string) error {
+	if why := checkDomain(domain); why != "" {
+		return errs.E(errs.Invalid, "bad_address", "%s", why)
+	}
+	return nil
+}
+
 // checkDomain checks a lower-case domain and returns a reason if it is bad.
 func checkDomain(domain string) string {
 	if domain == "" {

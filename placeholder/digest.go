@@ -6,6 +6,9 @@ import (
 	"errors"
 	"net/mail"
 	"strings"
+
+	"github.com/pullmail/pullmail/account"
+	"github.com/pullmail/pullmail/errs"
 )
 
 // b64sum returns the unpadded base64url SHA-256 of b.
@@ -94,8 +97,10 @@ func normalizeAddrSpec(addr string) (string, error) {
 		return "", invalid(CodeBadAddress, "address %q has no domain", addr)
 	}
 	local, domain := addr[:at], strings.ToLower(addr[at+1:])
-	if !hostname(domain) {
-		return "", wrapInvalid(errBadDomain, CodeBadAddress, "address %q: bad domain", addr)
+	if err := account.CheckDomain(domain); err != nil {
+		var e *errs.Error
+		errors.As(err, &e)
+		return "", wrapInvalid(errBadDomain, CodeBadAddress, "address %q: %s", addr, e.Message)
 	}
 	// mail.Address.String quotes the local part when it is not a dot-atom,
 	// so that the result is one unambiguous addr-spec.
@@ -103,26 +108,6 @@ func normalizeAddrSpec(addr string) (string, error) {
 	return s[1 : len(s)-1], nil
 }
 
-// hostname reports whether s is a lower-case ASCII host name: dot-separated
-// labels of letters, digits and hyphens, none empty, none longer than 63,
-// none starting or ending with a hyphen; at most 253 characters.
-func hostname(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
 
 // Hop says which kind of hop an envelope belongs to.
 type Hop int
