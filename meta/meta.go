@@ -118,7 +118,50 @@ type Change struct {
 	Kind      ChangeKind
 }
 
-// ListOptions selects messages of one folder, newest first.
+// Client is an OAuth 2.0 client registered at the domain's authorization
+// server (package authz).
+type Client struct {
+	ID           string   // client_id
+	Name         string   // for people
+	Public       bool     // a public client (webmail, CLI): PKCE, no credentials
+	RedirectURIs []string // matched exactly (RFC 9700 §2.1)
+	// JWKS holds a confidential client's public keys for private_key_jwt
+	// (RFC 7523 §2.2), as a JSON Web Key Set document.
+	JWKS    []byte
+	Created time.Time
+}
+
+// GrantKind says what a Grant is.
+type GrantKind string
+
+const (
+	GrantCode    GrantKind = "code"    // an authorization code (RFC 6749 §4.1)
+	GrantRefresh GrantKind = "refresh" // a refresh token (RFC 6749 §6)
+	GrantDevice  GrantKind = "device"  // a device code (RFC 8628)
+)
+
+// Grant is a credential the authorization server issued and must remember:
+// stored by the SHA-256 of its secret, never the secret. Every grant that
+// descends from one sign-in shares a Family, so that reuse of a spent code
+// or refresh token revokes all of them (RFC 9700 §4.14) and the access
+// tokens that name the family stop working.
+type Grant struct {
+	Hash        []byte
+	Kind        GrantKind
+	Family      string
+	ClientID    string
+	UserID      int64  // 0 for a device code not approved yet
+	Scope       string // space-separated
+	RedirectURI string // code: the redirect_uri of the authorization request
+	Challenge   string // code: the PKCE S256 code_challenge
+	JKT         string // the DPoP key thumbprint the grant is bound to, if any
+	UserCode    string // device: the code the user types (unique while live)
+	Created     time.Time
+	Expires     time.Time
+	Used        bool // code redeemed, refresh token rotated, device code redeemed
+	Revoked     bool
+}
+
 type ListOptions struct {
 	Folder Folder
 	// Limit caps the number of messages; <= 0 means no cap.
@@ -154,6 +197,15 @@ type Reader interface {
 	// Cursor is the newest Seq in the store (0 when there are none): a
 	// listing taken in the same transaction is current as of it.
 	Cursor(ctx context.Context) (int64, error)
+	Client(ctx context.Context, id string) (Client, error)
+	Clients(ctx context.Context) ([]Client, error) // ordered by ID
+	GrantByHash(ctx context.Context, hash []byte) (Grant, error)
+	// GrantByUserCode finds a device grant by its user code.
+	GrantByUserCode(ctx context.Context, userCode string) (Grant, error)
+	// FamilyRevoked reports whether a grant family has been revoked; an
+	// unknown family is not revoked.
+	FamilyRevoked(ctx context.Context, family string) (bool, error)
+
 	// Changes returns the user's changes with Seq > since, oldest first, at
 	// most limit of them (limit <= 0: all). It returns ErrCursorGone when
 	// changes after since have been pruned.
@@ -191,6 +243,18 @@ type Tx interface {
 	// DeleteMessage removes it (ErrNotFound if not the user's) and logs a
 	// Deleted change.
 	DeleteMessage(ctx context.Context, userID int64, id string) error
+
+	AddClient(ctx context.Context, c Client) error // ErrExists
+	// DeleteClient removes the client and its grants (ErrNotFound if none).
+	DeleteClient(ctx context.Context, id string) error
+	AddGrant(ctx context.Context, g Grant) error // ErrExists for a taken hash or live user code
+	// UpdateGrant stores Used, Revoked, UserID, JKT and Expires of the grant
+	// with g.Hash (ErrNotFound if none).
+	UpdateGrant(ctx context.Context, g Grant) error
+	// RevokeFamily marks every grant of the family revoked and remembers
+	// the family as revoked (for FamilyRevoked) even once its grants are
+	// pruned, until the time given.
+	RevokeFamily(ctx context.Context, family string, until time.Time) error
 }
 
 // Once is a replay cache: it remembers keys (a DPoP proof's jti, an
@@ -221,6 +285,9 @@ type Store interface {
 	// PruneChanges drops change log entries older than the time, making
 	// older cursors answer ErrCursorGone.
 	PruneChanges(ctx context.Context, before time.Time) (int, error)
+	// PruneGrants forgets grants that expired before the time, and revoked
+	// families remembered until before it.
+	PruneGrants(ctx context.Context, before time.Time) (int, error)
 
 	Close() error
 }

@@ -33,6 +33,7 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 	}{
 		{"Settings", testSettings},
 		{"Once", testOnce},
+		{"Authz", testAuthz},
 		{"Users", testUsers},
 		{"DeleteUser", testDeleteUser},
 		{"Tokens", testTokens},
@@ -1149,5 +1150,129 @@ func testOnce(t *testing.T, s meta.Store) {
 	wg.Wait()
 	if fresh.Load() != 1 {
 		t.Fatalf("%d racing callers got fresh, want 1", fresh.Load())
+	}
+}
+
+// testAuthz: clients, grants, families, as the authorization server uses them.
+func testAuthz(t *testing.T, s meta.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var alice meta.User
+	err := s.Update(ctx, func(tx meta.Tx) error {
+		var err error
+		if alice, err = tx.AddUser(ctx, meta.User{Address: "alice@a.test", PasswordHash: "x"}); err != nil {
+			return err
+		}
+		if err := tx.AddClient(ctx, meta.Client{ID: "webmail", Name: "Webmail", Public: true, RedirectURIs: []string{"https://a.test/cb"}}); err != nil {
+			return err
+		}
+		return tx.AddClient(ctx, meta.Client{ID: "mta", Name: "MTA", JWKS: []byte(`{"keys":[]}`)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Client(ctx, "webmail")
+	if err != nil || !c.Public || len(c.RedirectURIs) != 1 || c.RedirectURIs[0] != "https://a.test/cb" || c.Created.IsZero() {
+		t.Fatalf("client: %v %+v", err, c)
+	}
+	if cs, err := s.Clients(ctx); err != nil || len(cs) != 2 || cs[0].ID != "mta" || string(cs[0].JWKS) != `{"keys":[]}` {
+		t.Fatalf("clients: %v %+v", err, cs)
+	}
+	if err := s.Update(ctx, func(tx meta.Tx) error { return tx.AddClient(ctx, meta.Client{ID: "mta"}) }); !errors.Is(err, meta.ErrExists) {
+		t.Fatalf("duplicate client: %v", err)
+	}
+	if _, err := s.Client(ctx, "nobody"); !errors.Is(err, meta.ErrNotFound) {
+		t.Fatalf("missing client: %v", err)
+	}
+	code := meta.Grant{Hash: []byte("code-hash"), Kind: meta.GrantCode, Family: "f1", ClientID: "webmail", UserID: alice.ID,
+		Scope: "mail", RedirectURI: "https://a.test/cb", Challenge: "ch", Created: now, Expires: now.Add(time.Minute)}
+	refresh := meta.Grant{Hash: []byte("refresh-hash"), Kind: meta.GrantRefresh, Family: "f1", ClientID: "webmail", UserID: alice.ID,
+		Scope: "mail", JKT: "thumb", Created: now, Expires: now.Add(time.Hour)}
+	device := meta.Grant{Hash: []byte("device-hash"), Kind: meta.GrantDevice, Family: "f2", ClientID: "webmail", UserCode: "ABCD-EFGH",
+		Created: now, Expires: now.Add(-time.Minute)}
+	err = s.Update(ctx, func(tx meta.Tx) error {
+		for _, g := range []meta.Grant{code, refresh, device} {
+			if err := tx.AddGrant(ctx, g); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.GrantByHash(ctx, []byte("code-hash"))
+	if err != nil || g.Kind != meta.GrantCode || g.UserID != alice.ID || g.Challenge != "ch" || !g.Expires.Equal(code.Expires) || g.Used {
+		t.Fatalf("grant: %v %+v", err, g)
+	}
+	if g, err := s.GrantByUserCode(ctx, "ABCD-EFGH"); err != nil || g.UserID != 0 || g.Kind != meta.GrantDevice {
+		t.Fatalf("by user code: %v %+v", err, g)
+	}
+	dup := device
+	dup.Hash = []byte("other")
+	if err := s.Update(ctx, func(tx meta.Tx) error { return tx.AddGrant(ctx, dup) }); !errors.Is(err, meta.ErrExists) {
+		t.Fatalf("a second grant with one user code: %v", err)
+	}
+	// Approve the device code; spend the authorization code.
+	device.UserID, g.Used = alice.ID, true
+	err = s.Update(ctx, func(tx meta.Tx) error {
+		if err := tx.UpdateGrant(ctx, device); err != nil {
+			return err
+		}
+		return tx.UpdateGrant(ctx, g)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.GrantByHash(ctx, device.Hash); d.UserID != alice.ID {
+		t.Fatalf("approved device grant: %+v", d)
+	}
+	if c, _ := s.GrantByHash(ctx, code.Hash); !c.Used {
+		t.Fatal("used flag not stored")
+	}
+	if err := s.Update(ctx, func(tx meta.Tx) error { return tx.UpdateGrant(ctx, meta.Grant{Hash: []byte("none")}) }); !errors.Is(err, meta.ErrNotFound) {
+		t.Fatalf("update of a missing grant: %v", err)
+	}
+	// Revoking a family revokes its grants and is remembered.
+	if ok, _ := s.FamilyRevoked(ctx, "f1"); ok {
+		t.Fatal("f1 revoked before anyone revoked it")
+	}
+	if err := s.Update(ctx, func(tx meta.Tx) error { return tx.RevokeFamily(ctx, "f1", now.Add(time.Hour)) }); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.FamilyRevoked(ctx, "f1"); err != nil || !ok {
+		t.Fatalf("f1 not revoked: %v", err)
+	}
+	if r, _ := s.GrantByHash(ctx, refresh.Hash); !r.Revoked {
+		t.Fatal("the family's refresh token is not revoked")
+	}
+	if d, _ := s.GrantByHash(ctx, device.Hash); d.Revoked {
+		t.Fatal("another family's grant was revoked")
+	}
+	// Pruning forgets expired grants (the device code) and old revocations.
+	if n, err := s.PruneGrants(ctx, now); err != nil || n != 1 {
+		t.Fatalf("prune: %d %v", n, err)
+	}
+	if _, err := s.GrantByHash(ctx, device.Hash); !errors.Is(err, meta.ErrNotFound) {
+		t.Fatalf("expired grant kept: %v", err)
+	}
+	if _, err := s.PruneGrants(ctx, now.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.FamilyRevoked(ctx, "f1"); ok {
+		t.Fatal("revocation remembered past its time")
+	}
+	// Deleting the client deletes its grants.
+	if err := s.Update(ctx, func(tx meta.Tx) error {
+		if err := tx.AddGrant(ctx, meta.Grant{Hash: []byte("late"), Kind: meta.GrantRefresh, Family: "f3", ClientID: "webmail",
+			UserID: alice.ID, Expires: now.Add(time.Hour)}); err != nil {
+			return err
+		}
+		return tx.DeleteClient(ctx, "webmail")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GrantByHash(ctx, []byte("late")); !errors.Is(err, meta.ErrNotFound) {
+		t.Fatalf("grant of a deleted client kept: %v", err)
 	}
 }
