@@ -124,16 +124,17 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 				return err
 			}
 		}
-		srv, err := server.Open(ctx, server.Config{DataDir: ddir, Domain: d, Log: log.With("domain", d)})
-		if err != nil {
-			return fmt.Errorf("%s: %w", d, err)
-		}
-		defer srv.Close()
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
 		url := "https://" + ln.Addr().String()
+		srv, err := server.Open(ctx, server.Config{DataDir: ddir, Domain: d, Log: log.With("domain", d), PublicURL: url})
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("%s: %w", d, err)
+		}
+		defer srv.Close()
 		out.Domains[d] = DevDomain{URL: url}
 		for _, addr := range byDomain[d] {
 			u, err := devUser(ctx, srv.Meta, ddir, addr)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 
 	"github.com/pullmail/pullmail/server"
@@ -42,6 +43,7 @@ Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /
 			fs.StringVar(&cfg.DataDir, "data", "", "data `DIR`ectory (created if missing)")
 			fs.StringVar(&cfg.Domain, "domain", "", "the mail domain served (required on first start)")
 			fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "`ADDR`ess to listen on")
+			fs.StringVar(&cfg.PublicURL, "public-url", "", "the server's external base `URL` (default: https://DOMAIN on port 443, else https://LISTEN-ADDRESS)")
 			fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain `FILE` (PEM)")
 			fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `FILE` (PEM)")
 			fs.BoolVar(&cfg.ACME, "acme", false, "obtain certificates with ACME (needs public port 443)")
@@ -68,12 +70,20 @@ Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /
 					return err
 				}
 				cfg.Hosts, cfg.Log = hosts, log
+				// Listen first: with port 0 the address, and so the
+				// default public URL, is known only then.
+				ln, err := net.Listen("tcp", cfg.Listen)
+				if err != nil {
+					return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+				}
+				cfg.Listen = ln.Addr().String()
 				srv, err := server.Open(ctx, cfg)
 				if err != nil {
+					ln.Close()
 					return err
 				}
 				defer srv.Close()
-				return srv.Serve(ctx, func(url string) {
+				return srv.ServeListener(ctx, ln, func(url string) {
 					fmt.Fprintf(env.Stdout, "pullmail serving %s at %s\n", srv.Domain, url)
 				})
 			}

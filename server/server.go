@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 	"golang.org/x/crypto/acme/autocert"
 
 	"github.com/pullmail/pullmail/auth"
+	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta/sqlite"
 	"github.com/pullmail/pullmail/resource/fsstore"
@@ -31,6 +34,11 @@ type Config struct {
 	DataDir string // required
 	Domain  string // required on first start; afterwards it must match
 	Listen  string // host:port; default 127.0.0.1:8443
+	// PublicURL is the server's external base URL: the OAuth issuer and
+	// the base of every URL the server names (DPoP htu values among them).
+	// Default: https://DOMAIN when listening on port 443, else
+	// https://LISTEN-ADDRESS. With port 0, listen first and set it.
+	PublicURL string
 
 	// TLS: certificate files, or ACME, or (neither) a certificate from the
 	// local CA in DataDir.
@@ -65,6 +73,8 @@ type Server struct {
 	Meta     *sqlite.Store
 	Store    *fsstore.Store
 	Mailbox  *mailbox.Service
+	Authz    *authz.Server
+	Keys     *keys.Set
 	Registry *prometheus.Registry
 	log      *slog.Logger
 	tls      *tls.Config
@@ -131,10 +141,24 @@ func (s *Server) open(ctx context.Context) error {
 		Domain: domain, Meta: s.Meta, Resources: s.Store, Log: s.log, Clock: cfg.Clock,
 		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry),
 	})
-	authn := &auth.Tokens{Meta: s.Meta, Clock: cfg.Clock}
+	if s.Keys, err = keys.Open(filepath.Join(cfg.DataDir, "keys", "signing.json"), keys.Options{
+		MaxTokenLifetime: 5*24*time.Hour + time.Hour, Clock: cfg.Clock}); err != nil {
+		return fmt.Errorf("signing keys: %w", err)
+	}
+	if s.Authz, err = authz.New(authz.Config{Issuer: s.PublicURL(), Domain: domain, Meta: s.Meta, Keys: s.Keys,
+		Log: s.log, Clock: cfg.Clock}); err != nil {
+		return err
+	}
+	// The AS's access tokens first, then admin-made tokens (pullmail token create).
+	authn := auth.Chain{s.Authz.Authenticator(), &auth.Tokens{Meta: s.Meta, Clock: cfg.Clock}}
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/", auth.Middleware(authn, mailbox.NewHandler(s.Mailbox)))
+	asHandler := s.Authz.Handler()
+	for _, p := range []string{authz.PathMetadata, authz.PathJWKS, authz.PathAuthorize, authz.PathToken, authz.PathRevoke,
+		authz.PathDeviceAuthz, authz.PathDevice} {
+		mux.Handle(p, asHandler)
+	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	metrics := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -155,6 +179,22 @@ func (s *Server) open(ctx context.Context) error {
 	})
 	s.handler = s.observe(mux)
 	return nil
+}
+
+// PublicURL is the server's external base URL (Config.PublicURL or its
+// default).
+func (s *Server) PublicURL() string {
+	if s.cfg.PublicURL != "" {
+		return strings.TrimRight(s.cfg.PublicURL, "/")
+	}
+	host, port, err := net.SplitHostPort(s.cfg.Listen)
+	if err != nil || port == "443" {
+		return "https://" + s.Domain
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = s.Domain
+	}
+	return "https://" + net.JoinHostPort(host, port)
 }
 
 // Handler is the server's whole HTTP handler (for tests with httptest).

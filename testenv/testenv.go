@@ -59,19 +59,19 @@ func Start(t testing.TB, name string, opt Options) *Domain {
 	if dir == "" {
 		dir = t.TempDir()
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Open(ctx, server.Config{
-		DataDir: dir, Domain: name, Log: Logger(t), EncryptAtRest: opt.EncryptAtRest,
+		DataDir: dir, Domain: name, Log: Logger(t), EncryptAtRest: opt.EncryptAtRest, PublicURL: "https://" + ln.Addr().String(),
 		MaxUpload: opt.MaxUpload, Clock: opt.Clock, GCInterval: -1,
 	})
 	if err != nil {
 		cancel()
+		ln.Close()
 		t.Fatalf("opening %s: %v", name, err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	ready := make(chan string, 1)

@@ -1,0 +1,269 @@
+// Package authz is a domain's OAuth 2.0 Authorization Server (seed 004):
+//
+//   - Authorization Code with PKCE (RFC 6749 §4.1, RFC 7636, S256 only) for
+//     public clients such as the webmail, with a server-rendered login page;
+//   - the Device Authorization Grant (RFC 8628) for the command line;
+//   - refresh tokens with rotation and reuse detection (RFC 9700 §4.14),
+//     revocation (RFC 7009);
+//   - Token Exchange (RFC 8693) for the Cross-Domain Authorization Grant:
+//     an access token for a JWT assertion bound to one message's envelope
+//     headers, an assertion for a fetch token, an assertion for a chained
+//     (forwarding) assertion (docs/PROTOCOL.md §10);
+//   - DPoP (RFC 9449) on every token request that offers it and on every
+//     cross-domain one; private_key_jwt (RFC 7523) for confidential clients;
+//   - metadata (RFC 8414) and a JWKS with rotation (package keys).
+//
+// Access tokens are RFC 9068 JWTs (typ at+jwt), short-lived (5 minutes), and
+// name their grant family, so that the revocation of a family (code or
+// refresh token reuse, sign-out) also stops the access tokens it issued:
+// the resource server checks the family on every request (Authenticator).
+//
+// The OAuth endpoints answer errors in the RFC 6749 §5.2 shape
+// ({"error": "...", "error_description": "..."}), the one OAuth clients
+// expect, not the mailbox API's.
+package authz
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pullmail/pullmail/dpop"
+	"github.com/pullmail/pullmail/keys"
+	"github.com/pullmail/pullmail/meta"
+)
+
+// Paths of the endpoints, under the issuer URL.
+const (
+	PathMetadata      = "/.well-known/oauth-authorization-server"
+	PathJWKS          = "/oauth/jwks"
+	PathAuthorize     = "/oauth/authorize"
+	PathToken         = "/oauth/token"
+	PathRevoke        = "/oauth/revoke"
+	PathDeviceAuthz   = "/oauth/device_authorization"
+	PathDevice        = "/oauth/device"
+	ScopeMail         = "mail"          // the mailbox API
+	ScopeInternetMail = "internet_mail" // the Cross-Domain Authorization Grant
+	ScopeFetch        = "fetch"         // fetching one message's resources
+)
+
+// Token types (RFC 8693 §3) and grant types.
+const (
+	TokenTypeAccess   = "urn:ietf:params:oauth:token-type:access_token"
+	TokenTypeRefresh  = "urn:ietf:params:oauth:token-type:refresh_token"
+	TokenTypeJWT      = "urn:ietf:params:oauth:token-type:jwt"
+	GrantTokenExch    = "urn:ietf:params:oauth:grant-type:token-exchange"
+	GrantDeviceCode   = "urn:ietf:params:oauth:grant-type:device_code"
+	ClientAssertionJB = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+)
+
+// JWT types (RFC 8725 §3.11): each kind of token has its own, so that none
+// passes for another.
+const (
+	TypAccessToken = "at+jwt"                 // RFC 9068
+	TypAssertion   = "pullmail-assertion+jwt" // the Cross-Domain Authorization Grant
+)
+
+// Config configures the authorization server of one domain.
+type Config struct {
+	// Issuer is the server's external base URL, e.g. "https://a.test"; the
+	// endpoints' URLs (and the DPoP htu values) are built from it, never
+	// from a request's Host header.
+	Issuer string
+	Domain string
+	Meta   meta.Store
+	Keys   *keys.Set
+	Log    *slog.Logger
+	Clock  func() time.Time
+	// Remote finds the keys of other domains' clients and authorization
+	// servers (package discovery in production); nil refuses every
+	// cross-domain request.
+	Remote Remote
+
+	AccessTokenTTL time.Duration // default 5 minutes
+	RefreshTTL     time.Duration // default 30 days
+	CodeTTL        time.Duration // default 1 minute
+	DeviceTTL      time.Duration // default 10 minutes
+	AssertionTTL   time.Duration // default 5 minutes (at most 10: SECURITY.md)
+	FetchTokenTTL  time.Duration // default 1 hour
+	// SendGrantTTL is how long the MTA may obtain assertions for one sent
+	// message: the delivery retry horizon (default 5 days).
+	SendGrantTTL time.Duration
+	// MaxChain is the most hops a forwarding chain may have (default 8).
+	MaxChain int
+}
+
+// Remote is what the authorization server needs to know of other domains.
+type Remote interface {
+	// ClientKeys returns the public keys of a remote domain's MTA client,
+	// whose client_id names its domain (docs/PROTOCOL.md §10.1), and that
+	// domain.
+	ClientKeys(ctx context.Context, clientID string) (domain string, jwks []byte, err error)
+	// IssuerKeys returns the issuer URL and JWKS of a domain's
+	// authorization server, as discovered for that domain.
+	IssuerKeys(ctx context.Context, domain string) (issuer string, jwks []byte, err error)
+}
+
+// Server is the authorization server.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	dpop    *dpop.Verifier
+	limiter *limiter
+	csrfKey []byte
+}
+
+// New returns the authorization server.
+func New(cfg Config) (*Server, error) {
+	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.AccessTokenTTL, 5*time.Minute)
+	def(&cfg.RefreshTTL, 30*24*time.Hour)
+	def(&cfg.CodeTTL, time.Minute)
+	def(&cfg.DeviceTTL, 10*time.Minute)
+	def(&cfg.AssertionTTL, 5*time.Minute)
+	def(&cfg.FetchTokenTTL, time.Hour)
+	def(&cfg.SendGrantTTL, 5*24*time.Hour)
+	if cfg.AssertionTTL > 10*time.Minute {
+		cfg.AssertionTTL = 10 * time.Minute
+	}
+	if cfg.MaxChain <= 0 {
+		cfg.MaxChain = 8
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Log.With("component", "authz"),
+		dpop:    &dpop.Verifier{Replay: cfg.Meta, Clock: cfg.Clock},
+		limiter: newLimiter(cfg.Clock),
+		csrfKey: make([]byte, 32),
+	}
+	rand.Read(s.csrfKey)
+	return s, nil
+}
+
+// Issuer returns the issuer URL.
+func (s *Server) Issuer() string { return s.cfg.Issuer }
+
+func (s *Server) now() time.Time { return s.cfg.Clock() }
+
+// Handler returns the authorization server's endpoints.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathMetadata, s.metadata)
+	mux.HandleFunc("GET "+PathJWKS, s.jwks)
+	mux.HandleFunc("GET "+PathAuthorize, s.authorize)
+	mux.HandleFunc("POST "+PathAuthorize, s.authorize)
+	mux.HandleFunc("POST "+PathToken, s.token)
+	mux.HandleFunc("POST "+PathRevoke, s.revoke)
+	mux.HandleFunc("POST "+PathDeviceAuthz, s.deviceAuthorization)
+	mux.HandleFunc("GET "+PathDevice, s.device)
+	mux.HandleFunc("POST "+PathDevice, s.device)
+	return mux
+}
+
+// Metadata is the RFC 8414 document.
+type Metadata struct {
+	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
+	TokenEndpoint                     string   `json:"token_endpoint"`
+	JWKSURI                           string   `json:"jwks_uri"`
+	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	DeviceAuthorizationEndpoint       string   `json:"device_authorization_endpoint"`
+	ResponseTypesSupported            []string `json:"response_types_supported"`
+	GrantTypesSupported               []string `json:"grant_types_supported"`
+	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	DPoPSigningAlgValuesSupported     []string `json:"dpop_signing_alg_values_supported"`
+	ScopesSupported                   []string `json:"scopes_supported"`
+	AuthorizationResponseIssParameter bool     `json:"authorization_response_iss_parameter_supported"`
+}
+
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+	iss := s.cfg.Issuer
+	writeJSON(w, http.StatusOK, Metadata{
+		Issuer: iss, AuthorizationEndpoint: iss + PathAuthorize, TokenEndpoint: iss + PathToken,
+		JWKSURI: iss + PathJWKS, RevocationEndpoint: iss + PathRevoke, DeviceAuthorizationEndpoint: iss + PathDeviceAuthz,
+		ResponseTypesSupported:            []string{"code"},
+		GrantTypesSupported:               []string{"authorization_code", "refresh_token", GrantDeviceCode, GrantTokenExch},
+		CodeChallengeMethodsSupported:     []string{"S256"},
+		TokenEndpointAuthMethodsSupported: []string{"none", "private_key_jwt"},
+		TokenEndpointAuthSigningAlgs:      []string{"ES256", "EdDSA"},
+		DPoPSigningAlgValuesSupported:     []string{"ES256", "EdDSA"},
+		ScopesSupported:                   []string{ScopeMail, ScopeInternetMail, ScopeFetch},
+		AuthorizationResponseIssParameter: true,
+	})
+}
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	b, _ := json.Marshal(s.cfg.Keys.PublicJWKS())
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Write(b)
+}
+
+// oauthError is an RFC 6749 §5.2 error.
+type oauthError struct {
+	Status      int    `json:"-"`
+	Code        string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
+
+func oerr(status int, code, desc string) *oauthError {
+	return &oauthError{Status: status, Code: code, Description: desc}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	if e.Status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pullmail"`)
+	}
+	writeJSON(w, e.Status, e)
+}
+
+// secret returns a new random secret with a prefix, and its SHA-256.
+func secret(prefix string) (string, []byte) {
+	var b [32]byte
+	rand.Read(b[:])
+	s := prefix + base64.RawURLEncoding.EncodeToString(b[:])
+	h := sha256.Sum256([]byte(s))
+	return s, h[:]
+}
+
+func hashSecret(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
+}
+
+func randomID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

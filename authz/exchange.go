@@ -1,0 +1,310 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/pullmail/pullmail/account"
+	"github.com/pullmail/pullmail/dpop"
+	"github.com/pullmail/pullmail/keys"
+	"github.com/pullmail/pullmail/placeholder"
+)
+
+// exchange serves RFC 8693 token exchange: the three legs of the
+// Cross-Domain Authorization Grant (docs/PROTOCOL.md §10). Every leg needs a
+// DPoP proof: what it issues is bound to the proof's key.
+func (s *Server) exchange(ctx context.Context, c client, proof *dpop.Proof, r *http.Request) (tokenResponse, *oauthError) {
+	if proof == nil {
+		return tokenResponse{}, oerr(400, "invalid_dpop_proof", "token exchange requires a DPoP proof")
+	}
+	f := r.PostForm
+	st, stt, rtt := f.Get("subject_token"), f.Get("subject_token_type"), f.Get("requested_token_type")
+	if st == "" || stt == "" {
+		return tokenResponse{}, oerr(400, "invalid_request", "subject_token and subject_token_type are required")
+	}
+	if f.Get("actor_token") != "" || f.Get("actor_token_type") != "" {
+		if f.Get("actor_token_type") == "" {
+			return tokenResponse{}, oerr(400, "invalid_request", "actor_token without actor_token_type")
+		}
+		return tokenResponse{}, oerr(400, "invalid_request", "actor tokens are not used: the client authenticates itself")
+	}
+	switch {
+	case stt == TokenTypeAccess && rtt == TokenTypeJWT:
+		return s.exchangeAssertion(ctx, c, proof, f.Get, st)
+	case stt == TokenTypeJWT && rtt == TokenTypeAccess:
+		return s.exchangeFetch(ctx, c, proof, f.Get, st)
+	case stt == TokenTypeJWT && rtt == TokenTypeJWT:
+		return s.exchangeForward(ctx, c, proof, f.Get, st)
+	}
+	return tokenResponse{}, oerr(400, "invalid_request", "unsupported subject_token_type "+stt+" with requested_token_type "+rtt)
+}
+
+// IssueSendGrant signs the subject token with which this domain's MTA client
+// obtains assertions for one sent message: an access token of the author,
+// scope internet_mail, bound to the Message-ID, valid for the delivery
+// retry horizon. The mailbox calls it at send, when the author has just
+// authenticated, so that retries days later still act on their authority.
+func (s *Server) IssueSendGrant(author, mtaClientID, messageID string) (string, error) {
+	return s.accessToken(author, mtaClientID, ScopeInternetMail, randomID(), "", s.cfg.SendGrantTTL, messageID, "")
+}
+
+// envelope reads the envelope_headers (a Placeholder headers object) and
+// ehl (a JSON array of names) parameters and computes eht.
+func envelope(get func(string) string, hop placeholder.Hop) (placeholder.Header, []string, string, *oauthError) {
+	h, err := placeholder.ParseHeader([]byte(get("envelope_headers")), placeholder.DefaultLimits())
+	if err != nil {
+		return h, nil, "", oerr(400, "invalid_request", "envelope_headers: "+err.Error())
+	}
+	var ehl []string
+	if err := json.Unmarshal([]byte(get("ehl")), &ehl); err != nil {
+		return h, nil, "", oerr(400, "invalid_request", "ehl must be a JSON array of header names")
+	}
+	if err := placeholder.CheckEHL(ehl, hop); err != nil {
+		return h, nil, "", oerr(400, "invalid_request", "ehl: "+err.Error())
+	}
+	eht, err := placeholder.EHT(h, ehl)
+	if err != nil {
+		return h, nil, "", oerr(400, "invalid_request", "eht: "+err.Error())
+	}
+	return h, ehl, eht, nil
+}
+
+// audienceDomain reads the audience parameter: the recipient domain.
+func (s *Server) audienceDomain(get func(string) string) (string, *oauthError) {
+	aud := strings.ToLower(get("audience"))
+	if err := account.CheckDomain(aud); err != nil {
+		return "", oerr(400, "invalid_target", "audience must be the recipient's domain")
+	}
+	if aud == s.cfg.Domain {
+		return "", oerr(400, "invalid_target", "no assertion is needed for this domain's own users")
+	}
+	return aud, nil
+}
+
+// singleAddress parses a header holding one address to its account form.
+func singleAddress(v string) (string, bool) {
+	a, err := mail.ParseAddress(v)
+	if err != nil {
+		return "", false
+	}
+	n, err := account.NormalizeAddress(a.Address)
+	return n, err == nil
+}
+
+func hasScope(scope, want string) bool {
+	for _, s := range strings.Fields(scope) {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+// assertion signs a Cross-Domain Authorization Grant assertion.
+func (s *Server) assertion(sub, aud, azp, jkt, msgid, eht string, ehl []string, hop int, path []string, prev string) (string, error) {
+	now := s.now()
+	return s.cfg.Keys.Sign(TypAssertion, AccessClaims{Claims: keys.Claims{
+		Issuer: s.cfg.Issuer, Subject: sub, Audience: keys.Audience{aud}, AZP: azp, Scope: ScopeInternetMail,
+		Cnf: &keys.Confirmation{JKT: jkt}, ID: randomID(), IssuedAt: keys.NewNumericDate(now),
+		Expiry: keys.NewNumericDate(now.Add(s.cfg.AssertionTTL)),
+	}, MessageID: msgid, EH: &EnvelopeBinding{EHT: eht, EHL: ehl}, Hop: hop, Path: path, Prev: prev})
+}
+
+func assertionResponse(a string, ttl time.Duration) tokenResponse {
+	return tokenResponse{AccessToken: a, IssuedTokenType: TokenTypeJWT, TokenType: "N_A", ExpiresIn: int64(ttl / time.Second)}
+}
+
+// exchangeAssertion: this domain's MTA trades a send grant for an assertion
+// bound to one message's envelope headers (docs/PROTOCOL.md §10.2).
+func (s *Server) exchangeAssertion(ctx context.Context, c client, proof *dpop.Proof, get func(string) string, st string) (tokenResponse, *oauthError) {
+	if c.remote || c.Public {
+		return tokenResponse{}, oerr(400, "unauthorized_client", "only this domain's MTA may obtain assertions")
+	}
+	sg, err := s.verifyOwn(ctx, st, TypAccessToken, s.cfg.SendGrantTTL+time.Minute)
+	if err != nil {
+		return tokenResponse{}, oerr(400, "invalid_request", "subject_token: "+err.Error())
+	}
+	switch {
+	case !hasScope(sg.Scope, ScopeInternetMail):
+		return tokenResponse{}, oerr(400, "invalid_request", "the subject token does not grant "+ScopeInternetMail)
+	case sg.ClientID != c.ID:
+		return tokenResponse{}, oerr(400, "invalid_request", "the subject token was issued to another client")
+	case get("scope") != "" && get("scope") != ScopeInternetMail:
+		return tokenResponse{}, oerr(400, "invalid_scope", "an assertion's scope is "+ScopeInternetMail)
+	}
+	aud, oe := s.audienceDomain(get)
+	if oe != nil {
+		return tokenResponse{}, oe
+	}
+	h, ehl, eht, oe := envelope(get, placeholder.FirstHop)
+	if oe != nil {
+		return tokenResponse{}, oe
+	}
+	from, ok := singleAddress(h.Get(placeholder.HFrom).String())
+	if !ok || from != sg.Subject {
+		return tokenResponse{}, oerr(400, "invalid_request", "the From address does not belong to the user behind the subject token")
+	}
+	if h.Get(placeholder.HMessageID).String() != sg.MessageID {
+		return tokenResponse{}, oerr(400, "invalid_request", "the Message-ID is not the one the subject token was issued for")
+	}
+	a, err := s.assertion(from, aud, c.ID, proof.Thumbprint, sg.MessageID, eht, ehl, 1, []string{s.cfg.Domain}, "")
+	if err != nil {
+		return tokenResponse{}, oerr(500, "server_error", "signing failed")
+	}
+	s.log.Info("assertion issued", "msgid", sg.MessageID, "aud", aud, "client", c.ID)
+	return assertionResponse(a, s.cfg.AssertionTTL), nil
+}
+
+// exchangeFetch: a recipient domain's MTA trades an assertion this server
+// issued to it for a DPoP-bound token that fetches that one message's
+// resources (docs/PROTOCOL.md §10.3). The assertion may be traded until the
+// delivery retry horizon after its expiry: it is bound to its audience, and
+// only that domain's authenticated MTA can trade it.
+func (s *Server) exchangeFetch(ctx context.Context, c client, proof *dpop.Proof, get func(string) string, st string) (tokenResponse, *oauthError) {
+	if !c.remote {
+		return tokenResponse{}, oerr(400, "unauthorized_client", "fetch tokens are for other domains' MTAs")
+	}
+	payload, _, err := s.cfg.Keys.Verify(st, keys.Expect{Typ: TypAssertion})
+	if err != nil {
+		return tokenResponse{}, oerr(400, "invalid_request", "subject_token: "+err.Error())
+	}
+	var a AccessClaims
+	if err := json.Unmarshal(payload, &a); err != nil {
+		return tokenResponse{}, oerr(400, "invalid_request", "subject_token: malformed claims")
+	}
+	now := s.now()
+	switch {
+	case a.Issuer != s.cfg.Issuer:
+		return tokenResponse{}, oerr(400, "invalid_request", "the assertion was not issued here")
+	case len(a.Audience) != 1 || a.Audience[0] != c.domain:
+		return tokenResponse{}, oerr(400, "invalid_request", "the assertion was issued for another domain")
+	case a.Expiry == 0 || !now.Before(a.Expiry.Time().Add(s.cfg.SendGrantTTL)):
+		return tokenResponse{}, oerr(400, "invalid_request", "the assertion is too old to trade")
+	case a.IssuedAt.Time().After(now.Add(time.Minute)):
+		return tokenResponse{}, oerr(400, "invalid_request", "the assertion is issued in the future")
+	case a.MessageID == "":
+		return tokenResponse{}, oerr(400, "invalid_request", "the assertion names no message")
+	}
+	if res := get("resource"); res != "" && strings.TrimRight(res, "/") != s.cfg.Issuer {
+		return tokenResponse{}, oerr(400, "invalid_target", "the resource is this domain's mailbox: "+s.cfg.Issuer)
+	}
+	tok, err := s.accessToken("", c.ID, ScopeFetch, "", proof.Thumbprint, s.cfg.FetchTokenTTL, a.MessageID, c.domain)
+	if err != nil {
+		return tokenResponse{}, oerr(500, "server_error", "signing failed")
+	}
+	return tokenResponse{AccessToken: tok, IssuedTokenType: TokenTypeAccess, TokenType: "DPoP",
+		ExpiresIn: int64(s.cfg.FetchTokenTTL / time.Second)}, nil
+}
+
+// SettingForwarding is the metadata setting of a user's forwarding policy:
+// "forwarding:" + address = "deny" forbids their forwards.
+const SettingForwarding = "forwarding:"
+
+// exchangeForward: this domain's MTA trades the assertion a message arrived
+// with for a chained assertion towards a forward's recipient domain
+// (docs/PROTOCOL.md §10.4), if the forwarding user's policy allows it.
+func (s *Server) exchangeForward(ctx context.Context, c client, proof *dpop.Proof, get func(string) string, st string) (tokenResponse, *oauthError) {
+	if c.remote || c.Public {
+		return tokenResponse{}, oerr(400, "unauthorized_client", "only this domain's MTA may forward")
+	}
+	prev, oe := s.verifyPrevious(ctx, st)
+	if oe != nil {
+		return tokenResponse{}, oe
+	}
+	if prev.Hop+1 > s.cfg.MaxChain {
+		return tokenResponse{}, oerr(400, "invalid_request", "the forwarding chain is too long")
+	}
+	aud, oe := s.audienceDomain(get)
+	if oe != nil {
+		return tokenResponse{}, oe
+	}
+	for _, d := range prev.Path {
+		if d == aud {
+			return tokenResponse{}, oerr(400, "invalid_request", "the forward would loop back to "+aud)
+		}
+	}
+	h, ehl, eht, oe := envelope(get, placeholder.ForwardHop)
+	if oe != nil {
+		return tokenResponse{}, oe
+	}
+	if h.Get(placeholder.HMessageID).String() != prev.MessageID {
+		return tokenResponse{}, oerr(400, "invalid_request", "the Message-ID is not the previous hop's")
+	}
+	digest := placeholder.JWTAssertionDigest(st)
+	if h.Get(placeholder.HJWTAssertionDigest).String() != digest {
+		return tokenResponse{}, oerr(400, "invalid_request", "JWT-Assertion-Digest is not the digest of the subject token")
+	}
+	fwd, ok := singleAddress(h.Get(placeholder.HForwardedFrom).String())
+	if !ok || !strings.HasSuffix(fwd, "@"+s.cfg.Domain) {
+		return tokenResponse{}, oerr(400, "invalid_request", "Forwarded-From must be a user of this domain")
+	}
+	if _, err := s.cfg.Meta.UserByAddress(ctx, fwd); err != nil {
+		return tokenResponse{}, oerr(400, "invalid_request", "Forwarded-From must be a user of this domain")
+	}
+	if policy, err := s.cfg.Meta.Setting(ctx, SettingForwarding+fwd); err == nil && policy == "deny" {
+		return tokenResponse{}, oerr(400, "invalid_grant", "the user's forwarding policy forbids forwarding")
+	}
+	a, err := s.assertion(fwd, aud, c.ID, proof.Thumbprint, prev.MessageID, eht, ehl, prev.Hop+1,
+		append(append([]string{}, prev.Path...), s.cfg.Domain), digest)
+	if err != nil {
+		return tokenResponse{}, oerr(500, "server_error", "signing failed")
+	}
+	return assertionResponse(a, s.cfg.AssertionTTL), nil
+}
+
+// verifyPrevious checks the assertion a message arrived with: signed by
+// the authorization server discovered for its subject's domain (or by this
+// one), addressed to this domain. Its expiry is not checked: the forward
+// may come long after the delivery, which checked it.
+func (s *Server) verifyPrevious(ctx context.Context, st string) (AccessClaims, *oauthError) {
+	iss, err := unverifiedIssuer(st)
+	if err != nil {
+		return AccessClaims{}, oerr(400, "invalid_request", "subject_token is not a JWT")
+	}
+	var payload []byte
+	if iss == s.cfg.Issuer {
+		payload, _, err = s.cfg.Keys.Verify(st, keys.Expect{Typ: TypAssertion})
+	} else {
+		var a AccessClaims
+		if err := json.Unmarshal(unverifiedPayload(st), &a); err != nil {
+			return AccessClaims{}, oerr(400, "invalid_request", "subject_token: malformed claims")
+		}
+		_, domain, _ := strings.Cut(a.Subject, "@")
+		if s.cfg.Remote == nil || domain == "" {
+			return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's issuer cannot be checked")
+		}
+		wantIss, doc, err := s.cfg.Remote.IssuerKeys(ctx, domain)
+		if err != nil || wantIss != iss {
+			return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion is not from the issuer of "+domain)
+		}
+		set, err := keys.ParseJWKS(doc)
+		if err != nil {
+			return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's issuer keys are unusable")
+		}
+		payload, _, err = keys.Verify(st, set, keys.Expect{Typ: TypAssertion})
+	}
+	if err != nil {
+		return AccessClaims{}, oerr(400, "invalid_request", "subject_token: "+err.Error())
+	}
+	var a AccessClaims
+	if err := json.Unmarshal(payload, &a); err != nil {
+		return AccessClaims{}, oerr(400, "invalid_request", "subject_token: malformed claims")
+	}
+	if len(a.Audience) != 1 || a.Audience[0] != s.cfg.Domain || a.Issuer != iss || a.MessageID == "" || a.Hop < 1 {
+		return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion was not addressed to this domain")
+	}
+	return a, nil
+}
+
+func unverifiedPayload(compact string) []byte {
+	parts := strings.Split(compact, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	b, _ := base64URL(parts[1])
+	return b
+}
