@@ -65,4 +65,3 @@ func (a accessAuth) Authenticate(ctx context.Context, r *http.Request) (auth.Pri
 	}
 	return auth.Principal{UserID: u.ID, Address: u.Address}, nil
 }
-

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/keys"
@@ -472,4 +471,3 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("revoked", "client", c.ID, "family", family)
 	w.WriteHeader(http.StatusOK)
 }
-
