@@ -26,15 +26,15 @@ import (
 )
 
 // newClient builds the API client from PULLMAIL_SERVER, PULLMAIL_TOKEN and
-// PULLMAIL_CA.
-func newClient(env *Env) (*client.Client, error) {
+// PULLMAIL_CA; without PULLMAIL_TOKEN, from what 'pullmail login' stored.
+func newClient(ctx context.Context, env *Env) (*client.Client, error) {
 	base := env.Getenv("PULLMAIL_SERVER")
 	if base == "" {
 		return nil, errors.New("PULLMAIL_SERVER is not set: export PULLMAIL_SERVER=https://host:port")
 	}
 	tok := env.Getenv("PULLMAIL_TOKEN")
 	if tok == "" {
-		return nil, errors.New("PULLMAIL_TOKEN is not set: get one with 'pullmail token create'")
+		return loginClient(ctx, env, base)
 	}
 	return client.New(base, tok, env.Getenv("PULLMAIL_CA"))
 }
@@ -243,7 +243,7 @@ Addresses may be repeated flags or comma-separated.`,
 					return usagef("no recipients: give --to, --cc or --bcc")
 				}
 				o.To, o.Cc, o.Bcc, o.Attach = to, cc, bcc, attach
-				api, err := newClient(env)
+				api, err := newClient(ctx, env)
 				if err != nil {
 					return err
 				}
@@ -272,7 +272,7 @@ from, to, subject, date, status and attachments (filename, content_id, size), am
 				if len(args) != 0 {
 					return usagef("unexpected arguments: %s", strings.Join(args, " "))
 				}
-				api, err := newClient(env)
+				api, err := newClient(ctx, env)
 				if err != nil {
 					return err
 				}
@@ -311,7 +311,7 @@ Message-ID (angle brackets optional) or the message's id from 'list --json'.`,
 				if len(args) != 1 {
 					return usagef("want exactly one MESSAGE-ID")
 				}
-				api, err := newClient(env)
+				api, err := newClient(ctx, env)
 				if err != nil {
 					return err
 				}
@@ -371,7 +371,7 @@ each file's SHA-256 is its Content-ID. A file appears only once complete and ver
 				if *out == "" {
 					return usagef("--out DIR is required")
 				}
-				api, err := newClient(env)
+				api, err := newClient(ctx, env)
 				if err != nil {
 					return err
 				}

@@ -23,6 +23,7 @@ import (
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/keys"
+	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta/sqlite"
 	"github.com/pullmail/pullmail/resource/fsstore"
@@ -141,12 +142,14 @@ func (s *Server) open(ctx context.Context) error {
 		Domain: domain, Meta: s.Meta, Resources: s.Store, Log: s.log, Clock: cfg.Clock,
 		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry),
 	})
-	if s.Keys, err = keys.Open(filepath.Join(cfg.DataDir, "keys", "signing.json"), keys.Options{
-		MaxTokenLifetime: 5*24*time.Hour + time.Hour, Clock: cfg.Clock}); err != nil {
+	if s.Keys, err = OpenSigningKeys(cfg.DataDir, cfg.Clock); err != nil {
 		return fmt.Errorf("signing keys: %w", err)
 	}
 	if s.Authz, err = authz.New(authz.Config{Issuer: s.PublicURL(), Domain: domain, Meta: s.Meta, Keys: s.Keys,
 		Log: s.log, Clock: cfg.Clock}); err != nil {
+		return err
+	}
+	if err := ensureBuiltinClients(ctx, s.Meta); err != nil {
 		return err
 	}
 	// The AS's access tokens first, then admin-made tokens (pullmail token create).
@@ -179,6 +182,30 @@ func (s *Server) open(ctx context.Context) error {
 	})
 	s.handler = s.observe(mux)
 	return nil
+}
+
+// SigningKeyLifetime is the longest life of anything the authorization
+// server signs (a send grant lives for the delivery retry horizon, 5 days),
+// plus a margin: a retired key keeps verifying that long. Every process
+// that opens or rotates the key file uses it (keys.Options).
+const SigningKeyLifetime = 5*24*time.Hour + time.Hour
+
+// OpenSigningKeys opens the authorization server's key set in DIR/keys.
+func OpenSigningKeys(dir string, clock func() time.Time) (*keys.Set, error) {
+	return keys.Open(filepath.Join(dir, "keys", "signing.json"), keys.Options{MaxTokenLifetime: SigningKeyLifetime, Clock: clock})
+}
+
+// CLIClientID is the public client of 'pullmail login' (the device grant).
+const CLIClientID = "pullmail-cli"
+
+// ensureBuiltinClients registers the clients that ship with the server.
+func ensureBuiltinClients(ctx context.Context, st meta.Store) error {
+	return st.Update(ctx, func(tx meta.Tx) error {
+		if _, err := tx.Client(ctx, CLIClientID); err == nil {
+			return nil
+		}
+		return tx.AddClient(ctx, meta.Client{ID: CLIClientID, Name: "pullmail command line", Public: true})
+	})
 }
 
 // PublicURL is the server's external base URL (Config.PublicURL or its
