@@ -18,7 +18,7 @@ func (s *Store) UseOnce(ctx context.Context, key string, expires time.Time) (boo
 		return false, errors.New("meta/sqlite: once: key must be 1 to 512 bytes")
 	}
 	now := nanos(time.Now())
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	tx, err := s.odb.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("meta/sqlite: once: %w", err)
 	}

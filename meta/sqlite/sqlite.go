@@ -73,6 +73,7 @@ type Store struct {
 	reader         // reads outside a transaction, on the read pool
 	path   string  // the database file
 	wdb    *sql.DB // the single write connection
+	odb    *sql.DB // the replay cache's write connection (see open)
 
 	onceCalls atomic.Uint64 // UseOnce calls, to sweep expired keys now and then
 	rdb       *sql.DB       // the read pool
@@ -125,12 +126,34 @@ func open(ctx context.Context, path string, opt options) (*Store, error) {
 		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
 	}
 
+	// The replay cache (UseOnce) writes on a connection of its own with
+	// synchronous=NORMAL: in WAL mode its commits survive a process crash
+	// (they are in the OS's cache) and only a power cut can lose the last
+	// few, which re-opens a replay window of seconds for proofs seen in
+	// those milliseconds. An fsync per DPoP proof would cap a domain at a
+	// few thousand requests per second (docs/BENCHMARKS.md).
+	o := url.Values{"_txlock": {"immediate"}}
+	for k, v := range common {
+		o[k] = append(o[k], v...)
+	}
+	o.Add("_pragma", "synchronous(NORMAL)")
+	odb, err := sql.Open("sqlite", path+"?"+o.Encode())
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
+	}
+	odb.SetMaxOpenConns(1)
+	odb.SetMaxIdleConns(1)
+	odb.SetConnMaxIdleTime(0)
+	odb.SetConnMaxLifetime(0)
+
 	// The read pool opens after the write connection has put the file in
 	// WAL mode (a persistent setting) and migrated it.
 	r := common
 	r.Add("_pragma", "query_only(1)")
 	rdb, err := sql.Open("sqlite", path+"?"+r.Encode())
 	if err != nil {
+		odb.Close()
 		wdb.Close()
 		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
 	}
@@ -139,16 +162,17 @@ func open(ctx context.Context, path string, opt options) (*Store, error) {
 	rdb.SetMaxIdleConns(n)
 	if err := rdb.PingContext(ctx); err != nil {
 		rdb.Close()
+		odb.Close()
 		wdb.Close()
 		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
 	}
-	return &Store{reader: reader{q: rdb}, path: path, wdb: wdb, rdb: rdb}, nil
+	return &Store{reader: reader{q: rdb}, path: path, wdb: wdb, odb: odb, rdb: rdb}, nil
 }
 
-// Close closes both pools. The last connection to close checkpoints the WAL
+// Close closes the connections. The last connection to close checkpoints the WAL
 // into the database file.
 func (s *Store) Close() error {
-	return errors.Join(s.rdb.Close(), s.wdb.Close())
+	return errors.Join(s.rdb.Close(), s.odb.Close(), s.wdb.Close())
 }
 
 // Update runs fn in a write transaction (BEGIN IMMEDIATE on the write
