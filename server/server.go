@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -75,6 +76,7 @@ type Server struct {
 	Store    *fsstore.Store
 	Mailbox  *mailbox.Service
 	Authz    *authz.Server
+	MTAKey   *authz.ClientKey // the MTA's private_key_jwt key
 	Keys     *keys.Set
 	Registry *prometheus.Registry
 	log      *slog.Logger
@@ -149,7 +151,10 @@ func (s *Server) open(ctx context.Context) error {
 		Log: s.log, Clock: cfg.Clock}); err != nil {
 		return err
 	}
-	if err := ensureBuiltinClients(ctx, s.Meta); err != nil {
+	if s.MTAKey, err = authz.LoadOrCreateClientKey(filepath.Join(cfg.DataDir, "keys", "mta-client.json")); err != nil {
+		return fmt.Errorf("the MTA's client key: %w", err)
+	}
+	if err := ensureBuiltinClients(ctx, s.Meta, s.PublicURL(), s.MTAClientID(), s.MTAKey.JWKS()); err != nil {
 		return err
 	}
 	// The AS's access tokens first, then admin-made tokens (pullmail token create).
@@ -195,16 +200,41 @@ func OpenSigningKeys(dir string, clock func() time.Time) (*keys.Set, error) {
 	return keys.Open(filepath.Join(dir, "keys", "signing.json"), keys.Options{MaxTokenLifetime: SigningKeyLifetime, Clock: clock})
 }
 
-// CLIClientID is the public client of 'pullmail login' (the device grant).
-const CLIClientID = "pullmail-cli"
+// Built-in clients the server registers itself (docs/PROTOCOL.md §10.1).
+const (
+	CLIClientID     = "pullmail-cli" // 'pullmail login' (device grant)
+	WebmailClientID = "webmail"      // the webmail (Authorization Code + PKCE)
+	WebmailCallback = "/webmail/callback"
+)
 
-// ensureBuiltinClients registers the clients that ship with the server.
-func ensureBuiltinClients(ctx context.Context, st meta.Store) error {
+// MTAClientID is the client id of this domain's MTA: "mta@DOMAIN".
+func (s *Server) MTAClientID() string { return "mta@" + s.Domain }
+
+// ensureBuiltinClients registers the clients that ship with the server, and
+// re-registers one whose redirect URI or keys changed (a new public URL, a
+// replaced key file).
+func ensureBuiltinClients(ctx context.Context, st meta.Store, publicURL, mtaID string, mtaJWKS []byte) error {
+	want := []meta.Client{
+		{ID: CLIClientID, Name: "pullmail command line", Public: true},
+		{ID: WebmailClientID, Name: "Pullmail webmail", Public: true, RedirectURIs: []string{publicURL + WebmailCallback}},
+		{ID: mtaID, Name: "this domain's MTA", JWKS: mtaJWKS},
+	}
 	return st.Update(ctx, func(tx meta.Tx) error {
-		if _, err := tx.Client(ctx, CLIClientID); err == nil {
-			return nil
+		for _, c := range want {
+			cur, err := tx.Client(ctx, c.ID)
+			if err == nil && cur.Public == c.Public && slices.Equal(cur.RedirectURIs, c.RedirectURIs) && string(cur.JWKS) == string(c.JWKS) {
+				continue
+			}
+			if err == nil {
+				if err := tx.DeleteClient(ctx, c.ID); err != nil {
+					return err
+				}
+			}
+			if err := tx.AddClient(ctx, c); err != nil {
+				return err
+			}
 		}
-		return tx.AddClient(ctx, meta.Client{ID: CLIClientID, Name: "pullmail command line", Public: true})
+		return nil
 	})
 }
 

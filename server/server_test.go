@@ -2,13 +2,21 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/dpop"
+	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
+	"github.com/pullmail/pullmail/placeholder"
+	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/server"
 	"github.com/pullmail/pullmail/testenv"
 )
@@ -82,5 +90,86 @@ func TestDataDirOneDomain(t *testing.T) {
 	srv.Close()
 	if _, err := server.Open(context.Background(), server.Config{DataDir: dir, EncryptAtRest: true}); err == nil {
 		t.Fatal("a plain store opened as encrypted")
+	}
+}
+
+// TestMTAAssertion walks this domain's MTA through the first leg of the
+// Cross-Domain Authorization Grant on a running server: a send grant from
+// the mailbox, a private_key_jwt client assertion with the server's own MTA
+// key, a DPoP proof, and an assertion back whose eh binds the headers.
+func TestMTAAssertion(t *testing.T) {
+	d := testenv.Start(t, "a.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@a.test")
+	srv := d.Server
+	msgid := "<b07d0cdf-c6f4-4f67-b24c-cc847a4c2df4@a.test>"
+	grant, err := srv.Authz.IssueSendGrant("alice@a.test", srv.MTAClientID(), msgid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h placeholder.Header
+	h.SetString(placeholder.HMessageID, msgid)
+	h.SetString(placeholder.HFrom, "Alice <alice@a.test>")
+	h.SetString(placeholder.HRecipientsDigest, resource.IDOf([]byte("recipients")).ContentID())
+	h.SetString(placeholder.HBodyDigest, resource.IDOf([]byte("body")).ContentID())
+	ehl := []string{"Message-ID", "From", "Recipients-Digest", "Body-Digest"}
+	hb, _ := json.Marshal(h)
+	eb, _ := json.Marshal(ehl)
+	dk, err := dpop.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenURL := d.URL + authz.PathToken
+	exchange := func(from string) (int, map[string]any) {
+		ca, err := srv.MTAKey.Assertion(srv.MTAClientID(), tokenURL, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		proof, err := dk.Proof("POST", tokenURL, "", "", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		hh := h.Clone()
+		hh.SetString(placeholder.HFrom, from)
+		hb, _ = json.Marshal(hh)
+		form := url.Values{"grant_type": {authz.GrantTokenExch}, "client_id": {srv.MTAClientID()},
+			"client_assertion_type": {authz.ClientAssertionJB}, "client_assertion": {ca},
+			"subject_token": {grant}, "subject_token_type": {authz.TokenTypeAccess},
+			"requested_token_type": {authz.TokenTypeJWT}, "audience": {"b.test"}, "scope": {"internet_mail"},
+			"envelope_headers": {string(hb)}, "ehl": {string(eb)}}
+		req, _ := http.NewRequest("POST", tokenURL, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("DPoP", proof)
+		resp, err := alice.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	status, out := exchange("Alice <alice@a.test>")
+	if status != 200 || out["issued_token_type"] != authz.TokenTypeJWT || out["token_type"] != "N_A" {
+		t.Fatalf("exchange: %d %v", status, out)
+	}
+	payload, _, err := srv.Keys.Verify(out["access_token"].(string), keys.Expect{Typ: authz.TypAssertion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a authz.AccessClaims
+	json.Unmarshal(payload, &a)
+	eht, _ := placeholder.EHT(h, ehl)
+	if a.Issuer != d.URL || a.Subject != "alice@a.test" || len(a.Audience) != 1 || a.Audience[0] != "b.test" ||
+		a.AZP != "mta@a.test" || a.Cnf == nil || a.Cnf.JKT != dk.Thumbprint() || a.EH == nil || a.EH.EHT != eht || a.MessageID != msgid {
+		t.Fatalf("assertion claims: %+v", a)
+	}
+	// The From address must be the author's.
+	if status, out := exchange("Bob <bob@a.test>"); status != 400 || out["error"] != "invalid_request" {
+		t.Fatalf("forged From: %d %v", status, out)
+	}
+	// The built-in clients are registered, the webmail with this server's URL.
+	wm, err := srv.Meta.Client(context.Background(), server.WebmailClientID)
+	if err != nil || !wm.Public || len(wm.RedirectURIs) != 1 || wm.RedirectURIs[0] != d.URL+server.WebmailCallback {
+		t.Fatalf("webmail client: %v %+v", err, wm)
 	}
 }
