@@ -246,7 +246,8 @@ func (s *Server) exchangeForward(ctx context.Context, c client, proof *dpop.Proo
 		return tokenResponse{}, oerr(400, "invalid_request", "Forwarded-From must be a user of this domain")
 	}
 	if policy, err := s.cfg.Meta.Setting(ctx, SettingForwarding+fwd); err == nil && policy == "deny" {
-		return tokenResponse{}, oerr(400, "invalid_grant", "the user's forwarding policy forbids forwarding")
+		// RFC 8693 §2.2.2: a subject token unacceptable by policy is invalid_request.
+		return tokenResponse{}, oerr(400, "invalid_request", "the user's forwarding policy forbids forwarding")
 	}
 	a, err := s.assertion(fwd, aud, c.ID, proof.Thumbprint, prev.MessageID, eht, ehl, prev.Hop+1,
 		append(append([]string{}, prev.Path...), s.cfg.Domain), digest)
@@ -277,14 +278,15 @@ func (s *Server) verifyPrevious(ctx context.Context, st string) (AccessClaims, *
 		if s.cfg.Remote == nil || domain == "" {
 			return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's issuer cannot be checked")
 		}
-		wantIss, doc, err := s.cfg.Remote.IssuerKeys(ctx, domain)
-		if err != nil || wantIss != iss {
+		wantIss, doc, ierr := s.cfg.Remote.IssuerKeys(ctx, domain)
+		if ierr != nil || wantIss != iss {
 			return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion is not from the issuer of "+domain)
 		}
-		set, err := keys.ParseJWKS(doc)
-		if err != nil {
+		set, perr := keys.ParseJWKS(doc)
+		if perr != nil {
 			return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's issuer keys are unusable")
 		}
+		// Assign the outer err: it is checked below.
 		payload, _, err = keys.Verify(st, set, keys.Expect{Typ: TypAssertion})
 	}
 	if err != nil {
@@ -296,6 +298,18 @@ func (s *Server) verifyPrevious(ctx context.Context, st string) (AccessClaims, *
 	}
 	if len(a.Audience) != 1 || a.Audience[0] != s.cfg.Domain || a.Issuer != iss || a.MessageID == "" || a.Hop < 1 {
 		return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion was not addressed to this domain")
+	}
+	// Its expiry may be past, but it must be one an AS could have issued:
+	// exp and iat present, a short life (SECURITY.md: at most 10 minutes),
+	// and not from the future.
+	now := s.now()
+	switch {
+	case a.Expiry == 0 || a.IssuedAt == 0:
+		return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion lacks exp or iat")
+	case a.Expiry.Time().Sub(a.IssuedAt.Time()) > 10*time.Minute:
+		return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion lives longer than 10 minutes")
+	case a.IssuedAt.Time().After(now.Add(time.Minute)) || a.NotBefore.Time().After(now.Add(time.Minute)):
+		return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion is not valid yet")
 	}
 	return a, nil
 }

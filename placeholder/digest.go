@@ -108,7 +108,6 @@ func normalizeAddrSpec(addr string) (string, error) {
 	return s[1 : len(s)-1], nil
 }
 
-
 // Hop says which kind of hop an envelope belongs to.
 type Hop int
 
