@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/account"
+	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/meta"
 )
@@ -26,7 +27,9 @@ type Principal struct {
 type Authenticator interface {
 	// Authenticate returns the request's principal, or an *errs.Error of
 	// kind Unauthorized: code missing_token when the request carries no
-	// credentials, invalid_token or token_expired otherwise. It must not
+	// credentials of this authenticator's kind (so that Chain can ask the
+	// next one), invalid_token, token_expired, invalid_dpop_proof or
+	// use_dpop_nonce otherwise. It must not
 	// tell an unknown token from another domain's: both are invalid_token.
 	Authenticate(ctx context.Context, r *http.Request) (Principal, error)
 }
@@ -118,22 +121,44 @@ func (t *Tokens) Check(ctx context.Context, secret string) (Principal, error) {
 }
 
 // Chain tries each authenticator in turn and returns the first success. A
-// request without credentials gets missing_token; otherwise the last error.
+// request without credentials gets missing_token; otherwise the first error
+// that is not missing_token, which comes from the authenticator that
+// recognised the credentials (a DPoP failure stays a DPoP failure).
 type Chain []Authenticator
 
 // Authenticate implements Authenticator.
 func (c Chain) Authenticate(ctx context.Context, r *http.Request) (Principal, error) {
-	var last error = errs.E(errs.Unauthorized, "missing_token", "authentication required")
+	var first error
 	for _, a := range c {
 		p, err := a.Authenticate(ctx, r)
 		if err == nil {
 			return p, nil
 		}
-		if errs.CodeOf(err) != "missing_token" || last == nil {
-			last = err
+		if first == nil && errs.CodeOf(err) != "missing_token" {
+			first = err
 		}
 	}
-	return Principal{}, last
+	if first == nil {
+		first = errs.E(errs.Unauthorized, "missing_token", "authentication required")
+	}
+	return Principal{}, first
+}
+
+// challenge is the WWW-Authenticate value for a refused request: DPoP's
+// (RFC 9449 §7.1) when the request used that scheme or its proof failed,
+// otherwise Bearer's (RFC 6750 §3).
+func challenge(r *http.Request, code string) string {
+	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if strings.EqualFold(scheme, "DPoP") || code == dpop.CodeInvalidProof || code == dpop.CodeUseNonce {
+		if code == "missing_token" {
+			code = ""
+		}
+		return dpop.WWWAuthenticate(code)
+	}
+	if code == "missing_token" {
+		return `Bearer realm="pullmail"`
+	}
+	return `Bearer realm="pullmail", error="invalid_token"`
 }
 
 // Middleware authenticates every request with a, stores the principal in the
@@ -144,11 +169,7 @@ func Middleware(a Authenticator, next http.Handler) http.Handler {
 		p, err := a.Authenticate(r.Context(), r)
 		if err != nil {
 			if errs.KindOf(err) == errs.Unauthorized {
-				challenge := `Bearer realm="pullmail"`
-				if errs.CodeOf(err) != "missing_token" {
-					challenge += `, error="invalid_token"`
-				}
-				w.Header().Set("WWW-Authenticate", challenge)
+				w.Header().Set("WWW-Authenticate", challenge(r, errs.CodeOf(err)))
 			}
 			errs.WriteHTTP(w, err)
 			return

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/auth"
 	"github.com/pullmail/pullmail/errs"
 )
@@ -34,6 +35,10 @@ func (a accessAuth) Authenticate(ctx context.Context, r *http.Request) (auth.Pri
 		return invalid("one Authorization header, please")
 	}
 	scheme, tok, _ := strings.Cut(h[0], " ")
+	if account.LooksLikeToken(tok) {
+		// An admin-made token: another authenticator's kind (auth.Chain).
+		return auth.Principal{}, errs.E(errs.Unauthorized, "missing_token", "no access token of this server")
+	}
 	if strings.Count(tok, ".") != 2 {
 		return invalid("not an access token of this server")
 	}

@@ -90,6 +90,9 @@ type Config struct {
 	RefreshTTL     time.Duration // default 30 days
 	CodeTTL        time.Duration // default 1 minute
 	DeviceTTL      time.Duration // default 10 minutes
+	// DeviceInterval is the polling interval asked of device clients
+	// (default 5 seconds, RFC 8628 §3.2; whole seconds).
+	DeviceInterval time.Duration
 	AssertionTTL   time.Duration // default 5 minutes (at most 10: SECURITY.md)
 	FetchTokenTTL  time.Duration // default 1 hour
 	// SendGrantTTL is how long the MTA may obtain assertions for one sent
@@ -137,6 +140,7 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.RefreshTTL, 30*24*time.Hour)
 	def(&cfg.CodeTTL, time.Minute)
 	def(&cfg.DeviceTTL, 10*time.Minute)
+	def(&cfg.DeviceInterval, 5*time.Second)
 	def(&cfg.AssertionTTL, 5*time.Minute)
 	def(&cfg.FetchTokenTTL, time.Hour)
 	def(&cfg.SendGrantTTL, 5*24*time.Hour)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/meta"
@@ -48,10 +49,6 @@ type deviceResponse struct {
 	Interval                int64  `json:"interval"`
 }
 
-// DeviceInterval is the polling interval asked of device clients, in
-// seconds.
-var DeviceInterval int64 = 5
-
 func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
@@ -89,7 +86,7 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 	}
 	uri := s.cfg.Issuer + PathDevice
 	writeJSON(w, http.StatusOK, deviceResponse{DeviceCode: dc, UserCode: code, VerificationURI: uri,
-		VerificationURIComplete: uri + "?user_code=" + code, ExpiresIn: int64(s.cfg.DeviceTTL.Seconds()), Interval: DeviceInterval})
+		VerificationURIComplete: uri + "?user_code=" + code, ExpiresIn: int64(s.cfg.DeviceTTL.Seconds()), Interval: int64(s.cfg.DeviceInterval / time.Second)})
 }
 
 // device is the page where a person approves a device by its code.

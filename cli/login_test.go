@@ -68,10 +68,7 @@ func approveDevice(t *testing.T, d *testenv.Domain, hc *http.Client, code, user,
 }
 
 func TestLoginLogout(t *testing.T) {
-	old := authz.DeviceInterval
-	authz.DeviceInterval = 1
-	defer func() { authz.DeviceInterval = old }()
-	d := testenv.Start(t, "a.test", testenv.Options{})
+	d := testenv.Start(t, "a.test", testenv.Options{DeviceInterval: time.Second})
 	alice := d.AddUser(t, "alice@a.test")
 	conf := t.TempDir()
 	vars := map[string]string{"PULLMAIL_SERVER": d.URL, "PULLMAIL_CA": d.CA, "PULLMAIL_CONFIG": conf}

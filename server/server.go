@@ -58,6 +58,8 @@ type Config struct {
 	KeyFile       string
 
 	MaxUpload int64 // bytes; 0: no limit
+	// DeviceInterval is the device grant's polling interval (default 5s).
+	DeviceInterval time.Duration
 	// MetricsPublic serves /metrics to every peer; by default only to
 	// loopback peers.
 	MetricsPublic bool
@@ -148,7 +150,7 @@ func (s *Server) open(ctx context.Context) error {
 		return fmt.Errorf("signing keys: %w", err)
 	}
 	if s.Authz, err = authz.New(authz.Config{Issuer: s.PublicURL(), Domain: domain, Meta: s.Meta, Keys: s.Keys,
-		Log: s.log, Clock: cfg.Clock}); err != nil {
+		Log: s.log, Clock: cfg.Clock, DeviceInterval: cfg.DeviceInterval}); err != nil {
 		return err
 	}
 	if s.MTAKey, err = authz.LoadOrCreateClientKey(filepath.Join(cfg.DataDir, "keys", "mta-client.json")); err != nil {

@@ -37,7 +37,9 @@ type Options struct {
 	EncryptAtRest bool
 	MaxUpload     int64
 	Clock         func() time.Time
-	Dir           string // default t.TempDir()
+	// DeviceInterval is the device grant's polling interval (default 5s).
+	DeviceInterval time.Duration
+	Dir            string // default t.TempDir()
 }
 
 // Logger returns a logger that writes to the test log when -v is given.
@@ -66,7 +68,7 @@ func Start(t testing.TB, name string, opt Options) *Domain {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Open(ctx, server.Config{
 		DataDir: dir, Domain: name, Log: Logger(t), EncryptAtRest: opt.EncryptAtRest, PublicURL: "https://" + ln.Addr().String(),
-		MaxUpload: opt.MaxUpload, Clock: opt.Clock, GCInterval: -1,
+		MaxUpload: opt.MaxUpload, Clock: opt.Clock, GCInterval: -1, DeviceInterval: opt.DeviceInterval,
 	})
 	if err != nil {
 		cancel()
