@@ -119,7 +119,6 @@ type Server struct {
 	log     *slog.Logger
 	dpop    *dpop.Verifier
 	limiter *limiter
-	csrfKey []byte
 }
 
 // New returns the authorization server.
@@ -155,9 +154,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Log.With("component", "authz"),
 		dpop:    &dpop.Verifier{Replay: cfg.Meta, Clock: cfg.Clock},
 		limiter: newLimiter(cfg.Clock),
-		csrfKey: make([]byte, 32),
 	}
-	rand.Read(s.csrfKey)
 	return s, nil
 }
 

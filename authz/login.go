@@ -247,7 +247,7 @@ func (s *Server) login(r *http.Request, username, password string) (meta.User, i
 	}
 	u, err := s.cfg.Meta.UserByAddress(r.Context(), addr)
 	if errors.Is(err, meta.ErrNotFound) {
-		account.CheckPassword(dummyHash, password) // the same time as a real check
+		account.CheckPassword(dummyHash(), password) // the same time as a real check
 		return fail()
 	} else if err != nil {
 		s.log.Error("user lookup", "err", err)
@@ -262,11 +262,13 @@ func (s *Server) login(r *http.Request, username, password string) (meta.User, i
 }
 
 // dummyHash is checked against for unknown users, so that a login's timing
-// does not tell whether the address exists.
-var dummyHash = func() string {
+// does not tell whether the address exists. It is made on first use: every
+// process that links this package (the CLI too) would otherwise pay an
+// argon2id hash at start.
+var dummyHash = sync.OnceValue(func() string {
 	h, _ := account.HashPassword("not a password of anyone")
 	return h
-}()
+})
 
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
