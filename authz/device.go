@@ -50,17 +50,11 @@ type deviceResponse struct {
 }
 
 func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, oerr(400, "invalid_request", "malformed body"))
+	c, ok := s.clientRequest(w, r)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	c, oe := s.authenticateClient(ctx, r)
-	if oe != nil {
-		writeOAuthError(w, oe)
-		return
-	}
 	scope := r.PostFormValue("scope")
 	if scope == "" {
 		scope = ScopeMail

@@ -128,6 +128,32 @@ func dpopError(err error) *oauthError {
 	return oerr(500, "server_error", "the proof could not be checked")
 }
 
+// clientRequest reads a client's form post (at most 64 KiB) and
+// authenticates the client, answering the error itself when it fails.
+func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (client, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, oerr(400, "invalid_request", "malformed body"))
+		return client{}, false
+	}
+	c, oe := s.authenticateClient(r.Context(), r)
+	if oe != nil {
+		writeOAuthError(w, oe)
+		return client{}, false
+	}
+	return c, true
+}
+
+// grant finds the grant of a secret in a transaction: a missing one, or
+// one of another kind, is answered invalid_grant with what.
+func grant(ctx context.Context, tx meta.Tx, secret string, kind meta.GrantKind, what string) (meta.Grant, *oauthError, error) {
+	g, err := tx.GrantByHash(ctx, hashSecret(secret))
+	if errors.Is(err, meta.ErrNotFound) || (err == nil && g.Kind != kind) {
+		return g, oerr(400, "invalid_grant", "unknown "+what), nil
+	}
+	return g, nil, err
+}
+
 // authenticateClient identifies the client: a public client by client_id,
 // a confidential one by private_key_jwt (RFC 7523 §2.2), a remote domain's
 // MTA by private_key_jwt against the keys its domain publishes.
@@ -239,11 +265,9 @@ func (s *Server) grantCode(ctx context.Context, c client, proof *dpop.Proof, r *
 	var resp tokenResponse
 	var refusal *oauthError
 	err := s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
-		g, err := tx.GrantByHash(ctx, hashSecret(code))
-		if errors.Is(err, meta.ErrNotFound) || (err == nil && g.Kind != meta.GrantCode) {
-			refusal = oerr(400, "invalid_grant", "unknown authorization code")
-			return nil
-		} else if err != nil {
+		var g meta.Grant
+		var err error
+		if g, refusal, err = grant(ctx, tx, code, meta.GrantCode, "authorization code"); refusal != nil || err != nil {
 			return err
 		}
 		if g.Used || g.Revoked {
@@ -301,11 +325,9 @@ func (s *Server) grantRefresh(ctx context.Context, c client, proof *dpop.Proof, 
 	var resp tokenResponse
 	var refusal *oauthError
 	err := s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
-		g, err := tx.GrantByHash(ctx, hashSecret(rt))
-		if errors.Is(err, meta.ErrNotFound) || (err == nil && g.Kind != meta.GrantRefresh) {
-			refusal = oerr(400, "invalid_grant", "unknown refresh token")
-			return nil
-		} else if err != nil {
+		var g meta.Grant
+		var err error
+		if g, refusal, err = grant(ctx, tx, rt, meta.GrantRefresh, "refresh token"); refusal != nil || err != nil {
 			return err
 		}
 		switch {
@@ -432,17 +454,11 @@ func (s *Server) verifyOwn(ctx context.Context, compact, typ string, maxLife tim
 // revoke serves RFC 7009 revocation: a refresh token or an access token
 // revokes its whole family. Unknown tokens are answered 200 (§2.2).
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, oerr(400, "invalid_request", "malformed body"))
+	c, ok := s.clientRequest(w, r)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	c, oe := s.authenticateClient(ctx, r)
-	if oe != nil {
-		writeOAuthError(w, oe)
-		return
-	}
 	tok := r.PostFormValue("token")
 	if tok == "" {
 		writeOAuthError(w, oerr(400, "invalid_request", "token is required"))
