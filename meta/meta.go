@@ -162,6 +162,54 @@ type Grant struct {
 	Revoked     bool
 }
 
+// JobState is where a Job is in its life.
+type JobState string
+
+const (
+	JobQueued  JobState = "queued"  // waiting for NextTry
+	JobRunning JobState = "running" // claimed by a worker until NextTry (its lease)
+	JobDone    JobState = "done"    // finished; kept for status displays until PruneJobs
+	JobFailed  JobState = "failed"  // given up for good; kept until PruneJobs
+)
+
+// Valid reports whether s is a known job state.
+func (s JobState) Valid() bool {
+	return s == JobQueued || s == JobRunning || s == JobDone || s == JobFailed
+}
+
+// Job is one unit of durable background work: a push of a Placeholder
+// Message to one recipient domain, a pull of a message's resources. The
+// store only schedules jobs (AddJob, ClaimJobs, UpdateJob); what a Kind
+// means, its Payload, the backoff between attempts and the retry horizon
+// are its runner's (package mta).
+//
+// A job is added in the transaction that creates the work (the send that
+// queues the push commits with it or not at all), claimed by a worker with
+// Store.ClaimJobs for a lease, and finished by the worker with UpdateJob:
+// done, failed, or queued again with a later NextTry. A worker that dies
+// holding a job loses it when the lease ends and another worker claims it,
+// so a job runs at least once and its runner must be idempotent.
+type Job struct {
+	ID   int64  // assigned by AddJob, never reused
+	Kind string // "push", "pull", ...: the runner that claims it
+	// Key is unique in the store, whatever the job's state, so that adding
+	// the same work twice is refused (ErrExists): e.g.
+	// "push:<message id>:<domain>:<copy>".
+	Key       string
+	Payload   []byte // the kind's own JSON
+	State     JobState
+	Attempts  int       // how many times it was claimed
+	NextTry   time.Time // when it may run (next); for a running job: when its lease ends
+	LastError string    // the last attempt's failure, for people and status displays
+	Created   time.Time
+	Updated   time.Time
+	// Expires is the retry horizon: a job still not done then is failed
+	// for good by its runner. The store does not enforce it (ClaimJobs
+	// still hands out such a job, so that its runner can fail it and tell
+	// the sender); zero: no horizon.
+	Expires time.Time
+}
+
 type ListOptions struct {
 	Folder Folder
 	// Limit caps the number of messages; <= 0 means no cap.
@@ -210,6 +258,15 @@ type Reader interface {
 	// most limit of them (limit <= 0: all). It returns ErrCursorGone when
 	// changes after since have been pruned.
 	Changes(ctx context.Context, userID int64, since int64, limit int) ([]Change, error)
+
+	// Job returns the job with the ID (ErrNotFound if none).
+	Job(ctx context.Context, id int64) (Job, error)
+	// JobByKey returns the job with the key (ErrNotFound if none).
+	JobByKey(ctx context.Context, key string) (Job, error)
+	// Jobs lists the jobs of a kind ("" for every kind) newest first, by
+	// Created then ID, at most limit of them (limit <= 0: all); for status
+	// displays, not for finding work (that is ClaimJobs).
+	Jobs(ctx context.Context, kind string, limit int) ([]Job, error)
 }
 
 // Tx is a transaction: reads see its own writes. It must not be used after
@@ -255,6 +312,21 @@ type Tx interface {
 	// the family as revoked (for FamilyRevoked) even once its grants are
 	// pruned, until the time given.
 	RevokeFamily(ctx context.Context, family string, until time.Time) error
+
+	// AddJob stores a new job and returns it with ID set, State queued
+	// when it was empty, NextTry now when it was zero, and Created and
+	// Updated now when they were zero. A job whose Key is taken, whatever
+	// that job's state, is ErrExists: adding the same work twice (a
+	// repeated push of one message to one domain) is a no-op the caller
+	// can recognise. Kind and Key must not be empty.
+	AddJob(ctx context.Context, j Job) (Job, error)
+	// UpdateJob stores State, Attempts, NextTry, LastError, Payload and
+	// Updated (now when zero) of the job with j.ID (ErrNotFound if none);
+	// Kind, Key, Created and Expires stay as added. A worker finishing a
+	// job it claimed should first read it in the same transaction and
+	// check that it is still running with the Attempts it was claimed
+	// with: otherwise its lease ended and another worker holds the job.
+	UpdateJob(ctx context.Context, j Job) error
 }
 
 // Once is a replay cache: it remembers keys (a DPoP proof's jti, an
@@ -288,6 +360,25 @@ type Store interface {
 	// PruneGrants forgets grants that expired before the time, and revoked
 	// families remembered until before it.
 	PruneGrants(ctx context.Context, before time.Time) (int, error)
+
+	// ClaimJobs atomically takes up to n jobs of the kind that are due at
+	// now: queued with NextTry <= now, or running with NextTry <= now (the
+	// lease of a worker that crashed or stalled has ended). It marks them
+	// running with NextTry = now+lease, Attempts one higher and Updated =
+	// now, commits, and returns them oldest NextTry first (then by ID).
+	// Two callers, in this process or another sharing the store, never get
+	// the same job for the same lease. n <= 0 claims nothing; lease must be
+	// positive. Jobs past their Expires are claimed like any other: failing
+	// them is the runner's decision.
+	//
+	// SQLite runs it as one write transaction (writes are serialised);
+	// PostgreSQL will select the due rows with FOR UPDATE SKIP LOCKED in
+	// the UPDATE's subquery, so that concurrent claimers skip each other's
+	// rows instead of waiting for them.
+	ClaimJobs(ctx context.Context, kind string, now time.Time, n int, lease time.Duration) ([]Job, error)
+	// PruneJobs deletes done and failed jobs last updated before the time
+	// and returns how many; their keys become free again.
+	PruneJobs(ctx context.Context, before time.Time) (int, error)
 
 	Close() error
 }

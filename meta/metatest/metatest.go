@@ -51,6 +51,7 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"TxSeesOwnWrites", testTxSeesOwnWrites},
 		{"View", testView},
 		{"Concurrent", testConcurrent},
+		{"Jobs", testJobs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1275,4 +1276,424 @@ func testAuthz(t *testing.T, s meta.Store) {
 	if _, err := s.GrantByHash(ctx, []byte("late")); !errors.Is(err, meta.ErrNotFound) {
 		t.Fatalf("grant of a deleted client kept: %v", err)
 	}
+}
+
+// addJob adds a job and returns it as AddJob did.
+func addJob(t *testing.T, s meta.Store, j meta.Job) meta.Job {
+	t.Helper()
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		var err error
+		j, err = tx.AddJob(ctx, j)
+		return err
+	})
+	return j
+}
+
+// claim calls ClaimJobs and fails the test on error.
+func claim(t *testing.T, s meta.Store, kind string, now time.Time, n int, lease time.Duration) []meta.Job {
+	t.Helper()
+	js, err := s.ClaimJobs(t.Context(), kind, now, n, lease)
+	if err != nil {
+		t.Fatalf("ClaimJobs(%q, %d): %v", kind, n, err)
+	}
+	return js
+}
+
+func jobKeys(js []meta.Job) []string {
+	keys := []string{}
+	for _, j := range js {
+		keys = append(keys, j.Key)
+	}
+	return keys
+}
+
+// checkJob compares every field, times with Equal.
+func checkJob(t *testing.T, what string, got, want meta.Job) {
+	t.Helper()
+	if got.ID != want.ID || got.Kind != want.Kind || got.Key != want.Key || !bytes.Equal(got.Payload, want.Payload) ||
+		got.State != want.State || got.Attempts != want.Attempts || got.LastError != want.LastError ||
+		!got.NextTry.Equal(want.NextTry) || !got.Created.Equal(want.Created) || !got.Updated.Equal(want.Updated) ||
+		!got.Expires.Equal(want.Expires) {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+}
+
+// readJob reads a job back by ID and by key and checks both against want.
+func readJob(t *testing.T, s meta.Store, want meta.Job) {
+	t.Helper()
+	got, err := s.Job(t.Context(), want.ID)
+	if err != nil {
+		t.Fatalf("Job(%d): %v", want.ID, err)
+	}
+	checkJob(t, "Job", got, want)
+	got, err = s.JobByKey(t.Context(), want.Key)
+	if err != nil {
+		t.Fatalf("JobByKey(%q): %v", want.Key, err)
+	}
+	checkJob(t, "JobByKey", got, want)
+}
+
+// testJobs: the durable queue. Each part uses kinds of its own, so that
+// the parts share one store without claiming each other's jobs.
+func testJobs(t *testing.T, s meta.Store) {
+	t.Run("Add", func(t *testing.T) {
+		ctx := t.Context()
+		before := time.Now()
+		j := addJob(t, s, meta.Job{Kind: "add", Key: "add:1", Payload: []byte(`{"to":"b.test"}`), Expires: day(20)})
+		after := time.Now()
+		if j.ID == 0 || j.State != meta.JobQueued || j.Attempts != 0 {
+			t.Errorf("AddJob returned ID %d, state %q, attempts %d; want an ID, queued, 0", j.ID, j.State, j.Attempts)
+		}
+		for name, tm := range map[string]time.Time{"NextTry": j.NextTry, "Created": j.Created, "Updated": j.Updated} {
+			if tm.Before(before) || tm.After(after) {
+				t.Errorf("AddJob set %s to %v, want now (%v to %v)", name, tm, before, after)
+			}
+		}
+		readJob(t, s, j)
+
+		// Given fields are kept, in any zone.
+		full := addJob(t, s, meta.Job{Kind: "add", Key: "add:2", Payload: []byte("{}"), State: meta.JobRunning,
+			Attempts: 3, NextTry: day(5), LastError: "connection refused", Created: day(2), Updated: day(3), Expires: day(9)})
+		readJob(t, s, full)
+		nothing := addJob(t, s, meta.Job{Kind: "add", Key: "add:3"})
+		readJob(t, s, nothing)
+		if nothing.ID == j.ID || nothing.ID == full.ID {
+			t.Errorf("IDs %d, %d, %d are not distinct", j.ID, full.ID, nothing.ID)
+		}
+
+		// A taken key is ErrExists whatever the job's state, and adds nothing.
+		full.State = meta.JobDone
+		update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.UpdateJob(ctx, full) })
+		for _, key := range []string{j.Key, full.Key} {
+			err := s.Update(ctx, func(tx meta.Tx) error {
+				_, err := tx.AddJob(ctx, meta.Job{Kind: "other", Key: key})
+				return err
+			})
+			wantErr(t, "AddJob with a taken key "+key, err, meta.ErrExists)
+		}
+		if js, err := s.Jobs(ctx, "other", 0); err != nil || len(js) != 0 {
+			t.Errorf("a refused AddJob stored %d jobs, %v", len(js), err)
+		}
+
+		for _, bad := range []meta.Job{{Key: "add:nokind"}, {Kind: "add"}, {Kind: "add", Key: "add:state", State: "lost"}} {
+			err := s.Update(ctx, func(tx meta.Tx) error {
+				_, err := tx.AddJob(ctx, bad)
+				return err
+			})
+			if err == nil {
+				t.Errorf("AddJob(%+v) accepted", bad)
+			}
+		}
+
+		_, err := s.Job(ctx, 1<<40)
+		wantErr(t, "Job of an unknown ID", err, meta.ErrNotFound)
+		_, err = s.JobByKey(ctx, "add:none")
+		wantErr(t, "JobByKey of an unknown key", err, meta.ErrNotFound)
+		err = s.Update(ctx, func(tx meta.Tx) error {
+			return tx.UpdateJob(ctx, meta.Job{ID: 1 << 40, State: meta.JobDone})
+		})
+		wantErr(t, "UpdateJob of an unknown ID", err, meta.ErrNotFound)
+	})
+
+	t.Run("Rollback", func(t *testing.T) {
+		// A job added in a transaction that fails is not queued: the send
+		// that queues a push commits with it or not at all.
+		ctx := t.Context()
+		errBoom := errors.New("boom")
+		err := s.Update(ctx, func(tx meta.Tx) error {
+			if _, err := tx.AddJob(ctx, meta.Job{Kind: "rollback", Key: "rollback:1"}); err != nil {
+				return err
+			}
+			return errBoom
+		})
+		wantErr(t, "Update", err, errBoom)
+		_, err = s.JobByKey(ctx, "rollback:1")
+		wantErr(t, "JobByKey after rollback", err, meta.ErrNotFound)
+		if js := claim(t, s, "rollback", time.Now().Add(time.Hour), 10, time.Minute); len(js) != 0 {
+			t.Errorf("claimed %v after rollback", jobKeys(js))
+		}
+	})
+
+	t.Run("ClaimDueOnly", func(t *testing.T) {
+		now := day(10)
+		due := addJob(t, s, meta.Job{Kind: "due", Key: "due:due", NextTry: now.Add(-time.Minute)})
+		addJob(t, s, meta.Job{Kind: "due", Key: "due:exactly", NextTry: now})
+		addJob(t, s, meta.Job{Kind: "due", Key: "due:later", NextTry: now.Add(time.Nanosecond)})
+		addJob(t, s, meta.Job{Kind: "due", Key: "due:done", State: meta.JobDone, NextTry: day(1)})
+		addJob(t, s, meta.Job{Kind: "due", Key: "due:failed", State: meta.JobFailed, NextTry: day(1)})
+		addJob(t, s, meta.Job{Kind: "due-other", Key: "due-other:1", NextTry: day(1)})
+
+		js := claim(t, s, "due", now, 10, time.Minute)
+		if got, want := jobKeys(js), []string{"due:due", "due:exactly"}; !slices.Equal(got, want) {
+			t.Fatalf("claimed %v, want %v", got, want)
+		}
+		// Claiming marks running, counts the attempt, sets the lease.
+		want := due
+		want.State, want.Attempts, want.NextTry, want.Updated = meta.JobRunning, 1, now.Add(time.Minute), now
+		checkJob(t, "claimed job", js[0], want)
+		readJob(t, s, want)
+
+		if js := claim(t, s, "due", now, 10, time.Minute); len(js) != 0 {
+			t.Errorf("claimed %v again while leased", jobKeys(js))
+		}
+		if js := claim(t, s, "due", now, 0, time.Minute); len(js) != 0 {
+			t.Errorf("n = 0 claimed %v", jobKeys(js))
+		}
+		if _, err := s.ClaimJobs(t.Context(), "due", now, 1, 0); err == nil {
+			t.Error("ClaimJobs with a zero lease accepted")
+		}
+		if js := claim(t, s, "due", now.Add(time.Nanosecond), 10, time.Minute); !slices.Equal(jobKeys(js), []string{"due:later"}) {
+			t.Errorf("a nanosecond later claimed %v, want [due:later]", jobKeys(js))
+		}
+	})
+
+	t.Run("Lease", func(t *testing.T) {
+		now := day(10)
+		const lease = 10 * time.Minute
+		j := addJob(t, s, meta.Job{Kind: "lease", Key: "lease:1", NextTry: now})
+		if js := claim(t, s, "lease", now, 1, lease); len(js) != 1 || js[0].Attempts != 1 {
+			t.Fatalf("first claim: %+v", js)
+		}
+		// The worker holding it is still within its lease.
+		if js := claim(t, s, "lease", now.Add(lease-time.Nanosecond), 1, lease); len(js) != 0 {
+			t.Fatalf("claimed within the lease: %+v", js)
+		}
+		// The worker crashed: when the lease ends, another claims it.
+		later := now.Add(lease)
+		js := claim(t, s, "lease", later, 1, lease)
+		want := j
+		want.State, want.Attempts, want.NextTry, want.Updated = meta.JobRunning, 2, later.Add(lease), later
+		if len(js) != 1 {
+			t.Fatalf("claim after the lease ended: %+v", js)
+		}
+		checkJob(t, "re-claimed job", js[0], want)
+
+		// The first worker, finishing late, sees that it lost the job: the
+		// check UpdateJob's doc comment asks for.
+		err := s.Update(t.Context(), func(tx meta.Tx) error {
+			cur, err := tx.Job(t.Context(), j.ID)
+			if err != nil {
+				return err
+			}
+			if cur.State != meta.JobRunning || cur.Attempts != 1 {
+				return nil // lost the lease: leave it to its holder
+			}
+			return errors.New("the stale worker still sees its claim")
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("Order", func(t *testing.T) {
+		now := day(10)
+		for i, off := range []int{5, 1, 3, 2, 4} {
+			addJob(t, s, meta.Job{Kind: "order", Key: fmt.Sprint("order:", off), NextTry: now.Add(-time.Duration(off) * time.Second),
+				Created: day(1).Add(time.Duration(i) * time.Second)})
+		}
+		// Equal NextTry: the older ID first.
+		addJob(t, s, meta.Job{Kind: "order", Key: "order:1b", NextTry: now.Add(-time.Second)})
+		var got [][]string
+		for range 4 {
+			got = append(got, jobKeys(claim(t, s, "order", now, 2, time.Hour)))
+		}
+		want := [][]string{{"order:5", "order:4"}, {"order:3", "order:2"}, {"order:1", "order:1b"}, {}}
+		if !slices.EqualFunc(got, want, slices.Equal) {
+			t.Errorf("claims in batches of 2: %v, want %v", got, want)
+		}
+	})
+
+	t.Run("Concurrent", func(t *testing.T) {
+		const jobs, workers = 100, 8
+		now := time.Now()
+		update(t, s, func(ctx context.Context, tx meta.Tx) error {
+			for i := range jobs {
+				if _, err := tx.AddJob(ctx, meta.Job{Kind: "race", Key: fmt.Sprint("race:", i), NextTry: now}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		var mu sync.Mutex
+		claimed := map[int64]int{} // ID: times claimed
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				// Bounded, so that a store handing jobs out again fails
+				// rather than hangs.
+				for range jobs + 1 {
+					js, err := s.ClaimJobs(t.Context(), "race", now, 3, time.Hour)
+					if err != nil {
+						t.Errorf("ClaimJobs: %v", err)
+						return
+					}
+					if len(js) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, j := range js {
+						claimed[j.ID]++
+						if j.Attempts != 1 {
+							t.Errorf("job %s claimed with attempts %d, want 1", j.Key, j.Attempts)
+						}
+					}
+					mu.Unlock()
+				}
+				t.Errorf("a worker was still claiming jobs after %d claims", jobs+1)
+			})
+		}
+		wg.Wait()
+		if len(claimed) != jobs {
+			t.Errorf("%d workers claimed %d distinct jobs, want %d", workers, len(claimed), jobs)
+		}
+		for id, n := range claimed {
+			if n != 1 {
+				t.Errorf("job %d claimed %d times", id, n)
+			}
+		}
+	})
+
+	t.Run("Update", func(t *testing.T) {
+		ctx := t.Context()
+		now := day(10)
+		j := addJob(t, s, meta.Job{Kind: "update", Key: "update:1", Payload: []byte(`{"try":0}`), NextTry: now,
+			Created: day(1), Expires: day(15)})
+		js := claim(t, s, "update", now, 1, time.Minute)
+		if len(js) != 1 {
+			t.Fatalf("claimed %d jobs, want 1", len(js))
+		}
+		// A temporary failure: queued again for later.
+		retry := js[0]
+		retry.State, retry.NextTry, retry.LastError = meta.JobQueued, now.Add(time.Hour), "503 from b.test"
+		retry.Payload, retry.Updated = []byte(`{"try":1}`), now.Add(time.Second)
+		// Fields UpdateJob does not store.
+		changed := retry
+		changed.Kind, changed.Key, changed.Created, changed.Expires = "elsewhere", "update:moved", day(3), day(28)
+		update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.UpdateJob(ctx, changed) })
+		readJob(t, s, retry)
+		if js := claim(t, s, "update", now.Add(time.Hour-time.Nanosecond), 1, time.Minute); len(js) != 0 {
+			t.Errorf("claimed before its new NextTry: %v", jobKeys(js))
+		}
+		js = claim(t, s, "update", now.Add(time.Hour), 1, time.Minute)
+		if len(js) != 1 || js[0].Attempts != 2 || js[0].LastError != retry.LastError {
+			t.Fatalf("second claim: %+v", js)
+		}
+		// Done: never claimed again. A zero Updated becomes now.
+		done := js[0]
+		done.State, done.LastError, done.Updated = meta.JobDone, "", time.Time{}
+		before := time.Now()
+		update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.UpdateJob(ctx, done) })
+		got, err := s.Job(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != meta.JobDone || got.Updated.Before(before) {
+			t.Errorf("after UpdateJob to done: state %q, updated %v (want now, after %v)", got.State, got.Updated, before)
+		}
+		if js := claim(t, s, "update", day(28), 1, time.Minute); len(js) != 0 {
+			t.Errorf("claimed a done job: %v", jobKeys(js))
+		}
+		err = s.Update(ctx, func(tx meta.Tx) error { return tx.UpdateJob(ctx, meta.Job{ID: j.ID, State: "lost"}) })
+		if err == nil {
+			t.Error("UpdateJob with an invalid state accepted")
+		}
+	})
+
+	t.Run("Prune", func(t *testing.T) {
+		ctx := t.Context()
+		at := func(d int) time.Time { return time.Date(2001, 1, d, 0, 0, 0, 0, time.UTC) }
+		for _, j := range []meta.Job{
+			{Key: "prune:done-old", State: meta.JobDone, Updated: at(1)},
+			{Key: "prune:failed-old", State: meta.JobFailed, Updated: at(2)},
+			{Key: "prune:done-new", State: meta.JobDone, Updated: at(10)},
+			{Key: "prune:queued-old", State: meta.JobQueued, Updated: at(1)},
+			{Key: "prune:running-old", State: meta.JobRunning, Updated: at(1)},
+		} {
+			j.Kind, j.Created, j.NextTry = "prune", at(1), at(1)
+			addJob(t, s, j)
+		}
+		n, err := s.PruneJobs(ctx, at(5))
+		if err != nil || n != 2 {
+			t.Fatalf("PruneJobs = %d, %v; want 2", n, err)
+		}
+		js, err := s.Jobs(ctx, "prune", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := jobKeys(js)
+		sort.Strings(got)
+		if want := []string{"prune:done-new", "prune:queued-old", "prune:running-old"}; !slices.Equal(got, want) {
+			t.Errorf("after PruneJobs: %v, want %v", got, want)
+		}
+		// A pruned job's key is free again, and its ID is not reused.
+		old := addJob(t, s, meta.Job{Kind: "prune", Key: "prune:probe"})
+		again := addJob(t, s, meta.Job{Kind: "prune", Key: "prune:done-old"})
+		if again.ID <= old.ID {
+			t.Errorf("re-added job got ID %d, not above %d", again.ID, old.ID)
+		}
+		if n, err := s.PruneJobs(ctx, at(5)); err != nil || n != 0 {
+			t.Errorf("second PruneJobs = %d, %v; want 0", n, err)
+		}
+	})
+
+	t.Run("List", func(t *testing.T) {
+		ctx := t.Context()
+		for i, key := range []string{"list:b", "list:a", "list:d", "list:c"} {
+			addJob(t, s, meta.Job{Kind: "list", Key: key, Created: day(1 + i)})
+		}
+		// The same Created: the higher ID first.
+		addJob(t, s, meta.Job{Kind: "list", Key: "list:c2", Created: day(4)})
+		addJob(t, s, meta.Job{Kind: "list-other", Key: "list-other:1", Created: day(28)})
+		for _, tc := range []struct {
+			limit int
+			want  []string
+		}{
+			{0, []string{"list:c2", "list:c", "list:d", "list:a", "list:b"}},
+			{-1, []string{"list:c2", "list:c", "list:d", "list:a", "list:b"}},
+			{2, []string{"list:c2", "list:c"}},
+			{9, []string{"list:c2", "list:c", "list:d", "list:a", "list:b"}},
+		} {
+			js, err := s.Jobs(ctx, "list", tc.limit)
+			if err != nil {
+				t.Fatalf("Jobs(limit %d): %v", tc.limit, err)
+			}
+			if got := jobKeys(js); !slices.Equal(got, tc.want) {
+				t.Errorf("Jobs(limit %d) = %v, want %v", tc.limit, got, tc.want)
+			}
+		}
+		if js, err := s.Jobs(ctx, "list-none", 0); err != nil || len(js) != 0 {
+			t.Errorf("Jobs of an unknown kind = %v, %v", jobKeys(js), err)
+		}
+		// "" lists every kind, newest first.
+		all, err := s.Jobs(ctx, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := map[string]bool{}
+		for i, j := range all {
+			keys[j.Key] = true
+			if i > 0 && (j.Created.After(all[i-1].Created) || j.Created.Equal(all[i-1].Created) && j.ID > all[i-1].ID) {
+				t.Errorf("Jobs(\"\") out of order at %d: %s after %s", i, j.Key, all[i-1].Key)
+			}
+		}
+		for _, key := range []string{"list:a", "list-other:1", "add:1"} {
+			if !keys[key] {
+				t.Errorf("Jobs(\"\") lacks %s", key)
+			}
+		}
+		// Listings are readable in a transaction too.
+		err = s.View(ctx, func(r meta.Reader) error {
+			js, err := r.Jobs(ctx, "list", 1)
+			if err != nil {
+				return err
+			}
+			if len(js) != 1 || js[0].Key != "list:c2" {
+				return fmt.Errorf("Jobs in a View = %v", jobKeys(js))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
 }

@@ -1,0 +1,244 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/pullmail/pullmail/meta"
+)
+
+const jobColumns = `id, kind, key, payload, state, attempts, next_try, last_error, created, updated, expires`
+
+func scanJob(row interface{ Scan(...any) error }) (meta.Job, error) {
+	var j meta.Job
+	var state string
+	var nextTry, created, updated, expires int64
+	if err := row.Scan(&j.ID, &j.Kind, &j.Key, &j.Payload, &state, &j.Attempts, &nextTry, &j.LastError,
+		&created, &updated, &expires); err != nil {
+		return meta.Job{}, mapErr(err)
+	}
+	j.State = meta.JobState(state)
+	j.NextTry, j.Created, j.Updated, j.Expires = fromNanos(nextTry), fromNanos(created), fromNanos(updated), fromNanos(expires)
+	return j, nil
+}
+
+// jobs runs a query selecting jobColumns.
+func jobs(ctx context.Context, q querier, query string, args ...any) ([]meta.Job, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var js []meta.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		js = append(js, j)
+	}
+	return js, rows.Err()
+}
+
+func (r reader) Job(ctx context.Context, id int64) (meta.Job, error) {
+	j, err := scanJob(r.q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+	if err != nil {
+		return meta.Job{}, fmt.Errorf("meta/sqlite: job %d: %w", id, err)
+	}
+	return j, nil
+}
+
+func (r reader) JobByKey(ctx context.Context, key string) (meta.Job, error) {
+	j, err := scanJob(r.q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE key = ?`, key))
+	if err != nil {
+		return meta.Job{}, fmt.Errorf("meta/sqlite: job %q: %w", key, err)
+	}
+	return j, nil
+}
+
+// Jobs orders by Created, then ID, both descending.
+func (r reader) Jobs(ctx context.Context, kind string, limit int) ([]meta.Job, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	var js []meta.Job
+	var err error
+	if kind == "" {
+		js, err = jobs(ctx, r.q, `SELECT `+jobColumns+` FROM jobs ORDER BY created DESC, id DESC LIMIT ?`, limit)
+	} else {
+		js, err = jobs(ctx, r.q, `SELECT `+jobColumns+` FROM jobs WHERE kind = ?
+			ORDER BY created DESC, id DESC LIMIT ?`, kind, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("meta/sqlite: jobs of kind %q: %w", kind, err)
+	}
+	return js, nil
+}
+
+// AddJob returns the job with its times in UTC.
+func (t *txn) AddJob(ctx context.Context, j meta.Job) (meta.Job, error) {
+	j, err := t.addJob(ctx, j)
+	if err != nil {
+		return meta.Job{}, fmt.Errorf("meta/sqlite: add job %q: %w", j.Key, err)
+	}
+	return j, nil
+}
+
+func (t *txn) addJob(ctx context.Context, j meta.Job) (meta.Job, error) {
+	if j.Kind == "" || j.Key == "" {
+		return j, errors.New("a job needs a kind and a key")
+	}
+	if j.State == "" {
+		j.State = meta.JobQueued
+	}
+	if !j.State.Valid() {
+		return j, fmt.Errorf("invalid state %q", j.State)
+	}
+	if j.Attempts < 0 {
+		return j, fmt.Errorf("negative attempts %d", j.Attempts)
+	}
+	if err := checkTimes(j.NextTry, j.Created, j.Updated, j.Expires); err != nil {
+		return j, err
+	}
+	now := time.Now()
+	if j.NextTry.IsZero() {
+		j.NextTry = now
+	}
+	if j.Created.IsZero() {
+		j.Created = now
+	}
+	if j.Updated.IsZero() {
+		j.Updated = j.Created
+	}
+	j.NextTry, j.Created, j.Updated = j.NextTry.UTC(), j.Created.UTC(), j.Updated.UTC()
+	if !j.Expires.IsZero() {
+		j.Expires = j.Expires.UTC()
+	}
+	err := t.q.QueryRowContext(ctx, `INSERT INTO jobs (kind, key, payload, state, attempts, next_try, last_error,
+		created, updated, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		j.Kind, j.Key, j.Payload, string(j.State), j.Attempts, nanos(j.NextTry), j.LastError,
+		nanos(j.Created), nanos(j.Updated), nanos(j.Expires)).Scan(&j.ID)
+	if err != nil {
+		return j, mapErr(err)
+	}
+	return j, nil
+}
+
+func (t *txn) UpdateJob(ctx context.Context, j meta.Job) error {
+	if err := t.updateJob(ctx, j); err != nil {
+		return fmt.Errorf("meta/sqlite: update job %d: %w", j.ID, err)
+	}
+	return nil
+}
+
+func (t *txn) updateJob(ctx context.Context, j meta.Job) error {
+	if !j.State.Valid() {
+		return fmt.Errorf("invalid state %q", j.State)
+	}
+	if j.Attempts < 0 {
+		return fmt.Errorf("negative attempts %d", j.Attempts)
+	}
+	if err := checkTimes(j.NextTry, j.Updated); err != nil {
+		return err
+	}
+	if j.Updated.IsZero() {
+		j.Updated = time.Now()
+	}
+	return one(t.q.ExecContext(ctx, `UPDATE jobs SET state = ?, attempts = ?, next_try = ?, last_error = ?,
+		payload = ?, updated = ? WHERE id = ?`,
+		string(j.State), j.Attempts, nanos(j.NextTry), j.LastError, j.Payload, nanos(j.Updated), j.ID))
+}
+
+// ClaimJobs selects the due jobs and marks them running in one write
+// transaction on the write connection (BEGIN IMMEDIATE): claimers in this
+// process queue for that connection, those in other processes for the
+// database's write lock, so no two see the same job due. The selection walks
+// jobs_claim.
+func (s *Store) ClaimJobs(ctx context.Context, kind string, now time.Time, n int, lease time.Duration) ([]meta.Job, error) {
+	js, err := s.claimJobs(ctx, kind, now, n, lease)
+	if err != nil {
+		return nil, fmt.Errorf("meta/sqlite: claim %q jobs: %w", kind, err)
+	}
+	return js, nil
+}
+
+func (s *Store) claimJobs(ctx context.Context, kind string, now time.Time, n int, lease time.Duration) ([]meta.Job, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	if lease <= 0 {
+		return nil, fmt.Errorf("lease %v is not positive", lease)
+	}
+	until := now.Add(lease)
+	if err := checkTimes(now, until); err != nil {
+		return nil, err
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM jobs
+		WHERE kind = ?1 AND state IN ('queued', 'running') AND next_try <= ?2
+		ORDER BY next_try, id LIMIT ?3`, kind, nanos(now), n)
+	if err != nil {
+		return nil, err
+	}
+	rank := map[int64]int{} // id: place in the claim order
+	var ids []byte          // a JSON array for json_each
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if len(ids) > 0 {
+			ids = append(ids, ',')
+		}
+		ids = strconv.AppendInt(ids, id, 10)
+		rank[id] = len(rank)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(rank) == 0 {
+		return nil, nil
+	}
+	// RETURNING gives the rows in no set order and with the new next_try:
+	// rank restores the order of the selection.
+	js, err := jobs(ctx, tx, `UPDATE jobs SET state = 'running', attempts = attempts + 1, next_try = ?, updated = ?
+		WHERE id IN (SELECT value FROM json_each(?))
+		RETURNING `+jobColumns, nanos(until), nanos(now), "["+string(ids)+"]")
+	if err != nil {
+		return nil, err
+	}
+	if len(js) != len(rank) {
+		return nil, fmt.Errorf("claimed %d of %d selected jobs", len(js), len(rank))
+	}
+	slices.SortFunc(js, func(a, b meta.Job) int { return rank[a.ID] - rank[b.ID] })
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return js, nil
+}
+
+// PruneJobs deletes done and failed jobs updated before the time and
+// returns how many; the condition matches the partial index jobs_finished.
+func (s *Store) PruneJobs(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.wdb.ExecContext(ctx, `DELETE FROM jobs WHERE state IN ('done', 'failed') AND updated < ?`, nanos(before))
+	if err != nil {
+		return 0, fmt.Errorf("meta/sqlite: prune jobs: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("meta/sqlite: prune jobs: %w", err)
+	}
+	return int(n), nil
+}
