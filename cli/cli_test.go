@@ -13,9 +13,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/pullmail/pullmail/client"
+	"github.com/pullmail/pullmail/discovery"
+	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/testenv"
+	"github.com/pullmail/pullmail/tlsca"
 )
 
 // testEnv is an Env with buffers, an environment map and a terminal switch.
@@ -220,6 +223,39 @@ func TestDev(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "PULLMAIL_TOKEN="+u.Token) {
 		t.Fatalf("summary lacks the env lines: %s", out.String())
+	}
+	if _, ok := shape["dns"]; !ok || !strings.HasPrefix(df.DNS, "127.0.0.1:") || !strings.Contains(out.String(), df.DNS) {
+		t.Fatalf("dns %q, summary %s", df.DNS, out.String())
+	}
+
+	// Another domain finds b.test as docs/PROTOCOL.md §11.1 says: SRV, the
+	// redirect service, the AS metadata and the mailbox metadata.
+	pool, err := tlsca.LoadPool(df.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := discovery.New(discovery.Config{Resolver: discovery.NewResolver(df.DNS), RootCAs: pool, AllowPrivate: true})
+	defer dc.Close()
+	bURL := df.Domains["b.test"].URL
+	a, err := dc.Authority(ctx, "b.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Issuer != bURL || a.TokenEndpoint != bURL+"/oauth/token" || len(a.JWKS.Keys) == 0 {
+		t.Errorf("authority %+v, want issuer %s", a, bURL)
+	}
+	m, err := dc.Mailbox(ctx, "b.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Domain != "b.test" || m.URL != bURL || m.MTAClientID != "mta@b.test" || m.InboundEndpoint != bURL+"/federation/v1/messages" {
+		t.Errorf("mailbox %+v", m.MailboxMetadata)
+	}
+	if a2, err := dc.Authority(ctx, "a.test"); err != nil || a2.Issuer != df.Domains["a.test"].URL {
+		t.Errorf("a.test: %+v %v", a2, err)
+	}
+	if _, err := dc.Authority(ctx, "c.test"); errs.CodeOf(err) != "no_srv_record" {
+		t.Errorf("c.test: %v, want no_srv_record", err)
 	}
 	c.HTTP.CloseIdleConnections()
 	cancel()

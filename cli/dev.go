@@ -10,12 +10,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pullmail/pullmail/account"
+	"github.com/pullmail/pullmail/discovery"
+	"github.com/pullmail/pullmail/discovery/dnstest"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/server"
 	"github.com/pullmail/pullmail/tlsca"
@@ -44,16 +48,28 @@ type DevUser struct {
 
 func init() {
 	register(&command{
-		name: "dev", args: "--data DIR [--domains a.test,b.test] [--users alice@a.test,bob@a.test]",
+		name: "dev", args: "--data DIR [--domains a.test,b.test] [--users alice@a.test,bob@a.test,carol@b.test]",
 		short: "run a local sandbox: servers, users and tokens on loopback",
 		long: `Starts one full Pullmail server per domain on loopback, with HTTPS from one local CA
 (DIR/ca.pem), creates the users (with random passwords, kept across restarts), writes
 DIR/dev.json with every URL, token and password, prints the lines to paste into a shell, and
-runs until interrupted. Each domain keeps its data in DIR/<domain>.`,
+runs until interrupted. Each domain keeps its data in DIR/<domain>.
+
+It also runs a DNS server on loopback (its address is "dns" in dev.json: pass it as --dns)
+that publishes each domain as docs/PROTOCOL.md §11.1 says:
+
+  _federizer._as._tcp.D  SRV 10 5 PORT as.D.     as.D  A 127.0.0.1
+  _federizer._rs._tcp.D  SRV 10 5 PORT mbx.D.    mbx.D A 127.0.0.1
+
+where PORT is a small HTTPS redirect service (certificate from the same CA) that redirects
+https://as.D:PORT/.well-known/... and https://mbx.D:PORT/.well-known/... to the domain's
+server, https://127.0.0.1:<port>, once (the redirect service of seed 004 Note 1: SRV targets
+cannot be IP addresses). 'pullmail doctor D --dns ADDR --ca DIR/ca.pem --allow-private'
+checks it.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			data := fs.String("data", "pullmail-dev", "sandbox `DIR`ectory")
-			domains := fs.String("domains", "a.test", "comma-separated domains")
-			users := fs.String("users", "alice@a.test,bob@a.test", "comma-separated user addresses")
+			domains := fs.String("domains", "a.test,b.test", "comma-separated domains")
+			users := fs.String("users", "alice@a.test,bob@a.test,carol@b.test", "comma-separated user addresses")
 			level := fs.String("log-level", "warn", "debug, info, warn or error")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 0 {
@@ -153,6 +169,23 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 			}
 		}()
 	}
+	urls := map[string]string{}
+	for d, dd := range out.Domains {
+		urls[d] = dd.URL
+	}
+	fed, err := startDevFederation(ca, urls, log)
+	if err != nil {
+		return err
+	}
+	defer fed.Close()
+	out.DNS = fed.DNS.Addr()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		fed.Shutdown()
+	}()
+
 	b, _ := json.MarshalIndent(out, "", "  ")
 	if err := writeFileAtomic(filepath.Join(dir, "dev.json"), append(b, '\n'), 0o600); err != nil {
 		return err
@@ -162,7 +195,7 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 	for _, d := range domains {
 		fmt.Fprintf(w, "  %-12s %s\n", d, out.Domains[d].URL)
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "\n  DNS          %s (SRV records of every domain: pass --dns %s)\n\n", out.DNS, out.DNS)
 	for _, u := range users {
 		addr, _ := account.NormalizeAddress(u)
 		du := out.Users[addr]
@@ -176,6 +209,94 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 	default:
 		return nil
 	}
+}
+
+// devFederation makes the sandbox's domains discoverable (docs/PROTOCOL.md
+// §11.1): a DNS server with each domain's two SRV records, and the HTTPS
+// redirect service that their targets name.
+//
+// An SRV target is a host name, never an address, and a domain's server is
+// at https://127.0.0.1:PORT (the URL its users and its issuer use). So the
+// targets are as.D and mbx.D, with A records 127.0.0.1, on the port of one
+// redirect service whose certificate (from the sandbox's CA) names them all;
+// it redirects the well-known request once to the same path on the domain's
+// URL, which discovery maps to the base URL https://127.0.0.1:PORT, equal to
+// the AS's issuer and the mailbox document's url. (Making the domain's own
+// server the target would need its issuer to be https://D:PORT, a name that
+// only this DNS server knows, and the CLI could not reach it.)
+type devFederation struct {
+	DNS  *dnstest.Server
+	Port uint16 // the redirect service's
+	srv  *http.Server
+	done chan struct{}
+}
+
+// startDevFederation publishes urls (domain → base URL).
+func startDevFederation(ca *tlsca.CA, urls map[string]string, log *slog.Logger) (*devFederation, error) {
+	type target struct{ url, path string } // the domain's URL, the one path served
+	targets := map[string]target{}         // by host: as.D, mbx.D
+	var hosts []string
+	for d, u := range urls {
+		targets["as."+d] = target{u, discovery.PathASMetadata}
+		targets["mbx."+d] = target{u, discovery.PathMailbox}
+		hosts = append(hosts, "as."+d, "mbx."+d)
+	}
+	tc, err := ca.TLSConfig(hosts)
+	if err != nil {
+		return nil, fmt.Errorf("redirect service certificate: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("redirect service: %w", err)
+	}
+	dns, err := dnstest.Start()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("DNS server: %w", err)
+	}
+	f := &devFederation{DNS: dns, Port: uint16(ln.Addr().(*net.TCPAddr).Port), done: make(chan struct{})}
+	for d := range urls {
+		dns.AddA("as."+d, "127.0.0.1")
+		dns.AddA("mbx."+d, "127.0.0.1")
+		dns.AddSRV(discovery.ServiceAS+d, 10, 5, f.Port, "as."+d, 3600)
+		dns.AddSRV(discovery.ServiceRS+d, 10, 5, f.Port, "mbx."+d, 3600)
+	}
+	f.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			host, _, err := net.SplitHostPort(r.Host)
+			if err != nil {
+				host = r.Host
+			}
+			to, ok := targets[strings.ToLower(host)]
+			if !ok || r.URL.Path != to.path || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+				http.NotFound(w, r)
+				return
+			}
+			http.Redirect(w, r, to.url+to.path, http.StatusFound)
+		}),
+		TLSConfig:         tc,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		defer close(f.done)
+		f.srv.ServeTLS(ln, "", "")
+	}()
+	return f, nil
+}
+
+// Shutdown stops the redirect service gracefully.
+func (f *devFederation) Shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	f.srv.Shutdown(ctx)
+}
+
+// Close stops the redirect service and the DNS server.
+func (f *devFederation) Close() error {
+	err := f.srv.Close()
+	<-f.done
+	return errors.Join(err, f.DNS.Close())
 }
 
 // devUser creates the user on first start, keeping its password in

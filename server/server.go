@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -169,6 +170,7 @@ func (s *Server) open(ctx context.Context) error {
 		authz.PathDeviceAuthz, authz.PathDevice} {
 		mux.Handle(p, asHandler)
 	}
+	mux.Handle(PathMailbox, s.mailboxMetadataHandler())
 	mux.HandleFunc("GET /healthz", s.healthz)
 	metrics := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -237,6 +239,57 @@ func ensureBuiltinClients(ctx context.Context, st meta.Store, publicURL, mtaID s
 			}
 		}
 		return nil
+	})
+}
+
+// PathMailbox is where the mailbox metadata document is served
+// (docs/PROTOCOL.md §11.1); it is discovery.PathMailbox.
+const PathMailbox = "/.well-known/pullmail-mailbox"
+
+// Federation endpoints, relative to the public URL (docs/PROTOCOL.md §11).
+const (
+	PathInbound = "/federation/v1/messages"
+	PathFetch   = "/federation/v1/resources"
+)
+
+// mailboxMetadata is discovery.MailboxMetadata, the document that names
+// this domain's inbound and fetch endpoints and its MTA's client id and
+// keys (seed 004 Note 2). The server cannot import discovery: discovery's
+// in-package tests import testenv, which imports this package, and Go
+// refuses that cycle. server_test parses what this serves with
+// discovery.ParseMailboxMetadata, so that the two cannot drift apart.
+type mailboxMetadata struct {
+	Domain          string          `json:"domain"`
+	URL             string          `json:"url"`
+	InboundEndpoint string          `json:"inbound_endpoint"`
+	FetchEndpoint   string          `json:"fetch_endpoint"`
+	MTAClientID     string          `json:"mta_client_id"`
+	MTAJWKS         json.RawMessage `json:"mta_jwks"`
+}
+
+// mailboxMetadataHandler serves the mailbox metadata document as
+// discovery.MailboxHandler does: GET and HEAD, cacheable for five minutes.
+func (s *Server) mailboxMetadataHandler() http.Handler {
+	base := s.PublicURL()
+	body, err := json.Marshal(mailboxMetadata{
+		Domain: s.Domain, URL: base,
+		InboundEndpoint: base + PathInbound, FetchEndpoint: base + PathFetch,
+		MTAClientID: s.MTAClientID(), MTAJWKS: s.MTAKey.JWKS(),
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			errs.WriteHTTP(w, errs.E(errs.Invalid, "method_not_allowed", "use GET"))
+			return
+		}
+		if err != nil {
+			errs.WriteHTTP(w, errs.Wrap(err, errs.Internal, "internal", "mailbox metadata misconfigured"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Write(body)
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
@@ -171,5 +172,55 @@ func TestMTAAssertion(t *testing.T) {
 	wm, err := srv.Meta.Client(context.Background(), server.WebmailClientID)
 	if err != nil || !wm.Public || len(wm.RedirectURIs) != 1 || wm.RedirectURIs[0] != d.URL+server.WebmailCallback {
 		t.Fatalf("webmail client: %v %+v", err, wm)
+	}
+}
+
+// TestMailboxMetadata: the document at discovery.PathMailbox is what
+// discovery accepts, with this domain's values (docs/PROTOCOL.md §11.1).
+func TestMailboxMetadata(t *testing.T) {
+	d := testenv.Start(t, "b.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@b.test")
+	resp, err := alice.HTTP.Get(d.URL + discovery.PathMailbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("%d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	m, err := discovery.ParseMailboxMetadata(body)
+	if err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	srv := d.Server
+	want := discovery.MailboxMetadata{
+		Domain: "b.test", URL: srv.PublicURL(),
+		InboundEndpoint: srv.PublicURL() + "/federation/v1/messages",
+		FetchEndpoint:   srv.PublicURL() + "/federation/v1/resources",
+		MTAClientID:     "mta@b.test", MTAJWKS: m.MTAJWKS,
+	}
+	if m.MailboxMetadata.Domain != want.Domain || m.URL != want.URL || m.InboundEndpoint != want.InboundEndpoint ||
+		m.FetchEndpoint != want.FetchEndpoint || m.MTAClientID != want.MTAClientID {
+		t.Errorf("metadata %+v, want %+v", m.MailboxMetadata, want)
+	}
+	if m.URL != d.URL {
+		t.Errorf("url %s, want the public URL %s", m.URL, d.URL)
+	}
+	if string(m.MTAJWKS) != string(srv.MTAKey.JWKS()) || len(m.MTAKeys.Keys) != 1 {
+		t.Errorf("mta_jwks %s, want %s", m.MTAJWKS, srv.MTAKey.JWKS())
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, d.URL+discovery.PathMailbox, strings.NewReader("{}"))
+	resp, err = alice.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d", resp.StatusCode)
 	}
 }
