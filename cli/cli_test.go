@@ -169,7 +169,10 @@ func TestSplitAddresses(t *testing.T) {
 func TestDev(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	env, out, errb := testEnv(nil, false)
+	env, _, _ := testEnv(nil, false)
+	// dev writes while the test reads: synchronised buffers.
+	out, errb := &syncBuffer{}, &syncBuffer{}
+	env.Stdout, env.Stderr = out, errb
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, env, []string{"dev", "--data", dir, "--domains", "a.test,b.test", "--users", "alice@a.test,bob@b.test"})
@@ -220,6 +223,12 @@ func TestDev(t *testing.T) {
 	}
 	if _, err := c.List(ctx, mailbox.ListOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// The summary is printed after dev.json is written: wait for its end.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "Press Ctrl-C"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no summary: %s", out.String())
+		}
 	}
 	if !strings.Contains(out.String(), "PULLMAIL_TOKEN="+u.Token) {
 		t.Fatalf("summary lacks the env lines: %s", out.String())
