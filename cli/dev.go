@@ -129,6 +129,24 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, len(domains))
+	// Listen first: the sandbox DNS publishes the URLs, and every server
+	// must know the DNS server when it opens (to find the others).
+	lns := map[string]net.Listener{}
+	urls := map[string]string{}
+	for _, d := range domains {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		lns[d], urls[d] = ln, "https://"+ln.Addr().String()
+	}
+	fed, err := startDevFederation(ca, urls, log)
+	if err != nil {
+		return err
+	}
+	defer fed.Close()
+	out.DNS = fed.DNS.Addr()
 	for _, d := range domains {
 		ddir := filepath.Join(dir, d)
 		// Every domain's certificate comes from the sandbox's one CA.
@@ -140,14 +158,10 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 				return err
 			}
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, url := lns[d], urls[d]
+		srv, err := server.Open(ctx, server.Config{DataDir: ddir, Domain: d, Log: log.With("domain", d), PublicURL: url,
+			DNS: out.DNS, PeerCA: ca.CertPath(), AllowPrivatePeers: true})
 		if err != nil {
-			return err
-		}
-		url := "https://" + ln.Addr().String()
-		srv, err := server.Open(ctx, server.Config{DataDir: ddir, Domain: d, Log: log.With("domain", d), PublicURL: url})
-		if err != nil {
-			ln.Close()
 			return fmt.Errorf("%s: %w", d, err)
 		}
 		defer srv.Close()
@@ -169,16 +183,6 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 			}
 		}()
 	}
-	urls := map[string]string{}
-	for d, dd := range out.Domains {
-		urls[d] = dd.URL
-	}
-	fed, err := startDevFederation(ca, urls, log)
-	if err != nil {
-		return err
-	}
-	defer fed.Close()
-	out.DNS = fed.DNS.Addr()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

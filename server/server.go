@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,7 +23,10 @@ import (
 
 	"github.com/pullmail/pullmail/auth"
 	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/discovery"
+	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/inbound"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
@@ -61,6 +64,14 @@ type Config struct {
 	MaxUpload int64 // bytes; 0: no limit
 	// DeviceInterval is the device grant's polling interval (default 5s).
 	DeviceInterval time.Duration
+
+	// Federation: DNS is the resolver for other domains' SRV records
+	// (host:port; "" the system's), PeerCA a PEM file of extra CAs to trust
+	// for their TLS, and AllowPrivatePeers lets peers live on loopback and
+	// private addresses (tests, the sandbox; never in production).
+	DNS               string
+	PeerCA            string
+	AllowPrivatePeers bool
 	// MetricsPublic serves /metrics to every peer; by default only to
 	// loopback peers.
 	MetricsPublic bool
@@ -73,19 +84,20 @@ type Config struct {
 
 // Server is one running domain.
 type Server struct {
-	cfg      Config
-	Domain   string
-	Meta     *sqlite.Store
-	Store    *fsstore.Store
-	Mailbox  *mailbox.Service
-	Authz    *authz.Server
-	MTAKey   *authz.ClientKey // the MTA's private_key_jwt key
-	Keys     *keys.Set
-	Registry *prometheus.Registry
-	log      *slog.Logger
-	tls      *tls.Config
-	handler  http.Handler
-	url      atomic.Value // string
+	cfg       Config
+	Domain    string
+	Meta      *sqlite.Store
+	Store     *fsstore.Store
+	Mailbox   *mailbox.Service
+	Authz     *authz.Server
+	MTAKey    *authz.ClientKey // the MTA's private_key_jwt key
+	Discovery *discovery.Client
+	Keys      *keys.Set
+	Registry  *prometheus.Registry
+	log       *slog.Logger
+	tls       *tls.Config
+	handler   http.Handler
+	url       atomic.Value // string
 }
 
 // Open opens the data directory and builds the server; it does not listen
@@ -150,7 +162,15 @@ func (s *Server) open(ctx context.Context) error {
 	if s.Keys, err = OpenSigningKeys(cfg.DataDir, cfg.Clock); err != nil {
 		return fmt.Errorf("signing keys: %w", err)
 	}
-	if s.Authz, err = authz.New(authz.Config{Issuer: s.PublicURL(), Domain: domain, Meta: s.Meta, Keys: s.Keys,
+	var peerCAs *x509.CertPool
+	if cfg.PeerCA != "" {
+		if peerCAs, err = tlsca.LoadPool(cfg.PeerCA); err != nil {
+			return fmt.Errorf("peer CA: %w", err)
+		}
+	}
+	s.Discovery = discovery.New(discovery.Config{Resolver: discovery.NewResolver(cfg.DNS), RootCAs: peerCAs,
+		AllowPrivate: cfg.AllowPrivatePeers, Clock: cfg.Clock, Log: s.log})
+	if s.Authz, err = authz.New(authz.Config{Remote: s.Discovery, Issuer: s.PublicURL(), Domain: domain, Meta: s.Meta, Keys: s.Keys,
 		Log: s.log, Clock: cfg.Clock, DeviceInterval: cfg.DeviceInterval}); err != nil {
 		return err
 	}
@@ -170,7 +190,14 @@ func (s *Server) open(ctx context.Context) error {
 		authz.PathDeviceAuthz, authz.PathDevice} {
 		mux.Handle(p, asHandler)
 	}
-	mux.Handle(PathMailbox, s.mailboxMetadataHandler())
+	base := s.PublicURL()
+	mux.Handle(discovery.PathMailbox, discovery.MailboxHandler(discovery.MailboxMetadata{
+		Domain: domain, URL: base, InboundEndpoint: base + inbound.PathMessages, FetchEndpoint: base + inbound.PathResources,
+		MTAClientID: s.MTAClientID(), MTAJWKS: s.MTAKey.JWKS(),
+	}))
+	if err := s.federation(mux); err != nil {
+		return err
+	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	metrics := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -242,55 +269,25 @@ func ensureBuiltinClients(ctx context.Context, st meta.Store, publicURL, mtaID s
 	})
 }
 
-// PathMailbox is where the mailbox metadata document is served
-// (docs/PROTOCOL.md §11.1); it is discovery.PathMailbox.
-const PathMailbox = "/.well-known/pullmail-mailbox"
-
-// Federation endpoints, relative to the public URL (docs/PROTOCOL.md §11).
-const (
-	PathInbound = "/federation/v1/messages"
-	PathFetch   = "/federation/v1/resources"
-)
-
-// mailboxMetadata is discovery.MailboxMetadata, the document that names
-// this domain's inbound and fetch endpoints and its MTA's client id and
-// keys (seed 004 Note 2). The server cannot import discovery: discovery's
-// in-package tests import testenv, which imports this package, and Go
-// refuses that cycle. server_test parses what this serves with
-// discovery.ParseMailboxMetadata, so that the two cannot drift apart.
-type mailboxMetadata struct {
-	Domain          string          `json:"domain"`
-	URL             string          `json:"url"`
-	InboundEndpoint string          `json:"inbound_endpoint"`
-	FetchEndpoint   string          `json:"fetch_endpoint"`
-	MTAClientID     string          `json:"mta_client_id"`
-	MTAJWKS         json.RawMessage `json:"mta_jwks"`
-}
-
-// mailboxMetadataHandler serves the mailbox metadata document as
-// discovery.MailboxHandler does: GET and HEAD, cacheable for five minutes.
-func (s *Server) mailboxMetadataHandler() http.Handler {
+// federation mounts the receiving side of federation (docs/PROTOCOL.md
+// §11.2, §11.3): pushes from other domains' MTAs, and their pulls of this
+// domain's resources.
+func (s *Server) federation(mux *http.ServeMux) error {
 	base := s.PublicURL()
-	body, err := json.Marshal(mailboxMetadata{
-		Domain: s.Domain, URL: base,
-		InboundEndpoint: base + PathInbound, FetchEndpoint: base + PathFetch,
-		MTAClientID: s.MTAClientID(), MTAJWKS: s.MTAKey.JWKS(),
-	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			errs.WriteHTTP(w, errs.E(errs.Invalid, "method_not_allowed", "use GET"))
-			return
-		}
-		if err != nil {
-			errs.WriteHTTP(w, errs.Wrap(err, errs.Internal, "internal", "mailbox metadata misconfigured"))
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		w.Write(body)
-	})
+	proofs := &dpop.Verifier{Replay: s.Meta, Clock: s.cfg.Clock}
+	recv, err := inbound.NewReceiver(inbound.Config{Domain: s.Domain, MailboxURL: base, Meta: s.Meta, Resources: s.Store,
+		Discovery: s.Discovery, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log})
+	if err != nil {
+		return fmt.Errorf("inbound: %w", err)
+	}
+	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: base, FetchURL: base + inbound.PathResources, Meta: s.Meta,
+		Resources: s.Store, Keys: s.Keys, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log})
+	if err != nil {
+		return fmt.Errorf("origin: %w", err)
+	}
+	mux.Handle(inbound.PathMessages, recv.Handler())
+	mux.Handle(inbound.PathResources+"/", origin.Handler())
+	return nil
 }
 
 // PublicURL is the server's external base URL (Config.PublicURL or its

@@ -224,3 +224,29 @@ func TestMailboxMetadata(t *testing.T) {
 		t.Errorf("POST: %d", resp.StatusCode)
 	}
 }
+
+// TestFederationRoutes: the receiving side of federation is mounted and
+// answers as docs/PROTOCOL.md §11 says to a stranger.
+func TestFederationRoutes(t *testing.T) {
+	d := testenv.Start(t, "a.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@a.test")
+	resp, err := alice.HTTP.Post(d.URL+"/federation/v1/messages", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !strings.Contains(string(body), "invalid_token") {
+		t.Fatalf("push without a token: %d %s", resp.StatusCode, body)
+	}
+	cid := resource.IDOf([]byte("anything"))
+	resp, err = alice.HTTP.Post(d.URL+"/federation/v1/resources/"+string(cid), "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || !strings.Contains(string(body), "not_found") {
+		t.Fatalf("fetch without a token: %d %s", resp.StatusCode, body)
+	}
+}

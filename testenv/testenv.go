@@ -40,6 +40,9 @@ type Options struct {
 	// DeviceInterval is the device grant's polling interval (default 5s).
 	DeviceInterval time.Duration
 	Dir            string // default t.TempDir()
+	// DNS and PeerCA say how the domain finds and trusts other domains
+	// (server.Config); peers on loopback are always allowed here.
+	DNS, PeerCA string
 }
 
 // Logger returns a logger that writes to the test log when -v is given.
@@ -69,6 +72,7 @@ func Start(t testing.TB, name string, opt Options) *Domain {
 	srv, err := server.Open(ctx, server.Config{
 		DataDir: dir, Domain: name, Log: Logger(t), EncryptAtRest: opt.EncryptAtRest, PublicURL: "https://" + ln.Addr().String(),
 		MaxUpload: opt.MaxUpload, Clock: opt.Clock, GCInterval: -1, DeviceInterval: opt.DeviceInterval,
+		DNS: opt.DNS, PeerCA: opt.PeerCA, AllowPrivatePeers: true,
 	})
 	if err != nil {
 		cancel()
