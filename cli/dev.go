@@ -159,7 +159,7 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 			}
 		}
 		ln, url := lns[d], urls[d]
-		srv, err := server.Open(ctx, server.Config{DataDir: ddir, Domain: d, Log: log.With("domain", d), PublicURL: url,
+		srv, err := server.Open(ctx, server.Config{DataDir: ddir, Domain: d, Log: log, PublicURL: url,
 			DNS: out.DNS, PeerCA: ca.CertPath(), AllowPrivatePeers: true})
 		if err != nil {
 			return fmt.Errorf("%s: %w", d, err)

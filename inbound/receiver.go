@@ -140,7 +140,7 @@ func (rc *Receiver) Handler() http.Handler {
 func (rc *Receiver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	status, err := rc.receive(r.Context(), r)
 	if err != nil {
-		log := rc.cfg.Log.With("domain", rc.cfg.Domain, "peer", r.RemoteAddr)
+		log := rc.cfg.Log.With("peer", r.RemoteAddr)
 		if errs.KindOf(err) == errs.Internal {
 			log.Error("inbound push failed", "err", err)
 		} else {
@@ -421,7 +421,7 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	log := rc.cfg.Log.With("domain", rc.cfg.Domain, "msgid", msgid, "from", fromDomain)
+	log := rc.cfg.Log.With("msgid", msgid, "from", fromDomain)
 	if duplicate {
 		log.Info("inbound push: duplicate")
 		return http.StatusOK, nil

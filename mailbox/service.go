@@ -45,6 +45,9 @@ type Config struct {
 	// (default 7 days); garbage collection removes it after that.
 	UploadTTL time.Duration
 	Metrics   *Metrics // nil: no metrics
+	// Outbound queues copies for other domains; nil refuses them with
+	// remote_recipient.
+	Outbound Outbound
 }
 
 // Service implements API for the principal in each call's context.
@@ -66,7 +69,7 @@ func New(cfg Config) *Service {
 	if cfg.UploadTTL <= 0 {
 		cfg.UploadTTL = 7 * 24 * time.Hour
 	}
-	return &Service{cfg: cfg, log: cfg.Log.With("domain", cfg.Domain)}
+	return &Service{cfg: cfg, log: cfg.Log} // the server's logger names the domain
 }
 
 // Domain returns the domain the service serves.
@@ -282,7 +285,12 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 	// Resolve every recipient before writing anything.
 	visible := map[int64]bool{} // users who get the To/Cc copy
 	var order []int64
-	bccOf := map[int64]string{} // users who get a Bcc copy, with their address as written
+	bccOf := map[int64]string{}       // users who get a Bcc copy, with their address as written
+	remoteTo := map[string][]string{} // domain → its To/Cc recipients
+	var domains []string              // in order of first mention
+	var remoteBcc []*mail.Address
+	// resolve returns a local recipient's user id, or 0 for a recipient
+	// of another domain.
 	resolve := func(addr string) (int64, error) {
 		norm, err := account.NormalizeAddress(addr)
 		if err != nil {
@@ -290,7 +298,10 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 		}
 		_, domain, _ := strings.Cut(norm, "@")
 		if domain != s.cfg.Domain {
-			return 0, errs.E(errs.Invalid, "remote_recipient", "delivery to other domains (%s) is not available on this server yet", domain)
+			if s.cfg.Outbound == nil {
+				return 0, errs.E(errs.Invalid, "remote_recipient", "delivery to other domains (%s) is not available on this server", domain)
+			}
+			return 0, nil
 		}
 		u, err := tx.UserByAddress(ctx, norm)
 		if errors.Is(err, meta.ErrNotFound) {
@@ -305,6 +316,14 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 		if err != nil {
 			return row, 0, err
 		}
+		if uid == 0 {
+			_, domain, _ := strings.Cut(strings.ToLower(a.Address), "@")
+			if _, seen := remoteTo[domain]; !seen {
+				domains = append(domains, domain)
+			}
+			remoteTo[domain] = append(remoteTo[domain], a.Address)
+			continue
+		}
 		if !visible[uid] {
 			visible[uid] = true
 			order = append(order, uid)
@@ -314,6 +333,10 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 		uid, err := resolve(a.Address)
 		if err != nil {
 			return row, 0, err
+		}
+		if uid == 0 {
+			remoteBcc = append(remoteBcc, a)
+			continue
 		}
 		if _, dup := bccOf[uid]; !visible[uid] && !dup {
 			bccOf[uid] = formatAddress(a)
@@ -369,7 +392,45 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 			return row, 0, err
 		}
 	}
+	if len(domains)+len(remoteBcc) > 0 {
+		var copies []RemoteCopy
+		for _, dom := range domains {
+			if visibleDoc == nil {
+				if visibleDoc, err = d.copyFor(nil, false); err != nil {
+					return row, 0, internal(err, "building a copy failed")
+				}
+			}
+			copies = append(copies, RemoteCopy{Domain: dom, Placeholder: visibleDoc, Recipients: remoteTo[dom]})
+		}
+		for _, a := range remoteBcc {
+			doc, err := d.copyFor([]string{formatAddress(a)}, false)
+			if err != nil {
+				return row, 0, internal(err, "building a Bcc copy failed")
+			}
+			_, dom, _ := strings.Cut(strings.ToLower(a.Address), "@")
+			copies = append(copies, RemoteCopy{Domain: dom, Placeholder: doc, Recipients: []string{a.Address}})
+		}
+		if err := s.cfg.Outbound.QueueSend(ctx, tx, p.Address, row, copies); err != nil {
+			return row, 0, err
+		}
+	}
 	return row, len(order), nil
+}
+
+// Outbound takes a sent message's copies for other domains, inside the
+// send's transaction, so that a send and its queued deliveries commit
+// together (package mta).
+type Outbound interface {
+	QueueSend(ctx context.Context, tx meta.Tx, author string, sent meta.Message, copies []RemoteCopy) error
+}
+
+// RemoteCopy is one copy of a sent message for another domain: the To/Cc
+// copy of a domain (no Bcc), or the copy of one Bcc recipient, each with its
+// own Recipients-Digest (docs/PROTOCOL.md §5.2).
+type RemoteCopy struct {
+	Domain      string
+	Placeholder []byte // canonical
+	Recipients  []string
 }
 
 // checkRefs checks that every resource the draft names is held by the user

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -31,6 +32,7 @@ import (
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/meta/sqlite"
+	"github.com/pullmail/pullmail/mta"
 	"github.com/pullmail/pullmail/resource/fsstore"
 	"github.com/pullmail/pullmail/tlsca"
 )
@@ -92,6 +94,7 @@ type Server struct {
 	Authz     *authz.Server
 	MTAKey    *authz.ClientKey // the MTA's private_key_jwt key
 	Discovery *discovery.Client
+	MTA       *mta.MTA
 	Keys      *keys.Set
 	Registry  *prometheus.Registry
 	log       *slog.Logger
@@ -155,10 +158,6 @@ func (s *Server) open(ctx context.Context) error {
 
 	s.Registry = prometheus.NewRegistry()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.Mailbox = mailbox.New(mailbox.Config{
-		Domain: domain, Meta: s.Meta, Resources: s.Store, Log: s.log, Clock: cfg.Clock,
-		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry),
-	})
 	if s.Keys, err = OpenSigningKeys(cfg.DataDir, cfg.Clock); err != nil {
 		return fmt.Errorf("signing keys: %w", err)
 	}
@@ -180,6 +179,13 @@ func (s *Server) open(ctx context.Context) error {
 	if err := ensureBuiltinClients(ctx, s.Meta, s.PublicURL(), s.MTAClientID(), s.MTAKey.JWKS()); err != nil {
 		return err
 	}
+	if err := s.openMTA(); err != nil {
+		return err
+	}
+	s.Mailbox = mailbox.New(mailbox.Config{
+		Domain: domain, Meta: s.Meta, Resources: s.Store, Log: s.log, Clock: cfg.Clock,
+		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry), Outbound: outbound{s.MTA},
+	})
 	// The AS's access tokens first, then admin-made tokens (pullmail token create).
 	authn := auth.Chain{s.Authz.Authenticator(), &auth.Tokens{Meta: s.Meta, Clock: cfg.Clock}}
 
@@ -267,6 +273,91 @@ func ensureBuiltinClients(ctx context.Context, st meta.Store, publicURL, mtaID s
 		}
 		return nil
 	})
+}
+
+// openMTA makes this domain's MTA: its DPoP key (DATA/keys/mta-dpop.json),
+// an HTTP client that trusts the system's CAs, the peer CAs and this
+// server's own local CA (for its own token endpoint), and the send grants
+// of its authorization server.
+func (s *Server) openMTA() error {
+	dk, err := loadOrCreateDPoPKey(filepath.Join(s.cfg.DataDir, "keys", "mta-dpop.json"))
+	if err != nil {
+		return fmt.Errorf("the MTA's DPoP key: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	for _, extra := range []string{s.cfg.PeerCA, filepath.Join(s.cfg.DataDir, "ca.pem")} {
+		if b, err := os.ReadFile(extra); err == nil && extra != "" {
+			pool.AppendCertsFromPEM(b)
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr.ForceAttemptHTTP2 = false // see client.New: HTTP/1.1 moves large bodies faster
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	id := s.MTAClientID()
+	s.MTA, err = mta.New(mta.Config{
+		Domain: s.Domain, PublicURL: s.PublicURL(), Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
+		ClientID: id, ClientKey: s.MTAKey, DPoPKey: dk, HTTP: &http.Client{Transport: tr},
+		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
+		Clock:     s.cfg.Clock, Log: s.log,
+	})
+	return err
+}
+
+// loadOrCreateDPoPKey reads a DPoP key (mode 0600) or creates it.
+func loadOrCreateDPoPKey(path string) (*dpop.Key, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return dpop.ParseKey(b)
+	}
+	k, err := dpop.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	b, err := k.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".dpop-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+		return loadOrCreateDPoPKey(path) // another process made it first
+	} else if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// outbound hands the mailbox's copies for other domains to the MTA.
+type outbound struct{ m *mta.MTA }
+
+func (o outbound) QueueSend(ctx context.Context, tx meta.Tx, author string, sent meta.Message, copies []mailbox.RemoteCopy) error {
+	cs := make([]mta.Copy, len(copies))
+	for i, c := range copies {
+		cs[i] = mta.Copy{Domain: c.Domain, Placeholder: c.Placeholder, Recipients: c.Recipients}
+	}
+	if err := o.m.QueueSend(ctx, tx, author, sent, cs); err != nil {
+		return err
+	}
+	o.m.Kick()
+	return nil
 }
 
 // federation mounts the receiving side of federation (docs/PROTOCOL.md
@@ -410,6 +501,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	defer stopGC()
 	if s.cfg.GCInterval > 0 {
 		go s.collectLoop(gcCtx)
+	}
+	if s.MTA != nil {
+		go s.MTA.Run(gcCtx)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/client"
+	"github.com/pullmail/pullmail/discovery/dnstest"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/server"
 )
@@ -63,6 +64,16 @@ func Start(t testing.TB, name string, opt Options) *Domain {
 	dir := opt.Dir
 	if dir == "" {
 		dir = t.TempDir()
+	}
+	if opt.DNS == "" {
+		// Never the system resolver: a test's lookups stay on loopback
+		// (an empty zone answers NXDOMAIN to everything).
+		dns, err := dnstest.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { dns.Close() })
+		opt.DNS = dns.Addr()
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,86 @@
+package mta
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/placeholder"
+	"github.com/pullmail/pullmail/resource"
+)
+
+// notice is a delivery-status notice whose text is stored already.
+type notice struct {
+	text resource.Info
+	msg  *placeholder.Message
+}
+
+// prepareNotice stores the text of the notice telling p's author that the
+// copy for p.Domain failed for reason, and builds its placeholder.
+func (m *MTA) prepareNotice(ctx context.Context, p PushPayload, reason string) (*notice, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Your message %s could not be delivered to:\n\n", p.MessageID)
+	for _, r := range p.Recipients {
+		fmt.Fprintf(&b, "    %s\n", r)
+	}
+	if len(p.Recipients) == 0 {
+		fmt.Fprintf(&b, "    the recipients at %s\n", p.Domain)
+	}
+	fmt.Fprintf(&b, "\nThe mail system at %s gave up on it. The reason:\n\n    %s\n", m.cfg.Domain, reason)
+	text := []byte(b.String())
+	info, err := m.cfg.Resources.Put(ctx, bytes.NewReader(text), resource.PutOptions{Size: int64(len(text))})
+	if err != nil {
+		return nil, fmt.Errorf("storing the notice's text: %w", err)
+	}
+	leaf, err := placeholder.NewLeaf(info.ID, info.Size, "text/plain; charset=utf-8", "inline", "")
+	if err != nil {
+		return nil, fmt.Errorf("the notice's part: %w", err)
+	}
+	msg := placeholder.New("Mail Delivery System <postmaster@"+m.cfg.Domain+">", []string{p.Author}, nil, nil,
+		"Undelivered mail: "+addressList(p.Recipients))
+	msg.Parts = append(msg.Parts, leaf)
+	now := m.cfg.Clock()
+	msg.Header.SetString(placeholder.HDate, placeholder.FormatDate(now))
+	msg.Header.SetString(placeholder.HMessageID, placeholder.NewMessageID(m.cfg.Domain))
+	msg.Header.SetString(placeholder.HThreadID, placeholder.NewMessageID(m.cfg.Domain))
+	if p.MessageID != "" {
+		msg.Header.SetString(placeholder.HInReplyTo, p.MessageID)
+	}
+	msg.Header.SetString(placeholder.HBodyDigest, placeholder.BodyDigest(msg))
+	rd, err := placeholder.RecipientsDigest(msg.Header)
+	if err != nil {
+		return nil, fmt.Errorf("the notice's recipients: %w", err)
+	}
+	msg.Header.SetString(placeholder.HRecipientsDigest, rd)
+	if err := msg.Validate(placeholder.Limits{}); err != nil {
+		return nil, fmt.Errorf("the notice does not validate: %w", err)
+	}
+	return &notice{text: info, msg: msg}, nil
+}
+
+// insertNotice puts n in the author's inbox, in the transaction that fails
+// job j. Its row ID is derived from the job so that it is inserted once.
+func (m *MTA) insertNotice(ctx context.Context, tx meta.Tx, j meta.Job, p PushPayload, n *notice) error {
+	u, err := tx.UserByID(ctx, p.UserID)
+	if err != nil {
+		return fmt.Errorf("the author of %s: %w", p.MessageID, err)
+	}
+	now := m.cfg.Clock()
+	date := now
+	if d, err := time.Parse(time.RFC1123Z, n.msg.Header.Get(placeholder.HDate).String()); err == nil {
+		date = d
+	}
+	err = tx.InsertMessage(ctx, meta.Message{ID: "dsn-" + strconv.FormatInt(j.ID, 10), UserID: u.ID, Folder: meta.Inbox,
+		MessageID: n.msg.Header.Get(placeholder.HMessageID).String(), ThreadID: n.msg.Header.Get(placeholder.HThreadID).String(),
+		Status: meta.StatusComplete, From: n.msg.Header.Get(placeholder.HFrom).String(),
+		Subject: n.msg.Header.Get(placeholder.HSubject).String(), Date: date, Created: now, Updated: now,
+		Placeholder: n.msg.Canonical(), Refs: []meta.Ref{{ID: n.text.ID, Size: n.text.Size}}})
+	if err != nil {
+		return fmt.Errorf("inserting the delivery-status notice: %w", err)
+	}
+	return nil
+}

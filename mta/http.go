@@ -1,0 +1,121 @@
+package mta
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/inbound"
+)
+
+// maxAnswer bounds the JSON answers read.
+const maxAnswer = 64 << 10
+
+// exchange makes a token exchange (RFC 8693) at tokenURL with this MTA's
+// client assertion and a DPoP proof, and returns the issued token. A 4xx
+// answer other than 408, 429 and invalid_client is final.
+func (m *MTA) exchange(ctx context.Context, tokenURL string, form url.Values) (string, error) {
+	ca, err := m.cfg.ClientKey.Assertion(m.cfg.ClientID, tokenURL, m.cfg.Clock())
+	if err != nil {
+		return "", final(fmt.Errorf("signing the client assertion: %w", err))
+	}
+	form.Set("grant_type", authz.GrantTokenExch)
+	form.Set("client_id", m.cfg.ClientID)
+	form.Set("client_assertion_type", authz.ClientAssertionJB)
+	form.Set("client_assertion", ca)
+	body := form.Encode()
+	resp, data, err := m.post(ctx, tokenURL, "", "application/x-www-form-urlencoded", func() io.Reader { return strings.NewReader(body) }, nil)
+	if err != nil {
+		return "", err
+	}
+	if data == nil {
+		data, _ = io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	}
+	resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	json.Unmarshal(data, &out)
+	if resp.StatusCode == http.StatusOK && out.AccessToken != "" {
+		return out.AccessToken, nil
+	}
+	err = fmt.Errorf("token endpoint %s: %d %s: %s", tokenURL, resp.StatusCode, out.Error, out.Description)
+	if resp.StatusCode >= 400 && resp.StatusCode < 500 && !retryable(resp.StatusCode) && out.Error != "invalid_client" {
+		return "", final(err)
+	}
+	return "", temporary(err)
+}
+
+// retryable reports whether a 4xx status is worth another try.
+func retryable(status int) bool {
+	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests
+}
+
+// post sends one POST with a fresh DPoP proof (and token, when not empty,
+// as "Authorization: DPoP"), answering a use_dpop_nonce challenge once. It
+// returns the response with its body unread when the status is 200 or 206
+// (the caller closes it), and otherwise the first maxAnswer bytes of the
+// body, already closed. Network errors are temporary.
+func (m *MTA) post(ctx context.Context, target, token, ctype string, body func() io.Reader, hdr http.Header) (*http.Response, []byte, error) {
+	nonce := ""
+	for try := 0; ; try++ {
+		proof, err := m.cfg.DPoPKey.Proof(http.MethodPost, target, token, nonce, m.cfg.Clock())
+		if err != nil {
+			return nil, nil, final(fmt.Errorf("signing the DPoP proof: %w", err))
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, body())
+		if err != nil {
+			return nil, nil, final(fmt.Errorf("request to %s: %w", target, err))
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		req.Header.Set("Content-Type", ctype)
+		req.Header.Set("DPoP", proof)
+		if token != "" {
+			req.Header.Set("Authorization", "DPoP "+token)
+		}
+		resp, err := m.cfg.HTTP.Do(req)
+		if err != nil {
+			return nil, nil, temporary(fmt.Errorf("POST %s: %w", target, err))
+		}
+		if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
+			return resp, nil, nil
+		}
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+		resp.Body.Close()
+		if n := resp.Header.Get("DPoP-Nonce"); n != "" && try == 0 && bytes.Contains(data, []byte("use_dpop_nonce")) {
+			nonce = n
+			continue
+		}
+		return resp, data, nil
+	}
+}
+
+// envelope encodes a push or fetch body; the placeholder goes out as the
+// exact bytes given (no HTML escaping).
+func envelope(e inbound.Envelope) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSpace(b.Bytes()), nil
+}
+
+// answerError describes a failed answer of a peer: its JSON error (§7) or
+// its status.
+func answerError(what string, status int, data []byte) error {
+	e := errs.FromHTTP(status, data)
+	return fmt.Errorf("%s: %d %s", what, status, e.Error())
+}

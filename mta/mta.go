@@ -1,0 +1,392 @@
+package mta
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/discovery"
+	"github.com/pullmail/pullmail/dpop"
+	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/resource"
+)
+
+// Job kinds run by the MTA.
+const (
+	JobPush = "push"
+	JobPull = inbound.JobPull
+)
+
+// Defaults.
+const (
+	DefaultHorizon = 5 * 24 * time.Hour
+	DefaultPoll    = 500 * time.Millisecond
+	DefaultBatch   = 4
+	// DefaultLease is how long a claimed job is ours before it must be
+	// renewed: a running job renews it every third of it, and a worker
+	// that dies loses its jobs when it ends.
+	DefaultLease = time.Minute
+)
+
+// Discovery is what the MTA needs to know of other domains;
+// *discovery.Client implements it.
+type Discovery interface {
+	Authority(ctx context.Context, domain string) (discovery.Authority, error)
+	Mailbox(ctx context.Context, domain string) (discovery.Mailbox, error)
+}
+
+var _ Discovery = (*discovery.Client)(nil)
+
+// Config configures an MTA.
+type Config struct {
+	// Domain is this domain; PublicURL its external base URL, which is
+	// also its authorization server's issuer.
+	Domain    string
+	PublicURL string
+	Meta      meta.Store
+	Resources resource.Store
+	Discovery Discovery
+	// ClientID is this domain's MTA client ("mta@DOMAIN"); ClientKey signs
+	// its client assertions; DPoPKey binds its tokens.
+	ClientID  string
+	ClientKey *authz.ClientKey
+	DPoPKey   *dpop.Key
+	// SendGrant issues the send grant of a message (authz.Server.IssueSendGrant
+	// bound to ClientID).
+	SendGrant func(author, messageID string) (string, error)
+	// HTTP talks to other domains and to this domain's token endpoint;
+	// it must verify TLS.
+	HTTP  *http.Client
+	Clock func() time.Time // default time.Now
+	Log   *slog.Logger     // default slog.Default()
+	// Horizon is how long a push keeps trying (default 5 days); pulls
+	// carry their own (inbound.Config.PullHorizon).
+	Horizon time.Duration
+	// Backoff is the wait after a failed attempt (1 is the first);
+	// default exponential from 30 s to 1 h with jitter.
+	Backoff func(attempt int) time.Duration
+	// Poll is how often Run looks for due jobs (default 0.5 s); Kick wakes
+	// it at once.
+	Poll  time.Duration
+	Batch int           // jobs claimed at once per kind (default 4)
+	Lease time.Duration // default 1 minute, renewed while the job runs
+}
+
+// MTA runs push and pull jobs. It is safe for concurrent use.
+type MTA struct {
+	cfg      Config
+	tokenURL string
+	kick     [len(kinds)]chan struct{}
+}
+
+// New checks cfg and returns an MTA.
+func New(cfg Config) (*MTA, error) {
+	if cfg.Domain == "" || cfg.PublicURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Discovery == nil ||
+		cfg.ClientID == "" || cfg.ClientKey == nil || cfg.DPoPKey == nil || cfg.SendGrant == nil || cfg.HTTP == nil {
+		return nil, errors.New("mta: Domain, PublicURL, Meta, Resources, Discovery, ClientID, ClientKey, DPoPKey, SendGrant and HTTP are required")
+	}
+	cfg.Domain = strings.ToLower(cfg.Domain)
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Horizon <= 0 {
+		cfg.Horizon = DefaultHorizon
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = Backoff
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = DefaultPoll
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultBatch
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
+	m := &MTA{cfg: cfg, tokenURL: cfg.PublicURL + authz.PathToken}
+	for i := range m.kick {
+		m.kick[i] = make(chan struct{}, 1)
+	}
+	return m, nil
+}
+
+// Backoff is the default backoff: 30 s doubling per attempt up to 1 h, each
+// wait drawn uniformly from [d/2, d) so that retries spread out.
+func Backoff(attempt int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < attempt && d < time.Hour; i++ {
+		d *= 2
+	}
+	d = min(d, time.Hour)
+	return d/2 + rand.N(d/2)
+}
+
+// Copy is one copy of a sent message for one recipient domain: the To/Cc
+// copy, or one Bcc recipient's.
+type Copy struct {
+	Domain string
+	// Placeholder is the canonical copy as sent to that domain.
+	Placeholder []byte
+	// Recipients are the copy's recipients at that domain (for the
+	// delivery-status notice).
+	Recipients []string
+}
+
+// PushPayload is the payload of a push job.
+type PushPayload struct {
+	Author      string          `json:"author"`
+	UserID      int64           `json:"user_id"` // the author's, owner of the sent row
+	MessageRow  string          `json:"message_row"`
+	MessageID   string          `json:"message_id"`
+	Domain      string          `json:"domain"`
+	Placeholder json.RawMessage `json:"placeholder"`
+	Recipients  []string        `json:"recipients"`
+	// Grant is the send grant (docs/PROTOCOL.md §10.5): only this
+	// domain's MTA client can trade it, with its client key.
+	Grant string `json:"grant"`
+}
+
+// QueueSend adds one push job per copy of sent, in tx: the mailbox calls it
+// inside the send transaction. A copy already queued (same message row,
+// domain and bytes) is not queued again.
+func (m *MTA) QueueSend(ctx context.Context, tx meta.Tx, author string, sent meta.Message, copies []Copy) error {
+	if len(copies) == 0 {
+		return nil
+	}
+	grant, err := m.cfg.SendGrant(author, sent.MessageID)
+	if err != nil {
+		return fmt.Errorf("mta: send grant for %s: %w", sent.MessageID, err)
+	}
+	now := m.cfg.Clock()
+	for _, c := range copies {
+		dom := strings.ToLower(c.Domain)
+		sum := sha256.Sum256(c.Placeholder)
+		p := PushPayload{Author: author, UserID: sent.UserID, MessageRow: sent.ID, MessageID: sent.MessageID,
+			Domain: dom, Placeholder: json.RawMessage(c.Placeholder), Recipients: c.Recipients, Grant: grant}
+		pb, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("mta: push payload: %w", err)
+		}
+		key := "push:" + sent.ID + ":" + dom + ":" + hex.EncodeToString(sum[:8])
+		_, err = tx.AddJob(ctx, meta.Job{Kind: JobPush, Key: key, Payload: pb, NextTry: now, Created: now,
+			Updated: now, Expires: now.Add(m.cfg.Horizon)})
+		if err != nil && !errors.Is(err, meta.ErrExists) {
+			return fmt.Errorf("mta: queueing the push to %s: %w", dom, err)
+		}
+	}
+	return nil
+}
+
+// Kick wakes Run to look for due jobs now (after a send commits).
+func (m *MTA) Kick() {
+	for _, c := range m.kick {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// kinds are the job kinds run, each by its own loop so that a long pull
+// does not hold up pushes.
+var kinds = [...]string{JobPush, JobPull}
+
+// Run claims and runs due push and pull jobs until ctx ends.
+func (m *MTA) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i, kind := range kinds {
+		wg.Go(func() {
+			t := time.NewTicker(m.cfg.Poll)
+			defer t.Stop()
+			for {
+				m.runDue(ctx, kind)
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				case <-m.kick[i]:
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// RunDue runs the jobs of every kind due now, until none is due, and
+// returns when they are finished.
+func (m *MTA) RunDue(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, kind := range kinds {
+		wg.Go(func() { m.runDue(ctx, kind) })
+	}
+	wg.Wait()
+}
+
+// runDue claims the due jobs of a kind, a batch at a time, and runs each
+// batch concurrently until none is due.
+func (m *MTA) runDue(ctx context.Context, kind string) {
+	for ctx.Err() == nil {
+		jobs, err := m.cfg.Meta.ClaimJobs(ctx, kind, m.cfg.Clock(), m.cfg.Batch, m.cfg.Lease)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.cfg.Log.Error("mta: claiming jobs", "kind", kind, "err", err)
+			}
+			return
+		}
+		if len(jobs) == 0 {
+			return
+		}
+		var wg sync.WaitGroup
+		for _, j := range jobs {
+			wg.Go(func() { m.runJob(ctx, j) })
+		}
+		wg.Wait()
+	}
+}
+
+// failure is an attempt's error, final or to be retried.
+type failure struct {
+	err   error
+	final bool
+}
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+func final(err error) error     { return &failure{err: err, final: true} }
+func temporary(err error) error { return &failure{err: err} }
+
+func isFinal(err error) bool {
+	var f *failure
+	return errors.As(err, &f) && f.final
+}
+
+func (m *MTA) runJob(ctx context.Context, j meta.Job) {
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		m.renew(jctx, cancel, j)
+	}()
+	defer func() { cancel(); <-renewed }()
+	var err error
+	ctx = jctx
+	switch j.Kind {
+	case JobPush:
+		err = m.runPush(ctx, j)
+	case JobPull:
+		err = m.runPull(ctx, j)
+	}
+	if ctx.Err() != nil {
+		return // the lease ends and the job runs again
+	}
+	if err != nil {
+		m.cfg.Log.Warn("mta: job failed", "kind", j.Kind, "key", j.Key, "attempt", j.Attempts, "final", isFinal(err), "err", err)
+	}
+}
+
+// renew extends j's lease every third of it until ctx ends; when the lease
+// turns out lost (another worker holds the job) it cancels the attempt.
+func (m *MTA) renew(ctx context.Context, cancel context.CancelFunc, j meta.Job) {
+	t := time.NewTicker(m.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lost := false
+		err := m.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+			cur, err := tx.Job(ctx, j.ID)
+			if err != nil {
+				return err
+			}
+			if cur.State == meta.JobDone || cur.State == meta.JobFailed {
+				return nil // finished while we were renewing
+			}
+			if cur.State != meta.JobRunning || cur.Attempts != j.Attempts {
+				lost = true
+				return nil
+			}
+			cur.NextTry, cur.Updated = m.cfg.Clock().Add(m.cfg.Lease), m.cfg.Clock()
+			return tx.UpdateJob(ctx, cur)
+		})
+		if err != nil && ctx.Err() == nil {
+			m.cfg.Log.Warn("mta: renewing a lease", "key", j.Key, "err", err)
+		}
+		if lost {
+			m.cfg.Log.Warn("mta: lease lost, abandoning the attempt", "key", j.Key)
+			cancel()
+			return
+		}
+	}
+}
+
+// nextTry is when j runs again if this attempt fails for now.
+func (m *MTA) nextTry(j meta.Job) time.Time { return m.cfg.Clock().Add(m.cfg.Backoff(j.Attempts)) }
+
+// giveUp reports whether an attempt that ended with err fails j for good:
+// a final error, or a next try at or past its horizon.
+func giveUp(j meta.Job, err error, next time.Time) bool {
+	return err != nil && (isFinal(err) || (!j.Expires.IsZero() && !next.Before(j.Expires)))
+}
+
+// finish ends an attempt of j in one transaction: nil is done; a temporary
+// error queues it again at next unless that passes its horizon;
+// a final one (or the horizon) fails it and runs onFail in the same
+// transaction. It does nothing when j's lease was lost.
+func (m *MTA) finish(ctx context.Context, j meta.Job, attemptErr error, next time.Time, onDone, onFail func(tx meta.Tx, reason string) error) error {
+	now := m.cfg.Clock()
+	return m.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		cur, err := tx.Job(ctx, j.ID)
+		if err != nil {
+			return fmt.Errorf("re-reading job %d: %w", j.ID, err)
+		}
+		if cur.State != meta.JobRunning || cur.Attempts != j.Attempts {
+			m.cfg.Log.Warn("mta: lease lost", "key", j.Key)
+			return nil
+		}
+		cur.Updated = now
+		if attemptErr == nil {
+			cur.State, cur.LastError = meta.JobDone, ""
+			if err := tx.UpdateJob(ctx, cur); err != nil {
+				return err
+			}
+			if onDone != nil {
+				return onDone(tx, "")
+			}
+			return nil
+		}
+		cur.LastError = attemptErr.Error()
+		if !giveUp(j, attemptErr, next) {
+			cur.State, cur.NextTry = meta.JobQueued, next
+			return tx.UpdateJob(ctx, cur)
+		}
+		cur.State = meta.JobFailed
+		if err := tx.UpdateJob(ctx, cur); err != nil {
+			return err
+		}
+		if onFail != nil {
+			return onFail(tx, attemptErr.Error())
+		}
+		return nil
+	})
+}

@@ -1,0 +1,616 @@
+package mta_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/discovery"
+	"github.com/pullmail/pullmail/dpop"
+	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/keys"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/sqlite"
+	"github.com/pullmail/pullmail/mta"
+	"github.com/pullmail/pullmail/placeholder"
+	"github.com/pullmail/pullmail/resource"
+	"github.com/pullmail/pullmail/resource/fsstore"
+	"github.com/pullmail/pullmail/testenv"
+)
+
+// domain is one domain's state: real SQLite metadata, a real resource store
+// on disk, signing keys and its MTA's client key. Not a testenv server: a
+// running server runs its own MTA, which would claim this test's jobs.
+type domain struct {
+	Name   string
+	Meta   meta.Store
+	Store  resource.Store
+	Keys   *keys.Set
+	MTAKey *authz.ClientKey
+}
+
+func newDomain(t testing.TB, name string, users ...string) *domain {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	fs, err := fsstore.New(filepath.Join(dir, "resources"), fsstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := keys.Open(filepath.Join(dir, "signing.json"), keys.Options{MaxTokenLifetime: 6 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := authz.NewClientKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(ctx, func(tx meta.Tx) error {
+		if err := tx.AddClient(ctx, meta.Client{ID: "mta@" + name, Name: "MTA", JWKS: ck.JWKS()}); err != nil {
+			return err
+		}
+		for _, u := range users {
+			if _, err := tx.AddUser(ctx, meta.User{Address: u, PasswordHash: "h"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &domain{Name: name, Meta: st, Store: fs, Keys: ks, MTAKey: ck}
+}
+
+// world is a.test (alice) and b.test (bob), each served on a TLS listener
+// of its own: a.test's authorization server and Origin, b.test's Receiver.
+// Discovery is a table of what each domain's SRV records would lead to;
+// everything in it comes from the running servers.
+type world struct {
+	a, b       *domain
+	aSrv, bSrv *httptest.Server
+	authzA     *authz.Server
+	disc       *fakeDisc
+	mtaA, mtaB *mta.MTA
+	bGate      atomic.Int32 // answers 503 to this many more pushes at b.test
+	aGate      atomic.Int32 // answers 503 to this many more fetches at a.test
+	aCut       atomic.Int64 // the next fetch's connection breaks after this many bytes of body
+	aRanges    atomic.Value // the Range header of the last fetch
+}
+
+type fakeDisc struct {
+	auth map[string]discovery.Authority
+	mbx  map[string]discovery.Mailbox
+}
+
+func (f *fakeDisc) Authority(ctx context.Context, domain string) (discovery.Authority, error) {
+	a, ok := f.auth[domain]
+	if !ok {
+		return a, errs.E(errs.NotFound, "no_srv_record", "no SRV record for %s", domain)
+	}
+	return a, nil
+}
+
+func (f *fakeDisc) RefreshKeys(ctx context.Context, domain string) (discovery.Authority, error) {
+	return f.Authority(ctx, domain)
+}
+
+func (f *fakeDisc) Mailbox(ctx context.Context, domain string) (discovery.Mailbox, error) {
+	m, ok := f.mbx[domain]
+	if !ok {
+		return m, errs.E(errs.NotFound, "no_srv_record", "no SRV record for %s", domain)
+	}
+	return m, nil
+}
+
+// remote authenticates b.test's MTA at a.test's authorization server with
+// the keys b.test would publish in its mailbox metadata.
+type remote struct{ b *domain }
+
+func (r remote) ClientKeys(ctx context.Context, clientID string) (string, []byte, error) {
+	if clientID != "mta@b.test" {
+		return "", nil, errs.E(errs.NotFound, "unknown_client", "no such client %s", clientID)
+	}
+	return "b.test", r.b.MTAKey.JWKS(), nil
+}
+
+func (r remote) IssuerKeys(ctx context.Context, domain string) (string, []byte, error) {
+	return "", nil, errs.E(errs.NotFound, "no_srv_record", "no issuer for %s", domain)
+}
+
+func newWorld(t testing.TB, opt mta.Config) *world {
+	t.Helper()
+	w := &world{disc: &fakeDisc{auth: map[string]discovery.Authority{}, mbx: map[string]discovery.Mailbox{}}}
+	w.a = newDomain(t, "a.test", "alice@a.test")
+	w.b = newDomain(t, "b.test", "bob@b.test")
+	log := testenv.Logger(t)
+
+	w.aSrv = httptest.NewUnstartedServer(nil)
+	w.aSrv.StartTLS()
+	t.Cleanup(w.aSrv.Close)
+	w.bSrv = httptest.NewUnstartedServer(nil)
+	w.bSrv.StartTLS()
+	t.Cleanup(w.bSrv.Close)
+
+	// a.test: its authorization server and Origin on aSrv.
+	var err error
+	w.authzA, err = authz.New(authz.Config{Issuer: w.aSrv.URL, Domain: "a.test", Meta: w.a.Meta,
+		Keys: w.a.Keys, Log: log, Remote: remote{w.b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: w.aSrv.URL, FetchURL: w.aSrv.URL + inbound.PathResources,
+		Meta: w.a.Meta, Resources: w.a.Store, Keys: w.a.Keys,
+		DPoP: &dpop.Verifier{Replay: w.a.Meta}, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	muxA := http.NewServeMux()
+	muxA.Handle("/oauth/", w.authzA.Handler())
+	muxA.Handle(inbound.PathResources+"/", origin.Handler())
+	w.aSrv.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, inbound.PathResources+"/") {
+			w.aRanges.Store(r.Header.Get("Range"))
+		}
+		if strings.HasPrefix(r.URL.Path, inbound.PathResources+"/") && w.aGate.Add(-1) >= 0 {
+			http.Error(rw, `{"error":{"code":"temporarily_unavailable","message":"down for a moment"}}`, http.StatusServiceUnavailable)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, inbound.PathResources+"/") {
+			if cut := w.aCut.Swap(0); cut > 0 {
+				rw = &cutter{ResponseWriter: rw, left: cut}
+			}
+		}
+		muxA.ServeHTTP(rw, r)
+	})
+
+	// b.test: its Receiver on bSrv, behind a gate that can answer 503.
+	recv, err := inbound.NewReceiver(inbound.Config{Domain: "b.test", MailboxURL: w.bSrv.URL, Meta: w.b.Meta,
+		Resources: w.b.Store, Discovery: w.disc, DPoP: &dpop.Verifier{Replay: w.b.Meta}, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rh := recv.Handler()
+	w.bSrv.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if w.bGate.Add(-1) >= 0 {
+			http.Error(rw, `{"error":{"code":"temporarily_unavailable","message":"down for a moment"}}`, http.StatusServiceUnavailable)
+			return
+		}
+		rh.ServeHTTP(rw, r)
+	})
+
+	w.disc.auth["a.test"] = discovery.Authority{Issuer: w.aSrv.URL, TokenEndpoint: w.aSrv.URL + authz.PathToken,
+		JWKS: w.a.Keys.PublicJWKS()}
+	w.disc.mbx["a.test"] = discovery.Mailbox{MailboxMetadata: discovery.MailboxMetadata{Domain: "a.test", URL: w.aSrv.URL,
+		InboundEndpoint: w.aSrv.URL + inbound.PathMessages, FetchEndpoint: w.aSrv.URL + inbound.PathResources,
+		MTAClientID: "mta@a.test"}}
+	w.disc.mbx["b.test"] = discovery.Mailbox{MailboxMetadata: discovery.MailboxMetadata{Domain: "b.test", URL: w.bSrv.URL,
+		InboundEndpoint: w.bSrv.URL + inbound.PathMessages, FetchEndpoint: w.bSrv.URL + inbound.PathResources,
+		MTAClientID: "mta@b.test"}}
+
+	mk := func(d *domain, publicURL string) *mta.MTA {
+		key, err := dpop.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := opt
+		cfg.Domain, cfg.PublicURL, cfg.Meta, cfg.Resources = d.Name, publicURL, d.Meta, d.Store
+		cfg.Discovery, cfg.ClientID, cfg.ClientKey, cfg.DPoPKey = w.disc, "mta@"+d.Name, d.MTAKey, key
+		cfg.HTTP, cfg.Log = w.aSrv.Client(), log // httptest servers share one test certificate
+		cfg.SendGrant = func(author, msgid string) (string, error) {
+			return w.authzA.IssueSendGrant(author, "mta@a.test", msgid)
+		}
+		m, err := mta.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	w.mtaA = mk(w.a, w.aSrv.URL)
+	w.mtaB = mk(w.b, "https://b.test.invalid")
+	return w
+}
+
+// cutter writes left bytes of a body, then breaks the connection.
+type cutter struct {
+	http.ResponseWriter
+	left int64
+}
+
+func (c *cutter) Write(p []byte) (int, error) {
+	if int64(len(p)) > c.left {
+		n, _ := c.ResponseWriter.Write(p[:c.left])
+		c.left -= int64(n)
+		c.ResponseWriter.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+// send stores alice's sent message with one attachment at a.test and queues
+// its copy for b.test as the mailbox does, in one transaction.
+func (w *world) send(t testing.TB, data []byte, to []string) meta.Message {
+	t.Helper()
+	ctx := context.Background()
+	info, err := w.a.Store.Put(ctx, bytes.NewReader(data), resource.PutOptions{Size: int64(len(data))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := placeholder.New("Alice <alice@a.test>", to, nil, nil, "hello")
+	leaf, err := placeholder.NewLeaf(info.ID, info.Size, "application/octet-stream", "attachment", "f.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Parts = append(m.Parts, leaf)
+	m.Header.SetString(placeholder.HDate, placeholder.FormatDate(time.Now()))
+	m.Header.SetString(placeholder.HMessageID, placeholder.NewMessageID("a.test"))
+	m.Header.SetString(placeholder.HThreadID, placeholder.NewMessageID("a.test"))
+	m.Header.SetString(placeholder.HBodyDigest, placeholder.BodyDigest(m))
+	rd, err := placeholder.RecipientsDigest(m.Header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Header.SetString(placeholder.HRecipientsDigest, rd)
+	if err := m.Validate(placeholder.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	alice, err := w.a.Meta.UserByAddress(ctx, "alice@a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	sent := meta.Message{ID: "sent-" + string(resource.IDOf(m.Canonical()))[:12], UserID: alice.ID, Folder: meta.Sent,
+		MessageID: m.Header.Get(placeholder.HMessageID).String(), Status: meta.StatusSent, Date: now, Created: now,
+		Updated: now, Placeholder: m.Canonical(), Refs: []meta.Ref{{ID: info.ID, Size: info.Size}}}
+	copies := []mta.Copy{{Domain: "b.test", Placeholder: m.Canonical(), Recipients: to}}
+	err = w.a.Meta.Update(ctx, func(tx meta.Tx) error {
+		if err := tx.InsertMessage(ctx, sent); err != nil {
+			return err
+		}
+		return w.mtaA.QueueSend(ctx, tx, "alice@a.test", sent, copies)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Queueing the same copy again is a no-op.
+	err = w.a.Meta.Update(ctx, func(tx meta.Tx) error {
+		return w.mtaA.QueueSend(ctx, tx, "alice@a.test", sent, copies)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sent
+}
+
+// show is a job for a failure message, without its payload.
+func show(j meta.Job) string {
+	return fmt.Sprintf("%s %s attempts=%d next=%s error=%q", j.Key, j.State, j.Attempts, j.NextTry.Format(time.RFC3339), j.LastError)
+}
+
+func jobs(t testing.TB, st meta.Store, kind string) []meta.Job {
+	t.Helper()
+	js, err := st.Jobs(context.Background(), kind, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func inbox(t testing.TB, d *domain, addr string) []meta.Message {
+	t.Helper()
+	ctx := context.Background()
+	u, err := d.Meta.UserByAddress(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := d.Meta.Messages(ctx, u.ID, meta.ListOptions{Folder: meta.Inbox})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+func read(t testing.TB, st resource.Fetcher, id resource.ID) []byte {
+	t.Helper()
+	o, err := st.Open(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	b, err := io.ReadAll(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestPushThenPull(t *testing.T) {
+	w := newWorld(t, mta.Config{})
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("pullmail "), 100_000)
+	sent := w.send(t, data, []string{"Bob <bob@b.test>"})
+
+	pushes := jobs(t, w.a.Meta, mta.JobPush)
+	if len(pushes) != 1 || !strings.HasPrefix(pushes[0].Key, "push:"+sent.ID+":b.test:") {
+		t.Fatalf("push jobs: %+v", pushes)
+	}
+	w.mtaA.RunDue(ctx)
+	if j := jobs(t, w.a.Meta, mta.JobPush)[0]; j.State != meta.JobDone || j.Attempts != 1 {
+		t.Fatalf("push job after the run: %s", show(j))
+	}
+	in := inbox(t, w.b, "bob@b.test")
+	if len(in) != 1 || in[0].Status != meta.StatusFetching || in[0].MessageID != sent.MessageID {
+		t.Fatalf("bob's inbox after the push: %+v", in)
+	}
+	if _, err := w.b.Store.Stat(ctx, sent.Refs[0].ID); err == nil {
+		t.Fatal("b.test holds the resource before the pull")
+	}
+
+	w.mtaB.RunDue(ctx)
+	pulls := jobs(t, w.b.Meta, mta.JobPull)
+	if len(pulls) != 1 {
+		t.Fatalf("%d pull jobs", len(pulls))
+	}
+	if pulls[0].State != meta.JobDone {
+		t.Fatalf("pull job: %s", show(pulls[0]))
+	}
+	if got := read(t, w.b.Store, sent.Refs[0].ID); !bytes.Equal(got, data) {
+		t.Fatalf("pulled %d bytes, want %d identical", len(got), len(data))
+	}
+	in = inbox(t, w.b, "bob@b.test")
+	if len(in) != 1 || in[0].Status != meta.StatusComplete {
+		t.Fatalf("bob's copy after the pull: %+v", in)
+	}
+	// Nothing is left to run, and alice got no notice.
+	w.mtaA.RunDue(ctx)
+	w.mtaB.RunDue(ctx)
+	if n := len(inbox(t, w.a, "alice@a.test")); n != 0 {
+		t.Fatalf("alice's inbox holds %d messages", n)
+	}
+}
+
+// notice returns alice's one delivery-status notice and its text.
+func notice(t *testing.T, w *world) (meta.Message, string) {
+	t.Helper()
+	in := inbox(t, w.a, "alice@a.test")
+	if len(in) != 1 {
+		t.Fatalf("alice's inbox: %d messages, want one notice", len(in))
+	}
+	n := in[0]
+	if n.Status != meta.StatusComplete || !strings.Contains(n.From, "postmaster@a.test") || len(n.Refs) != 1 {
+		t.Fatalf("notice: %+v", n)
+	}
+	if _, err := placeholder.Parse(n.Placeholder, placeholder.Limits{}); err != nil {
+		t.Fatalf("notice placeholder: %v", err)
+	}
+	return n, string(read(t, w.a.Store, n.Refs[0].ID))
+}
+
+func TestPushRefused(t *testing.T) {
+	w := newWorld(t, mta.Config{})
+	w.send(t, []byte("x"), []string{"nobody@b.test"})
+	w.mtaA.RunDue(context.Background())
+	j := jobs(t, w.a.Meta, mta.JobPush)[0]
+	if j.State != meta.JobFailed || j.Attempts != 1 || !strings.Contains(j.LastError, "unknown_recipient") {
+		t.Fatalf("push job: %s", show(j))
+	}
+	_, text := notice(t, w)
+	if !strings.Contains(text, "nobody@b.test") || !strings.Contains(text, "unknown_recipient") {
+		t.Fatalf("notice text: %q", text)
+	}
+}
+
+func TestPushRetry(t *testing.T) {
+	tests := []struct {
+		name      string
+		cfg       mta.Config
+		down      int32
+		state     meta.JobState
+		attempts  int
+		delivered bool
+	}{
+		{"delivered on the second try", mta.Config{Backoff: func(int) time.Duration { return 0 }}, 1, meta.JobDone, 2, true},
+		{"beyond the horizon", mta.Config{Backoff: func(int) time.Duration { return time.Hour }, Horizon: time.Minute}, 1, meta.JobFailed, 1, false},
+		{"queued for later", mta.Config{Backoff: func(int) time.Duration { return time.Hour }}, 1, meta.JobQueued, 1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, tc.cfg)
+			w.bGate.Store(tc.down)
+			w.send(t, []byte("x"), []string{"bob@b.test"})
+			w.mtaA.RunDue(context.Background())
+			j := jobs(t, w.a.Meta, mta.JobPush)[0]
+			if j.State != tc.state || j.Attempts != tc.attempts {
+				t.Fatalf("push job: %s", show(j))
+			}
+			if got := len(inbox(t, w.b, "bob@b.test")) == 1; got != tc.delivered {
+				t.Fatalf("delivered: %v", got)
+			}
+			switch tc.state {
+			case meta.JobFailed:
+				if _, text := notice(t, w); !strings.Contains(text, "503") {
+					t.Fatalf("notice text: %q", text)
+				}
+			case meta.JobQueued:
+				if !strings.Contains(j.LastError, "503") || !j.NextTry.After(time.Now().Add(50*time.Minute)) {
+					t.Fatalf("queued job: %s", show(j))
+				}
+			}
+		})
+	}
+}
+
+func TestPull(t *testing.T) {
+	tests := []struct {
+		name   string
+		down   int32
+		unsend bool // alice's sent copy is gone: the origin answers 404
+		state  meta.JobState
+		status meta.Status
+	}{
+		{"after a 503", 1, false, meta.JobDone, meta.StatusComplete},
+		{"refused", 0, true, meta.JobFailed, meta.StatusFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, mta.Config{Backoff: func(int) time.Duration { return 0 }})
+			ctx := context.Background()
+			data := []byte("the attachment")
+			sent := w.send(t, data, []string{"bob@b.test"})
+			w.mtaA.RunDue(ctx)
+			if tc.unsend {
+				if err := w.a.Meta.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, sent.UserID, sent.ID) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.aGate.Store(tc.down)
+			w.mtaB.RunDue(ctx)
+			pulls := jobs(t, w.b.Meta, mta.JobPull)
+			if len(pulls) != 1 || pulls[0].State != tc.state || pulls[0].Attempts != int(tc.down)+1 {
+				t.Fatalf("pull jobs: %d, %s", len(pulls), show(pulls[0]))
+			}
+			in := inbox(t, w.b, "bob@b.test")
+			if len(in) != 1 || in[0].Status != tc.status {
+				t.Fatalf("bob's copy: %+v", in)
+			}
+			_, err := w.b.Store.Stat(ctx, sent.Refs[0].ID)
+			switch tc.status {
+			case meta.StatusComplete:
+				if err != nil || !bytes.Equal(read(t, w.b.Store, sent.Refs[0].ID), data) {
+					t.Fatalf("pulled resource: %v", err)
+				}
+			case meta.StatusFailed:
+				if err == nil || !strings.Contains(in[0].StatusReason, "not_found") {
+					t.Fatalf("failed copy: reason %q, resource held: %v", in[0].StatusReason, err == nil)
+				}
+			}
+		})
+	}
+}
+
+// TestPullResumed: a transfer cut midway goes on with Range from where it
+// stopped, in the same attempt, and the stored bytes are the origin's.
+func TestPullResumed(t *testing.T) {
+	w := newWorld(t, mta.Config{})
+	ctx := context.Background()
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	sent := w.send(t, data, []string{"bob@b.test"})
+	w.mtaA.RunDue(ctx)
+	w.aCut.Store(300_000)
+	w.mtaB.RunDue(ctx)
+	if j := jobs(t, w.b.Meta, mta.JobPull)[0]; j.State != meta.JobDone || j.Attempts != 1 {
+		t.Fatalf("pull job: %s", show(j))
+	}
+	rg, _ := w.aRanges.Load().(string)
+	var at int64
+	if _, err := fmt.Sscanf(rg, "bytes=%d-", &at); err != nil || at < 1 || at > 300_000 {
+		t.Fatalf("the last fetch asked for %q", rg)
+	}
+	if !bytes.Equal(read(t, w.b.Store, sent.Refs[0].ID), data) {
+		t.Fatal("the resumed resource differs")
+	}
+}
+
+// TestPullHeld: a resource the domain holds already is not pulled again.
+func TestPullHeld(t *testing.T) {
+	w := newWorld(t, mta.Config{})
+	ctx := context.Background()
+	data := []byte("already here")
+	if _, err := w.b.Store.Put(ctx, bytes.NewReader(data), resource.PutOptions{Size: int64(len(data))}); err != nil {
+		t.Fatal(err)
+	}
+	w.send(t, data, []string{"bob@b.test"})
+	w.mtaA.RunDue(ctx)
+	w.aGate.Store(1000) // any fetch would fail
+	w.mtaB.RunDue(ctx)
+	if j := jobs(t, w.b.Meta, mta.JobPull)[0]; j.State != meta.JobDone || j.Attempts != 1 {
+		t.Fatalf("pull job: %s", show(j))
+	}
+	if n := w.aGate.Load(); n != 1000 {
+		t.Fatalf("%d fetches made", 1000-n)
+	}
+	if in := inbox(t, w.b, "bob@b.test"); len(in) != 1 || in[0].Status != meta.StatusComplete {
+		t.Fatalf("bob's copy: %+v", in)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		attempt  int
+		min, max time.Duration
+	}{
+		{1, 15 * time.Second, 30 * time.Second},
+		{2, 30 * time.Second, time.Minute},
+		{5, 4 * time.Minute, 8 * time.Minute},
+		{8, 30 * time.Minute, time.Hour},
+		{100, 30 * time.Minute, time.Hour},
+	}
+	for _, tc := range tests {
+		for range 50 {
+			if d := mta.Backoff(tc.attempt); d < tc.min || d >= tc.max {
+				t.Fatalf("Backoff(%d) = %v, want [%v, %v)", tc.attempt, d, tc.min, tc.max)
+			}
+		}
+	}
+}
+
+func TestPayloadRoundTrip(t *testing.T) {
+	p := mta.PushPayload{Author: "alice@a.test", Placeholder: json.RawMessage(`{"headers":{}}`)}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q mta.PushPayload
+	if err := json.Unmarshal(b, &q); err != nil || q.Author != p.Author || string(q.Placeholder) != string(p.Placeholder) {
+		t.Fatalf("round trip: %+v %v", q, err)
+	}
+}
+
+// TestRun: Run, woken by Kick after a send, carries the message; it returns
+// when its context ends.
+func TestRun(t *testing.T) {
+	w := newWorld(t, mta.Config{Poll: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { w.mtaA.Run(ctx) })
+	wg.Go(func() { w.mtaB.Run(ctx) })
+	sent := w.send(t, []byte("run"), []string{"bob@b.test"})
+	w.mtaA.Kick()
+	for i := 0; ; i++ {
+		// Bob's copy goes complete when b.test's MTA pulls; its poll is an
+		// hour, so kick it until then.
+		w.mtaB.Kick()
+		in := inbox(t, w.b, "bob@b.test")
+		if len(in) == 1 && in[0].Status == meta.StatusComplete && in[0].MessageID == sent.MessageID {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("not delivered: %+v", in)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+}

@@ -1,0 +1,122 @@
+package mta
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/placeholder"
+)
+
+// EHL is the envelope header list of a first hop (docs/PROTOCOL.md §5.3).
+var EHL = []string{placeholder.HMessageID, placeholder.HFrom, placeholder.HRecipientsDigest, placeholder.HBodyDigest}
+
+func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
+	var p PushPayload
+	if err := json.Unmarshal(j.Payload, &p); err != nil {
+		err = final(fmt.Errorf("push payload: %w", err))
+		return m.finish(ctx, j, err, m.nextTry(j), nil, nil)
+	}
+	attempt := m.push(ctx, p)
+	if ctx.Err() != nil {
+		return attempt
+	}
+	next := m.nextTry(j)
+	var dsn *notice
+	if giveUp(j, attempt, next) {
+		// The notice's text is stored before the transaction that may use
+		// it (the resource store is not transactional); an unused one is
+		// unreferenced and collected.
+		n, err := m.prepareNotice(ctx, p, attempt.Error())
+		if err != nil {
+			m.cfg.Log.Error("mta: preparing a delivery-status notice", "key", j.Key, "err", err)
+		}
+		dsn = n
+	}
+	err := m.finish(ctx, j, attempt, next, nil, func(tx meta.Tx, reason string) error {
+		if dsn == nil {
+			return nil
+		}
+		return m.insertNotice(ctx, tx, j, p, dsn)
+	})
+	if err != nil {
+		return fmt.Errorf("finishing push %s: %w", j.Key, err)
+	}
+	return attempt
+}
+
+// push makes one attempt at delivering p: discovery, a fresh assertion, the
+// POST.
+func (m *MTA) push(ctx context.Context, p PushPayload) error {
+	msg, err := placeholder.Parse(p.Placeholder, placeholder.Limits{})
+	if err != nil {
+		return final(fmt.Errorf("the queued copy does not parse: %w", err))
+	}
+	mb, err := m.cfg.Discovery.Mailbox(ctx, p.Domain)
+	if err != nil {
+		return discoveryError(p.Domain, err)
+	}
+	var eh placeholder.Header
+	for _, n := range EHL {
+		eh.Set(n, msg.Header.Get(n))
+	}
+	hb, err := json.Marshal(eh)
+	if err != nil {
+		return final(fmt.Errorf("envelope headers: %w", err))
+	}
+	eb, _ := json.Marshal(EHL)
+	assertion, err := m.exchange(ctx, m.tokenURL, url.Values{
+		"subject_token": {p.Grant}, "subject_token_type": {authz.TokenTypeAccess},
+		"requested_token_type": {authz.TokenTypeJWT}, "audience": {p.Domain}, "scope": {authz.ScopeInternetMail},
+		"envelope_headers": {string(hb)}, "ehl": {string(eb)}})
+	if err != nil {
+		return fmt.Errorf("obtaining the assertion: %w", err)
+	}
+	body, err := envelope(inbound.Envelope{Placeholder: p.Placeholder,
+		Chain: []inbound.ChainElement{{Headers: hb, Assertion: assertion}}})
+	if err != nil {
+		return final(fmt.Errorf("encoding the push: %w", err))
+	}
+	resp, data, err := m.post(ctx, mb.InboundEndpoint, assertion, "application/json",
+		func() io.Reader { return bytes.NewReader(body) }, nil)
+	if err != nil {
+		return err
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		resp.Body.Close()
+		return nil
+	case resp.StatusCode == http.StatusAccepted:
+		return nil
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && !retryable(resp.StatusCode):
+		return final(answerError(p.Domain+" refused the message", resp.StatusCode, data))
+	}
+	return temporary(answerError(p.Domain+" did not take the message", resp.StatusCode, data))
+}
+
+// discoveryError classifies a discovery failure: a domain that does not take
+// part (no SRV record, or a "." target) is final; anything else may heal.
+func discoveryError(domain string, err error) error {
+	err = fmt.Errorf("discovering %s: %w", domain, err)
+	if errs.Is(err, errs.NotFound) {
+		return final(err)
+	}
+	return temporary(err)
+}
+
+// addressList joins recipients for the notice's text.
+func addressList(rs []string) string {
+	if len(rs) == 0 {
+		return "(the recipients)"
+	}
+	return strings.Join(rs, ", ")
+}
