@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/pullmail/pullmail/atomicfile"
 	"github.com/pullmail/pullmail/dpop"
 )
 
@@ -69,26 +69,9 @@ func LoadOrCreateClientKey(path string) (*ClientKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".clientkey-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	// Link, not rename: if another process created the key meanwhile, it
-	// wins and we load its key.
-	if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+	// If another process created the key meanwhile, it wins and we load
+	// its key.
+	if err := atomicfile.Create(path, b, 0o600); atomicfile.IsExist(err) {
 		return LoadOrCreateClientKey(path)
 	} else if err != nil {
 		return nil, err

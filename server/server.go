@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/crypto/acme/autocert"
 
+	"github.com/pullmail/pullmail/atomicfile"
 	"github.com/pullmail/pullmail/auth"
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/discovery"
@@ -320,24 +320,7 @@ func loadOrCreateDPoPKey(path string) (*dpop.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".dpop-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+	if err := atomicfile.Create(path, b, 0o600); atomicfile.IsExist(err) {
 		return loadOrCreateDPoPKey(path) // another process made it first
 	} else if err != nil {
 		return nil, err
