@@ -73,6 +73,9 @@ type Config struct {
 	Limits placeholder.Limits
 	// PullHorizon is the queued pull's retry horizon (default 5 days).
 	PullHorizon time.Duration
+	// Accepted, when set, is called after a push is committed (the server
+	// wakes its MTA, so the pull starts at once).
+	Accepted func()
 }
 
 // Receiver accepts pushed Placeholder Messages (docs/PROTOCOL.md §11.2).
@@ -159,6 +162,9 @@ func (rc *Receiver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if status == http.StatusOK {
 		writeJSON(w, status, map[string]string{"status": "duplicate"})
 		return
+	}
+	if rc.cfg.Accepted != nil {
+		rc.cfg.Accepted() // a pull job is committed: wake its runner
 	}
 	writeJSON(w, status, map[string]string{"status": "accepted"})
 }

@@ -350,7 +350,7 @@ func (s *Server) federation(mux *http.ServeMux) error {
 	base := s.PublicURL()
 	proofs := &dpop.Verifier{Replay: s.Meta, Clock: s.cfg.Clock}
 	recv, err := inbound.NewReceiver(inbound.Config{Domain: s.Domain, MailboxURL: base, Meta: s.Meta, Resources: s.Store,
-		Discovery: s.Discovery, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log})
+		Discovery: s.Discovery, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Accepted: s.MTA.Kick})
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
 	}
