@@ -193,6 +193,42 @@ func (m *MTA) QueueSend(ctx context.Context, tx meta.Tx, author string, sent met
 	return nil
 }
 
+// recoverJobs hands back, at start, the jobs that the previous process of
+// this data directory was running when it died: their leases would
+// otherwise keep them idle until they end. Only one process serves a data
+// directory (the resource store already relies on it), so nobody else
+// holds them.
+func (m *MTA) recoverJobs(ctx context.Context) error {
+	now := m.cfg.Clock()
+	n := 0
+	for _, kind := range kinds {
+		jobs, err := m.cfg.Meta.Jobs(ctx, kind, 0)
+		if err != nil {
+			return err
+		}
+		err = m.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+			for _, j := range jobs {
+				if j.State != meta.JobRunning {
+					continue
+				}
+				j.State, j.NextTry, j.Updated = meta.JobQueued, now, now
+				if err := tx.UpdateJob(ctx, j); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if n > 0 {
+		m.cfg.Log.Info("recovered jobs of a previous run", "jobs", n)
+	}
+	return nil
+}
+
 // Kick wakes Run to look for due jobs now (after a send commits).
 func (m *MTA) Kick() {
 	for _, c := range m.kick {
@@ -209,6 +245,9 @@ var kinds = [...]string{JobPush, JobPull}
 
 // Run claims and runs due push and pull jobs until ctx ends.
 func (m *MTA) Run(ctx context.Context) {
+	if err := m.recoverJobs(ctx); err != nil {
+		m.cfg.Log.Error("recovering jobs", "err", err)
+	}
 	var wg sync.WaitGroup
 	for i, kind := range kinds {
 		wg.Go(func() {
