@@ -32,7 +32,7 @@ import (
 // https://127.0.0.1:PORT. Every certificate comes from one CA. Nothing
 // leaves 127.0.0.0/8: every server gets --dns.
 type federation struct {
-	t       *testing.T
+	t       testing.TB
 	dns     *dnstest.Server
 	caPath  string
 	caDir   string
@@ -72,7 +72,7 @@ func (s *syncBuffer) String() string {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -84,7 +84,7 @@ func freePort(t *testing.T) int {
 
 // newFederation publishes users' domains and creates their data
 // directories, users and tokens; start each with (*domainProc).start.
-func newFederation(t *testing.T, users ...string) *federation {
+func newFederation(t testing.TB, users ...string) *federation {
 	t.Helper()
 	caDir := t.TempDir()
 	ca, err := tlsca.LoadOrCreate(caDir)
@@ -173,8 +173,8 @@ func newFederation(t *testing.T, users ...string) *federation {
 			}
 		}
 		for _, u := range byDomain[d] {
-			must(t, nil, "", "user", "add", "--data", p.dir, u, "--password", u+"-password")
-			p.tokens[u] = strings.TrimSpace(must(t, nil, "", "token", "create", "--data", p.dir, u))
+			mustTB(t, nil, "", "user", "add", "--data", p.dir, u, "--password", u+"-password")
+			p.tokens[u] = strings.TrimSpace(mustTB(t, nil, "", "token", "create", "--data", p.dir, u))
 		}
 	}
 	return f
@@ -250,7 +250,7 @@ func (p *domainProc) kill() {
 // inbox lists user's inbox.
 func (f *federation) inbox(user string) []listed {
 	var l []listed
-	if err := json.Unmarshal([]byte(must(f.t, f.env(user), "", "list", "--json")), &l); err != nil {
+	if err := json.Unmarshal([]byte(mustTB(f.t, f.env(user), "", "list", "--json")), &l); err != nil {
 		f.t.Fatal(err)
 	}
 	return l
@@ -278,14 +278,14 @@ func (f *federation) waitComplete(user, msgid string, within time.Duration) []li
 // checkAttachment downloads msgid's attachment as user and compares it.
 func (f *federation) checkAttachment(user, msgid string, want []byte) {
 	f.t.Helper()
-	saved := strings.TrimSpace(must(f.t, f.env(user), "", "get", msgid, "--out", f.t.TempDir()))
+	saved := strings.TrimSpace(mustTB(f.t, f.env(user), "", "get", msgid, "--out", f.t.TempDir()))
 	got, err := os.ReadFile(saved)
 	if err != nil || !bytes.Equal(got, want) {
 		f.t.Fatalf("%s's attachment differs from what was sent (%d bytes read, %v)", user, len(got), err)
 	}
 }
 
-func randomFile(t *testing.T, name string, size int) (string, []byte) {
+func randomFile(t testing.TB, name string, size int) (string, []byte) {
 	t.Helper()
 	b := make([]byte, size)
 	rand.Read(b)
@@ -347,7 +347,7 @@ func TestThreeDomains(t *testing.T) {
 
 // waitPulling waits until p holds a partial download of at least min bytes
 // in its resources' tmp directory.
-func waitPulling(t *testing.T, p *domainProc, min int64, within time.Duration) int64 {
+func waitPulling(t testing.TB, p *domainProc, min int64, within time.Duration) int64 {
 	t.Helper()
 	tmp := filepath.Join(p.dir, "resources", "tmp")
 	deadline := time.Now().Add(within)
