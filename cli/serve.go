@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/pullmail/pullmail/server"
 )
@@ -54,6 +55,7 @@ Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /
 			fs.Int64Var(&cfg.MaxUpload, "max-upload", 0, "largest resource accepted, in bytes (0: no limit)")
 			fs.StringVar(&cfg.DNS, "dns", "", "DNS server `ADDR` (host:port) for other domains' SRV records (default: the system's)")
 			fs.StringVar(&cfg.PeerCA, "peer-ca", "", "PEM `FILE` of extra CAs to trust for other domains' TLS")
+			fs.DurationVar(&cfg.RetryHorizon, "retry-horizon", 5*24*time.Hour, "how long to keep retrying a delivery before telling the sender it failed")
 			fs.BoolVar(&cfg.AllowPrivatePeers, "allow-private-peers", false, "allow other domains on loopback and private addresses (tests only)")
 			fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics to every peer (default: loopback peers only)")
 			level := fs.String("log-level", "info", "debug, info, warn or error")

@@ -74,6 +74,9 @@ type Config struct {
 	DNS               string
 	PeerCA            string
 	AllowPrivatePeers bool
+	// RetryHorizon is how long the MTA keeps trying a delivery before it
+	// gives up and tells the sender (default 5 days).
+	RetryHorizon time.Duration
 	// MetricsPublic serves /metrics to every peer; by default only to
 	// loopback peers.
 	MetricsPublic bool
@@ -302,7 +305,7 @@ func (s *Server) openMTA() error {
 		Domain: s.Domain, PublicURL: s.PublicURL(), Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
 		ClientID: id, ClientKey: s.MTAKey, DPoPKey: dk, HTTP: &http.Client{Transport: tr},
 		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
-		Clock:     s.cfg.Clock, Log: s.log,
+		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
 	})
 	return err
 }
@@ -350,7 +353,8 @@ func (s *Server) federation(mux *http.ServeMux) error {
 	base := s.PublicURL()
 	proofs := &dpop.Verifier{Replay: s.Meta, Clock: s.cfg.Clock}
 	recv, err := inbound.NewReceiver(inbound.Config{Domain: s.Domain, MailboxURL: base, Meta: s.Meta, Resources: s.Store,
-		Discovery: s.Discovery, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Accepted: s.MTA.Kick})
+		Discovery: s.Discovery, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Accepted: s.MTA.Kick,
+		PullHorizon: s.cfg.RetryHorizon})
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
 	}
