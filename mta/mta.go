@@ -88,6 +88,9 @@ type MTA struct {
 	cfg      Config
 	tokenURL string
 	kick     [len(kinds)]chan struct{}
+
+	mu      sync.Mutex
+	pulling map[resource.ID]*digestLock // resources being pulled (fetchOnce)
 }
 
 // New checks cfg and returns an MTA.
@@ -119,7 +122,7 @@ func New(cfg Config) (*MTA, error) {
 	if cfg.Lease <= 0 {
 		cfg.Lease = DefaultLease
 	}
-	m := &MTA{cfg: cfg, tokenURL: cfg.PublicURL + authz.PathToken}
+	m := &MTA{cfg: cfg, tokenURL: cfg.PublicURL + authz.PathToken, pulling: map[resource.ID]*digestLock{}}
 	for i := range m.kick {
 		m.kick[i] = make(chan struct{}, 1)
 	}

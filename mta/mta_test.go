@@ -614,3 +614,28 @@ func TestRun(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// TestPullOncePerDomain: two pull jobs that want the same resource (two
+// messages with one attachment, or two Bcc copies to one domain) run
+// together, and the origin serves it once.
+func TestPullOncePerDomain(t *testing.T) {
+	w := newWorld(t, mta.Config{})
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("one attachment, two messages "), 20000)
+	w.send(t, data, []string{"bob@b.test"})
+	w.send(t, data, []string{"bob@b.test"})
+	w.mtaA.RunDue(ctx)
+	if n := len(jobs(t, w.b.Meta, mta.JobPull)); n != 2 {
+		t.Fatalf("%d pull jobs, want 2", n)
+	}
+	w.aGate.Store(0) // every fetch now counts one below zero
+	w.mtaB.RunDue(ctx)
+	for _, j := range jobs(t, w.b.Meta, mta.JobPull) {
+		if j.State != meta.JobDone {
+			t.Fatalf("pull job: %s", show(j))
+		}
+	}
+	if fetches := -w.aGate.Load(); fetches != 1 {
+		t.Fatalf("the origin served the resource %d times, want 1", fetches)
+	}
+}

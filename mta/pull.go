@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/inbound"
@@ -99,11 +100,50 @@ func (m *MTA) pull(ctx context.Context, p inbound.PullPayload) error {
 		return final(fmt.Errorf("encoding the fetch: %w", err))
 	}
 	for _, r := range missing {
-		if err := m.fetch(ctx, mb.FetchEndpoint+"/"+string(r.ID), tok, body, r); err != nil {
+		if err := m.fetchOnce(ctx, mb.FetchEndpoint+"/"+string(r.ID), tok, body, r); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// fetchOnce fetches r unless the domain holds it by now. Pulls of the same
+// resource (two Bcc copies to this domain, two messages with one
+// attachment) wait for each other here, so the domain pulls each digest
+// once whatever the number of jobs that want it.
+func (m *MTA) fetchOnce(ctx context.Context, target, tok string, body []byte, r meta.Ref) error {
+	unlock := m.lockDigest(r.ID)
+	defer unlock()
+	if _, err := m.cfg.Resources.Stat(ctx, r.ID); err == nil {
+		return nil
+	}
+	return m.fetch(ctx, target, tok, body, r)
+}
+
+// lockDigest serialises the pulls of one resource within this process.
+func (m *MTA) lockDigest(id resource.ID) (unlock func()) {
+	m.mu.Lock()
+	l, ok := m.pulling[id]
+	if !ok {
+		l = &digestLock{}
+		m.pulling[id] = l
+	}
+	l.users++
+	m.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		m.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(m.pulling, id)
+		}
+		m.mu.Unlock()
+	}
+}
+
+type digestLock struct {
+	sync.Mutex
+	users int // holders and waiters; guarded by MTA.mu
 }
 
 // MaxResumes is how many times one fetch resumes with Range after a cut
