@@ -47,10 +47,14 @@ type domainProc struct {
 	dir    string
 	port   int
 	url    string
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when cmd has been waited for
-	stderr *syncBuffer   // every run's, appended
-	tokens map[string]string
+	// listen, when set, is the port the server listens on instead of
+	// port (the public one): a proxy in front takes port.
+	listen   int
+	logLevel string // default info
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when cmd has been waited for
+	stderr   *syncBuffer   // every run's, appended
+	tokens   map[string]string
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's writer and the test.
@@ -191,9 +195,16 @@ func (f *federation) env(user string) []string {
 func (p *domainProc) start() {
 	t := p.fed.t
 	t.Helper()
+	listen, level := p.port, "info"
+	if p.listen != 0 {
+		listen = p.listen
+	}
+	if p.logLevel != "" {
+		level = p.logLevel
+	}
 	cmd := exec.Command(bin, "serve", "--data", p.dir, "--domain", p.domain,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", p.port), "--public-url", p.url,
-		"--dns", p.fed.dns.Addr(), "--peer-ca", p.fed.caPath, "--allow-private-peers", "--log-level", "info")
+		"--listen", fmt.Sprintf("127.0.0.1:%d", listen), "--public-url", p.url,
+		"--dns", p.fed.dns.Addr(), "--peer-ca", p.fed.caPath, "--allow-private-peers", "--log-level", level)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
