@@ -158,11 +158,7 @@ func (s *Server) grantDevice(ctx context.Context, c client, proof *dpop.Proof, r
 			refusal = oerr(400, "authorization_pending", "waiting for the user")
 			return nil
 		}
-		g.Used = true
-		if err := tx.UpdateGrant(ctx, g); err != nil {
-			return err
-		}
-		resp, err = s.issue(ctx, tx, c, g.UserID, g.Scope, g.Family, proof)
+		resp, err = s.redeem(ctx, tx, c, g, g.Scope, proof)
 		return err
 	})
 	if err != nil {

@@ -294,11 +294,7 @@ func (s *Server) grantCode(ctx context.Context, c client, proof *dpop.Proof, r *
 		case g.Challenge != "" && subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(g.Challenge)) != 1:
 			return spend(oerr(400, "invalid_grant", "code_verifier does not match the code_challenge"))
 		}
-		g.Used = true
-		if err := tx.UpdateGrant(ctx, g); err != nil {
-			return err
-		}
-		resp, err = s.issue(ctx, tx, c, g.UserID, g.Scope, g.Family, proof)
+		resp, err = s.redeem(ctx, tx, c, g, g.Scope, proof)
 		return err
 	})
 	if err != nil {
@@ -344,15 +340,15 @@ func (s *Server) grantRefresh(ctx context.Context, c client, proof *dpop.Proof, 
 			refusal = oerr(400, "invalid_grant", "the refresh token is bound to a DPoP key: prove it")
 			return nil
 		}
-		if sc := r.PostFormValue("scope"); sc != "" && !subset(sc, g.Scope) {
-			refusal = oerr(400, "invalid_scope", "a refresh may not widen the scope")
-			return nil
+		scope := g.Scope
+		if sc := r.PostFormValue("scope"); sc != "" {
+			if !subset(sc, g.Scope) {
+				refusal = oerr(400, "invalid_scope", "a refresh may not widen the scope")
+				return nil
+			}
+			scope = sc // RFC 6749 §6: the new tokens have the narrower scope
 		}
-		g.Used = true
-		if err := tx.UpdateGrant(ctx, g); err != nil {
-			return err
-		}
-		resp, err = s.issue(ctx, tx, c, g.UserID, g.Scope, g.Family, proof)
+		resp, err = s.redeem(ctx, tx, c, g, scope, proof)
 		return err
 	})
 	if err != nil {
@@ -373,6 +369,15 @@ func subset(want, have string) bool {
 		}
 	}
 	return true
+}
+
+// redeem spends a grant and issues the tokens it was for, in tx.
+func (s *Server) redeem(ctx context.Context, tx meta.Tx, c client, g meta.Grant, scope string, proof *dpop.Proof) (tokenResponse, error) {
+	g.Used = true
+	if err := tx.UpdateGrant(ctx, g); err != nil {
+		return tokenResponse{}, err
+	}
+	return s.issue(ctx, tx, c, g.UserID, scope, g.Family, proof)
 }
 
 // issue makes an access token and a refresh token for a user. With a DPoP
