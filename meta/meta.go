@@ -214,7 +214,22 @@ type ListOptions struct {
 	Folder Folder
 	// Limit caps the number of messages; <= 0 means no cap.
 	Limit int
+	// After, when set, lists only the messages that come after it in the
+	// listing's order (older ones): the key of the last message of the
+	// previous page, so that paging is stable while newer messages arrive.
+	After *ListKey
 }
+
+// ListKey is a message's position in a folder listing: the listing is
+// ordered by Date, then Created, then ID, all descending.
+type ListKey struct {
+	Date    time.Time // zero for drafts
+	Created time.Time
+	ID      string
+}
+
+// KeyOf returns m's position in a listing.
+func KeyOf(m Message) ListKey { return ListKey{Date: m.Date, Created: m.Created, ID: m.ID} }
 
 // Reader is the read side, shared by Store and Tx.
 type Reader interface {
@@ -229,9 +244,12 @@ type Reader interface {
 	Message(ctx context.Context, userID int64, id string) (Message, error)
 	// MessagesByMessageID returns the user's copies with that Message-ID.
 	MessagesByMessageID(ctx context.Context, userID int64, messageID string) ([]Message, error)
-	// Messages lists a folder newest first (by Date, then Created), without
-	// Placeholder bodies loaded only if the implementation chooses; callers
-	// must not rely on either.
+	// Envelope returns the envelope a received copy arrived with (SetEnvelope);
+	// ErrNotFound when the message has none or is not the user's.
+	Envelope(ctx context.Context, userID int64, id string) ([]byte, error)
+	// Messages lists a folder newest first (by Date, then Created, then
+	// ID, so that the order is total), without Placeholder bodies loaded
+	// only if the implementation chooses; callers must not rely on either.
 	Messages(ctx context.Context, userID int64, opt ListOptions) ([]Message, error)
 
 	// Holds reports whether the user may use the resource in a new
@@ -275,6 +293,11 @@ type Tx interface {
 	Reader
 
 	SetSetting(ctx context.Context, key, value string) error
+	// SetEnvelope keeps, with message id, the envelope it arrived with
+	// from another domain: the placeholder as received and the chain of
+	// signed envelope headers (docs/PROTOCOL.md §12), which a forward of
+	// the copy extends. It goes when the message goes.
+	SetEnvelope(ctx context.Context, id string, envelope []byte) error
 
 	AddUser(ctx context.Context, u User) (User, error) // ErrExists; returns it with ID and Created set
 	SetPassword(ctx context.Context, userID int64, hash string) error

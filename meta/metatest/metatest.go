@@ -52,6 +52,7 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"View", testView},
 		{"Concurrent", testConcurrent},
 		{"Jobs", testJobs},
+		{"Envelopes", testEnvelopes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +200,8 @@ func checkMessage(t *testing.T, got, want meta.Message) {
 		t.Errorf("message %q:\n\t%s", want.ID, strings.Join(diffs, "\n\t"))
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func ids(ms []meta.Message) []string {
 	var s []string
@@ -555,6 +558,19 @@ func testList(t *testing.T, s meta.Store) {
 		{meta.ListOptions{Folder: meta.Inbox, Limit: 100}, []string{"jan5", "tie-newer", "tie-older", "jan2", "jan1"}},
 		{meta.ListOptions{Folder: meta.Sent}, []string{"sent"}},
 		{meta.ListOptions{Folder: meta.Drafts}, []string{"draft-newer", "draft-older"}},
+		// Paging: After is the last message of the previous page.
+		{meta.ListOptions{Folder: meta.Inbox, Limit: 2, After: &meta.ListKey{Date: day(5), Created: day(5).Add(time.Second), ID: "jan5"}},
+			[]string{"tie-newer", "tie-older"}},
+		{meta.ListOptions{Folder: meta.Inbox, After: ptr(meta.KeyOf(tie2))},
+			[]string{"tie-older", "jan2", "jan1"}},
+		// Same Date and Created: the ID breaks the tie.
+		{meta.ListOptions{Folder: meta.Inbox, After: &meta.ListKey{Date: day(3), Created: tie2.Created, ID: "tie-a"}},
+			[]string{"tie-older", "jan2", "jan1"}},
+		{meta.ListOptions{Folder: meta.Inbox, After: &meta.ListKey{Date: day(3), Created: tie2.Created, ID: "tie-z"}},
+			[]string{"tie-newer", "tie-older", "jan2", "jan1"}},
+		{meta.ListOptions{Folder: meta.Inbox, After: &meta.ListKey{Date: day(1), Created: day(1).Add(time.Second), ID: "jan1"}}, nil},
+		{meta.ListOptions{Folder: meta.Inbox, After: &meta.ListKey{Date: day(30)}}, []string{"jan5", "tie-newer", "tie-older", "jan2", "jan1"}},
+		{meta.ListOptions{Folder: meta.Drafts, After: ptr(meta.KeyOf(d2))}, []string{"draft-older"}},
 	} {
 		got, err := s.Messages(ctx, bob.ID, tc.opt)
 		if err != nil {

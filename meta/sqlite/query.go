@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pullmail/pullmail/meta"
@@ -29,6 +30,7 @@ var _ meta.Reader = reader{}
 // txn implements meta.Tx on a write transaction.
 type txn struct {
 	reader
+	changed []int64 // users whose change log this transaction appended to
 }
 
 var _ meta.Tx = (*txn)(nil)
@@ -180,9 +182,19 @@ func (r reader) Messages(ctx context.Context, userID int64, opt meta.ListOptions
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	ms, err := r.messages(ctx, `SELECT `+messageColumns+` FROM messages m
-		WHERE m.user_id = ? AND m.folder = ?
-		ORDER BY m.date DESC, m.created DESC, m.id DESC LIMIT ?`, userID, string(opt.Folder), limit)
+	var ms []meta.Message
+	var err error
+	if k := opt.After; k != nil {
+		// A row value comparison: SQLite walks messages_list from the key.
+		ms, err = r.messages(ctx, `SELECT `+messageColumns+` FROM messages m
+			WHERE m.user_id = ? AND m.folder = ? AND (m.date, m.created, m.id) < (?, ?, ?)
+			ORDER BY m.date DESC, m.created DESC, m.id DESC LIMIT ?`,
+			userID, string(opt.Folder), nanos(k.Date), nanos(k.Created), k.ID, limit)
+	} else {
+		ms, err = r.messages(ctx, `SELECT `+messageColumns+` FROM messages m
+			WHERE m.user_id = ? AND m.folder = ?
+			ORDER BY m.date DESC, m.created DESC, m.id DESC LIMIT ?`, userID, string(opt.Folder), limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("meta/sqlite: list %s of user %d: %w", opt.Folder, userID, err)
 	}
@@ -356,6 +368,9 @@ func (t *txn) logChange(ctx context.Context, userID int64, id string, folder met
 		userID, id, string(folder), string(kind), nanos(time.Now()))
 	if err != nil {
 		return fmt.Errorf("log %s change: %w", kind, err)
+	}
+	if !slices.Contains(t.changed, userID) {
+		t.changed = append(t.changed, userID)
 	}
 	return nil
 }

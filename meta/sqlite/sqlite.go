@@ -76,7 +76,8 @@ type Store struct {
 	odb    *sql.DB // the replay cache's write connection (see open)
 
 	onceCalls atomic.Uint64 // UseOnce calls, to sweep expired keys now and then
-	rdb       *sql.DB       // the read pool
+	onCommit  atomic.Pointer[func(users []int64)]
+	rdb       *sql.DB // the read pool
 }
 
 var _ meta.Store = (*Store)(nil)
@@ -191,7 +192,8 @@ func (s *Store) Update(ctx context.Context, fn func(meta.Tx) error) error {
 			tx.Rollback()
 		}
 	}()
-	err = fn(&txn{reader{q: tx}})
+	t := &txn{reader: reader{q: tx}}
+	err = fn(t)
 	finished = true
 	if err != nil {
 		tx.Rollback()
@@ -200,7 +202,23 @@ func (s *Store) Update(ctx context.Context, fn func(meta.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("meta/sqlite: commit: %w", err)
 	}
+	if fn := s.onCommit.Load(); fn != nil && len(t.changed) > 0 {
+		(*fn)(t.changed)
+	}
 	return nil
+}
+
+// OnCommit sets fn to be called after every Update that committed changes
+// to users' change logs, with those users' ids (each once), in the
+// committing goroutine: fn must be quick and must not call Update. It sees
+// the commits of this Store only; another process writing the same file is
+// not seen (poll Cursor for those). nil removes the callback.
+func (s *Store) OnCommit(fn func(users []int64)) {
+	if fn == nil {
+		s.onCommit.Store(nil)
+		return
+	}
+	s.onCommit.Store(&fn)
 }
 
 // View runs fn in a read transaction: every read in it sees the database as
