@@ -177,10 +177,29 @@ func (s *Server) exchangeFetch(ctx context.Context, c client, proof *dpop.Proof,
 		return tokenResponse{}, oerr(400, "invalid_request", "subject_token: malformed claims")
 	}
 	now := s.now()
+	// A forwarded message: the chain from our assertion (the subject token,
+	// its oldest hop) to the client's domain (docs/PROTOCOL.md §12.4).
+	finalDomain := a.Audience
+	if raw := get("chain"); raw != "" {
+		var chain []ChainElement
+		if err := json.Unmarshal([]byte(raw), &chain); err != nil || len(chain) == 0 {
+			return tokenResponse{}, oerr(400, "invalid_request", "chain must be a JSON array of {headers, jwt-assertion}")
+		}
+		if chain[len(chain)-1].Assertion != st {
+			return tokenResponse{}, oerr(400, "invalid_request", "the subject token must be the chain's oldest assertion")
+		}
+		_, err := VerifyChain(ctx, chain, ChainCheck{Final: c.domain, Origin: s.cfg.Issuer, Domain: s.cfg.Domain,
+			OwnIssuer: s.cfg.Issuer, Own: s.cfg.Keys, Remote: s.cfg.Remote, Now: now, Limits: placeholder.DefaultLimits(),
+			MaxHops: s.cfg.MaxChain})
+		if err != nil {
+			return tokenResponse{}, oerr(400, "invalid_request", "chain: "+err.Error())
+		}
+		finalDomain = []string{c.domain}
+	}
 	switch {
 	case a.Issuer != s.cfg.Issuer:
 		return tokenResponse{}, oerr(400, "invalid_request", "the assertion was not issued here")
-	case len(a.Audience) != 1 || a.Audience[0] != c.domain:
+	case len(finalDomain) != 1 || finalDomain[0] != c.domain:
 		return tokenResponse{}, oerr(400, "invalid_request", "the assertion was issued for another domain")
 	case a.Expiry == 0 || !now.Before(a.Expiry.Time().Add(s.cfg.SendGrantTTL)):
 		return tokenResponse{}, oerr(400, "invalid_request", "the assertion is too old to trade")
