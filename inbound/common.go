@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/placeholder"
 )
@@ -32,11 +33,8 @@ type Envelope struct {
 }
 
 // ChainElement is one hop of the chain: the envelope headers it signs and its
-// assertion.
-type ChainElement struct {
-	Headers   json.RawMessage `json:"headers"`
-	Assertion string          `json:"jwt-assertion"`
-}
+// assertion (authz.VerifyChain checks a chain).
+type ChainElement = authz.ChainElement
 
 // ParseEnvelope reads a push or fetch body of at most max bytes. It refuses
 // anything but one JSON object with the two members, a non-empty chain of

@@ -104,6 +104,7 @@ func newFed(t *testing.T, clock func() time.Time) *fed {
 	o, err := inbound.NewOrigin(inbound.OriginConfig{
 		Issuer: f.a.URL, FetchURL: f.fetchURL, Meta: f.a.Server.Meta, Resources: f.a.Server.Store,
 		Keys: f.a.Server.Keys, DPoP: &dpop.Verifier{Replay: f.a.Server.Meta}, Log: testenv.Logger(t),
+		Domain: "a.test",
 	})
 	if err != nil {
 		t.Fatal(err)

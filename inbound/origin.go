@@ -34,9 +34,17 @@ type OriginConfig struct {
 	Resources resource.Fetcher
 	Keys      *keys.Set
 	DPoP      *dpop.Verifier
-	Clock     func() time.Time // default time.Now
-	Log       *slog.Logger     // default slog.Default()
-	Limits    placeholder.Limits
+	// Domain is this domain; Remote finds the keys of the other domains a
+	// forwarded message passed (package discovery). Without Remote only
+	// chains of one hop verify.
+	Domain string
+	Remote authz.ChainKeys
+	// Served, when set, is told of each resource served and to which
+	// domain (the server counts them: pullmail_origin_served_total).
+	Served func(domain string)
+	Clock  func() time.Time // default time.Now
+	Log    *slog.Logger     // default slog.Default()
+	Limits placeholder.Limits
 }
 
 // Origin serves the External Resources of this domain's sent messages to
@@ -49,9 +57,11 @@ type Origin struct {
 
 // NewOrigin checks cfg and returns an Origin.
 func NewOrigin(cfg OriginConfig) (*Origin, error) {
-	if cfg.Issuer == "" || cfg.FetchURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Keys == nil || cfg.DPoP == nil {
-		return nil, errors.New("inbound: Issuer, FetchURL, Meta, Resources, Keys and DPoP are required")
+	if cfg.Issuer == "" || cfg.FetchURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Keys == nil || cfg.DPoP == nil ||
+		cfg.Domain == "" {
+		return nil, errors.New("inbound: Issuer, FetchURL, Meta, Resources, Keys, DPoP and Domain are required")
 	}
+	cfg.Domain = strings.ToLower(cfg.Domain)
 	cfg.FetchURL = strings.TrimRight(cfg.FetchURL, "/")
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -166,48 +176,25 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 	if err != nil {
 		return nil, err
 	}
-	if len(env.Chain) != 1 {
-		return nil, errors.New("forwarded chains are not served yet")
-	}
-	first := env.Chain[len(env.Chain)-1]
-	apay, _, err := o.cfg.Keys.Verify(first.Assertion, keys.Expect{Typ: authz.TypAssertion})
-	if err != nil {
-		return nil, fmt.Errorf("assertion: %w", err)
-	}
-	var a authz.AccessClaims
-	if err := json.Unmarshal(apay, &a); err != nil {
-		return nil, fmt.Errorf("assertion claims: %w", err)
-	}
-	// Its exp is not checked: the pull may come days later (§10.6).
-	switch {
-	case a.Issuer != o.cfg.Issuer:
-		return nil, errors.New("assertion: not ours")
-	case a.MessageID != ft.MessageID:
-		return nil, errors.New("assertion: another msgid than the token's")
-	case len(a.Audience) != 1 || !strings.EqualFold(a.Audience[0], rcpt):
-		return nil, errors.New("assertion: not for the token's recipient domain")
-	case a.EH == nil:
-		return nil, errors.New("assertion: no eh")
-	}
-	eh, err := placeholder.ParseHeader(first.Headers, o.cfg.Limits)
-	if err != nil {
-		return nil, fmt.Errorf("chain headers: %w", err)
-	}
-	if err := placeholder.CheckEHL(a.EH.EHL, placeholder.FirstHop); err != nil {
-		return nil, err
-	}
-	if eht, err := placeholder.EHT(eh, a.EH.EHL); err != nil || eht != a.EH.EHT {
-		return nil, errors.New("chain headers: eht mismatch")
-	}
+	// The chain, link by link, from our own assertion to the token's
+	// domain (docs/PROTOCOL.md §12.4); its expiries are not checked: the
+	// pull may come days later (§10.6).
 	m, err := placeholder.Parse(env.Placeholder, o.cfg.Limits)
 	if err != nil {
 		return nil, fmt.Errorf("placeholder: %w", err)
 	}
-	bodyDigest := m.Header.Get(placeholder.HBodyDigest).String()
-	if bodyDigest == "" || !eh.Get(placeholder.HBodyDigest).Equal(m.Header.Get(placeholder.HBodyDigest)) ||
-		m.Header.Get(placeholder.HMessageID).String() != a.MessageID {
-		return nil, errors.New("placeholder: not the envelope's message")
+	links, err := authz.VerifyChain(ctx, env.Chain, authz.ChainCheck{Final: rcpt, Origin: o.cfg.Issuer,
+		Placeholder: m, Domain: o.cfg.Domain, OwnIssuer: o.cfg.Issuer, Own: o.cfg.Keys, Remote: o.cfg.Remote,
+		Now: now, Limits: o.cfg.Limits})
+	if err != nil {
+		return nil, fmt.Errorf("chain: %w", err)
 	}
+	a := links[len(links)-1].Claims
+	if a.MessageID != ft.MessageID {
+		return nil, errors.New("assertion: another msgid than the token's")
+	}
+	bodyDigest := m.Header.Get(placeholder.HBodyDigest).String()
+	firstDomain := strings.ToLower(a.Audience[0])
 
 	// The sent message stored here under that Message-ID.
 	author, err := o.cfg.Meta.UserByAddress(ctx, a.Subject)
@@ -237,8 +224,8 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 	if sent == nil {
 		return nil, errors.New("no sent copy with that Body-Digest")
 	}
-	if !namesDomain(sent, rcpt) {
-		return nil, fmt.Errorf("%s has no recipient of the message", rcpt)
+	if !namesDomain(sent, firstDomain) {
+		return nil, fmt.Errorf("%s has no recipient of the message", firstDomain)
 	}
 	leaves, err := sent.Leaves()
 	if err != nil {
@@ -257,7 +244,10 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 	} else if err != nil {
 		return nil, fail(fmt.Errorf("open %s: %w", id, err))
 	}
-	o.cfg.Log.Info("fetch served", "msgid", a.MessageID, "domain", rcpt, "cid", cid)
+	o.cfg.Log.Info("fetch served", "msgid", a.MessageID, "domain", rcpt, "hops", len(links), "cid", cid)
+	if o.cfg.Served != nil {
+		o.cfg.Served(rcpt)
+	}
 	return obj, nil
 }
 

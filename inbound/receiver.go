@@ -209,56 +209,40 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 		return 0, err
 	}
 
-	// 2. Who signed it.
-	from, err := fromAddress(env.Placeholder)
+	// 2. Who signed it: every hop of the chain, oldest first, each with
+	// the keys of the domain that sent it (docs/PROTOCOL.md §12.3).
+	if env.Chain[0].Assertion != compact {
+		return 0, refuse(errs.Invalid, "bad_chain", "the chain's newest jwt-assertion is not the assertion presented")
+	}
+	links, err := authz.VerifyChain(ctx, env.Chain, authz.ChainCheck{Final: rc.cfg.Domain,
+		Remote: chainKeys{rc.cfg.Discovery}, Refresh: chainKeys{rc.cfg.Discovery}.refresh, Now: now, Limits: rc.cfg.Limits})
 	if err != nil {
-		return 0, errs.Wrap(err, errs.Forbidden, "from_domain_mismatch", "the placeholder has no readable From address")
+		if errs.CodeOf(err) == "" {
+			return 0, fmt.Errorf("verifying the chain: %w", err) // discovery failed: try again later
+		}
+		return 0, err
 	}
-	fromDomain := domainOf(from)
-	if fromDomain == "" || domainOf(peek.Subject) != fromDomain {
-		return 0, refuse(errs.Forbidden, "from_domain_mismatch", "the assertion's sub is not of the From domain %s", fromDomain)
-	}
-	auth, err := rc.cfg.Discovery.Authority(ctx, fromDomain)
-	if err != nil {
-		return 0, fmt.Errorf("discovering the authorization server of %s: %w", fromDomain, err)
-	}
-	if peek.Issuer != auth.Issuer {
-		return 0, refuse(errs.Forbidden, "issuer_mismatch", "the assertion's iss is not the issuer of %s", fromDomain)
-	}
-	payload, _, err := keys.Verify(compact, auth.JWKS, keys.Expect{Typ: authz.TypAssertion})
-	if err != nil {
-		// Perhaps a key we have not seen yet: refetch once (rate-limited).
-		if auth, rerr := rc.cfg.Discovery.RefreshKeys(ctx, fromDomain); rerr == nil && auth.Issuer == peek.Issuer {
-			payload, _, err = keys.Verify(compact, auth.JWKS, keys.Expect{Typ: authz.TypAssertion})
+	// Each hop's azp is the MTA its domain's mailbox metadata names
+	// (§11.1: the DNS-bound client identity).
+	for _, l := range links {
+		mbx, err := rc.cfg.Discovery.Mailbox(ctx, l.Domain)
+		if err != nil {
+			return 0, fmt.Errorf("discovering the mailbox of %s: %w", l.Domain, err)
+		}
+		if l.Claims.AZP != mbx.MTAClientID {
+			return 0, refuse(errs.Forbidden, "wrong_client", "hop %d: azp is not the MTA of %s", l.Claims.Hop, l.Domain)
 		}
 	}
-	if err != nil {
-		return 0, errs.Wrap(err, errs.Unauthorized, "bad_signature", "the assertion does not verify with the keys of "+fromDomain)
-	}
-	var c authz.AccessClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return 0, errs.Wrap(err, errs.Unauthorized, "invalid_token", "the assertion's claims are malformed")
-	}
-	// The verified claims must be those peeked at (they are the same bytes).
-	mbx, err := rc.cfg.Discovery.Mailbox(ctx, fromDomain)
-	if err != nil {
-		return 0, fmt.Errorf("discovering the mailbox of %s: %w", fromDomain, err)
-	}
-	if c.AZP == "" || c.AZP != mbx.MTAClientID {
-		return 0, refuse(errs.Forbidden, "wrong_client", "azp is not the MTA of %s", fromDomain)
-	}
+	newest, first := links[0], links[len(links)-1]
+	c := newest.Claims
+	sender, fromDomain := newest.Domain, first.Domain
 
 	// 3. For us, now, once.
-	if len(c.Audience) != 1 || !strings.EqualFold(c.Audience[0], rc.cfg.Domain) {
-		return 0, refuse(errs.Forbidden, "wrong_audience", "the assertion is not for %s alone", rc.cfg.Domain)
-	}
-	exp, iat := c.Expiry.Time(), c.IssuedAt.Time()
+	exp := c.Expiry.Time()
 	switch {
-	case c.Expiry == 0 || !now.Before(exp):
+	case !now.Before(exp):
 		return 0, refuse(errs.Unauthorized, "expired_assertion", "the assertion has expired")
-	case c.IssuedAt == 0 || exp.Sub(iat) > MaxAssertionLife:
-		return 0, refuse(errs.Unauthorized, "expired_assertion", "the assertion lives longer than %v", MaxAssertionLife)
-	case iat.After(now.Add(Skew)) || (c.NotBefore != 0 && c.NotBefore.Time().After(now.Add(Skew))):
+	case c.NotBefore != 0 && c.NotBefore.Time().After(now.Add(Skew)):
 		return 0, refuse(errs.Unauthorized, "expired_assertion", "the assertion is not valid yet")
 	case c.ID == "":
 		return 0, refuse(errs.Unauthorized, "invalid_token", "the assertion has no jti")
@@ -272,47 +256,16 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 	}
 
 	// 4. The envelope is the one signed.
-	if len(env.Chain) != 1 || c.Hop > 1 {
-		return 0, refuse(errs.Invalid, "bad_chain", "only first-hop messages are accepted (a chain of one element)")
-	}
-	if env.Chain[0].Assertion != compact {
-		return 0, refuse(errs.Invalid, "bad_chain", "the chain's jwt-assertion is not the assertion presented")
-	}
 	m, err := placeholder.Parse(env.Placeholder, rc.cfg.Limits)
 	if err != nil {
 		return 0, err
 	}
-	eh, err := placeholder.ParseHeader(env.Chain[0].Headers, rc.cfg.Limits)
-	if err != nil {
+	if err := authz.CheckChainMessage(links, m); err != nil {
 		return 0, err
-	}
-	if c.EH == nil {
-		return 0, refuse(errs.Invalid, placeholder.CodeBadEHL, "the assertion has no eh claim")
-	}
-	if err := placeholder.CheckEHL(c.EH.EHL, placeholder.FirstHop); err != nil {
-		return 0, err
-	}
-	eht, err := placeholder.EHT(eh, c.EH.EHL)
-	if err != nil || eht != c.EH.EHT {
-		return 0, refuse(errs.Invalid, "eht_mismatch", "the chain's headers are not those the assertion signs")
-	}
-	if eh.Len() != len(c.EH.EHL) {
-		return 0, refuse(errs.Invalid, "eht_mismatch", "the chain's headers hold names the assertion does not sign")
-	}
-	for _, name := range c.EH.EHL {
-		if !m.Header.Get(name).Equal(eh.Get(name)) {
-			return 0, refuse(errs.Invalid, "eht_mismatch", "the placeholder's %s differs from the signed one", name)
-		}
 	}
 	msgid := m.Header.Get(placeholder.HMessageID).String()
 	if c.MessageID != msgid {
 		return 0, refuse(errs.Invalid, "eht_mismatch", "the assertion is for another Message-ID")
-	}
-	if !m.Header.Has(placeholder.HBodyDigest) || !m.Header.Has(placeholder.HRecipientsDigest) {
-		return 0, refuse(errs.Invalid, placeholder.CodeDigestMismatch, "Body-Digest and Recipients-Digest are required")
-	}
-	if err := placeholder.VerifyDigests(m); err != nil {
-		return 0, err
 	}
 	if !m.IsSent() {
 		return 0, refuse(errs.Invalid, "not_sent", "the placeholder has no Date")
@@ -320,7 +273,22 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 	if got, _ := placeholder.NormalizeAddress(m.Header.Get(placeholder.HFrom).String()); domainOf(got) != fromDomain {
 		return 0, refuse(errs.Forbidden, "from_domain_mismatch", "the From header changed")
 	}
-	local, err := rc.localRecipients(m)
+	// The recipients of the newest hop: the message's own for the author's
+	// hop, the Forwarded-To of a forward.
+	rcptHeader := m.Header
+	rcptNames := []string{placeholder.HTo, placeholder.HCc, placeholder.HBcc}
+	key := "pull:" + msgid + ":" + m.Header.Get(placeholder.HRecipientsDigest).String()
+	if len(links) > 1 {
+		rcptHeader, rcptNames = newest.Headers, []string{placeholder.HForwardedTo}
+		// One forward is one delivery, whatever its attempts: the hop's
+		// own id (or its fixed link to the hop before) names it.
+		id := newest.Headers.Get(placeholder.HForwardedMessageID).String()
+		if id == "" {
+			id = newest.Headers.Get(placeholder.HJWTAssertionDigest).String()
+		}
+		key = "pull:" + msgid + ":" + newest.Headers.Get(placeholder.HRecipientsDigest).String() + ":" + id
+	}
+	local, err := rc.localRecipients(rcptHeader, rcptNames)
 	if err != nil {
 		return 0, err
 	}
@@ -352,7 +320,16 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 		}
 	}
 	stored := m.Clone()
-	received := fmt.Sprintf("from %s by %s; %s", fromDomain, rc.cfg.Domain, placeholder.FormatDate(now))
+	if len(links) > 1 {
+		// The forward's trace, newest hop's, at the top of the copy.
+		for _, name := range []string{placeholder.HForwardedFrom, placeholder.HForwardedTo,
+			placeholder.HForwardedMessageID, placeholder.HForwardedNote} {
+			if v := newest.Headers.Get(name); !v.IsZero() {
+				stored.Header.Set(name, v)
+			}
+		}
+	}
+	received := fmt.Sprintf("from %s by %s; %s", sender, rc.cfg.Domain, placeholder.FormatDate(now))
 	if prev := stored.Header.Get(placeholder.HReceived); !prev.IsZero() {
 		stored.Header.Set(placeholder.HReceived, placeholder.List(append([]string{received}, prev.List()...)...))
 	} else {
@@ -364,8 +341,6 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 	}
 	doc := stored.Canonical()
 	date, _ := mail.ParseDate(m.Header.Get(placeholder.HDate).String())
-	key := "pull:" + msgid + ":" + m.Header.Get(placeholder.HRecipientsDigest).String()
-
 	duplicate := false
 	err = rc.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
 		if _, err := tx.JobByKey(ctx, key); err == nil {
@@ -406,6 +381,10 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 			if err := tx.InsertMessage(ctx, row); err != nil {
 				return fmt.Errorf("storing the copy of user %d: %w", uid, err)
 			}
+			// Kept so that the copy can be forwarded (§12.2).
+			if err := tx.SetEnvelope(ctx, row.ID, data); err != nil {
+				return fmt.Errorf("storing the envelope of user %d: %w", uid, err)
+			}
 			p.Messages = append(p.Messages, MessageRef{UserID: uid, ID: row.ID})
 		}
 		var pb bytes.Buffer
@@ -439,12 +418,13 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 var errDuplicate = errors.New("inbound: duplicate")
 
 // localRecipients returns the normalized addresses (account.NormalizeAddress)
-// of the To, Cc and Bcc recipients at this domain, each once, in order.
-func (rc *Receiver) localRecipients(m *placeholder.Message) ([]string, error) {
+// of the recipients at this domain in the named headers of h, each once, in
+// order.
+func (rc *Receiver) localRecipients(h placeholder.Header, names []string) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
-	for _, name := range []string{placeholder.HTo, placeholder.HCc, placeholder.HBcc} {
-		v := m.Header.Get(name)
+	for _, name := range names {
+		v := h.Get(name)
 		if v.IsZero() {
 			continue
 		}
@@ -469,24 +449,27 @@ func (rc *Receiver) localRecipients(m *placeholder.Message) ([]string, error) {
 	return out, nil
 }
 
-// fromAddress reads the From address of a placeholder without parsing the
-// rest: step 2 of §11.2 needs the From domain before step 4 parses it all.
-func fromAddress(doc json.RawMessage) (string, error) {
-	var top struct {
-		Headers map[string]json.RawMessage `json:"headers"`
+// chainKeys finds other domains' authorization servers for
+// authz.VerifyChain through discovery.
+type chainKeys struct{ d Discovery }
+
+func (k chainKeys) IssuerKeys(ctx context.Context, domain string) (string, []byte, error) {
+	return jwksOf(k.d.Authority(ctx, domain))
+}
+
+func (k chainKeys) refresh(ctx context.Context, domain string) (string, []byte, error) {
+	return jwksOf(k.d.RefreshKeys(ctx, domain))
+}
+
+func jwksOf(a discovery.Authority, err error) (string, []byte, error) {
+	if err != nil {
+		return "", nil, err
 	}
-	if err := json.Unmarshal(doc, &top); err != nil {
-		return "", err
+	if len(a.Raw) > 0 {
+		return a.Issuer, a.Raw, nil
 	}
-	raw, ok := top.Headers[placeholder.HFrom]
-	if !ok {
-		return "", errors.New("no From header")
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", fmt.Errorf("From is not one string: %w", err)
-	}
-	return placeholder.NormalizeAddress(s)
+	doc, err := json.Marshal(a.JWKS)
+	return a.Issuer, doc, err
 }
 
 // newID returns a new opaque message row id, in the mailbox's form.

@@ -162,7 +162,11 @@ type PushPayload struct {
 	Recipients  []string        `json:"recipients"`
 	// Grant is the send grant (docs/PROTOCOL.md §10.5): only this
 	// domain's MTA client can trade it, with its client key.
-	Grant string `json:"grant"`
+	Grant string `json:"grant,omitempty"`
+	// Chain and Hop make the job a forward (QueueForward): the chain the
+	// copy arrived with, and the new hop's header block.
+	Chain []authz.ChainElement `json:"chain,omitempty"`
+	Hop   json.RawMessage      `json:"hop,omitempty"`
 }
 
 // QueueSend adds one push job per copy of sent, in tx: the mailbox calls it

@@ -157,7 +157,7 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 		t.Fatal(err)
 	}
 	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: w.aSrv.URL, FetchURL: w.aSrv.URL + inbound.PathResources,
-		Meta: w.a.Meta, Resources: w.a.Store, Keys: w.a.Keys,
+		Meta: w.a.Meta, Resources: w.a.Store, Keys: w.a.Keys, Domain: "a.test",
 		DPoP: &dpop.Verifier{Replay: w.a.Meta}, Log: log})
 	if err != nil {
 		t.Fatal(err)

@@ -89,9 +89,19 @@ func (m *MTA) pull(ctx context.Context, p inbound.PullPayload) error {
 	if err != nil {
 		return discoveryError(p.Origin, err)
 	}
-	tok, err := m.exchange(ctx, auth.TokenEndpoint, url.Values{
+	form := url.Values{
 		"subject_token": {p.Chain[len(p.Chain)-1].Assertion}, "subject_token_type": {authz.TokenTypeJWT},
-		"requested_token_type": {authz.TokenTypeAccess}, "resource": {auth.Issuer}})
+		"requested_token_type": {authz.TokenTypeAccess}, "resource": {auth.Issuer}}
+	if len(p.Chain) > 1 {
+		// A forwarded message: the origin's AS checks the chain from its
+		// own assertion to us (docs/PROTOCOL.md §12.4).
+		cb, err := json.Marshal(p.Chain)
+		if err != nil {
+			return final(fmt.Errorf("encoding the chain: %w", err))
+		}
+		form.Set("chain", string(cb))
+	}
+	tok, err := m.exchange(ctx, auth.TokenEndpoint, form)
 	if err != nil {
 		return fmt.Errorf("obtaining the fetch token from %s: %w", p.Origin, err)
 	}

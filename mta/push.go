@@ -20,6 +20,12 @@ import (
 // EHL is the envelope header list of a first hop (docs/PROTOCOL.md §5.3).
 var EHL = []string{placeholder.HMessageID, placeholder.HFrom, placeholder.HRecipientsDigest, placeholder.HBodyDigest}
 
+// SignedExtras are signed too by the author's hop when the message has
+// them (§12.1): a forwarder passes the message on, and must not be able to
+// change what the reader sees of it.
+var SignedExtras = []string{placeholder.HDate, placeholder.HSubject, placeholder.HThreadID, placeholder.HInReplyTo,
+	placeholder.HReferences}
+
 func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 	var p PushPayload
 	if err := json.Unmarshal(j.Payload, &p); err != nil {
@@ -65,26 +71,15 @@ func (m *MTA) push(ctx context.Context, p PushPayload) error {
 	if err != nil {
 		return discoveryError(p.Domain, err)
 	}
-	var eh placeholder.Header
-	for _, n := range EHL {
-		eh.Set(n, msg.Header.Get(n))
+	var assertion string
+	var body []byte
+	if p.Hop != nil {
+		assertion, body, err = m.forwardAttempt(ctx, p)
+	} else {
+		assertion, body, err = m.firstHopAttempt(ctx, p, msg)
 	}
-	hb, err := json.Marshal(eh)
 	if err != nil {
-		return final(fmt.Errorf("envelope headers: %w", err))
-	}
-	eb, _ := json.Marshal(EHL)
-	assertion, err := m.exchange(ctx, m.tokenURL, url.Values{
-		"subject_token": {p.Grant}, "subject_token_type": {authz.TokenTypeAccess},
-		"requested_token_type": {authz.TokenTypeJWT}, "audience": {p.Domain}, "scope": {authz.ScopeInternetMail},
-		"envelope_headers": {string(hb)}, "ehl": {string(eb)}})
-	if err != nil {
-		return fmt.Errorf("obtaining the assertion: %w", err)
-	}
-	body, err := envelope(inbound.Envelope{Placeholder: p.Placeholder,
-		Chain: []inbound.ChainElement{{Headers: hb, Assertion: assertion}}})
-	if err != nil {
-		return final(fmt.Errorf("encoding the push: %w", err))
+		return err
 	}
 	resp, data, err := m.post(ctx, mb.InboundEndpoint, assertion, "application/json",
 		func() io.Reader { return bytes.NewReader(body) }, nil)
@@ -101,6 +96,41 @@ func (m *MTA) push(ctx context.Context, p PushPayload) error {
 		return final(answerError(p.Domain+" refused the message", resp.StatusCode, data))
 	}
 	return temporary(answerError(p.Domain+" did not take the message", resp.StatusCode, data))
+}
+
+// firstHopAttempt obtains a fresh assertion for the author's hop and
+// builds the push body (docs/PROTOCOL.md §11.2).
+func (m *MTA) firstHopAttempt(ctx context.Context, p PushPayload, msg *placeholder.Message) (string, []byte, error) {
+	// The first hop signs the required names and, when present, the
+	// headers a reader trusts: nothing a forwarder could change unseen.
+	ehl := append([]string(nil), EHL...)
+	for _, n := range SignedExtras {
+		if msg.Header.Has(n) {
+			ehl = append(ehl, n)
+		}
+	}
+	var eh placeholder.Header
+	for _, n := range ehl {
+		eh.Set(n, msg.Header.Get(n))
+	}
+	hb, err := json.Marshal(eh)
+	if err != nil {
+		return "", nil, final(fmt.Errorf("envelope headers: %w", err))
+	}
+	eb, _ := json.Marshal(ehl)
+	assertion, err := m.exchange(ctx, m.tokenURL, url.Values{
+		"subject_token": {p.Grant}, "subject_token_type": {authz.TokenTypeAccess},
+		"requested_token_type": {authz.TokenTypeJWT}, "audience": {p.Domain}, "scope": {authz.ScopeInternetMail},
+		"envelope_headers": {string(hb)}, "ehl": {string(eb)}})
+	if err != nil {
+		return "", nil, fmt.Errorf("obtaining the assertion: %w", err)
+	}
+	body, err := envelope(inbound.Envelope{Placeholder: p.Placeholder,
+		Chain: []inbound.ChainElement{{Headers: hb, Assertion: assertion}}})
+	if err != nil {
+		return "", nil, final(fmt.Errorf("encoding the push: %w", err))
+	}
+	return assertion, body, nil
 }
 
 // discoveryError classifies a discovery failure: a domain that does not take

@@ -50,7 +50,7 @@ func (m *Message) IsSent() bool { return m.Header.Has(HDate) }
 // (docs/PROTOCOL.md §6.2). The slice is new.
 func ServerOwned() []string {
 	return []string{HDate, HMessageID, HThreadID, HReceived, HBodyDigest, HRecipientsDigest,
-		HJWTAssertionDigest, HForwardedFrom, HForwardedTo, HDestinationMailboxURL}
+		HJWTAssertionDigest, HForwardedFrom, HForwardedTo, HForwardedMessageID, HForwardedNote, HDestinationMailboxURL}
 }
 
 // ClientSetServerOwned returns the server-owned headers present in h, in the

@@ -27,6 +27,8 @@ const (
 	HJWTAssertionDigest     = "JWT-Assertion-Digest"
 	HForwardedFrom          = "Forwarded-From"
 	HForwardedTo            = "Forwarded-To"
+	HForwardedMessageID     = "Forwarded-Message-ID" // names one forward (docs/PROTOCOL.md §12.1)
+	HForwardedNote          = "Forwarded-Note"       // the forwarder's note (§12.1)
 	HDestinationMailboxURL  = "X-Destination-Mailbox-Service-URL"
 	HCorrespondenceCategory = "X-Correspondence-Category"
 )
@@ -36,7 +38,8 @@ var registered = func() map[string]string {
 	m := map[string]string{}
 	for _, n := range []string{HFrom, HTo, HCc, HBcc, HSubject, HDate, HMessageID, HThreadID, HInReplyTo,
 		HReferences, HContentType, HContentID, HContentDisposition, HReceived, HBodyDigest, HRecipientsDigest,
-		HJWTAssertionDigest, HForwardedFrom, HForwardedTo, HDestinationMailboxURL, HCorrespondenceCategory} {
+		HJWTAssertionDigest, HForwardedFrom, HForwardedTo, HForwardedMessageID, HForwardedNote, HDestinationMailboxURL,
+		HCorrespondenceCategory} {
 		m[strings.ToLower(n)] = n
 	}
 	return m
