@@ -22,42 +22,8 @@ import (
 // alice@a.test writes to bob@b.test (To), carol@b.test (Cc) and
 // dave@c.test (Bcc), and every copy completes with the attachment intact.
 func TestDevDelivery(t *testing.T) {
-	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	env, _, _ := testEnv(nil, false)
-	out, errb := &syncBuffer{}, &syncBuffer{}
-	env.Stdout, env.Stderr = out, errb
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(ctx, env, []string{"dev", "--data", dir, "--domains", "a.test,b.test,c.test",
-			"--users", "alice@a.test,bob@b.test,carol@b.test,dave@c.test"})
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("dev exit %d: %s", code, errb.String())
-		}
-	}()
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(out.String(), "Press Ctrl-C"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("dev did not start: %s", errb.String())
-		}
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var df DevFile
-	json.Unmarshal(b, &df)
-	as := func(addr string) *client.Client {
-		u := df.Users[addr]
-		c, err := client.New(u.Server, u.Token, df.CA)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.HTTP.CloseIdleConnections)
-		return c
-	}
+	ctx := context.Background()
+	_, _, as, errb := startDev(t, "a.test,b.test,c.test", "alice@a.test,bob@b.test,carol@b.test,dave@c.test")
 	alice := as("alice@a.test")
 	payload := make([]byte, 1<<20+11)
 	rand.Read(payload)
@@ -120,4 +86,48 @@ func TestDevDelivery(t *testing.T) {
 			t.Fatalf("%s: attachment differs (%v)", addr, err)
 		}
 	}
+}
+
+// startDev runs 'pullmail dev' in process for the test's life and returns
+// its dev.json, its directory, a client maker and the sandbox's log.
+func startDev(t *testing.T, domains, users string) (DevFile, string, func(addr string) *client.Client, *syncBuffer) {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	env, _, _ := testEnv(nil, false)
+	out, errb := &syncBuffer{}, &syncBuffer{}
+	env.Stdout, env.Stderr = out, errb
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, env, []string{"dev", "--data", dir, "--domains", domains, "--users", users})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("dev exit %d: %s", code, errb.String())
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(out.String(), "Press Ctrl-C"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not start: %s", errb.String())
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var df DevFile
+	if err := json.Unmarshal(b, &df); err != nil {
+		t.Fatal(err)
+	}
+	as := func(addr string) *client.Client {
+		u := df.Users[addr]
+		c, err := client.New(u.Server, u.Token, df.CA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.HTTP.CloseIdleConnections)
+		return c
+	}
+	return df, dir, as, errb
 }

@@ -4,10 +4,12 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -174,6 +176,9 @@ func (c *Client) List(ctx context.Context, opt mailbox.ListOptions) (mailbox.Lis
 	if opt.Limit > 0 {
 		q.Set("limit", strconv.Itoa(opt.Limit))
 	}
+	if opt.Page != "" {
+		q.Set("page", opt.Page)
+	}
 	var l mailbox.List
 	return l, c.getJSON(ctx, "/api/v1/messages?"+q.Encode(), &l)
 }
@@ -222,3 +227,220 @@ func (c *Client) Download(ctx context.Context, id string, cid resource.ID) (io.R
 
 // Timeout is a reasonable default for a whole non-streaming call.
 const Timeout = 30 * time.Second
+
+// Forward implements mailbox.API.
+func (c *Client) Forward(ctx context.Context, id string, req mailbox.ForwardRequest) (mailbox.Forwarded, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return mailbox.Forwarded{}, err
+	}
+	var f mailbox.Forwarded
+	err = c.sendJSON(ctx, http.MethodPost, "/api/v1/messages/"+url.PathEscape(id)+"/forward", body, &f)
+	return f, err
+}
+
+// Stat implements mailbox.API.
+func (c *Client) Stat(ctx context.Context, cid resource.ID) (mailbox.Upload, error) {
+	var up mailbox.Upload
+	err := c.getJSON(ctx, "/api/v1/resources/"+string(cid), &up)
+	return up, err
+}
+
+// Events implements mailbox.API over GET /api/v1/events (Server-Sent
+// Events). It returns nil when ctx ends; a stream the server ends (its
+// shutdown) or breaks returns an error of kind Temporary: reconnect, then
+// call Changes. Pings are passed to fn as mailbox.EventPing. Use an
+// http.Client without a Timeout: the stream stays open.
+func (c *Client) Events(ctx context.Context, fn func(mailbox.Event) error) error {
+	req, err := c.request(ctx, http.MethodGet, "/api/v1/events", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errs.Wrap(err, errs.Temporary, "unreachable", fmt.Sprintf("cannot reach %s", c.BaseURL))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return errs.FromHTTP(resp.StatusCode, data)
+	}
+	err = ParseSSE(resp.Body, func(event, data string) error {
+		ev := mailbox.Event{Kind: event}
+		if event != mailbox.EventPing {
+			if err := json.Unmarshal([]byte(data), &ev); err != nil {
+				return errs.Wrap(err, errs.Internal, "bad_response", "an event's data could not be read")
+			}
+		}
+		return fn(ev)
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errs.E(errs.Temporary, "stream_ended", "the server ended the event stream: reconnect")
+	}
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return errs.Wrap(err, errs.Temporary, "stream_ended", "the event stream broke: reconnect")
+}
+
+// MaxSSELine caps one line of an event stream.
+const MaxSSELine = 64 << 10
+
+// ParseSSE reads a text/event-stream (WHATWG HTML §9.2.6) and calls fn for
+// each dispatched event with its type ("message" when none) and data (data
+// lines joined by "\n"), and with event "ping" for each comment line. It
+// returns nil at the end of the stream, fn's error, or the reader's.
+func ParseSSE(r io.Reader, fn func(event, data string) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), MaxSSELine)
+	sc.Split(scanSSELines)
+	var event string
+	var data []string
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			if data != nil {
+				if event == "" {
+					event = "message"
+				}
+				if err := fn(event, strings.Join(data, "\n")); err != nil {
+					return err
+				}
+			}
+			event, data = "", nil
+			continue
+		}
+		if line[0] == ':' {
+			if err := fn(mailbox.EventPing, ""); err != nil {
+				return err
+			}
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "event":
+			event = value
+		case "data":
+			data = append(data, value)
+		}
+	}
+	return sc.Err()
+}
+
+// scanSSELines splits on CRLF, LF or CR, as the event stream grammar
+// allows.
+func scanSSELines(data []byte, atEOF bool) (int, []byte, error) {
+	for i, b := range data {
+		switch b {
+		case '\n':
+			return i + 1, data[:i], nil
+		case '\r':
+			if i+1 < len(data) {
+				if data[i+1] == '\n' {
+					return i + 2, data[:i], nil
+				}
+				return i + 1, data[:i], nil
+			}
+			if atEOF {
+				return i + 1, data[:i], nil
+			}
+			return 0, nil, nil // a CR at the end of the buffer: LF may follow
+		}
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
+// CreateUpload implements mailbox.API.
+func (c *Client) CreateUpload(ctx context.Context, req mailbox.NewUploadSession) (mailbox.UploadSession, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return mailbox.UploadSession{}, err
+	}
+	var u mailbox.UploadSession
+	return u, c.sendJSON(ctx, http.MethodPost, "/api/v1/uploads", body, &u)
+}
+
+// UploadStatus implements mailbox.API.
+func (c *Client) UploadStatus(ctx context.Context, id string) (mailbox.UploadSession, error) {
+	var u mailbox.UploadSession
+	return u, c.getJSON(ctx, "/api/v1/uploads/"+url.PathEscape(id), &u)
+}
+
+// AppendUpload implements mailbox.API. When r is an *io.SectionReader,
+// *bytes.Reader or *strings.Reader the request declares its length. On
+// offset_mismatch the returned session carries the server's offset.
+func (c *Client) AppendUpload(ctx context.Context, id string, offset int64, r io.Reader) (mailbox.UploadSession, error) {
+	req, err := c.request(ctx, http.MethodPatch, "/api/v1/uploads/"+url.PathEscape(id), r)
+	if err != nil {
+		return mailbox.UploadSession{}, err
+	}
+	if _, ok := r.(*io.SectionReader); ok {
+		req.ContentLength = r.(*io.SectionReader).Size()
+	}
+	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	req.Header.Set(mailbox.UploadOffsetHeader, strconv.FormatInt(offset, 10))
+	var u mailbox.UploadSession
+	err = c.do(req, &u)
+	if errs.CodeOf(err) == "offset_mismatch" {
+		u.UploadID = id
+		u.Offset = -1
+		if st, serr := c.UploadStatus(ctx, id); serr == nil {
+			u = st
+		}
+	}
+	return u, err
+}
+
+// DeleteUpload implements mailbox.API.
+func (c *Client) DeleteUpload(ctx context.Context, id string) error {
+	req, err := c.request(ctx, http.MethodDelete, "/api/v1/uploads/"+url.PathEscape(id), nil)
+	if err != nil {
+		return err
+	}
+	return c.do(req, nil)
+}
+
+// UploadResumable uploads size bytes of r as a resumable upload in chunks of
+// at most chunk bytes (8 MiB when <= 0), resuming from the server's offset
+// after a failed chunk up to retries times in a row, and returns the
+// committed resource. want, when set, is declared as the Content-ID.
+func (c *Client) UploadResumable(ctx context.Context, r io.ReaderAt, size int64, want resource.ID, chunk int64, retries int) (mailbox.Upload, error) {
+	if chunk <= 0 {
+		chunk = 8 << 20
+	}
+	u, err := c.CreateUpload(ctx, mailbox.NewUploadSession{Size: size, ContentID: want})
+	if err != nil {
+		return mailbox.Upload{}, err
+	}
+	failures := 0
+	for u.ContentID == "" {
+		n := min(chunk, size-u.Offset)
+		next, err := c.AppendUpload(ctx, u.UploadID, u.Offset, io.NewSectionReader(r, u.Offset, n))
+		if err == nil {
+			u, failures = next, 0
+			continue
+		}
+		if k := errs.KindOf(err); k != errs.Temporary && errs.CodeOf(err) != "upload_incomplete" && errs.CodeOf(err) != "offset_mismatch" {
+			return mailbox.Upload{}, err
+		}
+		if failures++; failures > retries || ctx.Err() != nil {
+			return mailbox.Upload{}, err
+		}
+		if u, err = c.UploadStatus(ctx, u.UploadID); err != nil {
+			return mailbox.Upload{}, err
+		}
+	}
+	return mailbox.Upload{ContentID: u.ContentID, Size: u.Size}, nil
+}

@@ -34,8 +34,15 @@ var Routes = []Route{
 	{"PATCH", "/api/v1/messages/{id}", (*handler).patch},
 	{"DELETE", "/api/v1/messages/{id}", (*handler).delete},
 	{"POST", "/api/v1/messages/{id}/send", (*handler).send},
+	{"POST", "/api/v1/messages/{id}/forward", (*handler).forward},
+	{"GET", "/api/v1/resources/{cid}", (*handler).stat},
 	{"GET", "/api/v1/messages/{id}/resources/{cid}", (*handler).download},
 	{"GET", "/api/v1/changes", (*handler).changes},
+	{"GET", "/api/v1/events", (*handler).events},
+	{"POST", "/api/v1/uploads", (*handler).createUpload},
+	{"GET", "/api/v1/uploads/{upload_id}", (*handler).uploadStatus},
+	{"PATCH", "/api/v1/uploads/{upload_id}", (*handler).appendUpload},
+	{"DELETE", "/api/v1/uploads/{upload_id}", (*handler).deleteUpload},
 }
 
 // MaxDocument caps JSON request bodies at the Placeholder Message's own
@@ -137,7 +144,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	l, err := h.api.List(r.Context(), ListOptions{Folder: q.Get("folder"), Limit: limit})
+	l, err := h.api.List(r.Context(), ListOptions{Folder: q.Get("folder"), Limit: limit, Page: q.Get("page")})
 	if err != nil {
 		errs.WriteHTTP(w, err)
 		return

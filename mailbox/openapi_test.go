@@ -312,6 +312,8 @@ func TestOpenAPISchemas(t *testing.T) {
 		{"Change", reflect.TypeFor[Change]()},
 		{"Changes", reflect.TypeFor[Changes]()},
 		{"Patch", reflect.TypeFor[Patch]()},
+		{"NewUploadSession", reflect.TypeFor[NewUploadSession]()},
+		{"UploadSession", reflect.TypeFor[UploadSession]()},
 		{"Error", reflect.TypeFor[errs.Body]()},
 		{"ErrorDetail", reflect.TypeFor[errs.Detail]()},
 	}
@@ -414,6 +416,11 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		{"get /api/v1/messages/{id}/resources/{cid}", http.StatusPartialContent},
 		{"get /api/v1/messages/{id}/resources/{cid}", http.StatusNotModified},
 		{"get /api/v1/changes", http.StatusGone},
+		{"post /api/v1/uploads", http.StatusCreated},
+		{"patch /api/v1/uploads/{upload_id}", http.StatusCreated},
+		{"patch /api/v1/uploads/{upload_id}", http.StatusConflict},
+		{"patch /api/v1/uploads/{upload_id}", http.StatusRequestEntityTooLarge},
+		{"delete /api/v1/uploads/{upload_id}", http.StatusNoContent},
 	}
 	for _, tt := range tests {
 		if obj(ops[tt.op], "responses")[strconv.Itoa(tt.status)] == nil {
@@ -566,4 +573,31 @@ func allowsNull(s map[string]any) bool {
 		return slices.Contains(typ, any("null"))
 	}
 	return false
+}
+
+// TestOpenAPIEventsAndPaging checks what the generic tests cannot: the
+// events route answers an event stream, listings take page, and the
+// upload PATCH documents its offset header.
+func TestOpenAPIEventsAndPaging(t *testing.T) {
+	doc := loadOpenAPI(t)
+	ops := operations(doc)
+	ok := obj(obj(ops["get /api/v1/events"], "responses"), "200")
+	if obj(obj(ok, "content"), "text/event-stream") == nil {
+		t.Error("get /api/v1/events: 200 is not text/event-stream")
+	}
+	has := func(op, name string) bool {
+		params, _ := ops[op]["parameters"].([]any)
+		for _, p := range params {
+			if deref(t, doc, p)["name"] == name {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("get /api/v1/messages", "page") {
+		t.Error("get /api/v1/messages does not take page")
+	}
+	if !has("patch /api/v1/uploads/{upload_id}", UploadOffsetHeader) {
+		t.Error("patch /api/v1/uploads/{upload_id} does not document Upload-Offset")
+	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 	"github.com/pullmail/pullmail/resource"
+	"github.com/pullmail/pullmail/upload"
 )
 
 // Config is what a Service needs.
@@ -48,6 +49,15 @@ type Config struct {
 	// Outbound queues copies for other domains; nil refuses them with
 	// remote_recipient.
 	Outbound Outbound
+	// Staging holds resumable uploads (§8.14); nil: not offered.
+	Staging upload.Staging
+	// Events wakes event streams on this process's commits; nil: the
+	// streams only poll.
+	Events *Hub
+	// EventPoll is how often an event stream polls the store's cursor, to
+	// see writers in other processes (default 3s); EventPing how often it
+	// sends a keep-alive (default 25s).
+	EventPoll, EventPing time.Duration
 }
 
 // Service implements API for the principal in each call's context.
@@ -68,6 +78,12 @@ func New(cfg Config) *Service {
 	}
 	if cfg.UploadTTL <= 0 {
 		cfg.UploadTTL = 7 * 24 * time.Hour
+	}
+	if cfg.EventPoll <= 0 {
+		cfg.EventPoll = 3 * time.Second
+	}
+	if cfg.EventPing <= 0 {
+		cfg.EventPing = 25 * time.Second
 	}
 	return &Service{cfg: cfg, log: cfg.Log} // the server's logger names the domain
 }
@@ -91,7 +107,11 @@ func (s *Service) Me(ctx context.Context) (Me, error) {
 	if err != nil {
 		return Me{}, err
 	}
-	return Me{Address: p.Address, Domain: s.cfg.Domain}, nil
+	features := []string{"events", "paging"}
+	if s.cfg.Staging != nil {
+		features = append(features, "uploads")
+	}
+	return Me{Address: p.Address, Domain: s.cfg.Domain, Features: features}, nil
 }
 
 // Upload implements API.
@@ -349,11 +369,9 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 	}
 
 	now := s.now()
-	thread := ""
-	if irt := d.inReplyTo(); irt != "" {
-		if prev, err := tx.MessagesByMessageID(ctx, p.UserID, irt); err == nil && len(prev) > 0 && prev[0].ThreadID != "" {
-			thread = prev[0].ThreadID
-		}
+	thread, err := s.threadOf(ctx, tx, p.UserID, d)
+	if err != nil {
+		return row, 0, err
 	}
 	if thread == "" {
 		thread = placeholder.NewMessageID(s.cfg.Domain)
@@ -481,19 +499,31 @@ func (s *Service) List(ctx context.Context, opt ListOptions) (List, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
+	lo := meta.ListOptions{Folder: folder, Limit: limit + 1} // one more: is there a next page?
+	if opt.Page != "" {
+		pf, key, err := decodePage(opt.Page)
+		if err != nil || pf != folder {
+			return List{}, errs.E(errs.Invalid, "bad_page", "page is not a next_page token of this folder's listing")
+		}
+		lo.After = &key
+	}
 	var rows []meta.Message
 	var cursor int64
 	err = s.cfg.Meta.View(ctx, func(r meta.Reader) error {
 		if cursor, err = r.Cursor(ctx); err != nil {
 			return err
 		}
-		rows, err = r.Messages(ctx, p.UserID, meta.ListOptions{Folder: folder, Limit: limit})
+		rows, err = r.Messages(ctx, p.UserID, lo)
 		return err
 	})
 	if err != nil {
 		return List{}, storeErr(err, "listing failed")
 	}
 	out := List{Messages: make([]Message, 0, len(rows)), Cursor: strconv.FormatInt(cursor, 10)}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		out.NextPage = encodePage(folder, meta.KeyOf(rows[limit-1]))
+	}
 	for _, row := range rows {
 		out.Messages = append(out.Messages, s.view(row, false))
 	}
@@ -510,7 +540,13 @@ func (s *Service) Get(ctx context.Context, id string) (Message, error) {
 	if err != nil {
 		return Message{}, storeErr(err, "reading the message failed")
 	}
-	return s.view(row, true), nil
+	v := s.view(row, true)
+	if env, err := s.cfg.Meta.Envelope(ctx, p.UserID, id); err == nil {
+		v.Chain = chainView(env)
+	} else if !errors.Is(err, meta.ErrNotFound) {
+		return Message{}, storeErr(err, "reading the message failed")
+	}
+	return v, nil
 }
 
 // Lookup implements API.
@@ -638,6 +674,11 @@ func (s *Service) CollectGarbage(ctx context.Context, grace time.Duration) (remo
 	now := s.now()
 	if _, err := s.cfg.Meta.PruneUploads(ctx, now.Add(-s.cfg.UploadTTL)); err != nil {
 		return 0, fmt.Errorf("pruning uploads: %w", err)
+	}
+	if s.cfg.Staging != nil {
+		if _, err := s.cfg.Staging.Expire(ctx, now); err != nil {
+			s.log.Error("expiring upload sessions", "err", err) // the rest of the collection still runs
+		}
 	}
 	var victims []resource.ID
 	err = s.cfg.Resources.Enumerate(ctx, func(info resource.Info) error {

@@ -31,7 +31,8 @@ type API interface {
 	Send(ctx context.Context, id string) (Message, error)
 	// SetSeen marks a message read or unread.
 	SetSeen(ctx context.Context, id string, seen bool) (Message, error)
-	// List lists a folder, newest first, with the sync cursor it is current at.
+	// List lists a folder, newest first, with the sync cursor it is current
+	// at, one page at a time (ListOptions.Page, List.NextPage).
 	List(ctx context.Context, opt ListOptions) (List, error)
 	// Get returns one message with its Placeholder Message.
 	Get(ctx context.Context, id string) (Message, error)
@@ -44,12 +45,33 @@ type API interface {
 	// Download opens a resource through a message of the user's that
 	// references it. The caller closes the reader.
 	Download(ctx context.Context, id string, cid resource.ID) (io.ReadCloser, Attachment, error)
+	// Events calls fn with the user's latest cursor, then whenever their
+	// change log advances, until ctx ends (docs/PROTOCOL.md §8.13).
+	Events(ctx context.Context, fn func(Event) error) error
+	// CreateUpload starts a resumable upload (docs/PROTOCOL.md §8.14).
+	CreateUpload(ctx context.Context, req NewUploadSession) (UploadSession, error)
+	// UploadStatus tells how many bytes of an upload the server holds.
+	UploadStatus(ctx context.Context, id string) (UploadSession, error)
+	// AppendUpload sends the bytes of an upload from offset on; the bytes
+	// that arrive count even when r fails. The last byte commits the
+	// resource (ContentID set).
+	AppendUpload(ctx context.Context, id string, offset int64, r io.Reader) (UploadSession, error)
+	// DeleteUpload abandons an upload.
+	DeleteUpload(ctx context.Context, id string) error
+	// Forward passes a message on (docs/PROTOCOL.md §8.16, §12).
+	Forward(ctx context.Context, id string, req ForwardRequest) (Forwarded, error)
+	// Stat reports a resource the user holds, which a new message may
+	// reference without uploading it again.
+	Stat(ctx context.Context, cid resource.ID) (Upload, error)
 }
 
 // Me describes the signed-in user.
 type Me struct {
 	Address string `json:"address"`
 	Domain  string `json:"domain"`
+	// Features lists what this server offers beyond the base API:
+	// "events" (§8.13), "uploads" (§8.14), "paging" (§8.10.2).
+	Features []string `json:"features"`
 }
 
 // UploadOptions declares what the uploaded bytes must be. A mismatch fails the
@@ -100,6 +122,12 @@ type Message struct {
 	HTML         *Attachment     `json:"html,omitempty"` // the inline text/html body, if any
 	Attachments  []Attachment    `json:"attachments"`
 	Placeholder  json.RawMessage `json:"placeholder,omitempty"`
+	// Forward is set on a copy that came by a forward, and on the record
+	// of a forward in sent: who forwarded it, to whom, and their note.
+	Forward *ForwardInfo `json:"forward,omitempty"`
+	// Chain is the chain of signed envelopes a received copy arrived with,
+	// oldest hop (the author's) first (Get only; docs/PROTOCOL.md §12).
+	Chain []ChainHop `json:"chain,omitempty"`
 
 	all []Attachment // every resource leaf, inline bodies included
 }
@@ -108,6 +136,7 @@ type Message struct {
 type ListOptions struct {
 	Folder string // inbox (default), sent or drafts
 	Limit  int    // <= 0: the server's default (1000)
+	Page   string // a List.NextPage: the page after it; "": the newest
 }
 
 // List is a folder listing.
@@ -116,6 +145,9 @@ type List struct {
 	// Cursor is the sync cursor the listing is current at: Changes(Cursor)
 	// returns what happens after it.
 	Cursor string `json:"cursor"`
+	// NextPage, when set, is the token of the next (older) page: pass it
+	// as ListOptions.Page. Absent when nothing older remains.
+	NextPage string `json:"next_page,omitempty"`
 }
 
 // Change is one entry of the sync protocol.

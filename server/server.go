@@ -35,6 +35,8 @@ import (
 	"github.com/pullmail/pullmail/mta"
 	"github.com/pullmail/pullmail/resource/fsstore"
 	"github.com/pullmail/pullmail/tlsca"
+	"github.com/pullmail/pullmail/upload"
+	"github.com/pullmail/pullmail/webui"
 )
 
 // Config configures one domain's server. Zero values are the defaults.
@@ -100,10 +102,14 @@ type Server struct {
 	MTA       *mta.MTA
 	Keys      *keys.Set
 	Registry  *prometheus.Registry
-	log       *slog.Logger
-	tls       *tls.Config
-	handler   http.Handler
-	url       atomic.Value // string
+	// Events wakes the mailbox's event streams on every commit that
+	// advances a user's change log (docs/PROTOCOL.md §8.13).
+	Events  *mailbox.Hub
+	Uploads *upload.FS // resumable upload sessions, DATA/uploads
+	log     *slog.Logger
+	tls     *tls.Config
+	handler http.Handler
+	url     atomic.Value // string
 }
 
 // Open opens the data directory and builds the server; it does not listen
@@ -185,9 +191,17 @@ func (s *Server) open(ctx context.Context) error {
 	if err := s.openMTA(); err != nil {
 		return err
 	}
+	// Every writer of this process (mailbox, inbound, MTA) commits through
+	// s.Meta: its commit callback wakes the users' event streams.
+	s.Events = mailbox.NewHub()
+	s.Meta.OnCommit(s.Events.Publish)
+	if s.Uploads, err = upload.NewFS(filepath.Join(cfg.DataDir, "uploads")); err != nil {
+		return fmt.Errorf("upload sessions: %w", err)
+	}
 	s.Mailbox = mailbox.New(mailbox.Config{
 		Domain: domain, Meta: s.Meta, Resources: s.Store, Log: s.log, Clock: cfg.Clock,
 		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry), Outbound: outbound{s.MTA},
+		Staging: s.Uploads, Events: s.Events,
 	})
 	// The AS's access tokens first, then admin-made tokens (pullmail token create).
 	authn := auth.Chain{s.Authz.Authenticator(), &auth.Tokens{Meta: s.Meta, Clock: cfg.Clock}}
@@ -222,6 +236,12 @@ func (s *Server) open(ctx context.Context) error {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(mailbox.OpenAPI)
 	})
+	// The webmail (docs/PROTOCOL.md §8.15): /webmail/, and / and /webmail
+	// redirect there.
+	web := webui.Handler()
+	mux.Handle(webui.Prefix, web)
+	mux.Handle("/webmail", web)
+	mux.Handle("GET /{$}", web)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		errs.WriteHTTP(w, errs.E(errs.NotFound, "no_route", "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -346,6 +366,23 @@ func (o outbound) QueueSend(ctx context.Context, tx meta.Tx, author string, sent
 	return nil
 }
 
+// QueueForward hands a chain forward's copies to the MTA (mailbox.Forwarder).
+func (o outbound) QueueForward(ctx context.Context, tx meta.Tx, forwarder string, record meta.Message, hop mailbox.ForwardHop, copies []mailbox.ForwardCopy) error {
+	hdr, err := mta.Hop(hop).Header()
+	if err != nil {
+		return fmt.Errorf("forward hop: %w", err)
+	}
+	fs := make([]mta.Forward, len(copies))
+	for i, c := range copies {
+		fs[i] = mta.Forward{Domain: c.Domain, Placeholder: c.Placeholder, Chain: c.Chain, Hop: hdr, Recipients: c.Recipients}
+	}
+	if err := o.m.QueueForward(ctx, tx, forwarder, record, fs); err != nil {
+		return err
+	}
+	o.m.Kick()
+	return nil
+}
+
 // federation mounts the receiving side of federation (docs/PROTOCOL.md
 // §11.2, §11.3): pushes from other domains' MTAs, and their pulls of this
 // domain's resources.
@@ -358,8 +395,12 @@ func (s *Server) federation(mux *http.ServeMux) error {
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
 	}
+	served := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullmail_origin_served_total",
+		Help: "Resources served to other domains' pulls, by recipient domain."}, []string{"domain"})
+	s.Registry.MustRegister(served)
 	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: base, FetchURL: base + inbound.PathResources, Meta: s.Meta,
-		Resources: s.Store, Keys: s.Keys, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log})
+		Resources: s.Store, Keys: s.Keys, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Domain: s.Domain,
+		Remote: s.Discovery, Served: func(d string) { served.WithLabelValues(d).Inc() }})
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
@@ -492,6 +533,8 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	if s.MTA != nil {
 		go s.MTA.Run(gcCtx)
 	}
+	// Event streams never end by themselves: shutting down ends them.
+	srv.RegisterOnShutdown(s.Events.Close)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	if ready != nil {
