@@ -1,0 +1,166 @@
+// End-to-end test of the webmail in Debian's headless Chromium, driven by
+// playwright-core (no browser download):
+//
+//   node e2e/webmail.e2e.mjs DEV_DATA_DIR OUT_DIR
+//
+// DEV_DATA_DIR is the directory of a running 'pullmail dev' (its dev.json
+// lists the domains, servers and users with passwords). alice@a.test signs
+// in through the real login page and sends carol@b.test a message with a
+// few MiB attachment; carol, signed in on b.test in another context, sees
+// it arrive without reloading, opens it, downloads the attachment (checked
+// byte for byte with SHA-256), then reads it again offline. Screenshots go
+// to OUT_DIR. Exits non-zero on any failure.
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { chromium } from 'playwright-core';
+
+const [dataDir, outDir] = process.argv.slice(2);
+if (!dataDir || !outDir) {
+  console.error('usage: node e2e/webmail.e2e.mjs DEV_DATA_DIR OUT_DIR');
+  process.exit(2);
+}
+mkdirSync(outDir, { recursive: true });
+const dev = JSON.parse(readFileSync(join(dataDir, 'dev.json'), 'utf8'));
+const A = dev.domains['a.test'].url;
+const B = dev.domains['b.test'].url;
+const alice = { addr: 'alice@a.test', ...dev.users['alice@a.test'] };
+const carol = { addr: 'carol@b.test', ...dev.users['carol@b.test'] };
+const TIMEOUT = 90_000;
+
+function log(...a) {
+  console.log(new Date().toISOString().slice(11, 23), ...a);
+}
+
+// spki returns the base64 SHA-256 of a server certificate's public key, for
+// --ignore-certificate-errors-spki-list: Chromium then accepts the sandbox's
+// certificates as valid, which service workers need.
+function spki(url) {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: u.hostname, port: Number(u.port), rejectUnauthorized: false, servername: undefined }, () => {
+      const der = s.getPeerCertificate(true).raw;
+      s.end();
+      const key = new X509Certificate(der).publicKey.export({ type: 'spki', format: 'der' });
+      resolve(createHash('sha256').update(key).digest('base64'));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(outDir, `${name}.png`), fullPage: false });
+  log('screenshot', name);
+}
+
+async function signIn(browser, origin, user, name) {
+  const ctx = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 800 } });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => log(`[${name}] page error:`, e.message));
+  page.on('console', (m) => m.type() === 'error' && log(`[${name}] console:`, m.text()));
+  await page.goto(`${origin}/webmail/`);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/oauth\/authorize/);
+  await page.fill('#username', user.addr);
+  await page.fill('#password', user.password);
+  if (name === 'alice') await shot(page, '01-sign-in');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign out' }).waitFor({ timeout: TIMEOUT });
+  await page.getByText(user.addr).first().waitFor();
+  log(`${user.addr} signed in`);
+  return { ctx, page };
+}
+
+const work = mkdtempSync(join(tmpdir(), 'webmail-e2e-'));
+let browser;
+try {
+  const keys = [...new Set([await spki(A), await spki(B)])];
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      `--ignore-certificate-errors-spki-list=${keys.join(',')}`,
+    ],
+  });
+
+  // carol first: the message must arrive while she looks.
+  const c = await signIn(browser, B, carol, 'carol');
+  const a = await signIn(browser, A, alice, 'alice');
+  await shot(a.page, '02-inbox-alice');
+
+  const payload = randomBytes(3 * 1024 * 1024 + 12345);
+  const want = createHash('sha256').update(payload).digest('hex');
+  const file = join(work, 'random.bin');
+  writeFileSync(file, payload);
+  const subject = `Webmail e2e ${Date.now()}`;
+  const text = 'Hello Carol,\nthis came through the webmail with an attachment.';
+
+  await a.page.getByRole('button', { name: 'Compose' }).click();
+  await a.page.fill('#to', 'Carol <carol@b.test>');
+  await a.page.fill('#subject', subject);
+  await a.page.fill('#body', text);
+  await a.page.setInputFiles('#files', file);
+  await a.page.getByText('uploaded').waitFor({ timeout: TIMEOUT });
+  await a.page.getByText(/Draft saved/).waitFor({ timeout: TIMEOUT });
+  await shot(a.page, '03-compose');
+  await a.page.getByRole('button', { name: 'Send' }).click();
+  await a.page.getByTestId('compose').waitFor({ state: 'detached', timeout: TIMEOUT });
+  log('sent');
+
+  // carol: no reload; SSE (or polling) brings it.
+  const row = c.page.getByRole('option').filter({ hasText: subject });
+  await row.waitFor({ timeout: TIMEOUT });
+  log('arrived in carol’s inbox');
+  await shot(c.page, '04-inbox-carol');
+  await row.click();
+  const conv = c.page.getByTestId('conversation');
+  await conv.getByText('this came through the webmail').waitFor({ timeout: TIMEOUT });
+  // The attachment is pulled from a.test: wait until the message is complete.
+  await c.page.waitForFunction(() => !document.querySelector('[data-testid="conversation"]')?.textContent?.includes('fetching…'), null, { timeout: TIMEOUT });
+  await shot(c.page, '05-message');
+  const [dl] = await Promise.all([
+    c.page.waitForEvent('download', { timeout: TIMEOUT }),
+    conv.getByRole('button', { name: 'Download random.bin' }).click(),
+  ]);
+  const got = createHash('sha256').update(readFileSync(await dl.path())).digest('hex');
+  if (got !== want) throw new Error(`downloaded attachment differs: sha256 ${got}, want ${want}`);
+  log('attachment byte-identical, sha256', got);
+
+  // Offline: the app shell from the service worker, the mail from IndexedDB.
+  await c.page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  await c.page.reload(); // be controlled by the service worker
+  await c.page.getByRole('button', { name: 'Sign out' }).waitFor({ timeout: TIMEOUT });
+  await c.ctx.setOffline(true);
+  await c.page.reload();
+  await c.page.getByText('Offline').first().waitFor({ timeout: TIMEOUT });
+  await c.page.getByRole('option').filter({ hasText: subject }).click();
+  await c.page.getByTestId('conversation').getByText('this came through the webmail').waitFor({ timeout: TIMEOUT });
+  await shot(c.page, '06-offline');
+  log('readable offline');
+  await c.ctx.setOffline(false);
+
+  // Phone width: one pane at a time.
+  await c.page.setViewportSize({ width: 390, height: 800 });
+  await shot(c.page, '07-phone-message');
+
+  // Sign-out revokes and clears the local copy.
+  await a.page.getByRole('button', { name: 'Sign out' }).click();
+  await a.page.getByRole('button', { name: 'Sign in' }).waitFor();
+  log('alice signed out');
+  console.log('webmail e2e: 1 passed, 0 failed');
+} catch (e) {
+  console.error('webmail e2e FAILED:', e);
+  process.exitCode = 1;
+} finally {
+  await browser?.close();
+  rmSync(work, { recursive: true, force: true });
+}

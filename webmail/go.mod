@@ -1,0 +1,3 @@
+module github.com/pullmail/pullmail/webmail/frontend
+
+go 1.26

@@ -1,0 +1,283 @@
+// The compose form: recipients checked as typed, attachments uploaded at
+// once (resumable, with a progress bar), the draft saved as you type.
+import { useCallback, useEffect, useRef, useState, type FormEvent } from 'react';
+import styled from 'styled-components';
+import { checkList, formatAddress } from '../lib/address';
+import type { ComposeInit } from '../lib/compose';
+import type { MailController } from '../lib/controller';
+import { buildDraft, leafOf, type Leaf } from '../lib/placeholder';
+import { ApiError, type Attachment, type Message } from '../lib/types';
+import { resumableUpload } from '../lib/upload';
+import { Button, Muted, formatSize } from './common';
+import { theme } from './theme';
+
+const Form = styled.form`
+  display: flex;
+  flex-direction: column;
+  gap: 0.6rem;
+  padding: 1rem;
+  overflow-y: auto;
+  flex: 1;
+  h2 { margin: 0; font-size: 1.3rem; }
+  label { font-weight: 600; display: block; margin-bottom: 0.15rem; }
+  input[type='text'], input[type='email'], textarea {
+    width: 100%; padding: 0.5rem; border: 1px solid ${theme.muted}; border-radius: 6px; background: #fff; color: ${theme.text};
+  }
+  input[aria-invalid='true'] { border-color: ${theme.danger}; }
+  textarea { min-height: 12rem; resize: vertical; }
+  .err { color: ${theme.danger}; margin: 0.2rem 0 0; font-size: 0.9rem; }
+  .row { display: flex; gap: 0.5rem; align-items: center; flex-wrap: wrap; }
+  ul { list-style: none; padding: 0; margin: 0; }
+  li { padding: 0.3rem 0; }
+  progress { width: 12rem; height: 0.8rem; vertical-align: middle; }
+`;
+
+interface Att {
+  key: string;
+  name: string;
+  type: string;
+  size: number;
+  sent: number;
+  leaf?: Leaf;
+  error?: string;
+  file?: File;
+  from?: { message: string; attachment: Attachment }; // forwarded from a message
+}
+
+export interface ComposeProps {
+  ctl: MailController;
+  init: ComposeInit;
+  draft?: Message; // editing an existing draft
+  forwardFrom?: string; // the message whose attachments a forward carries
+  onClose: (sent: boolean) => void;
+}
+
+let seq = 0;
+
+export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps) {
+  const api = ctl.api;
+  const [to, setTo] = useState(init.to);
+  const [cc, setCc] = useState(init.cc);
+  const [bcc, setBcc] = useState(init.bcc);
+  const [subject, setSubject] = useState(init.subject);
+  const [text, setText] = useState(init.text);
+  const [atts, setAtts] = useState<Att[]>(() =>
+    init.forwarded.map((a) => ({ key: `f${seq++}`, name: a.filename || a.content_id, type: a.content_type, size: a.size, sent: a.size, leaf: leafOf(a), from: forwardFrom ? { message: forwardFrom, attachment: a } : undefined })),
+  );
+  const [status, setStatus] = useState(draft ? 'Draft' : '');
+  const [error, setError] = useState('');
+  const [touched, setTouched] = useState(false);
+  const [sending, setSending] = useState(false);
+  const draftRef = useRef<{ id: string; messageId: string } | null>(draft ? { id: draft.id, messageId: draft.message_id } : null);
+  const saving = useRef<Promise<void>>(Promise.resolve());
+  const dirty = useRef(false);
+  const attsRef = useRef(atts);
+  attsRef.current = atts;
+
+  const checks = { to: checkList(to), cc: checkList(cc), bcc: checkList(bcc) };
+  const fieldsRef = useRef({ checks, subject, text });
+  fieldsRef.current = { checks, subject, text };
+
+  const patchAtt = (key: string, p: Partial<Att>) => setAtts((xs) => xs.map((x) => (x.key === key ? { ...x, ...p } : x)));
+
+  // save writes the draft (create, then replace); saves run one at a time.
+  const save = useCallback((): Promise<void> => {
+    saving.current = saving.current.then(async () => {
+      const f = fieldsRef.current;
+      const body = await api.uploadSmall(new TextEncoder().encode(f.text));
+      const fmt = (c: ReturnType<typeof checkList>) => c.addresses.map(formatAddress);
+      const leaves = attsRef.current.filter((a) => a.leaf).map((a) => a.leaf!);
+      const doc = buildDraft({
+        to: fmt(f.checks.to),
+        cc: fmt(f.checks.cc),
+        bcc: fmt(f.checks.bcc),
+        subject: f.subject,
+        inReplyTo: init.inReplyTo,
+        references: init.references,
+        messageId: draftRef.current?.messageId,
+        text: { contentId: body.content_id, size: body.size, contentType: 'text/plain; charset=UTF-8' },
+        attachments: leaves,
+      });
+      const m = draftRef.current ? await api.updateDraft(draftRef.current.id, doc) : await api.createDraft(doc);
+      draftRef.current = { id: m.id, messageId: m.message_id };
+      ctl.update(m);
+      dirty.current = false;
+      setStatus(`Draft saved ${new Date().toLocaleTimeString()}`);
+    });
+    return saving.current;
+  }, [api, ctl, init]);
+
+  const trySave = useCallback(async () => {
+    try {
+      await save();
+      setError('');
+    } catch (e) {
+      saving.current = Promise.resolve();
+      if (e instanceof ApiError && e.code === 'unknown_resource') {
+        await reuploadForwarded();
+        return;
+      }
+      setStatus(e instanceof TypeError ? 'Offline: draft not saved yet' : `Draft not saved: ${e instanceof Error ? e.message : e}`);
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [save]);
+
+  // Saved as you type: 1.5 s after the last change.
+  useEffect(() => {
+    if (!touched) return;
+    dirty.current = true;
+    const t = setTimeout(() => void trySave(), 1500);
+    return () => clearTimeout(t);
+  }, [to, cc, bcc, subject, text, atts.length, touched, trySave]);
+
+  async function upload(a: Att, blob: Blob) {
+    try {
+      let r;
+      try {
+        r = await resumableUpload(blob, api.uploads, { onProgress: (n) => patchAtt(a.key, { sent: n }) });
+      } catch (e) {
+        if (!(e instanceof ApiError && e.status === 404)) throw e;
+        r = await api.uploadWhole(blob, (n) => patchAtt(a.key, { sent: n })); // a server without resumable uploads
+      }
+      const leaf: Leaf = { contentId: r.content_id, size: r.size, contentType: a.type || 'application/octet-stream', disposition: 'attachment', filename: a.name };
+      patchAtt(a.key, { leaf, sent: a.size, error: undefined });
+      setTouched(true);
+    } catch (e) {
+      patchAtt(a.key, { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  // reuploadForwarded: the server would not let the draft reference a
+  // forwarded attachment directly, so the bytes go up again.
+  async function reuploadForwarded() {
+    const fwd = attsRef.current.filter((a) => a.from);
+    if (fwd.length === 0) return;
+    setStatus('Copying forwarded attachments…');
+    for (const a of fwd) {
+      patchAtt(a.key, { leaf: undefined, sent: 0, from: undefined });
+      const blob = await api.download(a.from!.message, a.from!.attachment.content_id);
+      await upload(a, blob);
+    }
+    await trySave();
+  }
+
+  function addFiles(files: FileList | null) {
+    if (!files) return;
+    for (const file of Array.from(files)) {
+      const a: Att = { key: `a${seq++}`, name: file.name, type: file.type || 'application/octet-stream', size: file.size, sent: 0, file };
+      setAtts((xs) => [...xs, a]);
+      void upload(a, file);
+    }
+  }
+
+  const invalid = [...checks.to.invalid, ...checks.cc.invalid, ...checks.bcc.invalid];
+  const uploading = atts.some((a) => !a.leaf && !a.error);
+  const noRecipient = checks.to.addresses.length + checks.cc.addresses.length + checks.bcc.addresses.length === 0;
+
+  async function onSend(e: FormEvent) {
+    e.preventDefault();
+    if (invalid.length || noRecipient) {
+      setError(noRecipient ? 'Add at least one recipient.' : `Not an address: ${invalid.join(', ')}`);
+      return;
+    }
+    if (uploading) {
+      setError('Wait for the attachments to finish uploading.');
+      return;
+    }
+    setSending(true);
+    setError('');
+    try {
+      await save();
+      const sent = await api.sendDraft(draftRef.current!.id);
+      ctl.update(sent);
+      void ctl.sync();
+      onClose(true);
+    } catch (err) {
+      saving.current = Promise.resolve();
+      if (err instanceof ApiError && err.code === 'unknown_resource' && atts.some((a) => a.from)) {
+        await reuploadForwarded();
+        setError('Forwarded attachments were copied; press Send again.');
+      } else {
+        setError(err instanceof Error ? err.message : String(err));
+      }
+    } finally {
+      setSending(false);
+    }
+  }
+
+  async function onDiscard() {
+    if (draftRef.current) {
+      try {
+        await saving.current.catch(() => {});
+        await api.remove(draftRef.current.id);
+        ctl.forget(draftRef.current.id);
+      } catch {
+        /* offline: the draft stays */
+      }
+    }
+    onClose(false);
+  }
+
+  const field = (id: string, label: string, value: string, set: (v: string) => void, bad: string[]) => (
+    <div>
+      <label htmlFor={id}>{label}</label>
+      <input
+        id={id}
+        type="text"
+        inputMode="email"
+        autoComplete="email"
+        value={value}
+        aria-invalid={bad.length > 0}
+        aria-describedby={bad.length ? `${id}-err` : undefined}
+        onChange={(e) => {
+          set(e.target.value);
+          setTouched(true);
+        }}
+      />
+      {bad.length > 0 && <p className="err" id={`${id}-err`}>Not an address: {bad.join(', ')}</p>}
+    </div>
+  );
+
+  return (
+    <Form onSubmit={onSend} aria-label="Compose" data-testid="compose">
+      <h2>{draft ? 'Edit draft' : init.inReplyTo ? 'Reply' : init.forwarded.length || init.subject.startsWith('Fwd') ? 'Forward' : 'New message'}</h2>
+      {field('to', 'To', to, setTo, checks.to.invalid)}
+      {field('cc', 'Cc', cc, setCc, checks.cc.invalid)}
+      {field('bcc', 'Bcc', bcc, setBcc, checks.bcc.invalid)}
+      <div>
+        <label htmlFor="subject">Subject</label>
+        <input id="subject" type="text" value={subject} onChange={(e) => { setSubject(e.target.value); setTouched(true); }} />
+      </div>
+      <div>
+        <label htmlFor="body">Message</label>
+        <textarea id="body" value={text} onChange={(e) => { setText(e.target.value); setTouched(true); }} />
+      </div>
+      <div>
+        <label htmlFor="files">Attachments</label>
+        <input id="files" type="file" multiple onChange={(e) => { addFiles(e.target.files); e.target.value = ''; }} />
+        <ul aria-label="Attached files">
+          {atts.map((a) => (
+            <li key={a.key}>
+              <span>{a.name}</span> <Muted>({formatSize(a.size)})</Muted>{' '}
+              {a.error ? (
+                <span className="err" role="alert">upload failed: {a.error} <Button type="button" onClick={() => { patchAtt(a.key, { error: undefined, sent: 0 }); if (a.file) void upload(a, a.file); }}>Retry</Button></span>
+              ) : a.leaf ? (
+                <Muted>uploaded</Muted>
+              ) : (
+                <progress max={a.size || 1} value={a.sent} aria-label={`Uploading ${a.name}`} />
+              )}{' '}
+              <Button type="button" aria-label={`Remove ${a.name}`} onClick={() => { setAtts((xs) => xs.filter((x) => x.key !== a.key)); setTouched(true); }}>Remove</Button>
+            </li>
+          ))}
+        </ul>
+      </div>
+      {error && <p className="err" role="alert">{error}</p>}
+      <div className="row">
+        <Button type="submit" $primary disabled={sending}>{sending ? 'Sending…' : 'Send'}</Button>
+        <Button type="button" onClick={() => { if (dirty.current) void trySave(); onClose(false); }}>Close</Button>
+        <Button type="button" onClick={onDiscard}>Discard</Button>
+        <Muted role="status" aria-live="polite">{status}</Muted>
+      </div>
+    </Form>
+  );
+}

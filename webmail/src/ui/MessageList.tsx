@@ -1,0 +1,99 @@
+// The message list: a listbox the arrow keys move through (Home/End too);
+// Enter or a click opens the message.
+import { useEffect, useRef, type KeyboardEvent } from 'react';
+import styled from 'styled-components';
+import { displayName } from '../lib/address';
+import type { Folder, Message } from '../lib/types';
+import { formatDate } from './common';
+import { theme } from './theme';
+
+const List = styled.ul`
+  list-style: none;
+  margin: 0;
+  padding: 0;
+  overflow-y: auto;
+  flex: 1;
+`;
+
+const Row = styled.li<{ $selected: boolean; $unread: boolean }>`
+  display: grid;
+  grid-template-columns: 1fr auto;
+  gap: 0 0.5rem;
+  padding: 0.6rem 0.9rem;
+  border-bottom: 1px solid ${theme.border};
+  cursor: pointer;
+  background: ${(p) => (p.$selected ? theme.accentSoft : 'transparent')};
+  border-left: 4px solid ${(p) => (p.$unread ? theme.accent : 'transparent')};
+  font-weight: ${(p) => (p.$unread ? 600 : 400)};
+  &:focus-visible { outline-offset: -3px; }
+  .from, .subject { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  .date, .status { color: ${theme.muted}; font-size: 0.85rem; font-weight: 400; text-align: right; }
+  .subject { grid-column: 1; color: ${theme.text}; }
+`;
+
+const statusLabel: Record<string, string> = { fetching: 'fetching…', failed: 'failed', draft: 'draft' };
+
+interface Props {
+  folder: Folder;
+  messages: Message[];
+  selected: string | null;
+  onSelect: (id: string) => void;
+  onOpen: (id: string) => void;
+}
+
+export function MessageList({ folder, messages, selected, onSelect, onOpen }: Props) {
+  const ref = useRef<HTMLUListElement>(null);
+  const index = Math.max(0, messages.findIndex((m) => m.id === selected));
+
+  useEffect(() => {
+    const el = ref.current?.querySelector<HTMLElement>(`[data-id="${CSS.escape(selected ?? '')}"]`);
+    if (el && ref.current?.contains(document.activeElement)) el.focus();
+  }, [selected]);
+
+  function onKey(e: KeyboardEvent) {
+    let next = -1;
+    if (e.key === 'ArrowDown') next = Math.min(messages.length - 1, index + 1);
+    else if (e.key === 'ArrowUp') next = Math.max(0, index - 1);
+    else if (e.key === 'Home') next = 0;
+    else if (e.key === 'End') next = messages.length - 1;
+    else if (e.key === 'Enter' && messages[index]) {
+      e.preventDefault();
+      onOpen(messages[index]!.id);
+      return;
+    }
+    if (next >= 0 && messages[next]) {
+      e.preventDefault();
+      onSelect(messages[next]!.id);
+    }
+  }
+
+  if (messages.length === 0) return <p style={{ padding: '1rem', color: theme.muted }}>No messages in {folder}.</p>;
+  return (
+    <List ref={ref} role="listbox" aria-label={`Messages in ${folder}`} onKeyDown={onKey} data-testid="message-list">
+      {messages.map((m, i) => {
+        const who = folder === 'inbox' ? displayName(m.from) : m.to.map(displayName).join(', ') || '(no recipient)';
+        return (
+          <Row
+            key={m.id}
+            data-id={m.id}
+            role="option"
+            aria-selected={m.id === selected}
+            tabIndex={i === index ? 0 : -1}
+            $selected={m.id === selected}
+            $unread={!m.seen && folder === 'inbox'}
+            onClick={() => onOpen(m.id)}
+            onFocus={() => m.id !== selected && onSelect(m.id)}
+          >
+            <span className="from">
+              {!m.seen && folder === 'inbox' && <span className="visually-hidden">Unread, </span>}
+              {who}
+            </span>
+            <span className="date">{formatDate(m.date ?? m.updated)}</span>
+            <span className="subject">{m.subject || '(no subject)'}</span>
+            <span className="status">{statusLabel[m.status] ?? ''}{m.attachments.length > 0 ? (statusLabel[m.status] ? ' · ' : '') + 'attachment' : ''}</span>
+          </Row>
+        );
+      })}
+    </List>
+  );
+}
