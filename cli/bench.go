@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+
+	"github.com/pullmail/pullmail/bench"
+)
+
+// benchSection is the heading of the section of docs/BENCHMARKS.md that
+// 'pullmail bench --out' writes.
+const benchSection = "## Benchmark suite (pullmail bench)"
+
+func init() {
+	// "bench serve" first: find matches commands in order.
+	register(&command{
+		name: "bench serve", args: "-- PROFILE-FILE [serve flags]",
+		short: "serve with a CPU profile (used by pullmail bench --cpuprofile)",
+		long: `Runs 'pullmail serve' with the flags after PROFILE-FILE and writes a CPU profile of the whole
+run to PROFILE-FILE when it ends (SIGINT or SIGTERM). 'pullmail bench --cpuprofile DIR' starts
+its servers this way; serve itself has no profiling flag.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) < 1 || strings.HasPrefix(args[0], "-") {
+					return usagef("want -- PROFILE-FILE [serve flags]")
+				}
+				f, err := os.Create(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				code := Main(ctx, env, append([]string{"serve"}, args[1:]...))
+				pprof.StopCPUProfile()
+				if code != 0 {
+					return fmt.Errorf("serve exited with status %d", code)
+				}
+				return nil
+			}
+		},
+	})
+	register(&command{
+		name: "bench", args: "[--quick] [--peers maddy,mox|none] [--json] [--out FILE] [--cpuprofile DIR]",
+		short: "benchmark Pullmail against maddy, mox and the machine's floors",
+		long: `Runs the benchmark suite of docs/BENCHMARKS.md on loopback, in one run:
+
+  1. one message with a 1 MiB, 50 MiB and 1 GiB attachment: time from send to delivered,
+     bytes on the wire, peak RSS of each server, bytes on disk;
+  2. the same 50 MiB attachment again in a new message: the extra wire and disk bytes;
+  3. fan-out: a 100 MiB attachment to 100 recipients on 5 domains;
+  4. 10,000 small messages, one sender and 16 at once: messages/s, p50/p99 latency;
+  5. the floors: SHA-256 of each file, a plain loopback HTTPS copy, an fsync'd write;
+
+on Pullmail (this binary's 'serve', one process per domain, a DNS server of the run's own)
+and on the SMTP servers maddy v0.8.2 and mox v0.0.15 as the recipients' MX. The peers are
+built on first use from the Go module proxy (go mod download, go build; maddy needs gcc)
+and cached in --cache. They run in a mount namespace of their own whose /etc/resolv.conf
+names a loopback DNS server of the run (needs root): nothing leaves 127.0.0.0/8.
+
+Tables go to stdout (markdown), progress to stderr. --quick runs small sizes (a minute).
+The full mode needs about 20 GiB of free space in --tmp and takes tens of minutes.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			quick := fs.Bool("quick", false, "small sizes and few messages: proves the tool works")
+			peers := fs.String("peers", "maddy,mox", "SMTP `PEERS` to compare with, comma-separated, or none")
+			cacheDef := "pullmail-bench-cache"
+			if d, err := os.UserCacheDir(); err == nil {
+				cacheDef = filepath.Join(d, "pullmail-bench")
+			}
+			cache := fs.String("cache", cacheDef, "`DIR`ectory that keeps the peers' binaries")
+			jsonOut := fs.Bool("json", false, "print the report as JSON instead of tables")
+			out := fs.String("out", "", "write the markdown section to `FILE` (replacing its \""+strings.TrimPrefix(benchSection, "## ")+"\" section if it has one)")
+			cpu := fs.String("cpuprofile", "", "make each Pullmail server write a CPU profile to `DIR`/DOMAIN.cpu.pprof")
+			tmp := fs.String("tmp", "", "`DIR`ectory for the run's data (default: the system's temporary directory)")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) != 0 {
+					return usagef("unexpected arguments: %s", strings.Join(args, " "))
+				}
+				var names []string
+				if *peers != "none" {
+					for _, n := range splitList(*peers) {
+						names = append(names, n)
+					}
+				}
+				bin, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("finding this binary: %w", err)
+				}
+				rep, err := bench.Run(ctx, bench.Options{Binary: bin, Quick: *quick, Peers: names, CacheDir: *cache,
+					CPUProfileDir: *cpu, TempDir: *tmp, Progress: env.Stderr})
+				if err != nil {
+					return err
+				}
+				cmdline := "pullmail bench"
+				if *quick {
+					cmdline += " --quick"
+				}
+				if *peers != "maddy,mox" {
+					cmdline += " --peers " + *peers
+				}
+				var md bytes.Buffer
+				rep.Markdown(&md, cmdline)
+				if *jsonOut {
+					b, err := rep.JSON()
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(env.Stdout, "%s\n", b)
+				} else {
+					env.Stdout.Write(md.Bytes())
+				}
+				if *out != "" {
+					if err := writeBenchSection(*out, md.String()); err != nil {
+						return err
+					}
+					fmt.Fprintf(env.Stderr, "wrote %s\n", *out)
+				}
+				return nil
+			}
+		},
+	})
+}
+
+// writeBenchSection puts body under benchSection in the markdown file at
+// path: in place of the section if the file has it, else before its first
+// second-level heading, else at its end; a new file holds the section alone.
+func writeBenchSection(path, body string) error {
+	section := benchSection + "\n\n" + strings.Trim(body, "\n") + "\n"
+	old, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return writeFileAtomic(path, []byte(section), 0o644)
+	} else if err != nil {
+		return err
+	}
+	lines := strings.SplitAfter(string(old), "\n")
+	start, end := -1, len(lines)
+	for i, l := range lines {
+		t := strings.TrimRight(l, "\n")
+		if start < 0 && t == benchSection {
+			start = i
+			continue
+		}
+		if start >= 0 && strings.HasPrefix(t, "## ") {
+			end = i
+			break
+		}
+	}
+	if start < 0 {
+		end = len(lines)
+		for i, l := range lines {
+			if strings.HasPrefix(l, "## ") {
+				end = i
+				break
+			}
+		}
+		start = end
+	}
+	var b strings.Builder
+	for _, l := range lines[:start] {
+		b.WriteString(l)
+	}
+	b.WriteString(section)
+	if end < len(lines) {
+		b.WriteString("\n")
+	}
+	for _, l := range lines[end:] {
+		b.WriteString(l)
+	}
+	return writeFileAtomic(path, []byte(b.String()), 0o644)
+}
