@@ -177,11 +177,20 @@ func (s *Store) claimJobs(ctx context.Context, kind string, now time.Time, n int
 	if err := checkTimes(now, until); err != nil {
 		return nil, err
 	}
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	var js []meta.Job
+	err := s.write(ctx, func(t *txn) error {
+		var err error
+		js, err = claim(ctx, t.q, kind, now, until, n)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback()
+	return js, nil
+}
+
+// claim is claimJobs's transaction.
+func claim(ctx context.Context, tx querier, kind string, now, until time.Time, n int) ([]meta.Job, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id FROM jobs
 		WHERE kind = ?1 AND state IN ('queued', 'running') AND next_try <= ?2
 		ORDER BY next_try, id LIMIT ?3`, kind, nanos(now), n)
@@ -223,9 +232,6 @@ func (s *Store) claimJobs(ctx context.Context, kind string, now time.Time, n int
 		return nil, fmt.Errorf("claimed %d of %d selected jobs", len(js), len(rank))
 	}
 	slices.SortFunc(js, func(a, b meta.Job) int { return rank[a.ID] - rank[b.ID] })
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
 	return js, nil
 }
 

@@ -48,6 +48,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -78,6 +79,9 @@ type Store struct {
 	onceCalls atomic.Uint64 // UseOnce calls, to sweep expired keys now and then
 	onCommit  atomic.Pointer[func(users []int64)]
 	rdb       *sql.DB // the read pool
+
+	commit   committer // runs every write transaction (commit.go)
+	stopOnce sync.Once
 }
 
 var _ meta.Store = (*Store)(nil)
@@ -167,50 +171,33 @@ func open(ctx context.Context, path string, opt options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
 	}
-	return &Store{reader: reader{q: rdb}, path: path, wdb: wdb, odb: odb, rdb: rdb}, nil
+	s := &Store{reader: reader{q: rdb}, path: path, wdb: wdb, odb: odb, rdb: rdb}
+	s.startCommitter()
+	return s, nil
 }
 
 // Close closes the connections. The last connection to close checkpoints the WAL
 // into the database file.
 func (s *Store) Close() error {
+	s.stopCommitter()
 	return errors.Join(s.rdb.Close(), s.odb.Close(), s.wdb.Close())
 }
 
-// Update runs fn in a write transaction (BEGIN IMMEDIATE on the write
-// connection) and commits if fn returns nil. If fn returns an error, or
-// panics, it rolls back and returns that error, or re-panics. Updates queue
-// for the one write connection, so fn must not call Update itself: it would
-// wait for ever.
+// Update runs fn in a write transaction and commits if fn returns nil. If
+// fn returns an error, or panics, it rolls back and returns that error, or
+// re-panics. Updates that arrive while another commits are committed
+// together, with one fsync, each under a savepoint of its own (group commit,
+// see commit.go): fn runs on the committer's goroutine, its statements are
+// not interrupted when ctx ends, and Update returns only once the commit is
+// synced. Updates queue for the one committer, so fn must not call Update
+// itself: it would wait for ever.
 func (s *Store) Update(ctx context.Context, fn func(meta.Tx) error) error {
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("meta/sqlite: begin write: %w", err)
-	}
-	finished := false
-	defer func() {
-		if !finished { // fn panicked
-			tx.Rollback()
-		}
-	}()
-	t := &txn{reader: reader{q: tx}}
-	err = fn(t)
-	finished = true
-	if err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("meta/sqlite: commit: %w", err)
-	}
-	if fn := s.onCommit.Load(); fn != nil && len(t.changed) > 0 {
-		(*fn)(t.changed)
-	}
-	return nil
+	return s.write(ctx, func(t *txn) error { return fn(t) })
 }
 
-// OnCommit sets fn to be called after every Update that committed changes
-// to users' change logs, with those users' ids (each once), in the
-// committing goroutine: fn must be quick and must not call Update. It sees
+// OnCommit sets fn to be called after every commit that appended to
+// users' change logs, with those users' ids (each once), in the
+// committer's goroutine: fn must be quick and must not call Update. It sees
 // the commits of this Store only; another process writing the same file is
 // not seen (poll Cursor for those). nil removes the callback.
 func (s *Store) OnCommit(fn func(users []int64)) {
@@ -261,28 +248,24 @@ func (s *Store) PruneUploads(ctx context.Context, before time.Time) (int, error)
 // Each affected user's floor rises to the highest seq pruned from their log,
 // so that Changes with an older cursor answers meta.ErrCursorGone.
 func (s *Store) PruneChanges(ctx context.Context, before time.Time) (int, error) {
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("meta/sqlite: prune changes: %w", err)
-	}
-	defer tx.Rollback()
-	at := nanos(before)
-	if _, err := tx.ExecContext(ctx, `
+	var n int64
+	err := s.write(ctx, func(t *txn) error {
+		at := nanos(before)
+		if _, err := t.q.ExecContext(ctx, `
 		UPDATE users SET changes_floor = max(changes_floor,
 			(SELECT max(seq) FROM changes WHERE changes.user_id = users.id AND at < ?1))
 		WHERE id IN (SELECT user_id FROM changes WHERE at < ?1)`, at); err != nil {
-		return 0, fmt.Errorf("meta/sqlite: prune changes: raise floors: %w", err)
-	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE at < ?`, at)
+			return fmt.Errorf("raise floors: %w", err)
+		}
+		res, err := t.q.ExecContext(ctx, `DELETE FROM changes WHERE at < ?`, at)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("meta/sqlite: prune changes: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("meta/sqlite: prune changes: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("meta/sqlite: prune changes: commit: %w", err)
 	}
 	return int(n), nil
 }
