@@ -47,6 +47,10 @@ func New(base, token, caFile string) (*Client, error) {
 	// client gains nothing from multiplexing.
 	tr.ForceAttemptHTTP2 = false
 	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	// One server, maybe many requests at once (a program sending in
+	// parallel): keep their connections rather than the default two, which
+	// makes every request beyond those pay a new TLS handshake.
+	tr.MaxIdleConnsPerHost = 32
 	if caFile != "" {
 		pool, err := tlsca.LoadPool(caFile)
 		if err != nil {

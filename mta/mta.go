@@ -32,7 +32,7 @@ const (
 const (
 	DefaultHorizon = 5 * 24 * time.Hour
 	DefaultPoll    = 500 * time.Millisecond
-	DefaultBatch   = 4
+	DefaultBatch   = 16
 	// DefaultLease is how long a claimed job is ours before it must be
 	// renewed: a running job renews it every third of it, and a worker
 	// that dies loses its jobs when it ends.
@@ -79,7 +79,7 @@ type Config struct {
 	// Poll is how often Run looks for due jobs (default 0.5 s); Kick wakes
 	// it at once.
 	Poll  time.Duration
-	Batch int           // jobs claimed at once per kind (default 4)
+	Batch int           // jobs run at once per kind (default 16)
 	Lease time.Duration // default 1 minute, renewed while the job runs
 }
 
@@ -250,28 +250,60 @@ func (m *MTA) Kick() {
 // does not hold up pushes.
 var kinds = [...]string{JobPush, JobPull}
 
-// Run claims and runs due push and pull jobs until ctx ends.
+// Run claims and runs due push and pull jobs until ctx ends, up to Batch
+// of each kind at a time. A slot freed by a finished job is filled at once:
+// a slow job (a large pull) does not hold up the others of its batch.
 func (m *MTA) Run(ctx context.Context) {
 	if err := m.recoverJobs(ctx); err != nil {
 		m.cfg.Log.Error("recovering jobs", "err", err)
 	}
 	var wg sync.WaitGroup
 	for i, kind := range kinds {
-		wg.Go(func() {
-			t := time.NewTicker(m.cfg.Poll)
-			defer t.Stop()
-			for {
-				m.runDue(ctx, kind)
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				case <-m.kick[i]:
-				}
-			}
-		})
+		wg.Go(func() { m.runKind(ctx, kind, m.kick[i]) })
 	}
 	wg.Wait()
+}
+
+// runKind is Run's loop for one kind of job.
+func (m *MTA) runKind(ctx context.Context, kind string, kick <-chan struct{}) {
+	t := time.NewTicker(m.cfg.Poll)
+	defer t.Stop()
+	finished := make(chan struct{}, m.cfg.Batch)
+	running := 0
+	defer func() { // let the running jobs end (their context is ending too)
+		for ; running > 0; running-- {
+			<-finished
+		}
+	}()
+	for {
+		for running < m.cfg.Batch && ctx.Err() == nil {
+			jobs, err := m.cfg.Meta.ClaimJobs(ctx, kind, m.cfg.Clock(), m.cfg.Batch-running, m.cfg.Lease)
+			if err != nil {
+				if ctx.Err() == nil {
+					m.cfg.Log.Error("mta: claiming jobs", "kind", kind, "err", err)
+				}
+				break
+			}
+			for _, j := range jobs {
+				running++
+				go func() {
+					defer func() { finished <- struct{}{} }()
+					m.runJob(ctx, j)
+				}()
+			}
+			if len(jobs) == 0 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-kick:
+		case <-finished:
+			running--
+		}
+	}
 }
 
 // RunDue runs the jobs of every kind due now, until none is due, and
