@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 )
 
 // Group commit.
@@ -115,6 +114,7 @@ func (s *Store) commitLoop() {
 			}
 		}
 		s.commitBatch(batch)
+		s.wstmts.prepareWanted() // the connection is free now
 	}
 }
 
@@ -127,7 +127,7 @@ func (s *Store) commitBatch(batch []*write) {
 		}
 		return
 	}
-	q := uncancelled{tx}
+	q := uncancelled{cachedTx{tx, s.wstmts}}
 	alone := len(batch) == 1 // no savepoint needed: fn's error rolls back all
 	var ran []*write         // succeeded, waiting for the commit
 	// dead fails the writes that ran and w after the transaction itself
@@ -148,7 +148,7 @@ func (s *Store) commitBatch(batch []*write) {
 			w.finish(err)
 			continue
 		}
-		sp := "w" + strconv.Itoa(i)
+		const sp = "w" // each is released before the next begins
 		if !alone {
 			if _, err := q.ExecContext(w.ctx, "SAVEPOINT "+sp); err != nil {
 				dead(i, err)
@@ -227,16 +227,16 @@ func run(fn func(*txn) error, t *txn) (err error, panicked any) {
 
 // uncancelled runs a transaction's statements with their context's values
 // but without its cancellation (see the package's group-commit notes).
-type uncancelled struct{ tx *sql.Tx }
+type uncancelled struct{ q querier }
 
 func (u uncancelled) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return u.tx.ExecContext(context.WithoutCancel(ctx), query, args...)
+	return u.q.ExecContext(context.WithoutCancel(ctx), query, args...)
 }
 
 func (u uncancelled) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return u.tx.QueryContext(context.WithoutCancel(ctx), query, args...)
+	return u.q.QueryContext(context.WithoutCancel(ctx), query, args...)
 }
 
 func (u uncancelled) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return u.tx.QueryRowContext(context.WithoutCancel(ctx), query, args...)
+	return u.q.QueryRowContext(context.WithoutCancel(ctx), query, args...)
 }

@@ -242,3 +242,55 @@ func BenchmarkUpdateParallel(b *testing.B) {
 		})
 	}
 }
+
+// TestStmtCache: queries run whether or not their statement is prepared
+// (cache full, or asked for inside a transaction), and many read
+// transactions asking at once for statements not yet prepared do not wait
+// for each other's connections.
+func TestStmtCache(t *testing.T) {
+	s, _ := openTemp(t)
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.Update(ctx, func(tx meta.Tx) error {
+		_, err := tx.AddUser(ctx, meta.User{Address: "a@example.org"})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// More Views at once than the read pool has connections.
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Go(func() {
+			errs <- s.View(ctx, func(r meta.Reader) error {
+				var n int
+				q := r.(reader).q
+				return q.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*) + %d FROM users", i%8)).Scan(&n)
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Past maxStmts distinct queries, the rest run unprepared.
+	for i := range maxStmts + 10 {
+		var n int
+		if err := s.reader.q.QueryRowContext(ctx, fmt.Sprintf("SELECT %d", i)).Scan(&n); err != nil || n != i {
+			t.Fatalf("query %d: %d, %v", i, n, err)
+		}
+	}
+	s.rstmts.mu.Lock()
+	cached := len(s.rstmts.m) + len(s.rstmts.wanted)
+	s.rstmts.mu.Unlock()
+	if cached > maxStmts {
+		t.Errorf("the read cache holds %d statements, more than %d", cached, maxStmts)
+	}
+	// A bad query still gives its error.
+	if _, err := s.reader.q.ExecContext(ctx, "SELEC nonsense"); err == nil {
+		t.Error("a malformed query succeeded")
+	}
+}

@@ -80,7 +80,9 @@ type Store struct {
 	onCommit  atomic.Pointer[func(users []int64)]
 	rdb       *sql.DB // the read pool
 
-	commit   committer // runs every write transaction (commit.go)
+	commit   committer  // runs every write transaction (commit.go)
+	rstmts   *stmtCache // prepared statements of the read pool (stmt.go)
+	wstmts   *stmtCache // and of the write connection
 	stopOnce sync.Once
 }
 
@@ -171,7 +173,8 @@ func open(ctx context.Context, path string, opt options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
 	}
-	s := &Store{reader: reader{q: rdb}, path: path, wdb: wdb, odb: odb, rdb: rdb}
+	s := &Store{path: path, wdb: wdb, odb: odb, rdb: rdb, rstmts: newStmtCache(rdb, false), wstmts: newStmtCache(wdb, true)}
+	s.reader = reader{q: cachedDB{s.rstmts}}
 	s.startCommitter()
 	return s, nil
 }
@@ -180,6 +183,8 @@ func open(ctx context.Context, path string, opt options) (*Store, error) {
 // into the database file.
 func (s *Store) Close() error {
 	s.stopCommitter()
+	s.rstmts.close()
+	s.wstmts.close()
 	return errors.Join(s.rdb.Close(), s.odb.Close(), s.wdb.Close())
 }
 
@@ -216,7 +221,7 @@ func (s *Store) View(ctx context.Context, fn func(meta.Reader) error) error {
 		return fmt.Errorf("meta/sqlite: begin read: %w", err)
 	}
 	defer tx.Rollback() // read-only: nothing to commit
-	return fn(reader{q: tx})
+	return fn(reader{q: cachedTx{tx, s.rstmts}})
 }
 
 // Changes is the Reader method, run in a read transaction so that the
