@@ -7,8 +7,8 @@
 // Under the directory given to New:
 //
 //	format                 one line naming the store's format (see below)
-//	blobs/ab/cd/<ID>       one file per resource; ab and cd are the first two
-//	                       and the next two characters of the ID
+//	blobs/ab/<ID>          one file per resource; ab is the first two characters
+//	                       of the ID (4096 directories, made as needed)
 //	tmp/<random>           uploads in progress
 //
 // Every file is reached through an os.Root opened on the directory, and every
@@ -27,11 +27,14 @@
 //
 // # The format file
 //
-// It holds "pullmail-fsstore 1 plain" or "pullmail-fsstore 1 aes-256-gcm
+// It holds "pullmail-fsstore 2 plain" or "pullmail-fsstore 2 aes-256-gcm
 // key-check=<base64url>" where key-check is the first 16 bytes of
 // HMAC-SHA256(key, "pullmail-fsstore key check"). New refuses a directory whose
 // format file disagrees with its Options: a missing key, an unexpected key, or
-// another key.
+// another key. A store made before format 2 holds "pullmail-fsstore 1 …" and
+// keeps its layout of two directory levels, blobs/ab/cd/<ID>; New makes every
+// new store in format 2, whose one level spares a small Put the directories it
+// nearly always had to make (and fsync) in format 1.
 //
 // # Plain files
 //

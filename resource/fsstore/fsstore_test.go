@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,9 +45,9 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-// blobFile is the file of id in a store made in dir.
+// blobFile is the file of id in a store made in dir (format 2).
 func blobFile(dir string, id resource.ID) string {
-	return filepath.Join(dir, "blobs", string(id[:2]), string(id[2:4]), string(id))
+	return filepath.Join(dir, "blobs", string(id[:2]), string(id))
 }
 
 func TestLayout(t *testing.T) {
@@ -62,11 +63,56 @@ func TestLayout(t *testing.T) {
 		t.Fatalf("blob file: %q, %v", got, err)
 	}
 	format, err := os.ReadFile(filepath.Join(dir, "format"))
-	if err != nil || string(format) != "pullmail-fsstore 1 plain\n" {
+	if err != nil || string(format) != "pullmail-fsstore 2 plain\n" {
 		t.Errorf("format file: %q, %v", format, err)
 	}
 	if ents, err := os.ReadDir(filepath.Join(dir, "tmp")); err != nil || len(ents) != 0 {
 		t.Errorf("tmp/ after Put: %v, %v", ents, err)
+	}
+}
+
+// TestLayoutVersion1 opens a store made before format 2: it keeps its two
+// levels of directories, old blobs and new.
+func TestLayoutVersion1(t *testing.T) {
+	dir := t.TempDir()
+	old := []byte("stored by format 1")
+	oldID := resource.IDOf(old)
+	v1 := func(id resource.ID) string {
+		return filepath.Join(dir, "blobs", string(id[:2]), string(id[2:4]), string(id))
+	}
+	if err := os.MkdirAll(filepath.Dir(v1(oldID)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(v1(oldID), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "format"), []byte("pullmail-fsstore 1 plain\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, dir, nil)
+	if got := readAll(t, s, oldID); !bytes.Equal(got, old) {
+		t.Errorf("old blob reads %q", got)
+	}
+	info, err := s.Put(t.Context(), bytes.NewReader([]byte("new")), resource.PutOptions{Size: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(v1(info.ID)); err != nil {
+		t.Errorf("a new blob of a format 1 store is not in its two-level place: %v", err)
+	}
+	var ids []resource.ID
+	if err := s.Enumerate(t.Context(), func(i resource.Info) error { ids = append(ids, i.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 {
+		t.Errorf("Enumerate found %v, want both blobs", ids)
+	}
+	if format, _ := os.ReadFile(filepath.Join(dir, "format")); string(format) != "pullmail-fsstore 1 plain\n" {
+		t.Errorf("format file became %q", format)
+	}
+	// A key given to a plain format 1 store is refused as for format 2.
+	if _, err := New(dir, Options{Key: make([]byte, KeySize)}); err == nil || !strings.Contains(err.Error(), "not encrypted") {
+		t.Errorf("New with a key on a plain format 1 store: %v", err)
 	}
 }
 
@@ -526,10 +572,11 @@ func TestEnumerateSkipsJunk(t *testing.T) {
 	junk := []string{
 		"blobs/junk",
 		"blobs/" + string(other),
-		"blobs/zz/yy/" + string(other),
-		"blobs/" + string(info.ID[:2]) + "/" + string(info.ID[2:4]) + "/not-an-id",
-		"blobs/" + string(info.ID[:2]) + "/" + string(info.ID[2:4]) + "/" + string(info.ID) + ".tmp",
-		"blobs/" + string(other[:2]) + "/" + string(other[2:4]) + "/deeper/" + string(other),
+		"blobs/zz/" + string(other),
+		"blobs/" + string(other[:2]) + "/" + string(other[2:4]) + "/" + string(other), // format 1's place
+		"blobs/" + string(info.ID[:2]) + "/not-an-id",
+		"blobs/" + string(info.ID[:2]) + "/" + string(info.ID) + ".tmp",
+		"blobs/" + string(other[:2]) + "/deeper/" + string(other),
 		"tmp/" + string(other),
 	}
 	for _, j := range junk {
@@ -621,4 +668,18 @@ func TestLoadOrCreateKey(t *testing.T) {
 	if _, err := LoadOrCreateKey(filepath.Join(dir, "no", "such", "dir", "key")); err == nil {
 		t.Error("LoadOrCreateKey in a missing directory succeeded")
 	}
+}
+
+func readAll(t *testing.T, s *Store, id resource.ID) []byte {
+	t.Helper()
+	o, err := s.Open(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Open %s: %v", id, err)
+	}
+	defer o.Close()
+	b, err := io.ReadAll(o)
+	if err != nil {
+		t.Fatalf("read %s: %v", id, err)
+	}
+	return b
 }
