@@ -3,14 +3,18 @@ package authz
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/keys"
+	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 )
 
@@ -223,6 +227,45 @@ func (s *Server) exchangeFetch(ctx context.Context, c client, proof *dpop.Proof,
 // "forwarding:" + address = "deny" forbids their forwards.
 const SettingForwarding = "forwarding:"
 
+// SettingAutoForwarding is the metadata setting of a user's automatic
+// forwarding policy, separate from SettingForwarding: "autoforwarding:" +
+// address = "allow" permits forwards made by a rule (docs/PROTOCOL.md
+// §12.6). Unset, or any other value, denies them: automatic forwarding to
+// other domains is an exfiltration path, so the admin opts a user in.
+const SettingAutoForwarding = "autoforwarding:"
+
+// A forwarding hop made by a rule, not by its user, carries the signed
+// header Auto-Submitted: auto-forwarded (RFC 3834 §5) in its block.
+const (
+	HAutoSubmitted = "Auto-Submitted"
+	AutoForwarded  = "auto-forwarded"
+)
+
+// SettingReader reads metadata settings (meta.Reader has it).
+type SettingReader interface {
+	Setting(ctx context.Context, key string) (string, error)
+}
+
+// AutoForwardAllowed reports whether the user (account form) may forward
+// automatically: their forwarding policy is not "deny" and their automatic
+// forwarding policy is "allow".
+func AutoForwardAllowed(ctx context.Context, r SettingReader, address string) (bool, error) {
+	manual, err := r.Setting(ctx, SettingForwarding+address)
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		return false, fmt.Errorf("reading the forwarding policy of %s: %w", address, err)
+	}
+	if manual == "deny" {
+		return false, nil
+	}
+	auto, err := r.Setting(ctx, SettingAutoForwarding+address)
+	if errors.Is(err, meta.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("reading the automatic forwarding policy of %s: %w", address, err)
+	}
+	return auto == "allow", nil
+}
+
 // exchangeForward: this domain's MTA trades the assertion a message arrived
 // with for a chained assertion towards a forward's recipient domain
 // (docs/PROTOCOL.md §10.4), if the forwarding user's policy allows it.
@@ -267,6 +310,20 @@ func (s *Server) exchangeForward(ctx context.Context, c client, proof *dpop.Proo
 	if policy, err := s.cfg.Meta.Setting(ctx, SettingForwarding+fwd); err == nil && policy == "deny" {
 		// RFC 8693 §2.2.2: a subject token unacceptable by policy is invalid_request.
 		return tokenResponse{}, oerr(400, "invalid_request", "the user's forwarding policy forbids forwarding")
+	}
+	// A hop made by a rule says so, signed (docs/PROTOCOL.md §12.6).
+	if v := h.Get(HAutoSubmitted); !v.IsZero() {
+		if v.IsList() || v.String() != AutoForwarded || !slices.Contains(ehl, HAutoSubmitted) {
+			return tokenResponse{}, oerr(400, "invalid_request", "a forwarding hop's Auto-Submitted is auto-forwarded, and signed")
+		}
+		ok, err := AutoForwardAllowed(ctx, s.cfg.Meta, fwd)
+		if err != nil {
+			s.log.Error("reading the automatic forwarding policy", "user", fwd, "err", err)
+			return tokenResponse{}, oerr(500, "server_error", "reading the policy failed")
+		}
+		if !ok {
+			return tokenResponse{}, oerr(400, "invalid_request", "the user's policy forbids automatic forwarding")
+		}
 	}
 	a, err := s.assertion(fwd, aud, c.ID, proof.Thumbprint, prev.MessageID, eht, ehl, prev.Hop+1,
 		append(append([]string{}, prev.Path...), s.cfg.Domain), digest)

@@ -252,51 +252,101 @@ are referenced, not uploaded again.`,
 	})
 }
 
+// ForwardingPolicy is a user's forwarding policy as 'pullmail user
+// forwarding' shows it.
+type ForwardingPolicy struct {
+	Address    string `json:"address"`
+	Forwarding string `json:"forwarding"` // manual forwards: allow (default) or deny
+	Auto       string `json:"auto"`       // forwarding rules: allow or deny (default)
+}
+
+func readPolicy(ctx context.Context, r meta.Reader, addr string) (ForwardingPolicy, error) {
+	p := ForwardingPolicy{Address: addr, Forwarding: "allow", Auto: "deny"}
+	v, err := r.Setting(ctx, mailbox.SettingForwarding+addr)
+	if err == nil && v == "deny" {
+		p.Forwarding = "deny"
+	} else if err != nil && !isNotFound(err) {
+		return p, err
+	}
+	v, err = r.Setting(ctx, mailbox.SettingAutoForwarding+addr)
+	if err == nil && v == "allow" {
+		p.Auto = "allow"
+	} else if err != nil && !isNotFound(err) {
+		return p, err
+	}
+	return p, nil
+}
+
 func init() {
 	register(&command{
-		name: "user forwarding", args: "--data DIR ADDRESS [allow|deny]",
+		name: "user forwarding", args: "--data DIR ADDRESS [allow|deny] [--auto allow|deny] [--json]",
 		short: "show or set a user's forwarding policy",
 		long: `Shows a user's forwarding policy, or sets it. With deny, the user's forwards are refused by
 the mailbox (403 forwarding_denied) and by the domain's authorization server, which then
-issues no chained assertion for them (docs/PROTOCOL.md §10.7, §12.2). The default is allow.`,
+issues no chained assertion for them (docs/PROTOCOL.md §10.7, §12.2). The default is allow.
+--auto sets the separate policy of automatic forwarding (rules that forward every message
+the user receives, pullmail autoforward; §12.6). Its default is deny: the user can set no
+rule, the mailbox skips the rules of a user denied later, and the authorization server
+refuses hops made by a rule. Automatic forwarding also needs forwarding allowed.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			data := fs.String("data", "", "data `DIR`ectory")
+			auto := fs.String("auto", "", "automatic forwarding `POLICY`: allow or deny")
+			asJSON := fs.Bool("json", false, "print the policy as JSON")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 && len(args) != 2 {
 					return usagef("want ADDRESS and optionally allow or deny")
+				}
+				set := map[string]string{}
+				if len(args) == 2 {
+					if args[1] != "allow" && args[1] != "deny" {
+						return usagef("the policy is allow or deny, not %q", args[1])
+					}
+					set[mailbox.SettingForwarding] = args[1]
+				}
+				if *auto != "" {
+					if *auto != "allow" && *auto != "deny" {
+						return usagef("--auto is allow or deny, not %q", *auto)
+					}
+					set[mailbox.SettingAutoForwarding] = *auto
 				}
 				st, addr, err := openAdmin(ctx, *data, args[0])
 				if err != nil {
 					return err
 				}
 				defer st.Close()
-				key := mailbox.SettingForwarding + addr
-				if len(args) == 1 {
-					policy, err := st.Setting(ctx, key)
-					if isNotFound(err) {
-						policy = "allow"
-					} else if err != nil {
-						return err
-					}
-					fmt.Fprintln(env.Stdout, policy)
-					return nil
-				}
-				policy := args[1]
-				if policy != "allow" && policy != "deny" {
-					return usagef("the policy is allow or deny, not %q", policy)
-				}
+				var pol ForwardingPolicy
 				err = st.Update(ctx, func(tx meta.Tx) error {
 					if _, err := tx.UserByAddress(ctx, addr); err != nil {
 						return err
 					}
-					return tx.SetSetting(ctx, key, policy)
+					for _, prefix := range []string{mailbox.SettingForwarding, mailbox.SettingAutoForwarding} {
+						if v, ok := set[prefix]; ok {
+							if err := tx.SetSetting(ctx, prefix+addr, v); err != nil {
+								return err
+							}
+						}
+					}
+					pol, err = readPolicy(ctx, tx, addr)
+					return err
 				})
 				if isNotFound(err) {
 					return fmt.Errorf("no user %s", addr)
 				} else if err != nil {
 					return err
 				}
-				fmt.Fprintf(env.Stdout, "forwarding %s for %s\n", policy, addr)
+				switch {
+				case *asJSON:
+					return printJSON(env, pol)
+				case len(set) == 0:
+					fmt.Fprintf(env.Stdout, "forwarding %s\nautomatic forwarding %s\n", pol.Forwarding, pol.Auto)
+				default:
+					if _, ok := set[mailbox.SettingForwarding]; ok {
+						fmt.Fprintf(env.Stdout, "forwarding %s for %s\n", pol.Forwarding, addr)
+					}
+					if _, ok := set[mailbox.SettingAutoForwarding]; ok {
+						fmt.Fprintf(env.Stdout, "automatic forwarding %s for %s\n", pol.Auto, addr)
+					}
+				}
 				return nil
 			}
 		},

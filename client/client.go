@@ -243,6 +243,32 @@ func (c *Client) Forward(ctx context.Context, id string, req mailbox.ForwardRequ
 	return f, err
 }
 
+// AutoForward implements mailbox.API.
+func (c *Client) AutoForward(ctx context.Context) (mailbox.AutoForward, error) {
+	var af mailbox.AutoForward
+	err := c.getJSON(ctx, "/api/v1/forwarding", &af)
+	return af, err
+}
+
+// SetAutoForward implements mailbox.API: PUT /api/v1/forwarding, or
+// DELETE when req.To is empty.
+func (c *Client) SetAutoForward(ctx context.Context, req mailbox.AutoForwardRequest) (mailbox.AutoForward, error) {
+	var af mailbox.AutoForward
+	if len(req.To) == 0 {
+		r, err := c.request(ctx, http.MethodDelete, "/api/v1/forwarding", nil)
+		if err != nil {
+			return af, err
+		}
+		return af, c.do(r, &af)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return af, err
+	}
+	err = c.sendJSON(ctx, http.MethodPut, "/api/v1/forwarding", body, &af)
+	return af, err
+}
+
 // Stat implements mailbox.API.
 func (c *Client) Stat(ctx context.Context, cid resource.ID) (mailbox.Upload, error) {
 	var up mailbox.Upload

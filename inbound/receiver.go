@@ -76,6 +76,13 @@ type Config struct {
 	// Accepted, when set, is called after a push is committed (the server
 	// wakes its MTA, so the pull starts at once).
 	Accepted func()
+	// Delivered, when set, is called inside the transaction that stores a
+	// push's copies, with the envelope as pushed and the copies made (the
+	// server applies the users' forwarding rules, docs/PROTOCOL.md §12.6).
+	// The copies it returns, made by reference for this domain's users,
+	// are completed by the same pull. Its error aborts the push: the
+	// sender retries.
+	Delivered func(ctx context.Context, tx meta.Tx, envelope []byte, copies []MessageRef) ([]MessageRef, error)
 }
 
 // Receiver accepts pushed Placeholder Messages (docs/PROTOCOL.md §11.2).
@@ -386,6 +393,13 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 				return fmt.Errorf("storing the envelope of user %d: %w", uid, err)
 			}
 			p.Messages = append(p.Messages, MessageRef{UserID: uid, ID: row.ID})
+		}
+		if rc.cfg.Delivered != nil {
+			more, err := rc.cfg.Delivered(ctx, tx, data, p.Messages)
+			if err != nil {
+				return fmt.Errorf("after delivery: %w", err)
+			}
+			p.Messages = append(p.Messages, more...)
 		}
 		var pb bytes.Buffer
 		enc := json.NewEncoder(&pb)

@@ -71,6 +71,7 @@ type ForwardHop struct {
 	ForwardID string
 	Note      string
 	Received  string
+	Auto      bool // made by the user's rule (autoforward.go)
 }
 
 // envelope is the stored form of what a copy arrived with (meta.Envelope).
@@ -109,7 +110,7 @@ func (s *Service) Forward(ctx context.Context, id string, req ForwardRequest) (F
 	env, err := s.cfg.Meta.Envelope(ctx, p.UserID, id)
 	switch {
 	case errors.Is(err, meta.ErrNotFound):
-		return s.forwardAsMessage(ctx, row, to, req.Note)
+		return s.forwardAsMessage(ctx, row, to, req.Note, false)
 	case err != nil:
 		return Forwarded{}, internal(err, "reading the envelope failed")
 	}
@@ -150,52 +151,75 @@ func (s *Service) forwardChain(ctx context.Context, p auth.Principal, row meta.M
 	if s.cfg.Outbound == nil || !ok {
 		return Forwarded{}, errs.E(errs.Invalid, "remote_delivery_unavailable", "this server does not deliver to other domains")
 	}
-	stored, err := placeholder.Parse(row.Placeholder, placeholder.Limits{})
-	if err != nil {
-		return Forwarded{}, internal(err, "the stored message is unreadable")
-	}
-	var toList []string
-	local := map[int64]bool{}
-	var localOrder []int64
-	byDomain := map[string][]string{}
-	var domains []string
-	err = func() error {
-		for _, a := range to {
-			toList = append(toList, formatAddress(a))
-			norm, _ := account.NormalizeAddress(a.Address)
-			_, dom, _ := strings.Cut(norm, "@")
-			if dom != s.cfg.Domain {
-				if _, seen := byDomain[dom]; !seen {
-					domains = append(domains, dom)
-				}
-				byDomain[dom] = append(byDomain[dom], a.Address)
-				continue
-			}
-			u, err := s.cfg.Meta.UserByAddress(ctx, norm)
-			if errors.Is(err, meta.ErrNotFound) {
-				return errs.E(errs.Invalid, "unknown_recipient", "no such user: %s", norm)
-			} else if err != nil {
-				return err
-			}
-			if !local[u.ID] {
-				local[u.ID] = true
-				localOrder = append(localOrder, u.ID)
-			}
-		}
-		return nil
-	}()
+	plan, err := s.planChain(ctx, s.cfg.Meta, p, row, env, to, note, false)
 	if err != nil {
 		return Forwarded{}, storeErr(err, "resolving the recipients failed")
 	}
-	if len(localOrder) > 0 && row.Status != meta.StatusComplete {
+	if len(plan.local) > 0 && row.Status != meta.StatusComplete {
 		return Forwarded{}, errs.E(errs.Conflict, "not_ready", "the message is still %s: forward it to this domain's users when it is complete", row.Status)
+	}
+	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		_, err := plan.commit(ctx, tx, fwd, p.Address, meta.StatusComplete)
+		return err
+	})
+	if err != nil {
+		return Forwarded{}, storeErr(err, "forwarding failed")
+	}
+	s.log.Info("forwarded", "user", p.Address, "msgid", row.MessageID, "forward_id", plan.hop.ForwardID,
+		"domains", len(plan.copies), "local_recipients", len(plan.local))
+	return Forwarded{ForwardID: plan.hop.ForwardID, Mode: "chain", Message: s.view(plan.record, false)}, nil
+}
+
+// chainPlan is what a chain forward writes: its record in the forwarder's
+// sent folder, its hop, the copies for other domains (one push job each)
+// and this domain's users who get a copy by reference.
+type chainPlan struct {
+	record meta.Message
+	hop    ForwardHop
+	copies []ForwardCopy
+	local  []int64
+}
+
+// planChain resolves a chain forward's recipients and builds what it
+// writes; auto marks a forward made by the user's rule.
+func (s *Service) planChain(ctx context.Context, r meta.Reader, p auth.Principal, row meta.Message, env envelope, to []*mail.Address, note string, auto bool) (chainPlan, error) {
+	stored, err := placeholder.Parse(row.Placeholder, placeholder.Limits{})
+	if err != nil {
+		return chainPlan{}, internal(err, "the stored message is unreadable")
+	}
+	var plan chainPlan
+	var toList []string
+	local := map[int64]bool{}
+	byDomain := map[string][]string{}
+	var domains []string
+	for _, a := range to {
+		toList = append(toList, formatAddress(a))
+		norm, _ := account.NormalizeAddress(a.Address)
+		_, dom, _ := strings.Cut(norm, "@")
+		if dom != s.cfg.Domain {
+			if _, seen := byDomain[dom]; !seen {
+				domains = append(domains, dom)
+			}
+			byDomain[dom] = append(byDomain[dom], a.Address)
+			continue
+		}
+		u, err := r.UserByAddress(ctx, norm)
+		if errors.Is(err, meta.ErrNotFound) {
+			return chainPlan{}, errs.E(errs.Invalid, "unknown_recipient", "no such user: %s", norm)
+		} else if err != nil {
+			return chainPlan{}, err
+		}
+		if !local[u.ID] {
+			local[u.ID] = true
+			plan.local = append(plan.local, u.ID)
+		}
 	}
 	received := ""
 	if r := stored.Header.Get(placeholder.HReceived); !r.IsZero() {
 		received = r.List()[0]
 	}
-	hop := ForwardHop{Prev: env.Chain[0].Assertion, MessageID: row.MessageID, Forwarder: p.Address, To: toList,
-		ForwardID: placeholder.NewMessageID(s.cfg.Domain), Note: note, Received: received}
+	plan.hop = ForwardHop{Prev: env.Chain[0].Assertion, MessageID: row.MessageID, Forwarder: p.Address, To: toList,
+		ForwardID: placeholder.NewMessageID(s.cfg.Domain), Note: note, Received: received, Auto: auto}
 
 	// The record and the local copies: the message as it arrived, with
 	// the forward's trace at the top instead of this domain's own.
@@ -204,50 +228,51 @@ func (s *Service) forwardChain(ctx context.Context, p auth.Principal, row meta.M
 	doc.Header.Del(placeholder.HDestinationMailboxURL)
 	doc.Header.SetString(placeholder.HForwardedFrom, p.Address)
 	doc.Header.Set(placeholder.HForwardedTo, placeholder.List(toList...))
-	doc.Header.SetString(placeholder.HForwardedMessageID, hop.ForwardID)
+	doc.Header.SetString(placeholder.HForwardedMessageID, plan.hop.ForwardID)
 	if note != "" {
 		doc.Header.SetString(placeholder.HForwardedNote, note)
 	} else {
 		doc.Header.Del(placeholder.HForwardedNote)
 	}
 	canon := doc.Canonical()
-	record := meta.Message{ID: newID(), UserID: p.UserID, Folder: meta.Sent, MessageID: row.MessageID,
+	plan.record = meta.Message{ID: newID(), UserID: p.UserID, Folder: meta.Sent, MessageID: row.MessageID,
 		ThreadID: row.ThreadID, Status: meta.StatusSent, Seen: true, From: row.From, Subject: row.Subject,
 		Date: now, Created: now, Updated: now, Placeholder: canon, Refs: row.Refs}
-	var copies []ForwardCopy
 	for _, dom := range domains {
-		copies = append(copies, ForwardCopy{Domain: dom, Placeholder: env.Placeholder, Chain: env.Chain,
+		plan.copies = append(plan.copies, ForwardCopy{Domain: dom, Placeholder: env.Placeholder, Chain: env.Chain,
 			Recipients: byDomain[dom]})
 	}
-	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
-		if err := tx.InsertMessage(ctx, record); err != nil {
-			return err
-		}
-		for _, uid := range localOrder {
-			in := record
-			in.ID, in.UserID, in.Folder, in.Status, in.Seen = newID(), uid, meta.Inbox, meta.StatusComplete, false
-			if err := tx.InsertMessage(ctx, in); err != nil {
-				return err
-			}
-		}
-		if len(copies) == 0 {
-			return nil
-		}
-		return fwd.QueueForward(ctx, tx, p.Address, record, hop, copies)
-	})
-	if err != nil {
-		return Forwarded{}, storeErr(err, "forwarding failed")
+	return plan, nil
+}
+
+// commit writes the plan in tx: the record, the local copies with status,
+// and the push jobs. It returns the local copies made.
+func (plan chainPlan) commit(ctx context.Context, tx meta.Tx, fwd Forwarder, forwarder string, status meta.Status) ([]meta.Message, error) {
+	if err := tx.InsertMessage(ctx, plan.record); err != nil {
+		return nil, err
 	}
-	s.log.Info("forwarded", "user", p.Address, "msgid", row.MessageID, "forward_id", hop.ForwardID,
-		"domains", len(domains), "local_recipients", len(localOrder))
-	return Forwarded{ForwardID: hop.ForwardID, Mode: "chain", Message: s.view(record, false)}, nil
+	var made []meta.Message
+	for _, uid := range plan.local {
+		in := plan.record
+		in.ID, in.UserID, in.Folder, in.Status, in.Seen = newID(), uid, meta.Inbox, status, false
+		if err := tx.InsertMessage(ctx, in); err != nil {
+			return nil, err
+		}
+		made = append(made, in)
+	}
+	if len(plan.copies) == 0 {
+		return made, nil
+	}
+	return made, fwd.QueueForward(ctx, tx, forwarder, plan.record, plan.hop, plan.copies)
 }
 
 // forwardAsMessage sends a message of this domain on as a new message of
 // the forwarder's: "Fwd:" subject, the note as its text, then the
 // original's parts by reference (the forwarder holds them), in the
-// original's thread.
-func (s *Service) forwardAsMessage(ctx context.Context, row meta.Message, to []*mail.Address, note string) (Forwarded, error) {
+// original's thread. auto marks a forward made by the user's rule:
+// Auto-Submitted: auto-forwarded (RFC 3834 §5), which no rule forwards
+// again.
+func (s *Service) forwardAsMessage(ctx context.Context, row meta.Message, to []*mail.Address, note string, auto bool) (Forwarded, error) {
 	if row.Status != meta.StatusComplete && row.Status != meta.StatusSent {
 		return Forwarded{}, errs.E(errs.Conflict, "not_ready", "the message is still %s", row.Status)
 	}
@@ -267,6 +292,9 @@ func (s *Service) forwardAsMessage(ctx context.Context, row meta.Message, to []*
 	m.Header.Del(placeholder.HFrom)
 	refs := append(orig.Header.Get(placeholder.HReferences).List(), row.MessageID)
 	m.Header.SetString(placeholder.HReferences, strings.Join(lastN(refs, maxReferences), " "))
+	if auto {
+		m.Header.SetString(authz.HAutoSubmitted, authz.AutoForwarded)
+	}
 	if note != "" {
 		up, err := s.Upload(ctx, strings.NewReader(note), UploadOptions{Size: int64(len(note))})
 		if err != nil {

@@ -8,6 +8,9 @@ type Metrics struct {
 	uploadBytes prometheus.Counter
 	sends       prometheus.Counter
 	deliveries  prometheus.Counter
+	// autoForwards counts what the users' forwarding rules did, by result
+	// (autoforward.go).
+	autoForwards *prometheus.CounterVec
 }
 
 // NewMetrics registers the mailbox's metrics with reg.
@@ -18,7 +21,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		sends:       prometheus.NewCounter(prometheus.CounterOpts{Name: "pullmail_sends_total", Help: "Messages sent."}),
 		deliveries:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pullmail_local_deliveries_total", Help: "Copies delivered to local inboxes."}),
 	}
-	reg.MustRegister(m.uploads, m.uploadBytes, m.sends, m.deliveries)
+	m.autoForwards = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullmail_autoforwards_total",
+		Help: "Messages the users' automatic forwarding rules forwarded (queued) or skipped, by result."}, []string{"result"})
+	reg.MustRegister(m.uploads, m.uploadBytes, m.sends, m.deliveries, m.autoForwards)
 	return m
 }
 
@@ -33,5 +38,11 @@ func (m *Metrics) sent(local int) {
 	if m != nil {
 		m.sends.Inc()
 		m.deliveries.Add(float64(local))
+	}
+}
+
+func (m *Metrics) autoForward(result string) {
+	if m != nil {
+		m.autoForwards.WithLabelValues(result).Inc()
 	}
 }

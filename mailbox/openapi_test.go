@@ -314,6 +314,8 @@ func TestOpenAPISchemas(t *testing.T) {
 		{"Patch", reflect.TypeFor[Patch]()},
 		{"NewUploadSession", reflect.TypeFor[NewUploadSession]()},
 		{"UploadSession", reflect.TypeFor[UploadSession]()},
+		{"AutoForward", reflect.TypeFor[AutoForward]()},
+		{"AutoForwardRequest", reflect.TypeFor[AutoForwardRequest]()},
 		{"Error", reflect.TypeFor[errs.Body]()},
 		{"ErrorDetail", reflect.TypeFor[errs.Detail]()},
 	}

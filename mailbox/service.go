@@ -268,7 +268,7 @@ func (s *Service) Send(ctx context.Context, id string) (Message, error) {
 		return Message{}, err
 	}
 	var sent meta.Message
-	var delivered int
+	var delivered []meta.Message
 	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
 		sent, delivered, err = s.send(ctx, tx, p, id)
 		return err
@@ -276,31 +276,32 @@ func (s *Service) Send(ctx context.Context, id string) (Message, error) {
 	if err != nil {
 		return Message{}, storeErr(err, "sending failed")
 	}
-	s.cfg.Metrics.sent(delivered)
-	s.log.Info("sent", "user", p.Address, "msgid", sent.MessageID, "local_recipients", delivered)
+	s.cfg.Metrics.sent(len(delivered))
+	s.log.Info("sent", "user", p.Address, "msgid", sent.MessageID, "local_recipients", len(delivered))
+	s.autoForwardLocal(ctx, delivered)
 	return s.view(sent, true), nil
 }
 
 // send does the work of Send inside one transaction, so that a failure at
 // any step leaves the draft a draft and delivers nothing.
-func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id string) (meta.Message, int, error) {
+func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id string) (meta.Message, []meta.Message, error) {
 	row, err := tx.Message(ctx, p.UserID, id)
 	if err != nil {
-		return row, 0, err
+		return row, nil, err
 	}
 	if row.Folder != meta.Drafts {
-		return row, 0, errs.E(errs.Conflict, "not_a_draft", "the message has already been sent")
+		return row, nil, errs.E(errs.Conflict, "not_a_draft", "the message has already been sent")
 	}
 	d, err := parseStored(row.Placeholder)
 	if err != nil {
-		return row, 0, internal(err, "stored draft is unreadable")
+		return row, nil, internal(err, "stored draft is unreadable")
 	}
 	to, cc, bcc, err := d.recipients()
 	if err != nil {
-		return row, 0, err
+		return row, nil, err
 	}
 	if len(to)+len(cc)+len(bcc) == 0 {
-		return row, 0, errs.E(errs.Invalid, "no_recipients", "the message has no recipients")
+		return row, nil, errs.E(errs.Invalid, "no_recipients", "the message has no recipients")
 	}
 	// Resolve every recipient before writing anything.
 	visible := map[int64]bool{} // users who get the To/Cc copy
@@ -334,7 +335,7 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 	for _, a := range append(append([]*mail.Address{}, to...), cc...) {
 		uid, err := resolve(a.Address)
 		if err != nil {
-			return row, 0, err
+			return row, nil, err
 		}
 		if uid == 0 {
 			_, domain, _ := strings.Cut(strings.ToLower(a.Address), "@")
@@ -352,7 +353,7 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 	for _, a := range bcc {
 		uid, err := resolve(a.Address)
 		if err != nil {
-			return row, 0, err
+			return row, nil, err
 		}
 		if uid == 0 {
 			remoteBcc = append(remoteBcc, a)
@@ -365,41 +366,42 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 	}
 	refs, err := s.checkRefs(ctx, tx, p.UserID, d)
 	if err != nil {
-		return row, 0, err
+		return row, nil, err
 	}
 
 	now := s.now()
 	thread, err := s.threadOf(ctx, tx, p.UserID, d)
 	if err != nil {
-		return row, 0, err
+		return row, nil, err
 	}
 	if thread == "" {
 		thread = placeholder.NewMessageID(s.cfg.Domain)
 	}
 	if err := d.seal(now, thread); err != nil {
-		return row, 0, internal(err, "sealing the message failed")
+		return row, nil, internal(err, "sealing the message failed")
 	}
 	sentDoc, err := d.copyFor(nil, true)
 	if err != nil {
-		return row, 0, internal(err, "building the sent copy failed")
+		return row, nil, internal(err, "building the sent copy failed")
 	}
 	row.Folder, row.Status, row.Date, row.ThreadID = meta.Sent, meta.StatusSent, now, thread
 	row.Placeholder, row.Refs, row.Updated, row.Seen = sentDoc, refs, now, true
 	if err := tx.UpdateMessage(ctx, row); err != nil {
-		return row, 0, err
+		return row, nil, err
 	}
 	var visibleDoc []byte
+	var delivered []meta.Message
 	for _, uid := range order {
 		var doc []byte
 		if visible[uid] {
 			if visibleDoc == nil {
 				if visibleDoc, err = d.copyFor(nil, false); err != nil {
-					return row, 0, internal(err, "building a copy failed")
+					return row, nil, internal(err, "building a copy failed")
 				}
 			}
 			doc = visibleDoc
 		} else if doc, err = d.copyFor([]string{bccOf[uid]}, false); err != nil {
-			return row, 0, internal(err, "building a Bcc copy failed")
+			return row, nil, internal(err, "building a Bcc copy failed")
 		}
 		in := meta.Message{
 			ID: newID(), UserID: uid, Folder: meta.Inbox, MessageID: row.MessageID, ThreadID: thread,
@@ -407,15 +409,16 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 			Created: now, Updated: now, Placeholder: doc, Refs: refs,
 		}
 		if err := tx.InsertMessage(ctx, in); err != nil {
-			return row, 0, err
+			return row, nil, err
 		}
+		delivered = append(delivered, in)
 	}
 	if len(domains)+len(remoteBcc) > 0 {
 		var copies []RemoteCopy
 		for _, dom := range domains {
 			if visibleDoc == nil {
 				if visibleDoc, err = d.copyFor(nil, false); err != nil {
-					return row, 0, internal(err, "building a copy failed")
+					return row, nil, internal(err, "building a copy failed")
 				}
 			}
 			copies = append(copies, RemoteCopy{Domain: dom, Placeholder: visibleDoc, Recipients: remoteTo[dom]})
@@ -423,16 +426,16 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 		for _, a := range remoteBcc {
 			doc, err := d.copyFor([]string{formatAddress(a)}, false)
 			if err != nil {
-				return row, 0, internal(err, "building a Bcc copy failed")
+				return row, nil, internal(err, "building a Bcc copy failed")
 			}
 			_, dom, _ := strings.Cut(strings.ToLower(a.Address), "@")
 			copies = append(copies, RemoteCopy{Domain: dom, Placeholder: doc, Recipients: []string{a.Address}})
 		}
 		if err := s.cfg.Outbound.QueueSend(ctx, tx, p.Address, row, copies); err != nil {
-			return row, 0, err
+			return row, nil, err
 		}
 	}
-	return row, len(order), nil
+	return row, delivered, nil
 }
 
 // Outbound takes a sent message's copies for other domains, inside the

@@ -60,6 +60,12 @@ type API interface {
 	DeleteUpload(ctx context.Context, id string) error
 	// Forward passes a message on (docs/PROTOCOL.md §8.16, §12).
 	Forward(ctx context.Context, id string, req ForwardRequest) (Forwarded, error)
+	// AutoForward returns the user's automatic forwarding rule
+	// (docs/PROTOCOL.md §12.6).
+	AutoForward(ctx context.Context) (AutoForward, error)
+	// SetAutoForward sets the rule; an empty To turns it off. Forbidden
+	// (forwarding_denied) when the user's policy does not allow it.
+	SetAutoForward(ctx context.Context, req AutoForwardRequest) (AutoForward, error)
 	// Stat reports a resource the user holds, which a new message may
 	// reference without uploading it again.
 	Stat(ctx context.Context, cid resource.ID) (Upload, error)

@@ -21,7 +21,7 @@ import (
 // block holds.
 var ForwardEHL = []string{placeholder.HMessageID, placeholder.HForwardedFrom, placeholder.HRecipientsDigest,
 	placeholder.HJWTAssertionDigest, placeholder.HForwardedTo, placeholder.HForwardedMessageID,
-	placeholder.HForwardedNote, placeholder.HReceived}
+	placeholder.HForwardedNote, placeholder.HReceived, authz.HAutoSubmitted}
 
 // Hop describes a forwarding hop to build.
 type Hop struct {
@@ -35,6 +35,10 @@ type Hop struct {
 	// Received is the Received line this domain added when the copy
 	// arrived (§5.3: it travels in the hop's block).
 	Received string
+	// Auto marks a forward made by the user's rule, not by the user: the
+	// block carries Auto-Submitted: auto-forwarded (§12.6), which the AS
+	// checks against the automatic forwarding policy.
+	Auto bool
 }
 
 // Header builds the hop's signed header block: every name of ForwardEHL
@@ -60,6 +64,9 @@ func (h Hop) Header() (placeholder.Header, error) {
 	}
 	if h.Received != "" {
 		hdr.SetString(placeholder.HReceived, h.Received)
+	}
+	if h.Auto {
+		hdr.SetString(authz.HAutoSubmitted, authz.AutoForwarded)
 	}
 	return hdr, nil
 }

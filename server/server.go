@@ -388,6 +388,21 @@ func (o outbound) QueueForward(ctx context.Context, tx meta.Tx, forwarder string
 	return nil
 }
 
+// autoForward applies the recipients' forwarding rules to a push's copies,
+// in its transaction (inbound.Config.Delivered, docs/PROTOCOL.md §12.6).
+func (s *Server) autoForward(ctx context.Context, tx meta.Tx, env []byte, copies []inbound.MessageRef) ([]inbound.MessageRef, error) {
+	in := make([]mailbox.ReceivedCopy, len(copies))
+	for i, c := range copies {
+		in[i] = mailbox.ReceivedCopy{UserID: c.UserID, ID: c.ID}
+	}
+	made, err := s.Mailbox.AutoForwardReceived(ctx, tx, env, in)
+	out := make([]inbound.MessageRef, len(made))
+	for i, c := range made {
+		out[i] = inbound.MessageRef{UserID: c.UserID, ID: c.ID}
+	}
+	return out, err
+}
+
 // federation mounts the receiving side of federation (docs/PROTOCOL.md
 // §11.2, §11.3): pushes from other domains' MTAs, and their pulls of this
 // domain's resources.
@@ -396,7 +411,7 @@ func (s *Server) federation(mux *http.ServeMux) error {
 	proofs := &dpop.Verifier{Replay: s.Meta, Clock: s.cfg.Clock}
 	recv, err := inbound.NewReceiver(inbound.Config{Domain: s.Domain, MailboxURL: base, Meta: s.Meta, Resources: s.Store,
 		Discovery: s.Discovery, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Accepted: s.MTA.Kick,
-		PullHorizon: s.cfg.RetryHorizon})
+		PullHorizon: s.cfg.RetryHorizon, Delivered: s.autoForward})
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
 	}

@@ -1,0 +1,109 @@
+package authz_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/placeholder"
+)
+
+// TestExchangeAutoForward: a forwarding hop marked Auto-Submitted:
+// auto-forwarded (made by a rule) gets a chained assertion only when the
+// forwarder's automatic forwarding policy is "allow" and their forwarding
+// policy is not "deny"; a manual hop does not need the automatic policy.
+func TestExchangeAutoForward(t *testing.T) {
+	x := newXEnv(t)
+	b := x.b
+	prev := x.assertion(t)
+	const bob = "bob@b.test"
+	ctx := context.Background()
+	auto := func(value string) placeholder.Header {
+		h := forwardHop(t, x.msgid, "Bob <bob@b.test>", "Carol <carol@c.test>", prev)
+		h.SetString(authz.HAutoSubmitted, value)
+		return h
+	}
+	autoEHL := append(placeholder.ForwardHop.RequiredEHL(), authz.HAutoSubmitted)
+	for _, tc := range []struct {
+		name   string
+		manual string // the forwarding policy, "" unset
+		policy string // the automatic forwarding policy, "" unset
+		hdr    placeholder.Header
+		ehl    []string
+		want   string // "" for success, else the error_description's words
+	}{
+		{name: "automatic, policy unset (default deny)", hdr: auto(authz.AutoForwarded), ehl: autoEHL,
+			want: "forbids automatic forwarding"},
+		{name: "automatic, denied", policy: "deny", hdr: auto(authz.AutoForwarded), ehl: autoEHL,
+			want: "forbids automatic forwarding"},
+		{name: "automatic, allowed", policy: "allow", hdr: auto(authz.AutoForwarded), ehl: autoEHL},
+		{name: "automatic allowed, forwarding denied", manual: "deny", policy: "allow", hdr: auto(authz.AutoForwarded),
+			ehl: autoEHL, want: "forbids forwarding"},
+		{name: "manual, automatic denied", policy: "deny",
+			hdr: forwardHop(t, x.msgid, "Bob <bob@b.test>", "Carol <carol@c.test>", prev), ehl: placeholder.ForwardHop.RequiredEHL()},
+		{name: "Auto-Submitted not signed", policy: "deny", hdr: auto(authz.AutoForwarded),
+			ehl: placeholder.ForwardHop.RequiredEHL(), want: "signed"},
+		{name: "Auto-Submitted of another kind", policy: "allow", hdr: auto("auto-replied"), ehl: autoEHL, want: "auto-forwarded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := b.d.Server.Meta.Update(ctx, func(tx meta.Tx) error {
+				if err := tx.SetSetting(ctx, authz.SettingForwarding+bob, tc.manual); err != nil {
+					return err
+				}
+				return tx.SetSetting(ctx, authz.SettingAutoForwarding+bob, tc.policy)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			f := x.forwardForm(t, prev, tc.hdr)
+			f.Set("ehl", jsonString(t, tc.ehl))
+			r := x.asB.post(t, f, x.mtaB.proof(t, b.d.URL, b.clock.Now()))
+			if tc.want != "" {
+				wantOAuthError(t, r, 400, "invalid_request")
+				if !strings.Contains(r.Description, tc.want) {
+					t.Errorf("error_description %q, want it to say %q", r.Description, tc.want)
+				}
+				return
+			}
+			if r.Status != 200 {
+				t.Fatalf("refused: %+v", r)
+			}
+			c := claimsOf(t, r.AccessToken)
+			if c.EH == nil || !slices.Equal(c.EH.EHL, tc.ehl) || c.Hop != 2 {
+				t.Errorf("claims: %+v", c)
+			}
+		})
+	}
+}
+
+// TestAutoForwardAllowed is the policy as the mailbox and the AS read it.
+func TestAutoForwardAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		settings map[string]string
+		want     bool
+	}{
+		{nil, false},
+		{map[string]string{authz.SettingAutoForwarding + "u@x.test": "allow"}, true},
+		{map[string]string{authz.SettingAutoForwarding + "u@x.test": "deny"}, false},
+		{map[string]string{authz.SettingAutoForwarding + "u@x.test": "yes"}, false},
+		{map[string]string{authz.SettingAutoForwarding + "u@x.test": "allow", authz.SettingForwarding + "u@x.test": "deny"}, false},
+		{map[string]string{authz.SettingAutoForwarding + "u@x.test": "allow", authz.SettingForwarding + "u@x.test": "allow"}, true},
+		{map[string]string{authz.SettingAutoForwarding + "other@x.test": "allow"}, false},
+	} {
+		got, err := authz.AutoForwardAllowed(context.Background(), settings(tc.settings), "u@x.test")
+		if err != nil || got != tc.want {
+			t.Errorf("%v: %v, %v; want %v", tc.settings, got, err, tc.want)
+		}
+	}
+}
+
+type settings map[string]string
+
+func (s settings) Setting(_ context.Context, key string) (string, error) {
+	if v, ok := s[key]; ok {
+		return v, nil
+	}
+	return "", meta.ErrNotFound
+}
