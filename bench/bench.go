@@ -189,6 +189,13 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		progress = io.Discard
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
+	// peerLog shows, after a refusal, the last lines a peer logged: its
+	// reply alone ("internal server error") rarely says why.
+	peerLog := func(sys system, refused string) {
+		if t, ok := sys.(interface{ logTail() string }); ok && refused != "" {
+			logf("  %s's last log lines:\n%s", sys.name(), t.logTail())
+		}
+	}
 	sz := FullSizes()
 	if opt.Quick {
 		sz = QuickSizes()
@@ -298,6 +305,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 				return nil, err
 			}
 			logf("w1 %s %s: %s", mib(s), sys.name(), res.brief())
+			peerLog(sys, res.Refused)
 			c.Results = append(c.Results, res)
 		}
 		r.Large = append(r.Large, c)
@@ -310,6 +318,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 				return nil, err
 			}
 			logf("w2 %s again %s: %s", mib(sz.Repeat), sys.name(), res.brief())
+			peerLog(sys, res.Refused)
 			c.Results = append(c.Results, res)
 		}
 		r.Repeat = &c
@@ -324,6 +333,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 				return nil, err
 			}
 			logf("w3 %s to %d on %d domains %s: %s", mib(sz.Fanout), len(rcpts), nd, sys.name(), res.brief())
+			peerLog(sys, res.Refused)
 			c.Results = append(c.Results, res)
 		}
 		r.Fanout = &c
@@ -342,6 +352,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			}
 			res.System, res.WireBytes, res.PeakRSS = sys.name(), sys.wire()-w0, rssOf(pids, false)
 			logf("w4 %d senders %s: %d delivered, %.0f msgs/s, p50 %.3fs, p99 %.3fs %s", w, sys.name(), res.Delivered, res.PerSecond, res.P50, res.P99, res.Refused)
+			peerLog(sys, res.Refused)
 			c.Results = append(c.Results, res)
 		}
 		r.Small = append(r.Small, c)

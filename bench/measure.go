@@ -59,7 +59,14 @@ func (p *countingProxy) forward(in net.Conn) {
 	p.track(in, true)
 	defer p.track(in, false)
 	defer in.Close()
-	out, err := net.Dial("tcp", p.to)
+	// Dial from the client's own source address, so that the server sees
+	// the address the client chose: mox limits deliveries per source
+	// address, and the sender spreads its connections over many.
+	var d net.Dialer
+	if a, ok := in.RemoteAddr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		d.LocalAddr = &net.TCPAddr{IP: a.IP}
+	}
+	out, err := d.Dial("tcp", p.to)
 	if err != nil {
 		return
 	}

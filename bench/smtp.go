@@ -21,6 +21,11 @@ type smtpConn struct {
 	c net.Conn
 	r *bufio.Reader
 	w *bufio.Writer
+	// wait bounds the wait for each reply: long enough for a server to
+	// store a gigabyte after DATA; sendSmall shortens it, since a server
+	// that slows its replies down after refusals (mox) would otherwise
+	// hold a sender for that long.
+	wait time.Duration
 }
 
 // smtpError is a 4xx or 5xx reply: the server refused.
@@ -42,7 +47,7 @@ func dialSMTP(ctx context.Context, addr, local string) (*smtpConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
-	c := &smtpConn{c: nc, r: bufio.NewReaderSize(nc, 4096), w: bufio.NewWriterSize(nc, 64<<10)}
+	c := &smtpConn{c: nc, r: bufio.NewReaderSize(nc, 4096), w: bufio.NewWriterSize(nc, 64<<10), wait: 30 * time.Minute}
 	if _, _, err := c.reply(220); err != nil {
 		nc.Close()
 		return nil, err
@@ -80,7 +85,7 @@ func dialSMTP(ctx context.Context, addr, local string) (*smtpConn, error) {
 func (c *smtpConn) reply(want int) (int, []string, error) {
 	var lines []string
 	for {
-		c.c.SetReadDeadline(time.Now().Add(30 * time.Minute))
+		c.c.SetReadDeadline(time.Now().Add(c.wait))
 		l, err := c.r.ReadString('\n')
 		if err != nil {
 			return 0, nil, fmt.Errorf("smtp: reading a reply: %w", err)

@@ -299,6 +299,7 @@ type smtpSystem struct {
 }
 
 func (s *smtpSystem) name() string         { return s.peer.name }
+func (s *smtpSystem) logTail() string      { return lastLines(s.peer.stderr.String(), 8) }
 func (s *smtpSystem) wire() int64          { return s.peer.proxy.bytes.Load() }
 func (s *smtpSystem) pids() map[string]int { return s.peer.pids() }
 func (s *smtpSystem) disk([]string) (int64, int64, error) {
@@ -398,6 +399,7 @@ func (s *smtpSystem) sendSmall(ctx context.Context, n, senders int, rcpt string)
 						continue
 					}
 					used = 0
+					c.wait = time.Minute
 				}
 				i := next.Add(1) - 1
 				if i >= int64(n) {
