@@ -252,6 +252,7 @@ tls file %s %s
 storage.imapsql local_mailboxes {
     driver sqlite3
     dsn imapsql.db
+    sqlite3_busy_timeout 600000
 }
 
 smtp tcp://127.0.0.1:%d {
@@ -275,6 +276,7 @@ smtp tcp://127.0.0.1:%d {
 		settings: []string{
 			"one `smtp` endpoint on tcp://127.0.0.1:PORT (random port), no submission/IMAP endpoints",
 			"`max_message_size 4G` (default 32M)",
+			"`sqlite3_busy_timeout 600000` (default 5000 ms): with the default, the fan-out's parallel 100 MiB transactions failed with 554 \"database is locked\" while another stored its copies",
 			"`dmarc no` (default yes); no `check { }` block: no SPF, DKIM, require_mx_record, rDNS or DNSBL checks",
 			"no `limits { }` block (the sample config has `all rate 20 1s`, `all concurrency 10`)",
 			"one IMAP account per recipient (`maddy imap-acct create`, default folders): imapsql refuses unknown recipients",
