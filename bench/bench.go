@@ -411,12 +411,13 @@ func (r Result) brief() string {
 // startPeers builds and starts the chosen peers; a peer that cannot be
 // built or started is skipped with the reason in the report.
 func startPeers(ctx context.Context, opt Options, r *Report, dir string, rcptDomains, rcpts []string, logf func(string, ...any)) ([]*peer, error) {
-	resolv, err := checkIsolation(dir)
+	pdns, err := startPeerDNS("a.test")
 	if err != nil {
 		return nil, err
 	}
-	pdns, err := startPeerDNS("a.test")
+	resolv, err := checkIsolation(dir, pdns.addr)
 	if err != nil {
+		pdns.Close()
 		return nil, err
 	}
 	ca, err := tlsca.LoadOrCreate(filepath.Join(dir, "peer-ca"))

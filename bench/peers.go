@@ -137,21 +137,30 @@ type peer struct {
 // addr is where senders connect: the counting proxy.
 func (p *peer) addr() string { return p.proxy.ln.Addr().String() }
 
-// peerDNSAddr is the DNS server the peers see. They resolve with their own
-// resolvers from /etc/resolv.conf (mox checks the MAIL FROM domain's MX
-// and evaluates SPF, DKIM, DMARC and iprev on every delivery); each runs in
-// a mount namespace of its own whose /etc/resolv.conf names this loopback
-// address, where the benchmark serves a dnstest server's records on port
-// 53. No query leaves 127.0.0.0/8.
-const peerDNSAddr = "127.1.2.3"
+// The peers' DNS server. They resolve with their own resolvers from
+// /etc/resolv.conf (mox checks the MAIL FROM domain's MX and evaluates SPF,
+// DKIM, DMARC and iprev on every delivery); each runs in a mount namespace
+// of its own whose /etc/resolv.conf names a loopback address where the
+// benchmark serves a dnstest server's records on port 53 (the first of
+// peerDNSAddrs free: another run may hold one). No query leaves 127.0.0.0/8.
+func peerDNSAddrs() []string {
+	var as []string
+	for i := 3; i < 43; i++ {
+		as = append(as, fmt.Sprintf("127.1.2.%d", i))
+	}
+	return as
+}
 
-const isolatedResolvConf = "# pullmail bench: the peers' DNS\nnameserver " + peerDNSAddr + "\n"
+func resolvConf(dnsAddr string) string {
+	return "# pullmail bench: the peers' DNS\nnameserver " + dnsAddr + "\n"
+}
 
-// peerDNS serves records to the peers on peerDNSAddr:53 (UDP and TCP):
-// A records for the sending domain (so it has an implicit MX, RFC 5321
-// §5.1) and nothing else, so SPF, DMARC, DKIM and PTR queries get quick
-// negative answers.
+// peerDNS serves records to the peers on addr:53 (UDP and TCP): A records
+// for the sending domain (so it has an implicit MX, RFC 5321 §5.1) and
+// nothing else, so SPF, DMARC, DKIM and PTR queries get quick negative
+// answers.
 type peerDNS struct {
+	addr     string // the IP address
 	recs     *dnstest.Server
 	udp, tcp *dns.Server
 }
@@ -164,22 +173,31 @@ func startPeerDNS(senderDomains ...string) (*peerDNS, error) {
 	for _, d := range senderDomains {
 		recs.AddA(d, "127.0.0.1")
 	}
-	addr := net.JoinHostPort(peerDNSAddr, "53")
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		recs.Close()
-		return nil, fmt.Errorf("the peers' DNS server on %s (root needed): %w", addr, err)
+	var first error
+	for _, ip := range peerDNSAddrs() {
+		addr := net.JoinHostPort(ip, "53")
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			if first == nil {
+				first = fmt.Errorf("the peers' DNS server on %s (root needed): %w", addr, err)
+			}
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			pc.Close()
+			if first == nil {
+				first = fmt.Errorf("the peers' DNS server on %s: %w", addr, err)
+			}
+			continue
+		}
+		p := &peerDNS{addr: ip, recs: recs, udp: &dns.Server{PacketConn: pc, Handler: recs}, tcp: &dns.Server{Listener: ln, Handler: recs}}
+		go p.udp.ActivateAndServe()
+		go p.tcp.ActivateAndServe()
+		return p, nil
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		pc.Close()
-		recs.Close()
-		return nil, fmt.Errorf("the peers' DNS server on %s: %w", addr, err)
-	}
-	p := &peerDNS{recs: recs, udp: &dns.Server{PacketConn: pc, Handler: recs}, tcp: &dns.Server{Listener: ln, Handler: recs}}
-	go p.udp.ActivateAndServe()
-	go p.tcp.ActivateAndServe()
-	return p, nil
+	recs.Close()
+	return nil, first
 }
 
 func (p *peerDNS) Close() {
@@ -197,14 +215,15 @@ func isolatedCommand(resolv, bin string, args ...string) *exec.Cmd {
 	return exec.Command("unshare", a...)
 }
 
-// checkIsolation makes sure isolatedCommand works here.
-func checkIsolation(dir string) (string, error) {
+// checkIsolation writes the peers' resolv.conf, naming dnsAddr, and makes
+// sure isolatedCommand works here.
+func checkIsolation(dir, dnsAddr string) (string, error) {
 	resolv := filepath.Join(dir, "resolv.conf")
-	if err := os.WriteFile(resolv, []byte(isolatedResolvConf), 0o644); err != nil {
+	if err := os.WriteFile(resolv, []byte(resolvConf(dnsAddr)), 0o644); err != nil {
 		return "", err
 	}
 	out, err := isolatedCommand(resolv, "cat", "/etc/resolv.conf").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "nameserver "+peerDNSAddr) {
+	if err != nil || !strings.Contains(string(out), "nameserver "+dnsAddr) {
 		return "", fmt.Errorf("the SMTP peers run in a mount namespace with a loopback-only /etc/resolv.conf, and unshare failed (root or CAP_SYS_ADMIN needed): %v %s", err, strings.TrimSpace(string(out)))
 	}
 	return resolv, nil
