@@ -57,29 +57,7 @@ func Reply(ctx context.Context, env *Env, api mailbox.API, parent mailbox.Messag
 		return mailbox.Message{}, err
 	}
 	m.Parts = append(m.Parts, leaf)
-	for _, path := range o.Attach {
-		up, err := reuseOrUploadFile(ctx, env, api, path)
-		if err != nil {
-			return mailbox.Message{}, err
-		}
-		p, err := placeholder.NewLeaf(up.ContentID, up.Size, fileType(path), "attachment", filepath.Base(path))
-		if err != nil {
-			return mailbox.Message{}, err
-		}
-		m.Parts = append(m.Parts, p)
-	}
-	d, err := api.CreateDraft(ctx, m.Canonical())
-	if err != nil {
-		return mailbox.Message{}, fmt.Errorf("saving the draft: %w", err)
-	}
-	sent, err := api.Send(ctx, d.ID)
-	if err != nil {
-		if errs.KindOf(err) == errs.Invalid {
-			api.Delete(ctx, d.ID)
-		}
-		return mailbox.Message{}, err
-	}
-	return sent, nil
+	return attachAndSend(ctx, env, api, m, o.Attach, reuseOrUploadFile)
 }
 
 // replyRecipients: a reply goes to the parent's sender (to its recipients

@@ -150,8 +150,16 @@ func Send(ctx context.Context, env *Env, api mailbox.API, o SendOptions) (mailbo
 		m.Header.SetString(placeholder.HInReplyTo, o.InReplyTo)
 	}
 	m.Parts = append(m.Parts, placeholder.Alternative(bodies...))
-	for _, path := range o.Attach {
-		up, err := uploadFile(ctx, env, api, path)
+	return attachAndSend(ctx, env, api, m, o.Attach, uploadFile)
+}
+
+// attachAndSend adds an attachment leaf per file to m, whose bytes upload
+// puts in (or finds in) the user's mailbox, then saves m as a draft and
+// sends it.
+func attachAndSend(ctx context.Context, env *Env, api mailbox.API, m *placeholder.Message, paths []string,
+	upload func(context.Context, *Env, mailbox.API, string) (mailbox.Upload, error)) (mailbox.Message, error) {
+	for _, path := range paths {
+		up, err := upload(ctx, env, api, path)
 		if err != nil {
 			return mailbox.Message{}, err
 		}
