@@ -435,20 +435,26 @@ func (p *peer) stop() {
 	if p.proxy != nil {
 		p.proxy.close()
 	}
-	if p.cmd == nil || p.cmd.Process == nil {
+	stopProcess(p.cmd, p.done, 10*time.Second)
+}
+
+// stopProcess ends cmd, whose exit closes done: SIGTERM, then SIGKILL after
+// grace. It does nothing to a process not started or already ended.
+func stopProcess(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) {
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
 	select {
-	case <-p.done:
+	case <-done:
 		return
 	default:
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
+	case <-done:
+	case <-time.After(grace):
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pullmail/pullmail/client"
@@ -266,23 +265,7 @@ func (p *domainProc) start(f *federation) error {
 
 // stop ends the server with SIGTERM (so a CPU profile is written), or
 // SIGKILL after 15 s.
-func (p *domainProc) stop() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	}
-}
+func (p *domainProc) stop() { stopProcess(p.cmd, p.done, 15*time.Second) }
 
 // Close stops every server, the redirect service, the proxies and DNS.
 func (f *federation) Close() {
