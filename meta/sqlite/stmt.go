@@ -41,28 +41,31 @@ func newStmtCache(db *sql.DB, deferred bool) *stmtCache {
 // prepare could wait for a connection that never comes free (the write pool
 // has one; the read pool's could all be so held), so it is left to the
 // committer (deferred) or to a goroutine of its own.
-func (c *stmtCache) get(ctx context.Context, query string, inTx bool) *sql.Stmt {
+//
+// The mutex is never held while preparing: a prepare may wait for a
+// connection, and a transaction holding one may be asking for a statement.
+func (c *stmtCache) get(_ context.Context, query string, inTx bool) *sql.Stmt {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if st, ok := c.m[query]; ok {
+		c.mu.Unlock()
 		return st
 	}
 	if len(c.m)+len(c.wanted) >= maxStmts || c.wanted[query] {
+		c.mu.Unlock()
 		return nil
 	}
+	c.wanted[query] = true
+	c.mu.Unlock()
 	if inTx {
-		c.wanted[query] = true
 		if !c.deferred {
 			go c.prepare(query)
 		}
 		return nil
 	}
-	st, err := c.db.PrepareContext(context.WithoutCancel(ctx), query)
-	if err != nil {
-		return nil
-	}
-	c.m[query] = st
-	return st
+	c.prepare(query)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[query] // nil if it did not prepare
 }
 
 // prepare prepares a wanted query.
