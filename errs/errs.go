@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"syscall"
 )
 
 // Kind classifies an error by what the caller can do about it.
@@ -30,6 +31,9 @@ const (
 	TooLarge                 // a size limit was exceeded
 	Temporary                // try again later (overload, peer down)
 	Gone                     // it was there and is not anymore (e.g. a sync cursor too old)
+	// InsufficientStorage: the server is out of disk or quota (ENOSPC,
+	// EDQUOT). Smaller requests may still fit; the caller may retry later.
+	InsufficientStorage
 )
 
 // Status is the HTTP status that a kind maps to.
@@ -51,6 +55,8 @@ func (k Kind) Status() int {
 		return http.StatusServiceUnavailable
 	case Gone:
 		return http.StatusGone
+	case InsufficientStorage:
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
 }
@@ -73,6 +79,8 @@ func (k Kind) String() string {
 		return "temporary"
 	case Gone:
 		return "gone"
+	case InsufficientStorage:
+		return "insufficient_storage"
 	}
 	return "internal"
 }
@@ -105,13 +113,33 @@ func Wrap(err error, kind Kind, code, message string) *Error {
 	return &Error{Kind: kind, Code: code, Message: message, Err: err}
 }
 
-// KindOf reports the kind of the first *Error in err's chain, Internal if none.
+// KindOf reports the kind of the first *Error in err's chain, Internal if none
+// (InsufficientStorage for an unclassified out-of-space error).
 func KindOf(err error) Kind {
 	var e *Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) && e.Kind != Internal {
+		return e.Kind
+	}
+	if NoSpace(err) {
+		return InsufficientStorage
+	}
+	if e != nil {
 		return e.Kind
 	}
 	return Internal
+}
+
+// NoSpace reports whether err says a disk or quota is full (ENOSPC,
+// EDQUOT) anywhere in its chain. Such a failure is not a bug: it is
+// answered 507 insufficient_storage, so that a client can tell it from an
+// internal error and an operator sees it in the metrics.
+func NoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// InsufficientStorageError is the public error for an out-of-space cause.
+func InsufficientStorageError(cause error) *Error {
+	return Wrap(cause, InsufficientStorage, "insufficient_storage", "the server is out of storage space; try a smaller request or later")
 }
 
 // CodeOf reports the code of the first *Error in err's chain, "internal" if none.
@@ -144,7 +172,10 @@ type Detail struct {
 // generic internal error, so that no cause leaks to the network.
 func Public(err error) (status int, body Body) {
 	var e *Error
-	if errors.As(err, &e) {
+	if (!errors.As(err, &e) || e.Kind == Internal) && NoSpace(err) {
+		e = InsufficientStorageError(err)
+	}
+	if e != nil {
 		if e.Kind == Internal {
 			return http.StatusInternalServerError, Body{Detail{Code: "internal", Message: "internal error"}}
 		}
@@ -195,6 +226,8 @@ func kindFromStatus(status int) Kind {
 		return Temporary
 	case http.StatusGone:
 		return Gone
+	case http.StatusInsufficientStorage:
+		return InsufficientStorage
 	}
 	return Internal
 }
