@@ -85,9 +85,7 @@ The full mode needs about 20 GiB of free space in --tmp and takes tens of minute
 				}
 				var names []string
 				if *peers != "none" {
-					for _, n := range splitList(*peers) {
-						names = append(names, n)
-					}
+					names = splitList(*peers)
 				}
 				bin, err := os.Executable()
 				if err != nil {

@@ -9,6 +9,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"math/big"
 	"slices"
 	"strings"
@@ -236,7 +237,7 @@ func verifySignature(alg jose.SignatureAlgorithm, key any, input string, sig []b
 	switch alg {
 	case jose.ES256, jose.ES384, jose.ES512:
 		pub, ok := key.(*ecdsa.PublicKey)
-		if !ok || pub == nil || pub.Curve == nil || pub.X == nil || pub.Y == nil {
+		if !ok || pub == nil || pub.Curve == nil {
 			return wrongKey
 		}
 		var curve string
@@ -252,6 +253,12 @@ func verifySignature(alg jose.SignatureAlgorithm, key any, input string, sig []b
 		}
 		if pub.Curve.Params().Name != curve {
 			return wrongKey
+		}
+		switch _, err := ecPoint(pub); {
+		case errors.Is(err, errNoPoint):
+			return wrongKey
+		case err != nil:
+			return bad // off the curve: no signature verifies
 		}
 		// RFC 7518 §3.4: R || S, each exactly the curve's size; not ASN.1.
 		if len(sig) != 2*size {
@@ -311,4 +318,19 @@ func digest(h crypto.Hash, input string) []byte {
 	}
 	d := sha512.Sum512([]byte(input))
 	return d[:]
+}
+
+var errNoPoint = errors.New("EC key without a point")
+
+// ecPoint is the key's uncompressed point, through PublicKey.Bytes rather
+// than the X and Y fields that Go 1.26 deprecates. Bytes panics on a key
+// whose coordinates were never set (a JWK missing x or y can make one), so
+// that case is caught and named.
+func ecPoint(pub *ecdsa.PublicKey) (b []byte, err error) {
+	defer func() {
+		if recover() != nil {
+			b, err = nil, errNoPoint
+		}
+	}()
+	return pub.Bytes()
 }

@@ -110,11 +110,7 @@ func snapshot(t *testing.T, d *testenv.Domain) state {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var files []string
-	for _, f := range testenv.Files(t, filepath.Join(d.Dir, "resources")) {
-		files = append(files, f)
-	}
-	return state{cur, files}
+	return state{cur, testenv.Files(t, filepath.Join(d.Dir, "resources"))}
 }
 
 func (s state) equal(o state) bool { return s.cursor == o.cursor && slices.Equal(s.files, o.files) }
