@@ -234,6 +234,12 @@ func KeyOf(m Message) ListKey { return ListKey{Date: m.Date, Created: m.Created,
 // Reader is the read side, shared by Store and Tx.
 type Reader interface {
 	Setting(ctx context.Context, key string) (string, error) // ErrNotFound if unset
+	// UserSetting returns one of a user's own settings (a forwarding
+	// policy, a forwarding rule): ErrNotFound if unset or if there is no
+	// such user. Per-user settings are keyed by the user's ID, never by
+	// their address, so that they go with the user (DeleteUser) and a new
+	// account at the same address starts from the defaults.
+	UserSetting(ctx context.Context, userID int64, name string) (string, error)
 	UserByAddress(ctx context.Context, address string) (User, error)
 	UserByID(ctx context.Context, id int64) (User, error)
 	Users(ctx context.Context) ([]User, error) // ordered by address
@@ -285,6 +291,10 @@ type Reader interface {
 	// Created then ID, at most limit of them (limit <= 0: all); for status
 	// displays, not for finding work (that is ClaimJobs).
 	Jobs(ctx context.Context, kind string, limit int) ([]Job, error)
+	// CountJobs counts the jobs of a kind still to finish (queued or
+	// running) whose Key starts with keyPrefix ("" for every one): the
+	// depth of a queue, for metrics, without reading the jobs.
+	CountJobs(ctx context.Context, kind, keyPrefix string) (int, error)
 }
 
 // Tx is a transaction: reads see its own writes. It must not be used after
@@ -293,6 +303,9 @@ type Tx interface {
 	Reader
 
 	SetSetting(ctx context.Context, key, value string) error
+	// SetUserSetting sets one of a user's settings; an empty value unsets
+	// it. ErrNotFound when there is no such user.
+	SetUserSetting(ctx context.Context, userID int64, name, value string) error
 	// SetEnvelope keeps, with message id, the envelope it arrived with
 	// from another domain: the placeholder as received and the chain of
 	// signed envelope headers (docs/PROTOCOL.md §12), which a forward of
@@ -301,8 +314,10 @@ type Tx interface {
 
 	AddUser(ctx context.Context, u User) (User, error) // ErrExists; returns it with ID and Created set
 	SetPassword(ctx context.Context, userID int64, hash string) error
-	// DeleteUser removes the user with their tokens, uploads, messages and
-	// changes. Their resources become unreferenced unless others hold them.
+	// DeleteUser removes the user with everything of theirs: tokens,
+	// per-user settings, uploads, messages (and their envelopes), changes
+	// and the grants issued to them. Their resources become unreferenced
+	// unless others hold them. Their ID is never given to another user.
 	DeleteUser(ctx context.Context, userID int64) error
 
 	AddToken(ctx context.Context, t Token) error

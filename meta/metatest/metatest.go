@@ -36,6 +36,8 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"Authz", testAuthz},
 		{"Users", testUsers},
 		{"DeleteUser", testDeleteUser},
+		{"DeleteUserEverything", testDeleteUserEverything},
+		{"UserSettings", testUserSettings},
 		{"Tokens", testTokens},
 		{"Messages", testMessages},
 		{"MessagesPerUser", testMessagesPerUser},

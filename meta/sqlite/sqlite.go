@@ -319,6 +319,12 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	return migrateTo(ctx, db, ms)
+}
+
+// migrateTo applies the migrations of ms that db lacks: all of them, or the
+// first few for a test of a later one.
+func migrateTo(ctx context.Context, db *sql.DB, ms []migration) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY,
 		name    TEXT    NOT NULL,
