@@ -248,3 +248,17 @@ func (s *Store) PruneJobs(ctx context.Context, before time.Time) (int, error) {
 	}
 	return int(n), nil
 }
+
+// CountJobs walks jobs_claim (kind, state): the prefix test reads only the
+// unfinished jobs of the kind. A byte substr, not LIKE, so that a prefix holding
+// '%' or '_' means itself.
+func (r reader) CountJobs(ctx context.Context, kind, keyPrefix string) (int, error) {
+	var n int
+	err := r.q.QueryRowContext(ctx, `SELECT count(*) FROM jobs
+		WHERE kind = ? AND state IN ('queued', 'running') AND substr(CAST(key AS BLOB), 1, ?) = CAST(? AS BLOB)`,
+		kind, len(keyPrefix), keyPrefix).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("meta/sqlite: count %q jobs: %w", kind, err)
+	}
+	return n, nil
+}

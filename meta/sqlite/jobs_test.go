@@ -24,6 +24,8 @@ func TestJobsQueryPlan(t *testing.T) {
 			ORDER BY next_try, id LIMIT ?3`, "jobs_claim"},
 		{`DELETE FROM jobs WHERE state IN ('done', 'failed') AND updated < ?`, "jobs_finished"},
 		{`SELECT id FROM jobs WHERE kind = ? ORDER BY created DESC, id DESC LIMIT ?`, "jobs_list"},
+		{`SELECT count(*) FROM jobs WHERE kind = ? AND state IN ('queued', 'running')
+			AND substr(CAST(key AS BLOB), 1, ?) = CAST(? AS BLOB)`, "jobs_claim"},
 	} {
 		rows, err := s.rdb.QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+tc.query, "push", 1, 1)
 		if err != nil {
@@ -41,6 +43,54 @@ func TestJobsQueryPlan(t *testing.T) {
 		rows.Close()
 		if p := strings.Join(plan, "; "); !strings.Contains(p, "INDEX "+tc.index) {
 			t.Errorf("plan of %q does not use %s: %s", tc.query, tc.index, p)
+		}
+	}
+}
+
+// TestCountJobs: the depth of a queue counts the queued and running jobs
+// of the kind whose key has the prefix, and nothing finished; the prefix is
+// bytes, not a pattern.
+func TestCountJobs(t *testing.T) {
+	s, _ := openTemp(t)
+	defer s.Close()
+	ctx := t.Context()
+	err := s.Update(ctx, func(tx meta.Tx) error {
+		for _, j := range []meta.Job{
+			{Kind: "push", Key: "push:1", State: meta.JobQueued},
+			{Kind: "push", Key: "push:2", State: meta.JobRunning},
+			{Kind: "push", Key: "push:3", State: meta.JobDone},
+			{Kind: "push", Key: "push:4", State: meta.JobFailed},
+			{Kind: "push", Key: "forward:1", State: meta.JobQueued},
+			{Kind: "push", Key: "p%sh:1", State: meta.JobQueued},
+			{Kind: "pull", Key: "pull:1", State: meta.JobQueued},
+			{Kind: "pull", Key: "pull:é", State: meta.JobRunning},
+		} {
+			if _, err := tx.AddJob(ctx, j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		kind, prefix string
+		want         int
+	}{
+		{"push", "", 4},
+		{"push", "push:", 2},
+		{"push", "forward:", 1},
+		{"push", "p%", 1},
+		{"push", "p_sh:", 0},
+		{"pull", "", 2},
+		{"pull", "pull:é", 1},
+		{"pull", "pull:\xc3", 1},
+		{"other", "", 0},
+	} {
+		n, err := s.CountJobs(ctx, tc.kind, tc.prefix)
+		if err != nil || n != tc.want {
+			t.Errorf("CountJobs(%q, %q) = %d, %v; want %d", tc.kind, tc.prefix, n, err, tc.want)
 		}
 	}
 }
