@@ -11,9 +11,11 @@
 package errs
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"syscall"
 )
@@ -184,14 +186,53 @@ func Public(err error) (status int, body Body) {
 	return http.StatusInternalServerError, Body{Detail{Code: "internal", Message: "internal error"}}
 }
 
-// WriteHTTP writes err as a JSON error response.
+// WriteHTTP writes err as a JSON error response. It logs nothing: a handler
+// with a request and a logger at hand calls Respond instead, so that the
+// cause of an internal error is not lost.
 func WriteHTTP(w http.ResponseWriter, err error) {
 	status, body := Public(err)
+	WriteBody(w, status, body)
+}
+
+// WriteBody writes a JSON error document with a status of the caller's
+// choice: for answers that no Kind maps to (405 from a router, 408 for a
+// body that came too slowly).
+func WriteBody(w http.ResponseWriter, status int, body Body) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(body)
+}
+
+// Respond writes err as WriteHTTP does and, for an answer of status 500 or
+// more, logs it at ERROR with its cause and the request's id
+// (RequestID): the client only sees "internal error", so the log is the
+// one place the cause survives. Refusals (4xx) are not logged here: the
+// caller knows which of them matter. A nil log logs nothing.
+func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	status, body := Public(err)
+	if status >= 500 && log != nil {
+		ctx := r.Context()
+		log.ErrorContext(ctx, "request failed", "req", RequestID(ctx), "method", r.Method, "path", r.URL.Path,
+			"status", status, "code", body.Error.Code, "err", err)
+	}
+	WriteBody(w, status, body)
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying a request's id (the server gives each
+// request one and answers it as X-Request-ID), so that every log line of the
+// request, Respond's among them, can name it.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID is the id WithRequestID put in ctx, "" if none.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
 }
 
 // FromHTTP rebuilds an *Error from a response status and its JSON body, so that
