@@ -39,6 +39,14 @@ var ErrMismatch = errors.New("resource: content does not match the declared dige
 // ErrTooLarge is returned by Put when the bytes exceed the caller's limit.
 var ErrTooLarge = errors.New("resource: too large")
 
+// ErrDamaged is returned by an Object's reads (and by Open, Check) when the
+// stored copy no longer holds the bytes its ID names: a flipped bit on disk,
+// a cut or grown file, a file moved under another name. It is the store's
+// fault, never the caller's; the copy stays until it is repaired (a Put of
+// the right bytes replaces it, see Putter) or removed (pullmail fsck
+// --repair).
+var ErrDamaged = errors.New("resource: stored copy is damaged")
+
 // ParseID checks that s is a canonical ID: exactly 43 characters of the
 // base64url alphabet that decode strictly (RawURLEncoding.Strict, so an
 // aliased last character is refused) to 32 bytes. Angle brackets, padding,
@@ -104,16 +112,24 @@ type Putter interface {
 	// reads, and commits atomically: on any error (short read, mismatch,
 	// limit, context cancelled, crash) nothing is left behind. Storing a
 	// resource that is already there is not an error: the existing copy is
-	// kept and its Info returned (two identical uploads at once both succeed).
+	// replaced by the new, verified bytes and their Info returned (two
+	// identical uploads at once both succeed): so a Put of the right bytes
+	// repairs a damaged copy (ErrDamaged) without anyone having to notice
+	// the damage first.
 	// Errors: ErrMismatch, ErrTooLarge, the reader's error, or the context's.
 	Put(ctx context.Context, r io.Reader, opt PutOptions) (Info, error)
 }
 
 // Object is an open stored resource. ReadAt and Seek make HTTP Range cheap.
-// Reads check integrity as far as the implementation can: an encrypted store
-// authenticates each chunk; a plain store checks the whole digest when the
-// object is read from start to end in order and fails the final Read with
-// ErrMismatch when it does not match.
+//
+// No unverified byte leaves a Store: every read, whole or a Range, checks the
+// stored bytes it returns before it returns any of them, and fails with an
+// error wrapping ErrDamaged, having returned none of the damaged part, when
+// they do not match the ID (fsstore checks by chunk: an encrypted store
+// authenticates each chunk, a plain store compares each chunk with the
+// SHA-256 its sidecar records). Parts of a damaged copy that are intact stay
+// readable, so a reader learns of damage only where it reads it; Check reads
+// the whole copy.
 type Object interface {
 	io.ReadSeekCloser
 	Info() Info

@@ -125,3 +125,29 @@ func Copy(ctx context.Context, dst io.Writer, src io.Reader, opt PutOptions) (ID
 		}
 	}
 }
+
+// Check reads the whole stored copy of id through f and checks it against
+// the ID: it returns the copy's Info when every byte hashes to it, an error
+// wrapping ErrNotFound when there is no copy, and one wrapping ErrDamaged
+// when the copy is damaged (a read failing with ErrDamaged, or bytes whose
+// digest or length differ from what the ID and Info say). Other errors (a
+// failing disk, ctx) are returned as they are: they say nothing of the copy.
+// pullmail fsck runs it over every stored resource.
+func Check(ctx context.Context, f Fetcher, id ID) (Info, error) {
+	o, err := f.Open(ctx, id)
+	if err != nil {
+		return Info{}, err
+	}
+	defer o.Close()
+	info := o.Info()
+	// The Verifier of Copy hashes what the Object returns: the digest and
+	// length the ID and Info declare are what the bytes must match.
+	_, _, err = Copy(ctx, io.Discard, o, PutOptions{Want: id, Size: info.Size})
+	if errors.Is(err, ErrMismatch) {
+		return info, fmt.Errorf("resource: checking %s: %w: %w", id, ErrDamaged, err)
+	}
+	if err != nil {
+		return info, fmt.Errorf("resource: checking %s: %w", id, err)
+	}
+	return info, nil
+}

@@ -29,18 +29,18 @@ const (
 
 var magic = [8]byte{'P', 'M', 'R', 'E', 1, 0, 0, 0}
 
-var errDamaged = fmt.Errorf("encrypted file has an impossible length: %w", resource.ErrMismatch)
+var errBadLength = fmt.Errorf("encrypted file has an impossible length: %w", resource.ErrDamaged)
 
 // plainSize derives the plain size from an encrypted file's size.
 func plainSize(fileSize int64) (int64, error) {
 	c := fileSize - headerSize
 	if c < tagSize {
-		return 0, errDamaged
+		return 0, errBadLength
 	}
 	n := (c + sealedChunk - 1) / sealedChunk
 	last := c - (n-1)*sealedChunk
 	if last < tagSize || n > 1 && last == tagSize || n >= headerIndex {
-		return 0, errDamaged
+		return 0, errBadLength
 	}
 	return c - n*tagSize, nil
 }
@@ -164,20 +164,14 @@ func (z *sealer) seal(last bool) error {
 	return err
 }
 
-// encObject is an open encrypted blob: it reads and seeks by chunk.
-type encObject struct {
+// encSource reads the chunks of an open encrypted blob.
+type encSource struct {
 	s       *Store
 	f       *os.File
 	info    resource.Info
 	aead    cipher.AEAD
 	prefix  [8]byte
 	nchunks int64
-	pos     int64
-	cur     int64 // the chunk in plain, or -1
-	plain   []byte
-	pbuf    *[]byte
-	sbuf    *[]byte
-	scr     scratch // for Read
 }
 
 // scratch holds a chunk's nonce and additional data (kept off the heap per
@@ -187,13 +181,13 @@ type scratch struct {
 	ad    [1]byte
 }
 
-func (s *Store) openEncrypted(f *os.File, info resource.Info) (*encObject, error) {
+func (s *Store) openEncrypted(f *os.File, info resource.Info) (*encSource, error) {
 	var hdr [headerSize]byte
 	if _, err := f.ReadAt(hdr[:], 0); err != nil {
 		return nil, fmt.Errorf("reading the header: %w", err)
 	}
 	if [8]byte(hdr[:8]) != magic {
-		return nil, fmt.Errorf("not an encrypted resource file (magic %q): %w", hdr[:8], resource.ErrMismatch)
+		return nil, s.damaged(info.ID, fmt.Errorf("not an encrypted resource file (magic %q): %w", hdr[:8], resource.ErrDamaged))
 	}
 	aead, err := s.fileAEAD(hdr[8:40])
 	if err != nil {
@@ -201,113 +195,37 @@ func (s *Store) openEncrypted(f *os.File, info resource.Info) (*encObject, error
 	}
 	var n [12]byte
 	if _, err := aead.Open(nil, nonce(&n, hdr[40:48], headerIndex), hdr[48:64], headerData(info.ID, info.Size)); err != nil {
-		return nil, fmt.Errorf("header authentication failed (another key, or the file was damaged, cut or moved): %w", resource.ErrMismatch)
+		return nil, s.damaged(info.ID, fmt.Errorf("header authentication failed (the file was damaged, cut or moved, or written with another key): %w", resource.ErrDamaged))
 	}
-	o := &encObject{
-		s: s, f: f, info: info, aead: aead,
-		prefix:  [8]byte(hdr[40:48]),
-		nchunks: numChunks(info.Size),
-		cur:     -1,
-		pbuf:    s.getBuf(),
-		sbuf:    s.getBuf(),
-	}
-	return o, nil
+	return &encSource{s: s, f: f, info: info, aead: aead, prefix: [8]byte(hdr[40:48]), nchunks: numChunks(info.Size)}, nil
 }
 
-func (o *encObject) Info() resource.Info { return o.info }
-
-// decrypt reads chunk idx into plain (cap chunkSize) using sealed (cap
-// sealedChunk) and returns the plain bytes.
-func (o *encObject) decrypt(idx int64, plain, sealed []byte, scr *scratch) ([]byte, error) {
+// chunk reads chunk idx into b.plain through b.sealed, authenticates and
+// decrypts it, and returns the plain bytes.
+func (o *encSource) chunk(idx int64, b *chunkBufs) ([]byte, error) {
 	n := int64(sealedChunk)
 	last := idx == o.nchunks-1
 	if last {
 		n = o.info.Size - idx*chunkSize + tagSize
 	}
+	sealed := (*b.sealed)[:n]
 	off := headerSize + idx*sealedChunk
-	k, err := o.f.ReadAt(sealed[:n], off)
+	k, err := o.f.ReadAt(sealed, off)
 	if int64(k) < n {
 		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF
+			return nil, o.s.damaged(o.info.ID, fmt.Errorf("fsstore: %s: chunk %d is cut short: %w", o.info.ID, idx, resource.ErrDamaged))
 		}
 		return nil, fmt.Errorf("fsstore: %s: reading chunk %d: %w", o.info.ID, idx, err)
 	}
-	scr.ad[0] = 0
+	b.scr.ad[0] = 0
 	if last {
-		scr.ad[0] = 1
+		b.scr.ad[0] = 1
 	}
-	p, err := o.aead.Open(plain[:0], nonce(&scr.nonce, o.prefix[:], uint32(idx)), sealed[:n], scr.ad[:])
+	p, err := o.aead.Open((*b.plain)[:0], nonce(&b.scr.nonce, o.prefix[:], uint32(idx)), sealed, b.scr.ad[:])
 	if err != nil {
-		return nil, fmt.Errorf("fsstore: %s: chunk %d failed authentication: %w", o.info.ID, idx, resource.ErrMismatch)
+		return nil, o.s.damaged(o.info.ID, fmt.Errorf("fsstore: %s: chunk %d failed authentication: %w", o.info.ID, idx, resource.ErrDamaged))
 	}
 	return p, nil
 }
 
-func (o *encObject) Read(p []byte) (int, error) {
-	if o.pbuf == nil {
-		return 0, os.ErrClosed
-	}
-	if o.pos >= o.info.Size {
-		return 0, io.EOF
-	}
-	idx := o.pos / chunkSize
-	if idx != o.cur {
-		plain, err := o.decrypt(idx, (*o.pbuf)[:chunkSize], *o.sbuf, &o.scr)
-		if err != nil {
-			o.cur = -1
-			return 0, err
-		}
-		o.plain, o.cur = plain, idx
-	}
-	n := copy(p, o.plain[o.pos-idx*chunkSize:])
-	o.pos += int64(n)
-	return n, nil
-}
-
-// ReadAt reads by chunk without touching the Read position; parallel calls
-// are safe.
-func (o *encObject) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, errors.New("fsstore: ReadAt: negative offset")
-	}
-	if o.pbuf == nil {
-		return 0, os.ErrClosed
-	}
-	pb, sb := o.s.getBuf(), o.s.getBuf()
-	defer o.s.putBuf(pb)
-	defer o.s.putBuf(sb)
-	var scr scratch
-	total := 0
-	for len(p) > 0 {
-		if off >= o.info.Size {
-			return total, io.EOF
-		}
-		idx := off / chunkSize
-		plain, err := o.decrypt(idx, (*pb)[:chunkSize], *sb, &scr)
-		if err != nil {
-			return total, err
-		}
-		n := copy(p, plain[off-idx*chunkSize:])
-		p, off, total = p[n:], off+int64(n), total+n
-	}
-	return total, nil
-}
-
-func (o *encObject) Seek(offset int64, whence int) (int64, error) {
-	pos, err := seekPos(o.pos, o.info.Size, offset, whence)
-	if err != nil {
-		return o.pos, err
-	}
-	o.pos = pos
-	return pos, nil
-}
-
-func (o *encObject) Close() error {
-	if o.pbuf == nil {
-		return os.ErrClosed
-	}
-	o.s.putBuf(o.pbuf)
-	o.s.putBuf(o.sbuf)
-	o.pbuf, o.sbuf, o.plain = nil, nil, nil
-	return o.f.Close()
-}
+func (o *encSource) close() error { return o.f.Close() }

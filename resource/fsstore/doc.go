@@ -9,6 +9,7 @@
 //	format                 one line naming the store's format (see below)
 //	blobs/ab/<ID>          one file per resource; ab is the first two characters
 //	                       of the ID (4096 directories, made as needed)
+//	blobs/ab/<ID>.sums     a plain store's chunk sums of the resource (below)
 //	tmp/<random>           uploads in progress
 //
 // Every file is reached through an os.Root opened on the directory, and every
@@ -19,11 +20,25 @@
 // renames it to its place under blobs/ and fsyncs that directory. A file under
 // blobs/ is therefore always complete; whatever a crash leaves in tmp/ is
 // removed by the next New. A directory belongs to one Store (one process) at a
-// time: New clears tmp/.
+// time: New clears tmp/, unless Options.Shared says another process (the
+// server, while pullmail fsck runs) holds it.
 //
-// A file's modification time is the resource's Info.Created: putting a resource
-// that is already stored touches it, so that garbage collection's grace period
-// starts again.
+// Putting a resource that is already stored replaces the stored copy with the
+// new one, which the upload has just verified: so a Put of the right bytes
+// repairs a damaged copy, at the price of a rename and a directory fsync per
+// repeated Put. A file's modification time is the resource's Info.Created: a
+// repeated Put therefore also restarts garbage collection's grace period.
+//
+// # Damage
+//
+// No byte leaves the store unchecked (resource.Object): an Object reads by
+// chunk of 64 KiB and checks each chunk it touches before returning any byte
+// of it, so a whole read and a Range read alike fail with resource.ErrDamaged
+// where they reach a damaged chunk, having returned only intact bytes, and the
+// other chunks stay readable. Each damaged resource is counted once, until it
+// is stored again or removed (Store.DamageCount, Options.OnDamage: the
+// server's pullmail_resource_damaged_total), and logged. pullmail fsck reads
+// every blob whole (resource.Check).
 //
 // # The format file
 //
@@ -36,12 +51,38 @@
 // new store in format 2, whose one level spares a small Put the directories it
 // nearly always had to make (and fsync) in format 1.
 //
-// # Plain files
+// # Plain files and their chunk sums
 //
-// A plain blob file holds the resource's bytes. Object reads check the
-// SHA-256 when the object is read from its start to its end, and fail the
-// read that would deliver the last bytes with resource.ErrMismatch if the file
-// was damaged.
+// A plain blob file holds the resource's bytes. Its sidecar, <ID>.sums beside
+// it, holds the SHA-256 of each 64 KiB chunk of those bytes, computed by Put
+// from the stream it verified:
+//
+//	0   "PMCS"          magic
+//	4   0x01 0 0 0      version 1, reserved
+//	8   uint32be        the chunk size: 65536
+//	12  uint64be        the resource's size
+//	20  ID[43]          the resource's ID
+//	63  sum[32] ...     SHA-256 of chunk 0, 1, ...: ceil(size/65536) of them
+//	                    (none for the empty resource); the last chunk holds
+//	                    the rest of the bytes
+//
+// Put writes the sidecar in tmp/ (fsynced), then renames it into place before
+// the blob, and fsyncs the directory once for both: a crash between the two
+// renames leaves the sums of the ID's bytes beside the old copy (or none),
+// which they describe as well, since they depend on the ID alone. Remove
+// removes both; Enumerate ignores sidecars.
+//
+// An Object compares each chunk it reads with its sum. A sidecar that is
+// missing (a blob stored before sidecars) or does not describe its
+// blob (its header names another ID or size, or its length is wrong) is built
+// again at Open by reading the whole blob and checking it against the ID; a
+// chunk that fails its sum is checked the same way before the blob is called
+// damaged, so that damage to the small sidecar never condemns a good blob (a
+// good blob gets a new sidecar and the read goes on). A blob that fails the
+// whole check is damaged. When the new sidecar cannot be written (a full
+// disk), the Object keeps the sums in memory and the next Open tries again.
+// Sidecars change nothing for older Pullmail versions, which ignore them: the
+// format file stays "pullmail-fsstore 2 plain".
 //
 // # Encrypted files
 //
@@ -71,7 +112,8 @@
 // the upload is verified (the ID is known only at the end of the stream) and
 // checked by every Open: a file moved to another ID's name, or cut or grown,
 // or read with another key, fails to open with an error wrapping
-// resource.ErrMismatch, and a damaged chunk fails the read that reaches it.
-// Objects seek and read by chunk, so a Range read decrypts only the chunks it
-// needs.
+// resource.ErrDamaged, and a damaged chunk fails the read that reaches it
+// (GCM authenticates each chunk before it is decrypted, so an encrypted store
+// needs no sidecar). Objects seek and read by chunk, so a Range read decrypts
+// only the chunks it needs.
 package fsstore

@@ -9,15 +9,15 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/pullmail/pullmail/resource"
 )
@@ -30,6 +30,16 @@ type Options struct {
 	// Key, when set, encrypts every resource at rest (see the package doc).
 	// It must be KeySize bytes and must not be kept in the store's directory.
 	Key []byte
+	// Shared opens a directory that another process (the running server)
+	// may be using, as pullmail fsck does: New leaves tmp/ alone, since the
+	// uploads in progress there are the other process's.
+	Shared bool
+	// OnDamage, when set, is called once for each resource found damaged
+	// (resource.ErrDamaged) until it is repaired or removed: the server
+	// counts them (pullmail_resource_damaged_total). It must not block.
+	OnDamage func(resource.ID)
+	// Log receives a line for each damaged resource found (default: none).
+	Log *slog.Logger
 }
 
 // Store is a resource.Store on a directory. It is safe for concurrent use.
@@ -44,6 +54,12 @@ type Store struct {
 	// dirs holds the blob directories known to exist, so that a Put into
 	// one needs no stat, let alone a mkdir and two directory fsyncs.
 	dirs sync.Map
+	// bad holds the IDs found damaged since New and not stored or removed
+	// since, so that each is counted (damages, OnDamage) once.
+	bad      sync.Map
+	damages  atomic.Uint64
+	onDamage func(resource.ID)
+	log      *slog.Logger
 }
 
 var _ resource.Store = (*Store)(nil)
@@ -74,22 +90,28 @@ func New(dir string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fsstore: %w", err)
 	}
-	s := &Store{root: root}
+	s := &Store{root: root, onDamage: opt.OnDamage, log: opt.Log}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
 	if opt.Key != nil {
 		s.key = append([]byte(nil), opt.Key...)
 	}
-	if err := s.init(); err != nil {
+	if err := s.init(opt.Shared); err != nil {
 		root.Close()
 		return nil, fmt.Errorf("fsstore: %s: %w", dir, err)
 	}
 	return s, nil
 }
 
-func (s *Store) init() error {
+func (s *Store) init(shared bool) error {
 	for _, d := range []string{blobsDir, tmpDir} {
 		if err := s.root.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
+	}
+	if shared {
+		return s.checkFormat()
 	}
 	// Crash recovery: nothing in tmp/ was ever committed.
 	ents, err := fs.ReadDir(s.root.FS(), tmpDir)
@@ -202,7 +224,9 @@ func parse(s resource.ID) (resource.ID, error) {
 	return id, nil
 }
 
-// Put implements resource.Putter.
+// Put implements resource.Putter. A resource already stored is replaced by
+// the new copy (a rename, which readers of the old one do not notice), so
+// that a Put of the right bytes repairs a damaged copy.
 func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (resource.Info, error) {
 	if err := ctx.Err(); err != nil {
 		return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
@@ -213,16 +237,27 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (
 		return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
 	}
 	committed := false
+	var sums *sumsFile // a plain blob's sidecar
 	defer func() {
 		if !committed {
 			f.Close()
 			s.root.Remove(tmp)
 		}
+		if sums != nil {
+			sums.discard() // no-op once renamed
+		}
 	}()
 
 	var id resource.ID
 	if s.key == nil {
-		id, _, err = resource.Copy(ctx, newWriteback(f, 0), r, opt)
+		if sums, err = s.newSumsFile(); err != nil {
+			return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
+		}
+		var size int64
+		id, size, err = resource.Copy(ctx, io.MultiWriter(newWriteback(f, 0), sums.z), r, opt)
+		if err == nil {
+			err = sums.finish(id, size)
+		}
 	} else {
 		id, err = s.putEncrypted(ctx, f, r, opt)
 	}
@@ -241,39 +276,61 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (
 	}
 
 	dir, name := s.blobPath(id)
-	now := time.Now()
-	switch err := s.root.Chtimes(name, now, now); {
-	case err == nil:
-		// Already stored: keep that copy, restart its grace period.
-		s.root.Remove(tmp)
-		committed = true
-	case errors.Is(err, fs.ErrNotExist):
-		if err := s.mkdirs(dir); err != nil {
+	// The sidecar goes first: a crash between the two renames leaves the
+	// old copy (or none) beside the sums of id's bytes, which describe
+	// every good copy of id. Concurrent identical Puts may all rename:
+	// each file is complete and equivalent, the last one wins.
+	if sums != nil {
+		if err := s.renameInto(dir, sums.name, name+sumsSuffix); err != nil {
 			return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
 		}
-		// Concurrent identical Puts may both rename: each file is
-		// complete and equivalent, the last one wins.
-		err := s.root.Rename(tmp, name)
-		if errors.Is(err, fs.ErrNotExist) {
-			// The directory went away behind our back (an operator's
-			// cleanup): forget it and make it again.
-			s.dirs.Delete(dir)
-			if err = s.mkdirs(dir); err == nil {
-				err = s.root.Rename(tmp, name)
-			}
-		}
-		if err != nil {
-			return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
-		}
-		committed = true
-		if err := s.syncDir(dir); err != nil {
-			return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
-		}
-	default:
+	}
+	if err := s.renameInto(dir, tmp, name); err != nil {
 		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
 	}
+	committed = true
+	if err := s.syncDir(dir); err != nil {
+		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
+	}
+	s.bad.Delete(id)
 	return s.Stat(ctx, id)
 }
+
+// renameInto moves a file of tmp/ into the blob directory dir, making dir
+// if needed.
+func (s *Store) renameInto(dir, from, to string) error {
+	if err := s.mkdirs(dir); err != nil {
+		return err
+	}
+	err := s.root.Rename(from, to)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory went away behind our back (an operator's
+		// cleanup): forget it and make it again.
+		s.dirs.Delete(dir)
+		if err = s.mkdirs(dir); err == nil {
+			err = s.root.Rename(from, to)
+		}
+	}
+	return err
+}
+
+// damaged counts id as damaged, the first time since it was last stored,
+// and returns err, which wraps resource.ErrDamaged.
+func (s *Store) damaged(id resource.ID, err error) error {
+	if _, seen := s.bad.LoadOrStore(id, true); !seen {
+		s.damages.Add(1)
+		s.log.Error("fsstore: stored resource is damaged; run pullmail fsck --repair", "resource", id, "err", err)
+		if s.onDamage != nil {
+			s.onDamage(id)
+		}
+	}
+	return err
+}
+
+// DamageCount is how many resources were found damaged since New, each
+// counted once until it is stored again or removed: the value of
+// pullmail_resource_damaged_total.
+func (s *Store) DamageCount() uint64 { return s.damages.Load() }
 
 // mkdirs creates a blob directory (blobs/ab, or blobs/ab/cd in layout 1)
 // and makes the new directory entries durable.
@@ -344,6 +401,8 @@ func (s *Store) info(id resource.ID, fi fs.FileInfo) (resource.Info, error) {
 }
 
 // Open implements resource.Fetcher. The Object also implements io.ReaderAt.
+// A plain blob without a valid sidecar (stored before sidecars, or its
+// sidecar damaged) is read and checked whole here, once, and gets one.
 func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, error) {
 	id, err := parse(id)
 	if err != nil {
@@ -368,17 +427,22 @@ func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, erro
 	info, err := s.info(id, fi)
 	if err != nil {
 		f.Close()
+		if errors.Is(err, resource.ErrDamaged) {
+			s.damaged(id, err)
+		}
 		return nil, err
 	}
+	var src chunkSource
 	if s.key == nil {
-		return &plainObject{f: f, info: info, h: sha256.New()}, nil
+		src, err = s.openPlain(ctx, f, name, info)
+	} else {
+		src, err = s.openEncrypted(f, info)
 	}
-	o, err := s.openEncrypted(f, info)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("fsstore: open %s: %w", id, err)
 	}
-	return o, nil
+	return s.newObject(src, info), nil
 }
 
 // Remove implements resource.Remover.
@@ -391,6 +455,10 @@ func (s *Store) Remove(ctx context.Context, id resource.ID) error {
 	if err := s.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("fsstore: remove: %w", err)
 	}
+	if err := s.removeSums(name); err != nil {
+		return fmt.Errorf("fsstore: remove: %w", err)
+	}
+	s.bad.Delete(id)
 	return nil
 }
 
@@ -441,61 +509,6 @@ func (s *Store) Enumerate(ctx context.Context, fn func(resource.Info) error) err
 	}
 	return nil
 }
-
-// plainObject is an open plain blob. It hashes what it reads while the reads
-// run in order from offset 0, and checks the digest on reaching the end.
-type plainObject struct {
-	f      *os.File
-	info   resource.Info
-	h      hash.Hash
-	pos    int64 // where Read reads next
-	hashed int64 // bytes [0, hashed) went into h
-	err    error // sticky integrity failure
-}
-
-func (o *plainObject) Info() resource.Info { return o.info }
-
-func (o *plainObject) Read(p []byte) (int, error) {
-	if o.err != nil {
-		return 0, o.err
-	}
-	n, err := o.f.ReadAt(p, o.pos)
-	if n > 0 && o.pos == o.hashed && o.hashed < o.info.Size {
-		k := min(int64(n), o.info.Size-o.hashed)
-		o.h.Write(p[:k])
-		o.hashed += k
-		if o.hashed == o.info.Size {
-			if resource.IDFromSum(o.h.Sum(nil)) != o.info.ID {
-				o.err = fmt.Errorf("fsstore: %s: stored bytes are damaged: %w", o.info.ID, resource.ErrMismatch)
-				return 0, o.err
-			}
-		}
-	}
-	o.pos += int64(n)
-	if err == io.EOF && n > 0 {
-		err = nil
-	}
-	return n, err
-}
-
-func (o *plainObject) ReadAt(p []byte, off int64) (int, error) {
-	return o.f.ReadAt(p, off)
-}
-
-func (o *plainObject) Seek(offset int64, whence int) (int64, error) {
-	pos, err := seekPos(o.pos, o.info.Size, offset, whence)
-	if err != nil {
-		return o.pos, err
-	}
-	if pos == 0 && o.err == nil {
-		o.h.Reset()
-		o.hashed = 0
-	}
-	o.pos = pos
-	return pos, nil
-}
-
-func (o *plainObject) Close() error { return o.f.Close() }
 
 func seekPos(cur, size, offset int64, whence int) (int64, error) {
 	switch whence {

@@ -2,6 +2,8 @@ package fsstore
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -39,10 +41,25 @@ func TestConformance(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			storetest.Test(t, func(t *testing.T) resource.Store {
-				return newStore(t, t.TempDir(), m.key)
+				dir := t.TempDir()
+				return corruptible{newStore(t, dir, m.key), dir}
 			})
 		})
 	}
+}
+
+// corruptible is a Store that can damage its own files, for the suite's
+// damage cases (storetest.Corrupter).
+type corruptible struct {
+	*Store
+	dir string
+}
+
+func (c corruptible) Corrupt(t *testing.T, id resource.ID, off int64) {
+	if c.key != nil {
+		off = headerSize + off/chunkSize*sealedChunk + off%chunkSize
+	}
+	corrupt(t, blobFile(c.dir, id), off)
 }
 
 // blobFile is the file of id in a store made in dir (format 2).
@@ -263,22 +280,22 @@ func TestCorruptionPlain(t *testing.T) {
 			}
 			defer o.Close()
 			n, err := tt.read(o)
-			if !errors.Is(err, resource.ErrMismatch) {
-				t.Fatalf("reading a damaged blob: %v, want ErrMismatch", err)
+			if !errors.Is(err, resource.ErrDamaged) {
+				t.Fatalf("reading a damaged blob: %v, want ErrDamaged", err)
 			}
-			if n >= size {
-				t.Errorf("all %d bytes were delivered before the error", n)
+			if n != chunkSize {
+				t.Errorf("%d bytes were delivered before the error, want the %d of the intact chunk 0", n, chunkSize)
 			}
-			// The failure is sticky.
-			if _, err := o.Seek(0, io.SeekStart); err != nil {
+			// The damaged chunk fails again however it is reached.
+			if _, err := o.Seek(chunkSize+5, io.SeekStart); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := o.Read(make([]byte, 10)); !errors.Is(err, resource.ErrMismatch) {
-				t.Errorf("Read after the failure: %v", err)
+			if k, err := o.Read(make([]byte, 10)); !errors.Is(err, resource.ErrDamaged) || k != 0 {
+				t.Errorf("Read of the damaged chunk again = %d, %v; want 0, ErrDamaged", k, err)
 			}
 		})
 	}
-	// A Range read does not check (it cannot) and returns the bytes on disk.
+	// A Range read of the intact part still works.
 	o, err := s.Open(t.Context(), info.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -289,6 +306,9 @@ func TestCorruptionPlain(t *testing.T) {
 	}
 	if b, err := io.ReadAll(o); err != nil || !bytes.Equal(b, data[2*chunkSize:]) {
 		t.Errorf("Range read of an undamaged part: %d bytes, %v", len(b), err)
+	}
+	if got := s.DamageCount(); got != 1 {
+		t.Errorf("DamageCount = %d, want 1 (one resource, however often read)", got)
 	}
 }
 
@@ -326,6 +346,9 @@ func TestCorruptionEncrypted(t *testing.T) {
 					o.Close()
 					t.Fatal("Open of a damaged file succeeded")
 				}
+				if !errors.Is(err, resource.ErrDamaged) {
+					t.Errorf("Open of a damaged file: %v, want ErrDamaged", err)
+				}
 				return
 			}
 			if err != nil {
@@ -337,8 +360,8 @@ func TestCorruptionEncrypted(t *testing.T) {
 			if _, err := io.ReadFull(o, b); err != nil || !bytes.Equal(b, data[:chunkSize]) {
 				t.Errorf("reading the intact chunk: %v", err)
 			}
-			if n, err := o.Read(b); !errors.Is(err, resource.ErrMismatch) || n != 0 {
-				t.Errorf("reading the damaged chunk = %d, %v; want 0, ErrMismatch", n, err)
+			if n, err := o.Read(b); !errors.Is(err, resource.ErrDamaged) || n != 0 {
+				t.Errorf("reading the damaged chunk = %d, %v; want 0, ErrDamaged", n, err)
 			}
 			if _, err := o.Seek(2*chunkSize, io.SeekStart); err != nil {
 				t.Fatal(err)
@@ -382,8 +405,8 @@ func TestSwapEncrypted(t *testing.T) {
 	if err := os.Rename(blobFile(dir, a.ID), blobFile(dir, b.ID)); err != nil {
 		t.Fatal(err)
 	}
-	if o, err := s.Open(t.Context(), b.ID); !errors.Is(err, resource.ErrMismatch) {
-		t.Errorf("Open of a swapped file: %v, want ErrMismatch", err)
+	if o, err := s.Open(t.Context(), b.ID); !errors.Is(err, resource.ErrDamaged) {
+		t.Errorf("Open of a swapped file: %v, want ErrDamaged", err)
 		if err == nil {
 			o.Close()
 		}
@@ -432,8 +455,8 @@ func TestWrongKey(t *testing.T) {
 		t.Errorf("Stat with another key = %+v, %v (the size needs no key)", st, err)
 	}
 	o, err := s2.Open(t.Context(), info.ID)
-	if !errors.Is(err, resource.ErrMismatch) {
-		t.Errorf("Open with another key: %v, want ErrMismatch", err)
+	if !errors.Is(err, resource.ErrDamaged) {
+		t.Errorf("Open with another key: %v, want ErrDamaged", err)
 	}
 	if o != nil {
 		o.Close()
@@ -682,4 +705,130 @@ func readAll(t *testing.T, s *Store, id resource.ID) []byte {
 		t.Fatalf("read %s: %v", id, err)
 	}
 	return b
+}
+
+// TestSidecar pins the on-disk format of a plain blob's chunk sums (package
+// doc): a header naming the blob, then the SHA-256 of each 64 KiB chunk.
+func TestSidecar(t *testing.T) {
+	for _, n := range storetest.Sizes {
+		dir := t.TempDir()
+		s := newStore(t, dir, nil)
+		data := storetest.Data(8, n)
+		info, err := s.Put(t.Context(), bytes.NewReader(data), resource.PutOptions{Size: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(blobFile(dir, info.ID) + ".sums")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []byte("PMCS\x01\x00\x00\x00\x00\x01\x00\x00")
+		want = binary.BigEndian.AppendUint64(want, uint64(n))
+		want = append(want, info.ID...)
+		for off := 0; off < n; off += chunkSize {
+			sum := sha256.Sum256(data[off:min(off+chunkSize, n)])
+			want = append(want, sum[:]...)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%d bytes: sidecar\n%x\nwant\n%x", n, got, want)
+		}
+	}
+}
+
+// TestSidecarRebuilt covers blobs whose sidecar is missing (stored before
+// sidecars) or damaged: the blob is checked whole against its ID, gets a
+// new sidecar, and reads; it is not counted as damaged. A blob without a
+// sidecar whose bytes are damaged fails to open with ErrDamaged.
+func TestSidecarRebuilt(t *testing.T) {
+	data := storetest.Data(9, 2*chunkSize+5)
+	tests := []struct {
+		name    string
+		damage  func(t *testing.T, blob string)
+		damaged bool
+	}{
+		{"missing", func(t *testing.T, blob string) { os.Remove(blob + ".sums") }, false},
+		{"sum of chunk 1", func(t *testing.T, blob string) { corrupt(t, blob+".sums", sumsHeader+sumSize+3) }, false},
+		{"header", func(t *testing.T, blob string) { corrupt(t, blob+".sums", 30) }, false},
+		{"cut", func(t *testing.T, blob string) { truncate(t, blob+".sums", sumsHeader+sumSize) }, false},
+		{"missing, blob damaged", func(t *testing.T, blob string) {
+			os.Remove(blob + ".sums")
+			corrupt(t, blob, chunkSize)
+		}, true},
+		{"blob cut", func(t *testing.T, blob string) { truncate(t, blob, chunkSize) }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := newStore(t, dir, nil)
+			info, err := s.Put(t.Context(), bytes.NewReader(data), resource.PutOptions{Size: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			blob := blobFile(dir, info.ID)
+			good, _ := os.ReadFile(blob + ".sums")
+			tt.damage(t, blob)
+			_, err = resource.Check(t.Context(), s, info.ID)
+			if tt.damaged {
+				if !errors.Is(err, resource.ErrDamaged) || s.DamageCount() != 1 {
+					t.Errorf("Check = %v, DamageCount %d; want ErrDamaged, 1", err, s.DamageCount())
+				}
+				return
+			}
+			if err != nil || s.DamageCount() != 0 {
+				t.Fatalf("Check = %v, DamageCount %d; want nil, 0", err, s.DamageCount())
+			}
+			if got, _ := os.ReadFile(blob + ".sums"); !bytes.Equal(got, good) {
+				t.Error("the sidecar was not rebuilt")
+			}
+		})
+	}
+}
+
+// TestShared opens a directory another process uses: its uploads in
+// progress in tmp/ stay.
+func TestShared(t *testing.T) {
+	dir := t.TempDir()
+	newStore(t, dir, nil).Close()
+	busy := filepath.Join(dir, "tmp", "upload-in-progress")
+	if err := os.WriteFile(busy, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(dir, Options{Shared: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(busy); err != nil {
+		t.Errorf("New with Shared removed an upload in progress: %v", err)
+	}
+}
+
+// TestOnDamage: the callback (the server's metric) hears of each damaged
+// resource once until it is repaired.
+func TestOnDamage(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var heard []resource.ID
+	s, err := New(dir, Options{OnDamage: func(id resource.ID) { mu.Lock(); heard = append(heard, id); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	data := storetest.Data(10, chunkSize+1)
+	info, err := s.Put(t.Context(), bytes.NewReader(data), resource.PutOptions{Size: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt(t, blobFile(dir, info.ID), 3)
+	for range 3 {
+		resource.Check(t.Context(), s, info.ID)
+	}
+	if _, err := s.Put(t.Context(), bytes.NewReader(data), resource.PutOptions{Size: -1}); err != nil {
+		t.Fatal(err)
+	}
+	corrupt(t, blobFile(dir, info.ID), 3)
+	resource.Check(t.Context(), s, info.ID)
+	if len(heard) != 2 || s.DamageCount() != 2 {
+		t.Errorf("OnDamage heard %v, DamageCount %d; want the resource twice (damaged, repaired, damaged)", heard, s.DamageCount())
+	}
 }

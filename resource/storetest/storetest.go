@@ -5,6 +5,10 @@
 //	func TestConformance(t *testing.T) {
 //		storetest.Test(t, func(t *testing.T) resource.Store { return newTestStore(t) })
 //	}
+//
+// The damage cases need to damage the store's own copy of a resource: the
+// store given to Test must implement Corrupter (a wrapper in the
+// implementation's test files will do, as fsstore's does).
 package storetest
 
 import (
@@ -49,6 +53,7 @@ func Test(t *testing.T, newStore func(t *testing.T) resource.Store) {
 		{"Enumerate", testEnumerate},
 		{"Missing", testMissing},
 		{"BadID", testBadID},
+		{"Damage", testDamage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,6 +61,14 @@ func Test(t *testing.T, newStore func(t *testing.T) resource.Store) {
 			tt.fn(t, newStore(t))
 		})
 	}
+}
+
+// Corrupter damages a store's own copy of a resource, for the damage cases.
+type Corrupter interface {
+	// Corrupt changes what the store keeps for the plain byte at offset
+	// off of the resource (the byte itself, or its ciphertext), as a
+	// failing disk would, so that the copy no longer matches its ID.
+	Corrupt(t *testing.T, id resource.ID, off int64)
 }
 
 // Data returns n deterministic pseudo-random bytes, different for each seed.
@@ -629,4 +642,115 @@ func (c *cancelling) Read(p []byte) (int, error) {
 		c.cancel()
 	}
 	return n, err
+}
+
+// testDamage checks that no damaged byte leaves the store (docs/PROTOCOL.md
+// §Content-ID; resource.Object): a store checks what it returns in chunks of
+// at most ChunkSize, fails the read that reaches a damaged one with
+// resource.ErrDamaged before returning any byte of it, keeps serving the
+// intact chunks, and is repaired by a Put of the right bytes.
+func testDamage(t *testing.T, s resource.Store) {
+	c, ok := s.(Corrupter)
+	if !ok {
+		t.Fatalf("%T does not implement storetest.Corrupter: the damage cases cannot run", s)
+	}
+	big := 3*ChunkSize + 123
+	tests := []struct {
+		name      string
+		size, off int
+	}{
+		{"small", 100, 50},
+		{"one chunk, last byte", ChunkSize, ChunkSize - 1},
+		{"first chunk", big, 7},
+		{"middle chunk", big, ChunkSize + 5},
+		{"last chunk", big, 3*ChunkSize + 100},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := Data(uint64(200+i), tt.size)
+			info := put(t, s, data)
+			c.Corrupt(t, info.ID, int64(tt.off))
+
+			o, err := s.Open(t.Context(), info.ID)
+			if err != nil {
+				t.Fatalf("Open of a copy with one damaged byte: %v (its intact parts must stay readable)", err)
+			}
+			defer o.Close()
+			// A whole read, as a download: it stops before the damage.
+			got, err := io.ReadAll(o)
+			if !errors.Is(err, resource.ErrDamaged) {
+				t.Errorf("whole read: %v, want ErrDamaged", err)
+			}
+			if len(got) > tt.off || !bytes.Equal(got, data[:len(got)]) {
+				t.Errorf("whole read delivered %d bytes before failing; the damaged byte is at %d", len(got), tt.off)
+			}
+			// A Range read across the damaged byte.
+			from := max(tt.off-2, 0)
+			if _, err := o.Seek(int64(from), io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			n, err := io.ReadFull(o, make([]byte, min(10, tt.size-from)))
+			if !errors.Is(err, resource.ErrDamaged) || n > tt.off-from {
+				t.Errorf("Range read at %d = %d bytes, %v; want ErrDamaged before byte %d", from, n, err, tt.off)
+			}
+			if ra, ok := o.(io.ReaderAt); ok {
+				n, err := ra.ReadAt(make([]byte, 10), int64(from))
+				if !errors.Is(err, resource.ErrDamaged) || n > tt.off-from {
+					t.Errorf("ReadAt(%d) = %d bytes, %v; want ErrDamaged before byte %d", from, n, err, tt.off)
+				}
+			}
+			// A Range read of an intact chunk still works.
+			if tt.size > ChunkSize {
+				intact := 0
+				if tt.off < ChunkSize {
+					intact = 2 * ChunkSize
+				}
+				want := data[intact:min(intact+ChunkSize, tt.size)]
+				if _, err := o.Seek(int64(intact), io.SeekStart); err != nil {
+					t.Fatal(err)
+				}
+				b := make([]byte, len(want))
+				if _, err := io.ReadFull(o, b); err != nil || !bytes.Equal(b, want) {
+					t.Errorf("Range read of the intact chunk at %d: %v", intact, err)
+				}
+			}
+			if _, err := resource.Check(t.Context(), s, info.ID); !errors.Is(err, resource.ErrDamaged) {
+				t.Errorf("Check of the damaged copy: %v, want ErrDamaged", err)
+			}
+			// The damaged copy is still listed (so that fsck finds it).
+			found := false
+			for _, i := range list(t, s) {
+				found = found || i.ID == info.ID
+			}
+			if !found {
+				t.Error("Enumerate no longer lists the damaged copy")
+			}
+
+			// A Put of the right bytes repairs it.
+			again, err := s.Put(t.Context(), bytes.NewReader(data), resource.PutOptions{Want: info.ID, Size: int64(tt.size)})
+			if err != nil || again.ID != info.ID {
+				t.Fatalf("Put of the right bytes over a damaged copy = %+v, %v", again, err)
+			}
+			if _, err := resource.Check(t.Context(), s, info.ID); err != nil {
+				t.Errorf("Check after the repairing Put: %v", err)
+			}
+			if b := readAll(t, s, info.ID); !bytes.Equal(b, data) {
+				t.Error("the repaired copy reads other bytes")
+			}
+		})
+	}
+	// A damaged copy can be removed, and stored again.
+	data := Data(250, 2*ChunkSize)
+	info := put(t, s, data)
+	c.Corrupt(t, info.ID, ChunkSize)
+	if err := s.Remove(t.Context(), info.ID); err != nil {
+		t.Fatalf("Remove of a damaged copy: %v", err)
+	}
+	if _, err := s.Stat(t.Context(), info.ID); !errors.Is(err, resource.ErrNotFound) {
+		t.Errorf("Stat after removing a damaged copy: %v, want ErrNotFound", err)
+	}
+	put(t, s, data)
+	if _, err := resource.Check(t.Context(), s, info.ID); err != nil {
+		t.Errorf("Check of the copy stored again: %v", err)
+	}
 }
