@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -284,11 +283,4 @@ func CreateToken(ctx context.Context, st meta.Store, addr string, ttl time.Durat
 		return "", fmt.Errorf("no user %s", addr)
 	}
 	return secret, err
-}
-
-func printJSON(env *Env, v any) error {
-	enc := json.NewEncoder(env.Stdout)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"strings"
 
 	"github.com/pullmail/pullmail/mailbox"
 )
@@ -59,7 +58,7 @@ that have already passed a target, or you, are not forwarded again (docs/PROTOCO
 					fmt.Fprintf(env.Stdout, "automatic forwarding off (%s)\n", allowed)
 					return nil
 				}
-				fmt.Fprintf(env.Stdout, "automatic forwarding to %s (%s)\n", strings.Join(af.To, ", "), allowed)
+				fmt.Fprintf(env.Stdout, "automatic forwarding to %s (%s)\n", safeStrings(af.To), allowed)
 				return nil
 			}
 		},

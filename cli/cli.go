@@ -92,7 +92,8 @@ func Main(ctx context.Context, env *Env, args []string) int {
 }
 
 // oneLine renders an error for a person: the message of an *errs.Error
-// with its code, or the error text, on one line.
+// with its code, or the error text, on one line, made safe (an error may
+// quote a message's filename or a server's words).
 func oneLine(err error) string {
 	var e *errs.Error
 	msg := err.Error()
@@ -102,7 +103,7 @@ func oneLine(err error) string {
 			msg += ": " + e.Err.Error()
 		}
 	}
-	return strings.Join(strings.Fields(msg), " ")
+	return safe(strings.Join(strings.Fields(msg), " "))
 }
 
 // find returns the command named by the first one or two words of args.

@@ -302,7 +302,7 @@ from, to, subject, date, status and attachments (filename, content_id, size), am
 					if *folder == "sent" || *folder == "drafts" {
 						who = "to " + strings.Join(m.To, ", ")
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", date, clip(who, 30), clip(m.Subject, 40), m.Status, len(m.Attachments), m.MessageID)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", date, clip(safe(who), 30), clip(safe(m.Subject), 40), safe(m.Status), len(m.Attachments), safe(m.MessageID))
 				}
 				return tw.Flush()
 			}
@@ -338,23 +338,25 @@ Message-ID (angle brackets optional) or the message's id from 'list --json'.`,
 					}{m, body})
 				}
 				w := env.Stdout
-				fmt.Fprintf(w, "From: %s\n", m.From)
-				fmt.Fprintf(w, "To: %s\n", strings.Join(m.To, ", "))
+				// Everything but the date comes from the message: safe.
+				fmt.Fprintf(w, "From: %s\n", safe(m.From))
+				fmt.Fprintf(w, "To: %s\n", safeStrings(m.To))
 				if len(m.Cc) > 0 {
-					fmt.Fprintf(w, "Cc: %s\n", strings.Join(m.Cc, ", "))
+					fmt.Fprintf(w, "Cc: %s\n", safeStrings(m.Cc))
 				}
 				if len(m.Bcc) > 0 {
-					fmt.Fprintf(w, "Bcc: %s\n", strings.Join(m.Bcc, ", "))
+					fmt.Fprintf(w, "Bcc: %s\n", safeStrings(m.Bcc))
 				}
-				fmt.Fprintf(w, "Subject: %s\n", m.Subject)
+				fmt.Fprintf(w, "Subject: %s\n", safe(m.Subject))
 				if m.Date != nil {
 					fmt.Fprintf(w, "Date: %s\n", m.Date.Local().Format(time.RFC1123Z))
 				}
-				fmt.Fprintf(w, "Message-ID: %s\n", m.MessageID)
-				fmt.Fprintf(w, "Status: %s\n", m.Status)
+				fmt.Fprintf(w, "Message-ID: %s\n", safe(m.MessageID))
+				fmt.Fprintf(w, "Status: %s\n", safe(m.Status))
 				for _, a := range m.Attachments {
-					fmt.Fprintf(w, "Attachment: %s (%s, %d bytes) <%s>\n", a.Filename, a.ContentType, a.Size, a.ContentID)
+					fmt.Fprintf(w, "Attachment: %s (%s, %d bytes) <%s>\n", safe(a.Filename), safe(a.ContentType), a.Size, a.ContentID)
 				}
+				body = safeText(body)
 				fmt.Fprintf(w, "\n%s", body)
 				if body != "" && !strings.HasSuffix(body, "\n") {
 					fmt.Fprintln(w)
@@ -410,7 +412,7 @@ each file's SHA-256 is its Content-ID. A file appears only once complete and ver
 					return printJSON(env, files)
 				}
 				for _, f := range files {
-					fmt.Fprintln(env.Stdout, f.Path)
+					fmt.Fprintln(env.Stdout, safe(f.Path))
 				}
 				return nil
 			}
@@ -424,7 +426,7 @@ each file's SHA-256 is its Content-ID. A file appears only once complete and ver
 func saveAttachment(ctx context.Context, env *Env, api mailbox.API, m mailbox.Message, a mailbox.Attachment, dir string) (string, error) {
 	rc, _, err := api.Download(ctx, m.ID, a.ContentID)
 	if err != nil {
-		return "", fmt.Errorf("downloading %s: %w", a.Filename, err)
+		return "", fmt.Errorf("downloading %s: %w", safe(a.Filename), err)
 	}
 	defer rc.Close()
 	tmp, err := os.CreateTemp(dir, ".pullmail-*.part")
@@ -443,10 +445,10 @@ func saveAttachment(ctx context.Context, env *Env, api mailbox.API, m mailbox.Me
 		err = cerr
 	}
 	if err != nil {
-		return "", fmt.Errorf("downloading %s: %w", a.Filename, err)
+		return "", fmt.Errorf("downloading %s: %w", safe(a.Filename), err)
 	}
 	if got := resource.IDFromSum(h.Sum(nil)); got != a.ContentID || n != a.Size {
-		return "", fmt.Errorf("downloading %s: the bytes do not match Content-ID %s (got %s, %d bytes)", a.Filename, a.ContentID, got, n)
+		return "", fmt.Errorf("downloading %s: the bytes do not match Content-ID %s (got %s, %d bytes)", safe(a.Filename), a.ContentID, got, n)
 	}
 	path, err := freeName(dir, SafeFilename(a.Filename, a.ContentID))
 	if err != nil {
@@ -459,13 +461,14 @@ func saveAttachment(ctx context.Context, env *Env, api mailbox.API, m mailbox.Me
 }
 
 // SafeFilename makes a sender's filename safe to create in a directory: the
-// last path element only, no control or path characters, no leading dots,
-// at most 200 bytes; the Content-ID when nothing is left.
+// last path element only, no control, bidi-control (see safe) or path
+// characters, no leading dots, at most 200 bytes; the Content-ID when
+// nothing is left.
 func SafeFilename(name string, cid resource.ID) string {
 	name = strings.ReplaceAll(name, "\\", "/")
 	name = name[strings.LastIndex(name, "/")+1:]
 	name = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == ':' || r == '/' || r == 0 || r == unicode.ReplacementChar {
+		if unicode.IsControl(r) || unsafeRune(r) || r == ':' || r == '/' || r == unicode.ReplacementChar {
 			return '_'
 		}
 		return r
