@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/auth"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/meta"
 )
 
 func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
@@ -17,7 +19,8 @@ func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeSt
 // Authenticator returns the mailbox's authenticator for this server's
 // access tokens: RFC 9068 JWTs with scope mail, presented as Bearer, or as
 // DPoP with a proof of the bound key (RFC 9449 §7). A DPoP-bound token sent
-// as Bearer is a downgrade and is refused.
+// as Bearer is a downgrade and is refused. The token's uid must be the ID of
+// the user who holds its sub's address now.
 func (s *Server) Authenticator() auth.Authenticator { return accessAuth{s} }
 
 type accessAuth struct{ s *Server }
@@ -64,9 +67,14 @@ func (a accessAuth) Authenticate(ctx context.Context, r *http.Request) (auth.Pri
 			return invalid("the DPoP proof is not by the token's key")
 		}
 	}
+	// The address and the ID must both be the user's: a token minted for a
+	// deleted user must not open a new account at the same address, and
+	// one without an ID (minted before tokens had one) is refused too.
 	u, err := s.cfg.Meta.UserByAddress(ctx, c.Subject)
-	if err != nil {
+	if errors.Is(err, meta.ErrNotFound) || (err == nil && (c.UserID == 0 || c.UserID != u.ID)) {
 		return invalid("the token's user no longer exists")
+	} else if err != nil {
+		return auth.Principal{}, errs.Wrap(err, errs.Internal, "internal", "user lookup failed")
 	}
 	return auth.Principal{UserID: u.ID, Address: u.Address}, nil
 }

@@ -20,7 +20,6 @@ func TestExchangeAutoForward(t *testing.T) {
 	b := x.b
 	prev := x.assertion(t)
 	const bob = "bob@b.test"
-	ctx := context.Background()
 	auto := func(value string) placeholder.Header {
 		h := forwardHop(t, x.msgid, "Bob <bob@b.test>", "Carol <carol@c.test>", prev)
 		h.SetString(authz.HAutoSubmitted, value)
@@ -49,14 +48,8 @@ func TestExchangeAutoForward(t *testing.T) {
 		{name: "Auto-Submitted of another kind", policy: "allow", hdr: auto("auto-replied"), ehl: autoEHL, want: "auto-forwarded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := b.d.Server.Meta.Update(ctx, func(tx meta.Tx) error {
-				if err := tx.SetSetting(ctx, authz.SettingForwarding+bob, tc.manual); err != nil {
-					return err
-				}
-				return tx.SetSetting(ctx, authz.SettingAutoForwarding+bob, tc.policy)
-			}); err != nil {
-				t.Fatal(err)
-			}
+			setUserSetting(t, b.d, bob, authz.SettingForwarding, tc.manual)
+			setUserSetting(t, b.d, bob, authz.SettingAutoForwarding, tc.policy)
 			f := x.forwardForm(t, prev, tc.hdr)
 			f.Set("ehl", jsonString(t, tc.ehl))
 			r := x.asB.post(t, f, x.mtaB.proof(t, b.d.URL, b.clock.Now()))
@@ -78,31 +71,38 @@ func TestExchangeAutoForward(t *testing.T) {
 	}
 }
 
-// TestAutoForwardAllowed is the policy as the mailbox and the AS read it.
+// TestAutoForwardAllowed is the policy as the mailbox and the AS read it:
+// the user's own settings, by their ID.
 func TestAutoForwardAllowed(t *testing.T) {
+	const u, other = 7, 8
 	for _, tc := range []struct {
-		settings map[string]string
+		settings settings
 		want     bool
 	}{
 		{nil, false},
-		{map[string]string{authz.SettingAutoForwarding + "u@x.test": "allow"}, true},
-		{map[string]string{authz.SettingAutoForwarding + "u@x.test": "deny"}, false},
-		{map[string]string{authz.SettingAutoForwarding + "u@x.test": "yes"}, false},
-		{map[string]string{authz.SettingAutoForwarding + "u@x.test": "allow", authz.SettingForwarding + "u@x.test": "deny"}, false},
-		{map[string]string{authz.SettingAutoForwarding + "u@x.test": "allow", authz.SettingForwarding + "u@x.test": "allow"}, true},
-		{map[string]string{authz.SettingAutoForwarding + "other@x.test": "allow"}, false},
+		{settings{{u, authz.SettingAutoForwarding}: "allow"}, true},
+		{settings{{u, authz.SettingAutoForwarding}: "deny"}, false},
+		{settings{{u, authz.SettingAutoForwarding}: "yes"}, false},
+		{settings{{u, authz.SettingAutoForwarding}: "allow", {u, authz.SettingForwarding}: "deny"}, false},
+		{settings{{u, authz.SettingAutoForwarding}: "allow", {u, authz.SettingForwarding}: "allow"}, true},
+		{settings{{other, authz.SettingAutoForwarding}: "allow"}, false},
 	} {
-		got, err := authz.AutoForwardAllowed(context.Background(), settings(tc.settings), "u@x.test")
+		got, err := authz.AutoForwardAllowed(context.Background(), tc.settings, u)
 		if err != nil || got != tc.want {
 			t.Errorf("%v: %v, %v; want %v", tc.settings, got, err, tc.want)
 		}
 	}
 }
 
-type settings map[string]string
+type settingKey struct {
+	user int64
+	name string
+}
 
-func (s settings) Setting(_ context.Context, key string) (string, error) {
-	if v, ok := s[key]; ok {
+type settings map[settingKey]string
+
+func (s settings) UserSetting(_ context.Context, user int64, name string) (string, error) {
+	if v, ok := s[settingKey{user, name}]; ok {
 		return v, nil
 	}
 	return "", meta.ErrNotFound

@@ -53,7 +53,7 @@ func (s *Server) exchange(ctx context.Context, c client, proof *dpop.Proof, r *h
 // retry horizon. The mailbox calls it at send, when the author has just
 // authenticated, so that retries days later still act on their authority.
 func (s *Server) IssueSendGrant(author, mtaClientID, messageID string) (string, error) {
-	return s.accessToken(author, mtaClientID, ScopeInternetMail, randomID(), "", s.cfg.SendGrantTTL, messageID, "")
+	return s.accessToken(author, 0, mtaClientID, ScopeInternetMail, randomID(), "", s.cfg.SendGrantTTL, messageID, "")
 }
 
 // envelope reads the envelope_headers (a Placeholder headers object) and
@@ -215,7 +215,7 @@ func (s *Server) exchangeFetch(ctx context.Context, c client, proof *dpop.Proof,
 	if res := get("resource"); res != "" && strings.TrimRight(res, "/") != s.cfg.Issuer {
 		return tokenResponse{}, oerr(400, "invalid_target", "the resource is this domain's mailbox: "+s.cfg.Issuer)
 	}
-	tok, err := s.accessToken("", c.ID, ScopeFetch, "", proof.Thumbprint, s.cfg.FetchTokenTTL, a.MessageID, c.domain)
+	tok, err := s.accessToken("", 0, c.ID, ScopeFetch, "", proof.Thumbprint, s.cfg.FetchTokenTTL, a.MessageID, c.domain)
 	if err != nil {
 		return tokenResponse{}, oerr(500, "server_error", "signing failed")
 	}
@@ -223,16 +223,18 @@ func (s *Server) exchangeFetch(ctx context.Context, c client, proof *dpop.Proof,
 		ExpiresIn: int64(s.cfg.FetchTokenTTL / time.Second)}, nil
 }
 
-// SettingForwarding is the metadata setting of a user's forwarding policy:
-// "forwarding:" + address = "deny" forbids their forwards.
-const SettingForwarding = "forwarding:"
+// SettingForwarding is the per-user setting (meta.Reader.UserSetting) of a
+// user's forwarding policy: "deny" forbids their forwards. Per-user
+// settings are keyed by the user's ID, so that they go with the user: a new
+// account at a deleted user's address starts from the defaults.
+const SettingForwarding = "forwarding"
 
-// SettingAutoForwarding is the metadata setting of a user's automatic
-// forwarding policy, separate from SettingForwarding: "autoforwarding:" +
-// address = "allow" permits forwards made by a rule (docs/PROTOCOL.md
-// §12.6). Unset, or any other value, denies them: automatic forwarding to
-// other domains is an exfiltration path, so the admin opts a user in.
-const SettingAutoForwarding = "autoforwarding:"
+// SettingAutoForwarding is the per-user setting of a user's automatic
+// forwarding policy, separate from SettingForwarding: "allow" permits
+// forwards made by a rule (docs/PROTOCOL.md §12.6). Unset, or any other
+// value, denies them: automatic forwarding to other domains is an
+// exfiltration path, so the admin opts a user in.
+const SettingAutoForwarding = "autoforwarding"
 
 // A forwarding hop made by a rule, not by its user, carries the signed
 // header Auto-Submitted: auto-forwarded (RFC 3834 §5) in its block.
@@ -241,27 +243,35 @@ const (
 	AutoForwarded  = "auto-forwarded"
 )
 
-// SettingReader reads metadata settings (meta.Reader has it).
-type SettingReader interface {
-	Setting(ctx context.Context, key string) (string, error)
+// UserSettingReader reads per-user settings (meta.Reader has it).
+type UserSettingReader interface {
+	UserSetting(ctx context.Context, userID int64, name string) (string, error)
 }
 
-// AutoForwardAllowed reports whether the user (account form) may forward
-// automatically: their forwarding policy is not "deny" and their automatic
-// forwarding policy is "allow".
-func AutoForwardAllowed(ctx context.Context, r SettingReader, address string) (bool, error) {
-	manual, err := r.Setting(ctx, SettingForwarding+address)
-	if err != nil && !errors.Is(err, meta.ErrNotFound) {
-		return false, fmt.Errorf("reading the forwarding policy of %s: %w", address, err)
-	}
-	if manual == "deny" {
-		return false, nil
-	}
-	auto, err := r.Setting(ctx, SettingAutoForwarding+address)
+// ForwardingDenied reports whether the user's forwarding policy forbids
+// their forwards ("deny"; unset allows them).
+func ForwardingDenied(ctx context.Context, r UserSettingReader, userID int64) (bool, error) {
+	v, err := r.UserSetting(ctx, userID, SettingForwarding)
 	if errors.Is(err, meta.ErrNotFound) {
 		return false, nil
 	} else if err != nil {
-		return false, fmt.Errorf("reading the automatic forwarding policy of %s: %w", address, err)
+		return false, fmt.Errorf("reading the forwarding policy of user %d: %w", userID, err)
+	}
+	return v == "deny", nil
+}
+
+// AutoForwardAllowed reports whether the user may forward automatically:
+// their forwarding policy is not "deny" and their automatic forwarding
+// policy is "allow".
+func AutoForwardAllowed(ctx context.Context, r UserSettingReader, userID int64) (bool, error) {
+	if denied, err := ForwardingDenied(ctx, r, userID); err != nil || denied {
+		return false, err
+	}
+	auto, err := r.UserSetting(ctx, userID, SettingAutoForwarding)
+	if errors.Is(err, meta.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("reading the automatic forwarding policy of user %d: %w", userID, err)
 	}
 	return auto == "allow", nil
 }
@@ -304,10 +314,14 @@ func (s *Server) exchangeForward(ctx context.Context, c client, proof *dpop.Proo
 	if !ok || !strings.HasSuffix(fwd, "@"+s.cfg.Domain) {
 		return tokenResponse{}, oerr(400, "invalid_request", "Forwarded-From must be a user of this domain")
 	}
-	if _, err := s.cfg.Meta.UserByAddress(ctx, fwd); err != nil {
+	user, err := s.cfg.Meta.UserByAddress(ctx, fwd)
+	if err != nil {
 		return tokenResponse{}, oerr(400, "invalid_request", "Forwarded-From must be a user of this domain")
 	}
-	if policy, err := s.cfg.Meta.Setting(ctx, SettingForwarding+fwd); err == nil && policy == "deny" {
+	if denied, err := ForwardingDenied(ctx, s.cfg.Meta, user.ID); err != nil {
+		s.log.Error("reading the forwarding policy", "user", fwd, "err", err)
+		return tokenResponse{}, oerr(500, "server_error", "reading the policy failed")
+	} else if denied {
 		// RFC 8693 §2.2.2: a subject token unacceptable by policy is invalid_request.
 		return tokenResponse{}, oerr(400, "invalid_request", "the user's forwarding policy forbids forwarding")
 	}
@@ -316,7 +330,7 @@ func (s *Server) exchangeForward(ctx context.Context, c client, proof *dpop.Proo
 		if v.IsList() || v.String() != AutoForwarded || !slices.Contains(ehl, HAutoSubmitted) {
 			return tokenResponse{}, oerr(400, "invalid_request", "a forwarding hop's Auto-Submitted is auto-forwarded, and signed")
 		}
-		ok, err := AutoForwardAllowed(ctx, s.cfg.Meta, fwd)
+		ok, err := AutoForwardAllowed(ctx, s.cfg.Meta, user.ID)
 		if err != nil {
 			s.log.Error("reading the automatic forwarding policy", "user", fwd, "err", err)
 			return tokenResponse{}, oerr(500, "server_error", "reading the policy failed")

@@ -388,7 +388,6 @@ func TestExchangeForward(t *testing.T) {
 	}
 
 	// Refusals.
-	ctx := context.Background()
 	now := b.clock.Now()
 	prevClaims := claimsOf(t, prev)
 	own := func(edit func(*authz.AccessClaims)) string { // an assertion b's own AS issued to b.test
@@ -414,11 +413,7 @@ func TestExchangeForward(t *testing.T) {
 	asBEvil := newRemoteAS(t, b, &remote{issuers: map[string]remoteEntry{"a.test": {"https://evil.test", publicJWKS(t, x.a.d)}}})
 	dave := "dave@b.test"
 	b.d.AddUser(t, dave)
-	if err := b.d.Server.Meta.Update(ctx, func(tx meta.Tx) error {
-		return tx.SetSetting(ctx, authz.SettingForwarding+dave, "deny")
-	}); err != nil {
-		t.Fatal(err)
-	}
+	setUserSetting(t, b.d, dave, authz.SettingForwarding, "deny")
 
 	for _, tc := range []struct {
 		name   string

@@ -72,6 +72,7 @@ type env struct {
 	clock *clock
 	hc    *http.Client
 	user  string
+	uid   int64 // the user's ID
 	md    authz.Metadata
 }
 
@@ -82,6 +83,11 @@ func newEnv(t testing.TB, name string) *env {
 	e := &env{d: d, clock: c, user: "alice@" + name}
 	d.AddUser(t, e.user)
 	ctx := context.Background()
+	u, err := d.Server.Meta.UserByAddress(ctx, e.user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.uid = u.ID
 	if err := d.Server.Meta.Update(ctx, func(tx meta.Tx) error {
 		return tx.AddClient(ctx, meta.Client{ID: webmail, Name: "Webmail", Public: true, RedirectURIs: []string{webmailCB}})
 	}); err != nil {
@@ -456,7 +462,7 @@ func (e *env) accessClaims() authz.AccessClaims {
 	now := e.clock.Now()
 	return authz.AccessClaims{Claims: keys.Claims{Issuer: e.d.URL, Subject: e.user, Audience: keys.Audience{e.d.URL},
 		IssuedAt: keys.NewNumericDate(now), Expiry: keys.NewNumericDate(now.Add(5 * time.Minute)), ID: "x",
-		Scope: authz.ScopeMail, ClientID: webmail}}
+		Scope: authz.ScopeMail, ClientID: webmail}, UserID: e.uid}
 }
 
 func (e *env) sign(t testing.TB, typ string, c any) string {
@@ -665,6 +671,22 @@ func forwardHop(t testing.TB, msgid, fwdFrom, fwdTo, prev string) placeholder.He
 	h.SetString(placeholder.HRecipientsDigest, rd)
 	h.SetString(placeholder.HJWTAssertionDigest, placeholder.JWTAssertionDigest(prev))
 	return h
+}
+
+// setUserSetting sets (or, with "", unsets) a per-user setting of the
+// domain's user addr, as the admin commands do.
+func setUserSetting(t testing.TB, d *testenv.Domain, addr, name, value string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := d.Server.Meta.Update(ctx, func(tx meta.Tx) error {
+		u, err := tx.UserByAddress(ctx, addr)
+		if err != nil {
+			return err
+		}
+		return tx.SetUserSetting(ctx, u.ID, name, value)
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func jsonString(t testing.TB, v any) string {

@@ -702,6 +702,8 @@ func TestMailboxTokenRefusals(t *testing.T) {
 		{"scope not mail", edit(func(c *authz.AccessClaims) { c.Scope = authz.ScopeFetch })},
 		{"revoked family", edit(func(c *authz.AccessClaims) { c.Family = revokedFam })},
 		{"unknown user", edit(func(c *authz.AccessClaims) { c.Subject = "nobody@a.test" })},
+		{"no uid (a token of before uid)", edit(func(c *authz.AccessClaims) { c.UserID = 0 })},
+		{"uid of another user (a deleted one)", edit(func(c *authz.AccessClaims) { c.UserID = e.uid + 1000 })},
 		{"typ JWT", e.sign(t, "JWT", e.accessClaims())},
 		{"typ dpop+jwt", e.sign(t, "dpop+jwt", e.accessClaims())},
 		{"an assertion", e.sign(t, authz.TypAssertion, e.accessClaims())},

@@ -31,6 +31,10 @@ type tokenResponse struct {
 // tokens (RFC 9068), send grants, fetch tokens and assertions.
 type AccessClaims struct {
 	keys.Claims
+	// UserID is the ID of the user the token acts for (sub names their
+	// address): IDs are never reused, so a token minted before the user
+	// was deleted does not open a new account at the same address.
+	UserID int64 `json:"uid,omitempty"`
 	// Family names the grant family; revoking it stops the token.
 	Family string `json:"fam,omitempty"`
 	// MessageID binds a send grant, an assertion or a fetch token to one
@@ -392,7 +396,7 @@ func (s *Server) issue(ctx context.Context, tx meta.Tx, c client, userID int64, 
 	if proof != nil {
 		jkt = proof.Thumbprint
 	}
-	at, err := s.accessToken(u.Address, c.ID, scope, family, jkt, s.cfg.AccessTokenTTL, "", "")
+	at, err := s.accessToken(u.Address, u.ID, c.ID, scope, family, jkt, s.cfg.AccessTokenTTL, "", "")
 	if err != nil {
 		return tokenResponse{}, err
 	}
@@ -413,13 +417,14 @@ func tokenType(jkt string) string {
 	return "Bearer"
 }
 
-// accessToken signs an RFC 9068 access token for this server's resources.
-func (s *Server) accessToken(sub, clientID, scope, family, jkt string, ttl time.Duration, msgid, rcptDomain string) (string, error) {
+// accessToken signs an RFC 9068 access token for this server's resources;
+// uid is the user's ID (0 for a token that acts for no user of this domain).
+func (s *Server) accessToken(sub string, uid int64, clientID, scope, family, jkt string, ttl time.Duration, msgid, rcptDomain string) (string, error) {
 	now := s.now()
 	c := AccessClaims{Claims: keys.Claims{
 		Issuer: s.cfg.Issuer, Subject: sub, Audience: keys.Audience{s.cfg.Issuer}, IssuedAt: keys.NewNumericDate(now),
 		Expiry: keys.NewNumericDate(now.Add(ttl)), ID: randomID(), Scope: scope, ClientID: clientID,
-	}, Family: family, MessageID: msgid, RecipientDomain: rcptDomain}
+	}, UserID: uid, Family: family, MessageID: msgid, RecipientDomain: rcptDomain}
 	if jkt != "" {
 		c.Cnf = &keys.Confirmation{JKT: jkt}
 	}

@@ -238,15 +238,15 @@ type ForwardingPolicy struct {
 	Auto       string `json:"auto"`       // forwarding rules: allow or deny (default)
 }
 
-func readPolicy(ctx context.Context, r meta.Reader, addr string) (ForwardingPolicy, error) {
-	p := ForwardingPolicy{Address: addr, Forwarding: "allow", Auto: "deny"}
-	v, err := r.Setting(ctx, mailbox.SettingForwarding+addr)
+func readPolicy(ctx context.Context, r meta.Reader, u meta.User) (ForwardingPolicy, error) {
+	p := ForwardingPolicy{Address: u.Address, Forwarding: "allow", Auto: "deny"}
+	v, err := r.UserSetting(ctx, u.ID, mailbox.SettingForwarding)
 	if err == nil && v == "deny" {
 		p.Forwarding = "deny"
 	} else if err != nil && !isNotFound(err) {
 		return p, err
 	}
-	v, err = r.Setting(ctx, mailbox.SettingAutoForwarding+addr)
+	v, err = r.UserSetting(ctx, u.ID, mailbox.SettingAutoForwarding)
 	if err == nil && v == "allow" {
 		p.Auto = "allow"
 	} else if err != nil && !isNotFound(err) {
@@ -294,17 +294,18 @@ refuses hops made by a rule. Automatic forwarding also needs forwarding allowed.
 				defer st.Close()
 				var pol ForwardingPolicy
 				err = st.Update(ctx, func(tx meta.Tx) error {
-					if _, err := tx.UserByAddress(ctx, addr); err != nil {
+					u, err := tx.UserByAddress(ctx, addr)
+					if err != nil {
 						return err
 					}
-					for _, prefix := range []string{mailbox.SettingForwarding, mailbox.SettingAutoForwarding} {
-						if v, ok := set[prefix]; ok {
-							if err := tx.SetSetting(ctx, prefix+addr, v); err != nil {
+					for _, name := range []string{mailbox.SettingForwarding, mailbox.SettingAutoForwarding} {
+						if v, ok := set[name]; ok {
+							if err := tx.SetUserSetting(ctx, u.ID, name, v); err != nil {
 								return err
 							}
 						}
 					}
-					pol, err = readPolicy(ctx, tx, addr)
+					pol, err = readPolicy(ctx, tx, u)
 					return err
 				})
 				if isNotFound(err) {

@@ -39,9 +39,10 @@ type AutoForwardRequest struct {
 	To []string `json:"to"`
 }
 
-// SettingAutoForward is the metadata setting that holds a user's rule:
-// "autoforward:" + address = {"to": [ADDRESS, ...]}; unset or empty: none.
-const SettingAutoForward = "autoforward:"
+// SettingAutoForward is the per-user setting (meta.Reader.UserSetting)
+// that holds a user's rule: {"to": [ADDRESS, ...]}; unset or empty: none.
+// It is keyed by the user's ID, so it goes with the user.
+const SettingAutoForward = "autoforward"
 
 // SettingAutoForwarding is the user's automatic forwarding policy, read by
 // the mailbox and the AS: "allow" permits rules; unset denies.
@@ -62,16 +63,16 @@ type storedRule struct {
 }
 
 // rule reads a user's rule; nil when none.
-func rule(ctx context.Context, r authz.SettingReader, address string) ([]string, error) {
-	v, err := r.Setting(ctx, SettingAutoForward+address)
+func rule(ctx context.Context, r authz.UserSettingReader, userID int64) ([]string, error) {
+	v, err := r.UserSetting(ctx, userID, SettingAutoForward)
 	if errors.Is(err, meta.ErrNotFound) || (err == nil && v == "") {
 		return nil, nil
 	} else if err != nil {
-		return nil, fmt.Errorf("reading the forwarding rule of %s: %w", address, err)
+		return nil, fmt.Errorf("reading the forwarding rule of user %d: %w", userID, err)
 	}
 	var sr storedRule
 	if err := json.Unmarshal([]byte(v), &sr); err != nil {
-		return nil, fmt.Errorf("the forwarding rule of %s is unreadable: %w", address, err)
+		return nil, fmt.Errorf("the forwarding rule of user %d is unreadable: %w", userID, err)
 	}
 	return sr.To, nil
 }
@@ -84,7 +85,7 @@ func (s *Service) AutoForward(ctx context.Context) (AutoForward, error) {
 	}
 	var out AutoForward
 	err = s.cfg.Meta.View(ctx, func(r meta.Reader) error {
-		out, err = readAutoForward(ctx, r, p.Address)
+		out, err = readAutoForward(ctx, r, p.UserID)
 		return err
 	})
 	if err != nil {
@@ -93,12 +94,12 @@ func (s *Service) AutoForward(ctx context.Context) (AutoForward, error) {
 	return out, nil
 }
 
-func readAutoForward(ctx context.Context, r meta.Reader, address string) (AutoForward, error) {
-	to, err := rule(ctx, r, address)
+func readAutoForward(ctx context.Context, r meta.Reader, userID int64) (AutoForward, error) {
+	to, err := rule(ctx, r, userID)
 	if err != nil {
 		return AutoForward{}, err
 	}
-	allowed, err := authz.AutoForwardAllowed(ctx, r, address)
+	allowed, err := authz.AutoForwardAllowed(ctx, r, userID)
 	if err != nil {
 		return AutoForward{}, err
 	}
@@ -126,7 +127,7 @@ func (s *Service) SetAutoForward(ctx context.Context, req AutoForwardRequest) (A
 	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
 		value := ""
 		if len(to) > 0 {
-			ok, err := authz.AutoForwardAllowed(ctx, tx, p.Address)
+			ok, err := authz.AutoForwardAllowed(ctx, tx, p.UserID)
 			if err != nil {
 				return err
 			}
@@ -161,10 +162,10 @@ func (s *Service) SetAutoForward(ctx context.Context, req AutoForwardRequest) (A
 			}
 			value = string(b)
 		}
-		if err := tx.SetSetting(ctx, SettingAutoForward+p.Address, value); err != nil {
+		if err := tx.SetUserSetting(ctx, p.UserID, SettingAutoForward, value); err != nil {
 			return err
 		}
-		out, err = readAutoForward(ctx, tx, p.Address)
+		out, err = readAutoForward(ctx, tx, p.UserID)
 		return err
 	})
 	if err != nil {
@@ -195,7 +196,7 @@ func (s *Service) AutoForwardReceived(ctx context.Context, tx meta.Tx, envelopeJ
 		if err != nil {
 			return nil, fmt.Errorf("autoforward: user %d: %w", c.UserID, err)
 		}
-		targets, err := rule(ctx, tx, u.Address)
+		targets, err := rule(ctx, tx, u.ID)
 		if err != nil {
 			s.log.Error("autoforward: the rule is unreadable", "user", u.Address, "err", err)
 			s.cfg.Metrics.autoForward(AutoFailed)
@@ -209,7 +210,7 @@ func (s *Service) AutoForwardReceived(ctx context.Context, tx meta.Tx, envelopeJ
 			return nil, fmt.Errorf("autoforward: copy %s: %w", c.ID, err)
 		}
 		log := s.log.With("user", u.Address, "msgid", row.MessageID)
-		ok, err := authz.AutoForwardAllowed(ctx, tx, u.Address)
+		ok, err := authz.AutoForwardAllowed(ctx, tx, u.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -330,7 +331,7 @@ func (s *Service) autoForwardLocal(ctx context.Context, delivered []meta.Message
 			s.log.Error("autoforward: reading the user", "user_id", row.UserID, "err", err)
 			continue
 		}
-		targets, err := rule(ctx, s.cfg.Meta, u.Address)
+		targets, err := rule(ctx, s.cfg.Meta, u.ID)
 		if err != nil || len(targets) == 0 {
 			if err != nil {
 				s.log.Error("autoforward: the rule is unreadable", "user", u.Address, "err", err)
@@ -345,7 +346,7 @@ func (s *Service) autoForwardLocal(ctx context.Context, delivered []meta.Message
 			s.cfg.Metrics.autoForward(AutoSkippedAuto)
 			continue
 		}
-		if ok, err := authz.AutoForwardAllowed(ctx, s.cfg.Meta, u.Address); err != nil || !ok {
+		if ok, err := authz.AutoForwardAllowed(ctx, s.cfg.Meta, u.ID); err != nil || !ok {
 			log.Info("autoforward skipped: the policy does not allow it", "err", err)
 			s.cfg.Metrics.autoForward(AutoSkippedPolicy)
 			continue

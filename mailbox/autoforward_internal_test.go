@@ -90,12 +90,14 @@ func (f *afFixture) as(addr string) context.Context {
 	return auth.WithPrincipal(context.Background(), auth.Principal{UserID: u.ID, Address: u.Address})
 }
 
+// set sets per-user settings, keyed NAME:ADDRESS.
 func (f *afFixture) set(t *testing.T, kv map[string]string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := f.st.Update(ctx, func(tx meta.Tx) error {
 		for k, v := range kv {
-			if err := tx.SetSetting(ctx, k, v); err != nil {
+			name, addr, _ := strings.Cut(k, ":")
+			if err := tx.SetUserSetting(ctx, f.users[addr].ID, name, v); err != nil {
 				return err
 			}
 		}
@@ -153,9 +155,9 @@ func TestSetAutoForward(t *testing.T) {
 	}{
 		{name: "policy unset: refused", to: []string{"dave@d.test"}, code: "forwarding_denied", want: []string{}},
 		{name: "policy unset: off is allowed", to: nil, want: []string{}},
-		{name: "policy deny: refused", settings: map[string]string{SettingAutoForwarding + "carol@c.test": "deny"},
+		{name: "policy deny: refused", settings: map[string]string{SettingAutoForwarding + ":carol@c.test": "deny"},
 			to: []string{"dave@d.test"}, code: "forwarding_denied", want: []string{}},
-		{name: "allowed", settings: map[string]string{SettingAutoForwarding + "carol@c.test": "allow"},
+		{name: "allowed", settings: map[string]string{SettingAutoForwarding + ":carol@c.test": "allow"},
 			to: []string{"Dave <dave@d.test>"}, want: []string{`"Dave" <dave@d.test>`}, allowed: true},
 		{name: "two, one local, duplicates dropped", to: []string{"dave@d.test", "erin@c.test", "DAVE@d.test"},
 			want: []string{"<dave@d.test>", "<erin@c.test>"}, allowed: true},
@@ -163,7 +165,7 @@ func TestSetAutoForward(t *testing.T) {
 		{name: "not an address", to: []string{"dave at d.test"}, code: "bad_address", want: []string{"<dave@d.test>", "<erin@c.test>"}, allowed: true},
 		{name: "an unknown local user", to: []string{"nobody@c.test"}, code: "unknown_recipient", want: []string{"<dave@d.test>", "<erin@c.test>"}, allowed: true},
 		{name: "too many", to: many, code: "no_recipients", want: []string{"<dave@d.test>", "<erin@c.test>"}, allowed: true},
-		{name: "forwarding denied denies the rule", settings: map[string]string{SettingForwarding + "carol@c.test": "deny"},
+		{name: "forwarding denied denies the rule", settings: map[string]string{SettingForwarding + ":carol@c.test": "deny"},
 			to: []string{"dave@d.test"}, code: "forwarding_denied", want: []string{"<dave@d.test>", "<erin@c.test>"}},
 		{name: "off even when denied", to: []string{}, want: []string{}},
 	} {
@@ -279,7 +281,7 @@ func (f *afFixture) receive(t *testing.T, raw, doc []byte) []ReceivedCopy {
 // chain mode, marked automatic, unless the policy is off at delivery, the
 // chain already reaches the target or carol, or it is at its length limit.
 func TestAutoForwardReceived(t *testing.T) {
-	allow := map[string]string{SettingAutoForwarding + "carol@c.test": "allow", SettingForwarding + "carol@c.test": ""}
+	allow := map[string]string{SettingAutoForwarding + ":carol@c.test": "allow", SettingForwarding + ":carol@c.test": ""}
 	eight := []string{"bob@b.test", "u3@x3.test", "u4@x4.test", "u5@x5.test", "u6@x6.test", "u7@x7.test", "u8@x8.test"}
 	for _, tc := range []struct {
 		name       string
@@ -296,10 +298,10 @@ func TestAutoForwardReceived(t *testing.T) {
 			result: AutoQueued, domains: []string{"d.test"}, to: []string{"dave@d.test"}},
 		{name: "a direct delivery (one hop)", settings: allow, rule: `{"to":["dave@d.test"]}`,
 			result: AutoQueued, domains: []string{"d.test"}, to: []string{"dave@d.test"}},
-		{name: "policy unset at delivery", settings: map[string]string{SettingAutoForwarding + "carol@c.test": ""},
+		{name: "policy unset at delivery", settings: map[string]string{SettingAutoForwarding + ":carol@c.test": ""},
 			rule: `{"to":["dave@d.test"]}`, forwarders: []string{"bob@b.test"}, result: AutoSkippedPolicy},
-		{name: "forwarding denied at delivery", settings: map[string]string{SettingAutoForwarding + "carol@c.test": "allow",
-			SettingForwarding + "carol@c.test": "deny"}, rule: `{"to":["dave@d.test"]}`, result: AutoSkippedPolicy},
+		{name: "forwarding denied at delivery", settings: map[string]string{SettingAutoForwarding + ":carol@c.test": "allow",
+			SettingForwarding + ":carol@c.test": "deny"}, rule: `{"to":["dave@d.test"]}`, result: AutoSkippedPolicy},
 		{name: "target is a forwarder of the chain", settings: allow, rule: `{"to":["bob@b.test"]}`,
 			forwarders: []string{"bob@b.test"}, result: AutoSkippedLoop},
 		{name: "target is the author", settings: allow, rule: `{"to":["Alice <ALICE@a.test>"]}`,
@@ -319,7 +321,7 @@ func TestAutoForwardReceived(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newAFFixture(t)
-			settings := map[string]string{SettingAutoForward + "carol@c.test": tc.rule}
+			settings := map[string]string{SettingAutoForward + ":carol@c.test": tc.rule}
 			for k, v := range tc.settings {
 				settings[k] = v
 			}
@@ -387,8 +389,8 @@ func TestAutoForwardReceived(t *testing.T) {
 func TestAutoForwardLocal(t *testing.T) {
 	f := newAFFixture(t)
 	f.set(t, map[string]string{
-		SettingAutoForwarding + "carol@c.test": "allow", SettingAutoForward + "carol@c.test": `{"to":["erin@c.test","dave@d.test"]}`,
-		SettingAutoForwarding + "erin@c.test": "allow", SettingAutoForward + "erin@c.test": `{"to":["carol@c.test"]}`,
+		SettingAutoForwarding + ":carol@c.test": "allow", SettingAutoForward + ":carol@c.test": `{"to":["erin@c.test","dave@d.test"]}`,
+		SettingAutoForwarding + ":erin@c.test": "allow", SettingAutoForward + ":erin@c.test": `{"to":["carol@c.test"]}`,
 	})
 	send := func(subject string) {
 		t.Helper()
@@ -430,7 +432,7 @@ func TestAutoForwardLocal(t *testing.T) {
 
 	// The admin denies carol's automatic forwarding: the rule stays, and
 	// is skipped.
-	f.set(t, map[string]string{SettingAutoForwarding + "carol@c.test": "deny"})
+	f.set(t, map[string]string{SettingAutoForwarding + ":carol@c.test": "deny"})
 	send("Again")
 	if n := len(f.folder(t, "erin@c.test", meta.Inbox)); n != 1 || f.count(AutoSkippedPolicy) != 1 {
 		t.Errorf("policy off: erin holds %d, skipped_policy %d", n, f.count(AutoSkippedPolicy))

@@ -95,10 +95,10 @@ func (s *Service) Forward(ctx context.Context, id string, req ForwardRequest) (F
 	if err != nil {
 		return Forwarded{}, err
 	}
-	if policy, err := s.cfg.Meta.Setting(ctx, SettingForwarding+p.Address); err == nil && policy == "deny" {
-		return Forwarded{}, errs.E(errs.Forbidden, "forwarding_denied", "your forwarding policy forbids forwards")
-	} else if err != nil && !errors.Is(err, meta.ErrNotFound) {
+	if denied, err := authz.ForwardingDenied(ctx, s.cfg.Meta, p.UserID); err != nil {
 		return Forwarded{}, internal(err, "reading the forwarding policy failed")
+	} else if denied {
+		return Forwarded{}, errs.E(errs.Forbidden, "forwarding_denied", "your forwarding policy forbids forwards")
 	}
 	row, err := s.cfg.Meta.Message(ctx, p.UserID, id)
 	if err != nil {
