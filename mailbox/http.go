@@ -8,9 +8,9 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/httprange"
 	"github.com/pullmail/pullmail/placeholder"
 	"github.com/pullmail/pullmail/resource"
 )
@@ -265,9 +265,10 @@ func (h *handler) changes(w http.ResponseWriter, r *http.Request) {
 }
 
 // download serves a resource through a message that references it, with
-// Range, If-None-Match and HEAD handled by http.ServeContent. Content is
-// always served as an attachment in a sandbox: it is the sender's bytes, and
-// the API's origin must not run them.
+// If-Match, If-None-Match, If-Range, Range and HEAD decided by package
+// httprange (RFC 9110; one range per request, several are answered whole).
+// Content is always served as an attachment in a sandbox: it is the
+// sender's bytes, and the API's origin must not run them.
 func (h *handler) download(w http.ResponseWriter, r *http.Request) {
 	cid, err := resource.ParseID(r.PathValue("cid"))
 	if err != nil {
@@ -280,10 +281,34 @@ func (h *handler) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
+	etag := `"` + string(cid) + `"`
+	rs, seekable := rc.(io.ReadSeeker)
+	a := httprange.Answer{Status: http.StatusOK}
+	if seekable {
+		a = httprange.Evaluate(r, att.Size, etag)
+	}
 	hdr := w.Header()
-	hdr.Set("ETag", `"`+string(cid)+`"`)
+	switch a.Status {
+	case http.StatusPreconditionFailed:
+		writeError(w, http.StatusPreconditionFailed, errs.E(errs.Conflict, "precondition_failed", "the resource does not match If-Match"))
+		return
+	case http.StatusRequestedRangeNotSatisfiable:
+		hdr.Set("Content-Range", a.ContentRange)
+		hdr.Set("Accept-Ranges", "bytes")
+		writeError(w, http.StatusRequestedRangeNotSatisfiable,
+			errs.E(errs.Invalid, "range_not_satisfiable", "the Range is outside the resource (see Content-Range)"))
+		return
+	}
+	hdr.Set("ETag", etag)
 	hdr.Set("Cache-Control", "private, max-age=31536000, immutable")
 	hdr.Set("X-Content-Type-Options", "nosniff")
+	if seekable {
+		hdr.Set("Accept-Ranges", "bytes")
+	}
+	if a.Status == http.StatusNotModified {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	hdr.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	hdr.Set("Content-Type", att.ContentType)
 	name := att.Filename
@@ -291,93 +316,36 @@ func (h *handler) download(w http.ResponseWriter, r *http.Request) {
 		name = string(cid)
 	}
 	hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
-	if rs, ok := rc.(io.ReadSeeker); ok {
-		http.ServeContent(&jsonErrors{ResponseWriter: w}, r, "", time.Time{}, &lazySeeker{rs: rs, size: att.Size})
-		return
-	}
-	hdr.Set("Content-Length", strconv.FormatInt(att.Size, 10))
-	if r.Method != http.MethodHead {
-		io.Copy(w, rc)
-	}
-}
-
-// jsonErrors turns the plain-text error answers of http.ServeContent (416,
-// 412) into the API's JSON errors.
-type jsonErrors struct {
-	http.ResponseWriter
-	replaced bool
-}
-
-func (j *jsonErrors) WriteHeader(code int) {
-	if code < 400 {
-		j.ResponseWriter.WriteHeader(code)
-		return
-	}
-	j.replaced = true
-	e := errs.E(errs.Invalid, "range_not_satisfiable", "the Range is outside the resource (see Content-Range)")
-	if code == http.StatusPreconditionFailed {
-		e = errs.E(errs.Conflict, "precondition_failed", "the resource does not match If-Match")
-	}
-	h := j.Header()
-	for _, k := range []string{"Content-Length", "Content-Disposition", "ETag"} {
-		h.Del(k) // Content-Range stays: for 416 it tells the size
-	}
-	_, body := errs.Public(e)
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	j.ResponseWriter.WriteHeader(code) // keep 416 or 412 itself
-	b, _ := json.Marshal(body)
-	j.ResponseWriter.Write(append(b, '\n'))
-}
-
-func (j *jsonErrors) Write(p []byte) (int, error) {
-	if j.replaced {
-		return len(p), nil // the plain-text body that ServeContent writes
-	}
-	return j.ResponseWriter.Write(p)
-}
-
-// lazySeeker answers http.ServeContent's size probe (Seek to the end and back)
-// without moving the underlying reader, so that a whole-file download reads
-// the object from start to end in order and the store can check its digest
-// on the way (resource.Object). A real reposition (a Range) is passed on.
-type lazySeeker struct {
-	rs   io.ReadSeeker
-	size int64
-	pos  int64 // logical position
-	at   int64 // the underlying reader's position
-}
-
-func (l *lazySeeker) Seek(off int64, whence int) (int64, error) {
-	var abs int64
-	switch whence {
-	case io.SeekStart:
-		abs = off
-	case io.SeekCurrent:
-		abs = l.pos + off
-	case io.SeekEnd:
-		abs = l.size + off
-	default:
-		return 0, errors.New("lazySeeker: bad whence")
-	}
-	if abs < 0 {
-		return 0, errors.New("lazySeeker: negative position")
-	}
-	l.pos = abs
-	return abs, nil
-}
-
-func (l *lazySeeker) Read(p []byte) (int, error) {
-	if l.pos != l.at {
-		if _, err := l.rs.Seek(l.pos, io.SeekStart); err != nil {
-			return 0, err
+	body := io.Reader(rc) // a whole read is sequential: the store checks the digest on the way
+	n := att.Size
+	if a.Status == http.StatusPartialContent {
+		if _, err := rs.Seek(a.Range.Start, io.SeekStart); err != nil {
+			for _, k := range []string{"ETag", "Cache-Control", "Content-Disposition", "Content-Type", "Accept-Ranges"} {
+				hdr.Del(k)
+			}
+			errs.WriteHTTP(w, internal(err, "seeking in the resource failed"))
+			return
 		}
-		l.at = l.pos
+		body, n = io.LimitReader(rs, a.Range.Length), a.Range.Length
+		hdr.Set("Content-Range", a.ContentRange)
 	}
-	n, err := l.rs.Read(p)
-	l.pos += int64(n)
-	l.at = l.pos
-	return n, err
+	hdr.Set("Content-Length", strconv.FormatInt(n, 10))
+	w.WriteHeader(a.Status)
+	if r.Method != http.MethodHead {
+		io.Copy(w, body) // a failure cuts the body short of Content-Length: the client sees it
+	}
+}
+
+// writeError writes err's JSON body with a status other than its kind's
+// (416 is of kind invalid, whose own status is 400).
+func writeError(w http.ResponseWriter, status int, err error) {
+	_, body := errs.Public(err)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(body)
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
