@@ -1,0 +1,128 @@
+package mailbox_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/pullmail/pullmail/client"
+	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/testenv"
+)
+
+// do sends one request as c and returns the answer with its body read.
+func do(t *testing.T, c *client.Client, method, url string, body io.Reader, hdr http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = hdr.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// errorCode returns the code of a JSON error body, or "" if it is none.
+func errorCode(resp *http.Response, b []byte) string {
+	var e errs.Body
+	if resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(b, &e) != nil {
+		return ""
+	}
+	return e.Error.Code
+}
+
+// TestDownloadRange holds the download route to RFC 9110 §13-14 for a
+// 3000-byte resource: each Range is answered with the right status, a
+// Content-Range that is valid for it, and the right bytes.
+func TestDownloadRange(t *testing.T) {
+	d := testenv.Start(t, "a.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@a.test")
+	body := make([]byte, 3000)
+	rand.Read(body)
+	up := upload(t, alice, body)
+	empty := upload(t, alice, nil)
+	text := upload(t, alice, []byte("x"))
+	dr, err := alice.CreateDraft(ctx, compose(t, "", []string{"alice@a.test"}, nil, nil, "self", text, up, empty))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := d.URL + "/api/v1/messages/" + dr.ID + "/resources/"
+	etag := `"` + string(up.ContentID) + `"`
+	tests := []struct {
+		name   string
+		method string
+		empty  bool // the 0-byte resource
+		hdr    http.Header
+		status int
+		cr     string // Content-Range
+		from   int    // the body is body[from:to]
+		to     int
+		code   string // the JSON error code
+	}{
+		{"whole", "GET", false, nil, 200, "", 0, 3000, ""},
+		{"first byte", "GET", false, http.Header{"Range": {"bytes=0-0"}}, 206, "bytes 0-0/3000", 0, 1, ""},
+		{"open", "GET", false, http.Header{"Range": {"bytes=2990-"}}, 206, "bytes 2990-2999/3000", 2990, 3000, ""},
+		{"suffix", "GET", false, http.Header{"Range": {"bytes=-10"}}, 206, "bytes 2990-2999/3000", 2990, 3000, ""},
+		{"suffix longer than the resource", "GET", false, http.Header{"Range": {"bytes=-5000"}}, 206, "bytes 0-2999/3000", 0, 3000, ""},
+		{"last-pos past the end", "GET", false, http.Header{"Range": {"bytes=100-99999"}}, 206, "bytes 100-2999/3000", 100, 3000, ""},
+		{"suffix zero is unsatisfiable", "GET", false, http.Header{"Range": {"bytes=-0"}}, 416, "bytes */3000", 0, 0, "range_not_satisfiable"},
+		{"first-pos at the end", "GET", false, http.Header{"Range": {"bytes=3000-"}}, 416, "bytes */3000", 0, 0, "range_not_satisfiable"},
+		{"HEAD unsatisfiable", "HEAD", false, http.Header{"Range": {"bytes=3000-"}}, 416, "bytes */3000", 0, 0, ""},
+		{"unknown unit is ignored", "GET", false, http.Header{"Range": {"items=0-10"}}, 200, "", 0, 3000, ""},
+		{"invalid last < first is ignored", "GET", false, http.Header{"Range": {"bytes=20-10"}}, 200, "", 0, 3000, ""},
+		{"several ranges are answered whole", "GET", false, http.Header{"Range": {"bytes=0-1,5-6"}}, 200, "", 0, 3000, ""},
+		{"whitespace", "GET", false, http.Header{"Range": {"bytes= 5-9 ,"}}, 206, "bytes 5-9/3000", 5, 10, ""},
+		{"If-Range current", "GET", false, http.Header{"Range": {"bytes=0-9"}, "If-Range": {etag}}, 206, "bytes 0-9/3000", 0, 10, ""},
+		{"If-Range stale", "GET", false, http.Header{"Range": {"bytes=0-9"}, "If-Range": {`"other"`}}, 200, "", 0, 3000, ""},
+		{"If-None-Match", "GET", false, http.Header{"If-None-Match": {etag}, "Range": {"bytes=0-9"}}, 304, "", 0, 0, ""},
+		{"If-Match other", "GET", false, http.Header{"If-Match": {`"other"`}}, 412, "", 0, 0, "precondition_failed"},
+		{"HEAD range", "HEAD", false, http.Header{"Range": {"bytes=0-9"}}, 206, "bytes 0-9/3000", 0, 0, ""},
+		{"empty resource whole", "GET", true, nil, 200, "", 0, 0, ""},
+		{"empty resource int-range", "GET", true, http.Header{"Range": {"bytes=0-0"}}, 416, "bytes */0", 0, 0, "range_not_satisfiable"},
+		{"empty resource suffix", "GET", true, http.Header{"Range": {"bytes=-1"}}, 200, "", 0, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := base + string(up.ContentID)
+			want := body[tt.from:tt.to]
+			if tt.empty {
+				url, want = base+string(empty.ContentID), nil
+			}
+			resp, b := do(t, alice, tt.method, url, nil, tt.hdr)
+			if resp.StatusCode != tt.status || resp.Header.Get("Content-Range") != tt.cr {
+				t.Fatalf("%d Content-Range %q, want %d %q", resp.StatusCode, resp.Header.Get("Content-Range"), tt.status, tt.cr)
+			}
+			if tt.code != "" {
+				if got := errorCode(resp, b); got != tt.code {
+					t.Fatalf("code %q, want %q (%q)", got, tt.code, b)
+				}
+				return
+			}
+			if tt.status >= 300 || tt.method == "HEAD" {
+				if len(b) != 0 {
+					t.Fatalf("%d bytes of body, want none", len(b))
+				}
+				return
+			}
+			if !bytes.Equal(b, want) {
+				t.Fatalf("body of %d bytes, want %d", len(b), len(want))
+			}
+			if resp.Header.Get("ETag") != `"`+strings.Trim(url[strings.LastIndex(url, "/")+1:], "/")+`"` {
+				t.Fatalf("ETag %q", resp.Header.Get("ETag"))
+			}
+		})
+	}
+}
