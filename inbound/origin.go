@@ -93,11 +93,10 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		log := o.cfg.Log.With("peer", r.RemoteAddr, "cid", cid)
 		var f *failure
 		if errors.As(err, &f) {
-			log.Error("fetch failed", "err", err)
-			errs.WriteHTTP(w, f.err)
+			errs.Respond(w, r, log, f.err) // logs the cause, with the request's id
 			return
 		}
-		log.Info("fetch refused", "why", err)
+		log.Info("fetch refused", "req", errs.RequestID(r.Context()), "why", err)
 		if errs.CodeOf(err) == dpop.CodeUseNonce && o.cfg.DPoP.Nonce != nil {
 			w.Header().Set("DPoP-Nonce", o.cfg.DPoP.Nonce.Current())
 			w.Header().Set("WWW-Authenticate", o.cfg.DPoP.WWWAuthenticate(dpop.CodeUseNonce))

@@ -151,10 +151,10 @@ func (rc *Receiver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	status, err := rc.receive(r.Context(), r)
 	if err != nil {
 		log := rc.cfg.Log.With("peer", r.RemoteAddr)
-		if errs.KindOf(err) == errs.Internal {
-			log.Error("inbound push failed", "err", err)
-		} else {
-			log.Info("inbound push refused", "code", errs.CodeOf(err), "err", err)
+		// Failures of ours (5xx) are logged by errs.Respond, with their
+		// cause and the request's id.
+		if status, _ := errs.Public(err); status < 500 {
+			log.Info("inbound push refused", "req", errs.RequestID(r.Context()), "code", errs.CodeOf(err), "err", err)
 		}
 		if errs.KindOf(err) == errs.Unauthorized {
 			code := errs.CodeOf(err)
@@ -163,7 +163,7 @@ func (rc *Receiver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			w.Header().Set("WWW-Authenticate", rc.cfg.DPoP.WWWAuthenticate(code))
 		}
-		errs.WriteHTTP(w, err)
+		errs.Respond(w, r, log, err)
 		return
 	}
 	if status == http.StatusOK {
