@@ -4,8 +4,10 @@
 //
 // The data directory holds (created on first use, mode 0700):
 //
+//	DIR/lock           held (flock) by the running server, with its pid; admin commands do not take it
 //	DIR/meta.db        SQLite metadata (WAL files beside it)
 //	DIR/resources/     the content-addressed resource store (resource/fsstore)
+//	DIR/uploads/       resumable upload sessions (package upload)
 //	DIR/ca.pem         the local CA certificate that clients trust (PULLMAIL_CA)
 //	DIR/ca-key.pem     its private key (0600)
 //	DIR/keys/          the at-rest encryption key, unless --key-file puts it elsewhere

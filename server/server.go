@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -85,6 +86,22 @@ type Config struct {
 	GCInterval    time.Duration // default 1h; < 0 disables the collector
 	GCGrace       time.Duration // default 1h
 
+	// BodyTimeout bounds the time to receive a request body outside /api/
+	// (the authorization server, federation, device grant, login form:
+	// all reachable without credentials); default DefaultBodyTimeout. A
+	// body late is answered 408 request_timeout and its connection closed.
+	BodyTimeout time.Duration
+	// BodyIdleTimeout bounds, under /api/ (authenticated first, home of
+	// long uploads), the pause before each read of a body instead;
+	// default DefaultBodyIdleTimeout.
+	BodyIdleTimeout time.Duration
+	// MaxBody bounds a request body outside /api/ (default
+	// DefaultMaxBody); a larger one is answered 413 too_large.
+	MaxBody int64
+	// ReadyMinFree is the free space of the data directory's file system
+	// below which /readyz fails (default DefaultReadyMinFree).
+	ReadyMinFree uint64
+
 	Log   *slog.Logger
 	Clock func() time.Time
 }
@@ -110,6 +127,8 @@ type Server struct {
 	tls     *tls.Config
 	handler http.Handler
 	url     atomic.Value // string
+	lock    *os.File     // DATA/lock, held while the server is open
+	readiness
 }
 
 // Open opens the data directory and builds the server; it does not listen
@@ -127,16 +146,35 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.GCGrace == 0 {
 		cfg.GCGrace = time.Hour
 	}
-	st, err := OpenMeta(ctx, cfg.DataDir)
+	orDefault(&cfg.BodyTimeout, DefaultBodyTimeout)
+	orDefault(&cfg.BodyIdleTimeout, DefaultBodyIdleTimeout)
+	orDefault(&cfg.MaxBody, DefaultMaxBody)
+	orDefault(&cfg.ReadyMinFree, DefaultReadyMinFree)
+	// The lock first: nothing of the directory (the stores clear their
+	// temporary files on opening) is touched while another server runs.
+	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, Meta: st}
+	st, err := OpenMeta(ctx, cfg.DataDir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, Meta: st, lock: lock}
 	if err := s.open(ctx); err != nil {
 		st.Close()
+		lock.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// orDefault sets a zero (or negative) setting to its default.
+func orDefault[T int64 | uint64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 func (s *Server) open(ctx context.Context) error {
@@ -222,12 +260,13 @@ func (s *Server) open(ctx context.Context) error {
 		return err
 	}
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
 	metrics := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		// Metrics describe the server's load and traffic: only for the
 		// machine itself (a scraper on loopback) unless made public.
 		if !cfg.MetricsPublic && !fromLoopback(r) {
-			errs.WriteHTTP(w, errs.E(errs.NotFound, "no_route", "no such endpoint: %s %s", r.Method, r.URL.Path))
+			errs.Respond(w, r, s.log, errs.E(errs.NotFound, "no_route", "no such endpoint: %s %s", r.Method, r.URL.Path))
 			return
 		}
 		metrics.ServeHTTP(w, r)
@@ -243,9 +282,9 @@ func (s *Server) open(ctx context.Context) error {
 	mux.Handle("/webmail", web)
 	mux.Handle("GET /{$}", web)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		errs.WriteHTTP(w, errs.E(errs.NotFound, "no_route", "no such endpoint: %s %s", r.Method, r.URL.Path))
+		errs.Respond(w, r, s.log, errs.E(errs.NotFound, "no_route", "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	s.handler = s.observe(mux)
+	s.handler = s.observe(s.hygiene(mux))
 	return nil
 }
 
@@ -458,8 +497,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.Meta.Cursor(ctx); err != nil {
-		s.log.Error("health check failed", "err", err)
-		errs.WriteHTTP(w, errs.E(errs.Temporary, "unhealthy", "metadata store unavailable"))
+		errs.Respond(w, r, s.log, errs.Wrap(err, errs.Temporary, "unhealthy", "metadata store unavailable"))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -504,8 +542,19 @@ func (s *Server) TLSConfig(listenHost string) (*tls.Config, error) {
 		}
 	}
 	tc.MinVersion = tls.VersionTLS12
+	tc.CipherSuites = TLS12Suites
 	s.tls = tc
 	return tc, nil
+}
+
+// TLS12Suites are the cipher suites offered with TLS 1.2 in every TLS mode:
+// ECDHE with an AEAD only (AES-GCM, ChaCha20-Poly1305), no CBC, whose
+// MAC-then-encrypt has a long history of padding oracles (Lucky13). TLS 1.3
+// suites are all AEAD and not configurable.
+var TLS12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
 // Serve listens on cfg.Listen and serves HTTPS until ctx is done, then shuts
@@ -600,25 +649,37 @@ func fromLoopback(r *http.Request) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Close releases the stores.
+// Close releases the stores, then the data directory's lock.
 func (s *Server) Close() error {
-	return s.Meta.Close()
+	err := s.Meta.Close()
+	s.lock.Close()
+	return err
 }
 
-// observe logs every request and counts it in the metrics.
+// observe gives every request an id (answered as X-Request-ID, carried in
+// the context for errs.Respond), logs the request and counts it in the
+// metrics: every answer by status, and the server's own failures (5xx:
+// internal, out of storage, unavailable) by their JSON code, so that an
+// operator can alert on insufficient_storage apart from the rest.
 func (s *Server) observe(next http.Handler) http.Handler {
 	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullmail_http_requests_total", Help: "HTTP requests by method and status."}, []string{"method", "code"})
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pullmail_http_request_duration_seconds", Help: "HTTP request durations.", Buckets: prometheus.DefBuckets}, []string{"method"})
-	s.Registry.MustRegister(reqs, dur)
-	var seq atomic.Uint64
+	failures := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullmail_http_errors_total",
+		Help: "HTTP answers of status 500 or more, by their JSON error code (unknown when the body has none)."}, []string{"code"})
+	s.Registry.MustRegister(reqs, dur, failures)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		id := requestID(r)
+		w.Header().Set("X-Request-ID", id)
+		r = r.WithContext(errs.WithRequestID(r.Context(), id))
 		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		id := seq.Add(1)
 		next.ServeHTTP(rw, r)
 		d := time.Since(start)
 		reqs.WithLabelValues(r.Method, strconv.Itoa(rw.code)).Inc()
 		dur.WithLabelValues(r.Method).Observe(d.Seconds())
+		if rw.code >= 500 {
+			failures.WithLabelValues(rw.errorCode()).Inc()
+		}
 		level := slog.LevelDebug
 		if rw.code >= 500 {
 			level = slog.LevelError
@@ -635,6 +696,17 @@ type statusWriter struct {
 	code  int
 	n     int64
 	wrote bool
+	head  []byte // the start of a 5xx answer's body, for its error code
+}
+
+// errorCode is the JSON error code of a 5xx answer, "unknown" if its body
+// has none.
+func (w *statusWriter) errorCode() string {
+	var b errs.Body
+	if json.Unmarshal(w.head, &b) != nil || b.Error.Code == "" {
+		return "unknown"
+	}
+	return b.Error.Code
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -646,6 +718,9 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (w *statusWriter) Write(p []byte) (int, error) {
 	w.wrote = true
+	if w.code >= 500 && len(w.head) < 1024 {
+		w.head = append(w.head, p[:min(len(p), 1024-len(w.head))]...)
+	}
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)
 	return n, err
