@@ -163,18 +163,32 @@ func (s *Server) Issuer() string { return s.cfg.Issuer }
 
 func (s *Server) now() time.Time { return s.cfg.Clock() }
 
-// Handler returns the authorization server's endpoints.
+// Handler returns the authorization server's endpoints. A request with a
+// method an endpoint does not serve is answered 405 with an Allow header and
+// a JSON error (method_not_allowed, in the RFC 6749 §5.2 shape of the AS's
+// other errors), never the mux's plain text.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+PathMetadata, s.metadata)
-	mux.HandleFunc("GET "+PathJWKS, s.jwks)
-	mux.HandleFunc("GET "+PathAuthorize, s.authorize)
-	mux.HandleFunc("POST "+PathAuthorize, s.authorize)
-	mux.HandleFunc("POST "+PathToken, s.token)
-	mux.HandleFunc("POST "+PathRevoke, s.revoke)
-	mux.HandleFunc("POST "+PathDeviceAuthz, s.deviceAuthorization)
-	mux.HandleFunc("GET "+PathDevice, s.device)
-	mux.HandleFunc("POST "+PathDevice, s.device)
+	route := func(path string, h http.HandlerFunc, methods ...string) {
+		for _, m := range methods {
+			mux.HandleFunc(m+" "+path, h)
+		}
+		allow := strings.Join(methods, ", ")
+		if methods[0] == http.MethodGet { // a GET pattern serves HEAD too
+			allow = "GET, HEAD" + strings.TrimPrefix(allow, "GET")
+		}
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeOAuthError(w, oerr(http.StatusMethodNotAllowed, "method_not_allowed", "this endpoint answers "+allow+" only"))
+		})
+	}
+	route(PathMetadata, s.metadata, http.MethodGet)
+	route(PathJWKS, s.jwks, http.MethodGet)
+	route(PathAuthorize, s.authorize, http.MethodGet, http.MethodPost)
+	route(PathToken, s.token, http.MethodPost)
+	route(PathRevoke, s.revoke, http.MethodPost)
+	route(PathDeviceAuthz, s.deviceAuthorization, http.MethodPost)
+	route(PathDevice, s.device, http.MethodGet, http.MethodPost)
 	return mux
 }
 
@@ -194,18 +208,30 @@ type Metadata struct {
 	DPoPSigningAlgValuesSupported     []string `json:"dpop_signing_alg_values_supported"`
 	ScopesSupported                   []string `json:"scopes_supported"`
 	AuthorizationResponseIssParameter bool     `json:"authorization_response_iss_parameter_supported"`
+
+	// The revocation endpoint authenticates clients as the token endpoint
+	// does: without these members RFC 8414 §2 means client_secret_basic,
+	// which this server refuses.
+	RevocationEndpointAuthMethods     []string `json:"revocation_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthSigningAlgs []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
 }
 
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	iss := s.cfg.Issuer
+	// Both endpoints authenticate clients with authenticateClient: a
+	// public client by its client_id alone, a confidential one by
+	// private_key_jwt.
+	authMethods, authAlgs := []string{"none", "private_key_jwt"}, []string{"ES256", "EdDSA"}
 	writeJSON(w, http.StatusOK, Metadata{
 		Issuer: iss, AuthorizationEndpoint: iss + PathAuthorize, TokenEndpoint: iss + PathToken,
 		JWKSURI: iss + PathJWKS, RevocationEndpoint: iss + PathRevoke, DeviceAuthorizationEndpoint: iss + PathDeviceAuthz,
+		RevocationEndpointAuthMethods:     authMethods,
+		RevocationEndpointAuthSigningAlgs: authAlgs,
 		ResponseTypesSupported:            []string{"code"},
 		GrantTypesSupported:               []string{"authorization_code", "refresh_token", GrantDeviceCode, GrantTokenExch},
 		CodeChallengeMethodsSupported:     []string{"S256"},
-		TokenEndpointAuthMethodsSupported: []string{"none", "private_key_jwt"},
-		TokenEndpointAuthSigningAlgs:      []string{"ES256", "EdDSA"},
+		TokenEndpointAuthMethodsSupported: authMethods,
+		TokenEndpointAuthSigningAlgs:      authAlgs,
 		DPoPSigningAlgValuesSupported:     []string{"ES256", "EdDSA"},
 		ScopesSupported:                   []string{ScopeMail, ScopeInternetMail, ScopeFetch},
 		AuthorizationResponseIssParameter: true,

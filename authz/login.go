@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -120,13 +122,7 @@ func (s *Server) parseAuthz(ctx context.Context, q url.Values) (req *authzReques
 		return nil, "This application is not registered here.", nil
 	}
 	ru := q.Get("redirect_uri")
-	match := false
-	for _, u := range c.RedirectURIs {
-		if u == ru { // exact string match: RFC 9700 §2.1
-			match = true
-		}
-	}
-	if !match {
+	if !slices.ContainsFunc(c.RedirectURIs, func(reg string) bool { return RedirectURIMatches(reg, ru) }) {
 		return nil, "The application asked to return to an address it has not registered.", nil
 	}
 	req = &authzRequest{client: c, redirectURI: ru, state: q.Get("state")}
@@ -153,6 +149,58 @@ func (s *Server) parseAuthz(ctx context.Context, q url.Values) (req *authzReques
 		}
 	}
 	return req, "", nil
+}
+
+// RedirectURIMatches reports whether an authorization request's
+// redirect_uri matches a registered one: the exact same string (RFC 9700
+// §2.1), or, for a loopback IP literal, the same string but for the port.
+// RFC 8252 §7.3 has a native app listen on whatever port the OS gives it,
+// so a registered http://127.0.0.1/cb or http://[::1]/cb (with a port or
+// without) matches that URI with any port, and the same scheme, host, path
+// and query, byte for byte. Nothing else is relaxed: not https, not other
+// hosts, not "localhost", which RFC 8252 §8.3 does not recommend (a name can
+// resolve elsewhere, and listening on it can be hijacked); register such a
+// URI with its exact port.
+func RedirectURIMatches(registered, requested string) bool {
+	if registered == requested {
+		return true
+	}
+	reg, ok := withoutLoopbackPort(registered)
+	if !ok {
+		return false
+	}
+	req, ok := withoutLoopbackPort(requested)
+	return ok && req == reg
+}
+
+// withoutLoopbackPort returns an http URI of a loopback IP literal with its
+// port (1 to 65535, decimal, no leading zero) taken out, if it is one: what
+// follows the authority must be empty or start a path or a query, so that
+// userinfo ("http://127.0.0.1:80@evil/") or anything else after the port
+// makes it no loopback URI at all.
+func withoutLoopbackPort(u string) (string, bool) {
+	for _, host := range []string{"http://127.0.0.1", "http://[::1]"} {
+		rest, ok := strings.CutPrefix(u, host)
+		if !ok {
+			continue
+		}
+		if p, ok := strings.CutPrefix(rest, ":"); ok {
+			end := strings.IndexFunc(p, func(r rune) bool { return r < '0' || r > '9' })
+			if end < 0 {
+				end = len(p)
+			}
+			n, err := strconv.Atoi(p[:end])
+			if err != nil || n < 1 || n > 65535 || p[0] == '0' {
+				return "", false
+			}
+			rest = p[end:]
+		}
+		if rest != "" && rest[0] != '/' && rest[0] != '?' {
+			return "", false
+		}
+		return host + rest, true
+	}
+	return "", false
 }
 
 // redirect sends the user agent back to the client (303 after a POST), with
