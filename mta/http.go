@@ -50,7 +50,7 @@ func (m *MTA) exchange(ctx context.Context, tokenURL string, form url.Values) (s
 	}
 	err = fmt.Errorf("token endpoint %s: %d %s: %s", tokenURL, resp.StatusCode, out.Error, out.Description)
 	if resp.StatusCode >= 400 && resp.StatusCode < 500 && !retryable(resp.StatusCode) && out.Error != "invalid_client" {
-		return "", final(err)
+		return "", refused(err)
 	}
 	return "", temporary(err)
 }

@@ -14,12 +14,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/inbound"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/resource"
+	"github.com/pullmail/pullmail/upload"
 )
 
 // Job kinds run by the MTA.
@@ -33,6 +36,9 @@ const (
 	DefaultHorizon = 5 * 24 * time.Hour
 	DefaultPoll    = 500 * time.Millisecond
 	DefaultBatch   = 16
+	// DefaultStageAbove is the size from which a pull stages its bytes
+	// (Config.Staging): below it, fetching again costs less than staging.
+	DefaultStageAbove = 4 << 20
 	// DefaultLease is how long a claimed job is ours before it must be
 	// renewed: a running job renews it every third of it, and a worker
 	// that dies loses its jobs when it ends.
@@ -71,7 +77,9 @@ type Config struct {
 	Clock func() time.Time // default time.Now
 	Log   *slog.Logger     // default slog.Default()
 	// Horizon is how long a push keeps trying (default 5 days); pulls
-	// carry their own (inbound.Config.PullHorizon).
+	// carry their own (inbound.Config.PullHorizon). A job gives up only
+	// after an attempt at or past it: the wait before the last retry is
+	// cut short so that one attempt is made at the horizon.
 	Horizon time.Duration
 	// Backoff is the wait after a failed attempt (1 is the first);
 	// default exponential from 30 s to 1 h with jitter.
@@ -81,6 +89,16 @@ type Config struct {
 	Poll  time.Duration
 	Batch int           // jobs run at once per kind (default 16)
 	Lease time.Duration // default 1 minute, renewed while the job runs
+	// Staging, when set, keeps the bytes of pulls of resources of at least
+	// StageAbove bytes (default DefaultStageAbove) as they arrive, so that
+	// a pull cut by a restart, clean or not, resumes with Range where it
+	// stopped instead of starting again (the server uses DATA/pulls). Nil:
+	// a pull resumes only within one attempt.
+	Staging    upload.Staging
+	StageAbove int64
+	// Metrics, when set, is where the MTA registers its metrics: queue
+	// depth, retries, failures by reason, storage errors (metrics.go).
+	Metrics prometheus.Registerer
 }
 
 // MTA runs push and pull jobs. It is safe for concurrent use.
@@ -89,8 +107,15 @@ type MTA struct {
 	tokenURL string
 	kick     [len(kinds)]chan struct{}
 
+	metrics  *metrics
+	scanOnce sync.Once // RunDue's scan of the queue (Run scans at each start)
+
 	mu      sync.Mutex
 	pulling map[resource.ID]*digestLock // resources being pulled (fetchOnce)
+	// waiting are the queued jobs waiting out a retry, by peer: one success
+	// with a peer makes its others due at once (wake). It is rebuilt from
+	// the store when Run or RunDue starts.
+	waiting map[string]map[int64]bool
 }
 
 // New checks cfg and returns an MTA.
@@ -122,9 +147,17 @@ func New(cfg Config) (*MTA, error) {
 	if cfg.Lease <= 0 {
 		cfg.Lease = DefaultLease
 	}
-	m := &MTA{cfg: cfg, tokenURL: cfg.PublicURL + authz.PathToken, pulling: map[resource.ID]*digestLock{}}
+	if cfg.StageAbove <= 0 {
+		cfg.StageAbove = DefaultStageAbove
+	}
+	m := &MTA{cfg: cfg, tokenURL: cfg.PublicURL + authz.PathToken, pulling: map[resource.ID]*digestLock{},
+		waiting: map[string]map[int64]bool{}}
 	for i := range m.kick {
 		m.kick[i] = make(chan struct{}, 1)
+	}
+	var err error
+	if m.metrics, err = newMetrics(cfg.Metrics, m); err != nil {
+		return nil, fmt.Errorf("mta: registering metrics: %w", err)
 	}
 	return m, nil
 }
@@ -200,18 +233,28 @@ func (m *MTA) QueueSend(ctx context.Context, tx meta.Tx, author string, sent met
 	return nil
 }
 
-// recoverJobs hands back, at start, the jobs that the previous process of
-// this data directory was running when it died: their leases would
-// otherwise keep them idle until they end. Only one process serves a data
-// directory (the resource store already relies on it), so nobody else
-// holds them.
-func (m *MTA) recoverJobs(ctx context.Context) error {
+// scan reads the queue when Run or RunDue starts: it indexes the queued
+// jobs by peer (waiting), and with recover it hands back the jobs that the
+// previous process of this data directory was running when it stopped (a
+// crash or a clean shutdown mid-attempt), whose leases would otherwise keep
+// them idle until they end, and drops pull staging past its expiry. Only one
+// process serves a data directory (the resource store already relies on
+// it), so nobody else holds them.
+func (m *MTA) scan(ctx context.Context, recover bool) error {
 	now := m.cfg.Clock()
 	n := 0
 	for _, kind := range kinds {
 		jobs, err := m.cfg.Meta.Jobs(ctx, kind, 0)
 		if err != nil {
 			return err
+		}
+		for _, j := range jobs {
+			if j.State == meta.JobQueued {
+				m.await(peerOf(j), j.ID)
+			}
+		}
+		if !recover {
+			continue
 		}
 		err = m.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
 			for _, j := range jobs {
@@ -233,7 +276,86 @@ func (m *MTA) recoverJobs(ctx context.Context) error {
 	if n > 0 {
 		m.cfg.Log.Info("recovered jobs of a previous run", "jobs", n)
 	}
+	if recover && m.cfg.Staging != nil {
+		if _, err := m.cfg.Staging.Expire(ctx, now); err != nil {
+			return fmt.Errorf("expiring pull staging: %w", err)
+		}
+	}
 	return nil
+}
+
+// peerOf is the domain a queued job talks to: a push's recipient domain, a
+// pull's origin ("" when the payload does not say).
+func peerOf(j meta.Job) string {
+	var p struct {
+		Domain string `json:"domain"`
+		Origin string `json:"origin"`
+	}
+	json.Unmarshal(j.Payload, &p)
+	if j.Kind == JobPull {
+		return strings.ToLower(p.Origin)
+	}
+	return strings.ToLower(p.Domain)
+}
+
+// await records that job id waits out a retry with peer.
+func (m *MTA) await(peer string, id int64) {
+	if peer == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.waiting[peer] == nil {
+		m.waiting[peer] = map[int64]bool{}
+	}
+	m.waiting[peer][id] = true
+}
+
+// unwait forgets that jobs wait with peer.
+func (m *MTA) unwait(peer string, ids ...int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		delete(m.waiting[peer], id)
+	}
+	if len(m.waiting[peer]) == 0 {
+		delete(m.waiting, peer)
+	}
+}
+
+// wake makes the jobs waiting out a retry with peer due at now, in tx (the
+// transaction of a success with peer): the peer is back, and each of them
+// would otherwise wait out its own delay, up to an hour. It returns the
+// jobs woken.
+func (m *MTA) wake(ctx context.Context, tx meta.Tx, peer string, now time.Time) ([]int64, error) {
+	if peer == "" {
+		return nil, nil
+	}
+	m.mu.Lock()
+	var ids []int64
+	for id := range m.waiting[peer] {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	var woken []int64
+	for _, id := range ids {
+		j, err := tx.Job(ctx, id)
+		if errors.Is(err, meta.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if j.State != meta.JobQueued || !j.NextTry.After(now) {
+			continue
+		}
+		j.NextTry, j.Updated = now, now
+		if err := tx.UpdateJob(ctx, j); err != nil {
+			return nil, err
+		}
+		woken = append(woken, id)
+	}
+	return woken, nil
 }
 
 // Kick wakes Run to look for due jobs now (after a send commits).
@@ -254,7 +376,7 @@ var kinds = [...]string{JobPush, JobPull}
 // of each kind at a time. A slot freed by a finished job is filled at once:
 // a slow job (a large pull) does not hold up the others of its batch.
 func (m *MTA) Run(ctx context.Context) {
-	if err := m.recoverJobs(ctx); err != nil {
+	if err := m.scan(ctx, true); err != nil {
 		m.cfg.Log.Error("recovering jobs", "err", err)
 	}
 	var wg sync.WaitGroup
@@ -309,6 +431,11 @@ func (m *MTA) runKind(ctx context.Context, kind string, kick <-chan struct{}) {
 // RunDue runs the jobs of every kind due now, until none is due, and
 // returns when they are finished.
 func (m *MTA) RunDue(ctx context.Context) {
+	m.scanOnce.Do(func() {
+		if err := m.scan(ctx, false); err != nil {
+			m.cfg.Log.Error("mta: reading the queue", "err", err)
+		}
+	})
 	var wg sync.WaitGroup
 	for _, kind := range kinds {
 		wg.Go(func() { m.runDue(ctx, kind) })
@@ -338,21 +465,38 @@ func (m *MTA) runDue(ctx context.Context, kind string) {
 	}
 }
 
-// failure is an attempt's error, final or to be retried.
+// failure is an attempt's error, final or to be retried. reason is a
+// final one's give-up reason (Reason*); storage marks a temporary failure
+// of this domain's own storage.
 type failure struct {
-	err   error
-	final bool
+	err     error
+	final   bool
+	reason  string
+	storage bool
 }
 
 func (f *failure) Error() string { return f.err.Error() }
 func (f *failure) Unwrap() error { return f.err }
 
-func final(err error) error     { return &failure{err: err, final: true} }
+// final is a failure that no retry can mend: the job itself is at fault.
+func final(err error) error { return &failure{err: err, final: true, reason: ReasonInvalid} }
+
+// refused is the peer's permanent refusal (a 4xx but 408 and 429).
+func refused(err error) error { return &failure{err: err, final: true, reason: ReasonRefused} }
+
 func temporary(err error) error { return &failure{err: err} }
+
+// storageError is a temporary failure of this domain's own storage.
+func storageError(err error) error { return &failure{err: err, storage: true} }
 
 func isFinal(err error) bool {
 	var f *failure
 	return errors.As(err, &f) && f.final
+}
+
+func isStorage(err error) bool {
+	var f *failure
+	return errors.As(err, &f) && f.storage
 }
 
 func (m *MTA) runJob(ctx context.Context, j meta.Job) {
@@ -374,6 +518,9 @@ func (m *MTA) runJob(ctx context.Context, j meta.Job) {
 	}
 	if ctx.Err() != nil {
 		return // the lease ends and the job runs again
+	}
+	if isStorage(err) {
+		m.metrics.storage.Inc()
 	}
 	if err != nil {
 		m.cfg.Log.Warn("mta: job failed", "kind", j.Kind, "key", j.Key, "attempt", j.Attempts, "final", isFinal(err), "err", err)
@@ -418,22 +565,49 @@ func (m *MTA) renew(ctx context.Context, cancel context.CancelFunc, j meta.Job) 
 	}
 }
 
-// nextTry is when j runs again if this attempt fails for now.
-func (m *MTA) nextTry(j meta.Job) time.Time { return m.cfg.Clock().Add(m.cfg.Backoff(j.Attempts)) }
-
-// giveUp reports whether an attempt that ended with err fails j for good:
-// a final error, or a next try at or past its horizon.
-func giveUp(j meta.Job, err error, next time.Time) bool {
-	return err != nil && (isFinal(err) || (!j.Expires.IsZero() && !next.Before(j.Expires)))
+// outcome is what an attempt of a job comes to, decided once so that a
+// push's notice and the job's state agree.
+type outcome struct {
+	err  error
+	peer string // the domain the job talks to
+	now  time.Time
+	// next is when the job runs again if it does not give up: after the
+	// backoff, but never after its horizon, so that the last attempt is
+	// made at the horizon (docs/PROTOCOL.md §11.4).
+	next   time.Time
+	giveUp bool
+	reason string // Reason*, when giveUp
 }
 
-// finish ends an attempt of j in one transaction: nil is done; a temporary
-// error queues it again at next unless that passes its horizon;
-// a final one (or the horizon) fails it and runs onFail in the same
-// transaction. It does nothing when j's lease was lost.
-func (m *MTA) finish(ctx context.Context, j meta.Job, attemptErr error, next time.Time, onDone, onFail func(tx meta.Tx, reason string) error) error {
+// outcome decides what err, the end of an attempt of j with peer, does: a
+// final error gives up; a temporary one gives up only once the job's
+// horizon has passed, and queues it again otherwise.
+func (m *MTA) outcome(j meta.Job, err error, peer string) outcome {
 	now := m.cfg.Clock()
-	return m.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+	o := outcome{err: err, peer: strings.ToLower(peer), now: now, next: now.Add(m.cfg.Backoff(j.Attempts))}
+	if !j.Expires.IsZero() && o.next.After(j.Expires) {
+		o.next = j.Expires
+	}
+	var f *failure
+	switch {
+	case err == nil:
+	case errors.As(err, &f) && f.final:
+		o.giveUp, o.reason = true, f.reason
+	case !j.Expires.IsZero() && !now.Before(j.Expires):
+		o.giveUp, o.reason = true, ReasonHorizon
+	}
+	return o
+}
+
+// finish ends an attempt of j in one transaction, as o says: done (and
+// onDone, and the peer's waiting jobs woken), queued again at o.next, or
+// failed (and onFail). It returns the state set, "" when j's lease was
+// lost (then it changes nothing).
+func (m *MTA) finish(ctx context.Context, j meta.Job, o outcome, onDone, onFail func(tx meta.Tx) error) (meta.JobState, error) {
+	var state meta.JobState
+	var woken []int64
+	err := m.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		state, woken = "", nil
 		cur, err := tx.Job(ctx, j.ID)
 		if err != nil {
 			return fmt.Errorf("re-reading job %d: %w", j.ID, err)
@@ -442,29 +616,56 @@ func (m *MTA) finish(ctx context.Context, j meta.Job, attemptErr error, next tim
 			m.cfg.Log.Warn("mta: lease lost", "key", j.Key)
 			return nil
 		}
-		cur.Updated = now
-		if attemptErr == nil {
+		cur.Updated = o.now
+		switch {
+		case o.err == nil:
 			cur.State, cur.LastError = meta.JobDone, ""
 			if err := tx.UpdateJob(ctx, cur); err != nil {
 				return err
 			}
-			if onDone != nil {
-				return onDone(tx, "")
+			if woken, err = m.wake(ctx, tx, o.peer, o.now); err != nil {
+				return fmt.Errorf("waking the jobs for %s: %w", o.peer, err)
 			}
-			return nil
+			if onDone != nil {
+				if err := onDone(tx); err != nil {
+					return err
+				}
+			}
+		case !o.giveUp:
+			cur.State, cur.NextTry, cur.LastError = meta.JobQueued, o.next, o.err.Error()
+			if err := tx.UpdateJob(ctx, cur); err != nil {
+				return err
+			}
+		default:
+			cur.State, cur.LastError = meta.JobFailed, o.err.Error()
+			if err := tx.UpdateJob(ctx, cur); err != nil {
+				return err
+			}
+			if onFail != nil {
+				if err := onFail(tx); err != nil {
+					return err
+				}
+			}
 		}
-		cur.LastError = attemptErr.Error()
-		if !giveUp(j, attemptErr, next) {
-			cur.State, cur.NextTry = meta.JobQueued, next
-			return tx.UpdateJob(ctx, cur)
-		}
-		cur.State = meta.JobFailed
-		if err := tx.UpdateJob(ctx, cur); err != nil {
-			return err
-		}
-		if onFail != nil {
-			return onFail(tx, attemptErr.Error())
-		}
+		state = cur.State
 		return nil
 	})
+	if err != nil {
+		return "", storageError(err)
+	}
+	switch state {
+	case meta.JobDone:
+		m.unwait(o.peer, append(woken, j.ID)...)
+		if len(woken) > 0 {
+			m.cfg.Log.Info("mta: peer back, its queued jobs woken", "peer", o.peer, "jobs", len(woken))
+			m.Kick()
+		}
+	case meta.JobQueued:
+		m.await(o.peer, j.ID)
+		m.metrics.retries.WithLabelValues(classOf(j)).Inc()
+	case meta.JobFailed:
+		m.unwait(o.peer, j.ID)
+		m.metrics.failures.WithLabelValues(classOf(j), o.reason).Inc()
+	}
+	return state, nil
 }

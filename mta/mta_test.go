@@ -89,11 +89,72 @@ type world struct {
 	authzA     *authz.Server
 	disc       *fakeDisc
 	mtaA, mtaB *mta.MTA
-	bGate      atomic.Int32 // answers 503 to this many more pushes at b.test
-	aGate      atomic.Int32 // answers 503 to this many more fetches at a.test
-	aCut       atomic.Int64 // the next fetch's connection breaks after this many bytes of body
-	aRanges    atomic.Value // the Range header of the last fetch
+	bGate      atomic.Int32           // answers 503 to this many more pushes at b.test
+	aGate      atomic.Int32           // answers 503 to this many more fetches at a.test
+	aCut       atomic.Int64           // the next fetch's connection breaks after this many bytes of body
+	aRanges    atomic.Value           // the Range header of the last fetch
+	aAnswer    atomic.Pointer[answer] // when set, every fetch at a.test answers this error
+	aServed    atomic.Int64           // body bytes a.test's Origin has written
+	// aRangeAnswer, when set, is a.test's answer to a fetch with Range:
+	// 200 (it ignores the Range) or 416.
+	aRangeAnswer atomic.Int32
+	aPause       atomic.Pointer[pause]
+	mk           func(d *domain, publicURL string, cfg mta.Config) *mta.MTA
+	opt          mta.Config
 }
+
+// answer is an error answer of a.test's Origin.
+type answer struct {
+	status int
+	code   string
+}
+
+// pause holds a.test's fetch answers once they have written at bytes of
+// body (for all fetches), until release is closed or the request ends.
+type pause struct {
+	at      int64
+	once    sync.Once
+	reached chan struct{}
+	release chan struct{}
+}
+
+func newPause(at int64) *pause {
+	return &pause{at: at, reached: make(chan struct{}), release: make(chan struct{})}
+}
+
+// tap counts the body bytes of a.test's fetch answers into w.aServed and
+// holds them at w.aPause.
+type tap struct {
+	http.ResponseWriter
+	w   *world
+	ctx context.Context
+}
+
+func (t *tap) Write(p []byte) (int, error) {
+	if pz := t.w.aPause.Load(); pz != nil && t.w.aServed.Load()+int64(len(p)) > pz.at {
+		head := max(pz.at-t.w.aServed.Load(), 0)
+		n, err := t.ResponseWriter.Write(p[:head])
+		t.w.aServed.Add(int64(n))
+		if err != nil {
+			return n, err
+		}
+		t.ResponseWriter.(http.Flusher).Flush()
+		pz.once.Do(func() { close(pz.reached) })
+		select {
+		case <-pz.release:
+		case <-t.ctx.Done():
+			return n, t.ctx.Err()
+		}
+		m, err := t.ResponseWriter.Write(p[head:])
+		t.w.aServed.Add(int64(m))
+		return n + m, err
+	}
+	n, err := t.ResponseWriter.Write(p)
+	t.w.aServed.Add(int64(n))
+	return n, err
+}
+
+func (t *tap) Flush() { t.ResponseWriter.(http.Flusher).Flush() }
 
 type fakeDisc struct {
 	auth map[string]discovery.Authority
@@ -137,7 +198,7 @@ func (r remote) IssuerKeys(ctx context.Context, domain string) (string, []byte, 
 
 func newWorld(t testing.TB, opt mta.Config) *world {
 	t.Helper()
-	w := &world{disc: &fakeDisc{auth: map[string]discovery.Authority{}, mbx: map[string]discovery.Mailbox{}}}
+	w := &world{opt: opt, disc: &fakeDisc{auth: map[string]discovery.Authority{}, mbx: map[string]discovery.Mailbox{}}}
 	w.a = newDomain(t, "a.test", "alice@a.test")
 	w.b = newDomain(t, "b.test", "bob@b.test")
 	log := testenv.Logger(t)
@@ -174,6 +235,24 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 			return
 		}
 		if strings.HasPrefix(r.URL.Path, inbound.PathResources+"/") {
+			if a := w.aAnswer.Load(); a != nil {
+				rw.Header().Set("Content-Type", "application/json")
+				rw.WriteHeader(a.status)
+				fmt.Fprintf(rw, `{"error":{"code":%q,"message":"the test answers %d"}}`, a.code, a.status)
+				return
+			}
+			if r.Header.Get("Range") != "" {
+				switch w.aRangeAnswer.Load() {
+				case http.StatusOK:
+					r.Header.Del("Range")
+				case http.StatusRequestedRangeNotSatisfiable:
+					rw.Header().Set("Content-Type", "application/json")
+					rw.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+					io.WriteString(rw, `{"error":{"code":"range_not_satisfiable","message":"no such range"}}`)
+					return
+				}
+			}
+			rw = &tap{ResponseWriter: rw, w: w, ctx: r.Context()}
 			if cut := w.aCut.Swap(0); cut > 0 {
 				rw = &cutter{ResponseWriter: rw, left: cut}
 			}
@@ -205,12 +284,11 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 		InboundEndpoint: w.bSrv.URL + inbound.PathMessages, FetchEndpoint: w.bSrv.URL + inbound.PathResources,
 		MTAClientID: "mta@b.test"}}
 
-	mk := func(d *domain, publicURL string) *mta.MTA {
+	w.mk = func(d *domain, publicURL string, cfg mta.Config) *mta.MTA {
 		key, err := dpop.NewKey()
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := opt
 		cfg.Domain, cfg.PublicURL, cfg.Meta, cfg.Resources = d.Name, publicURL, d.Meta, d.Store
 		cfg.Discovery, cfg.ClientID, cfg.ClientKey, cfg.DPoPKey = w.disc, "mta@"+d.Name, d.MTAKey, key
 		cfg.HTTP, cfg.Log = w.aSrv.Client(), log // httptest servers share one test certificate
@@ -223,9 +301,23 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 		}
 		return m
 	}
-	w.mtaA = mk(w.a, w.aSrv.URL)
-	w.mtaB = mk(w.b, "https://b.test.invalid")
+	w.mtaA = w.mk(w.a, w.aSrv.URL, opt)
+	w.mtaB = w.mk(w.b, "https://b.test.invalid", opt)
 	return w
+}
+
+// restartB makes b.test's MTA anew on the same stores, as a restart of its
+// server on the same data directory would, with cfg instead of the world's
+// options.
+func (w *world) restartB(cfg mta.Config) *mta.MTA {
+	w.mtaB = w.mk(w.b, "https://b.test.invalid", cfg)
+	return w.mtaB
+}
+
+// restartA does the same for a.test.
+func (w *world) restartA(cfg mta.Config) *mta.MTA {
+	w.mtaA = w.mk(w.a, w.aSrv.URL, cfg)
+	return w.mtaA
 }
 
 // cutter writes left bytes of a body, then breaks the connection.
@@ -429,7 +521,7 @@ func TestPushRetry(t *testing.T) {
 		delivered bool
 	}{
 		{"delivered on the second try", mta.Config{Backoff: func(int) time.Duration { return 0 }}, 1, meta.JobDone, 2, true},
-		{"beyond the horizon", mta.Config{Backoff: func(int) time.Duration { return time.Hour }, Horizon: time.Minute}, 1, meta.JobFailed, 1, false},
+		{"the last retry at the horizon", mta.Config{Backoff: func(int) time.Duration { return time.Hour }, Horizon: time.Minute}, 1, meta.JobQueued, 1, false},
 		{"queued for later", mta.Config{Backoff: func(int) time.Duration { return time.Hour }}, 1, meta.JobQueued, 1, false},
 	}
 	for _, tc := range tests {
@@ -451,7 +543,11 @@ func TestPushRetry(t *testing.T) {
 					t.Fatalf("notice text: %q", text)
 				}
 			case meta.JobQueued:
-				if !strings.Contains(j.LastError, "503") || !j.NextTry.After(time.Now().Add(50*time.Minute)) {
+				if tc.cfg.Horizon > 0 {
+					if !j.NextTry.Equal(j.Expires) {
+						t.Fatalf("queued job: %s, want the next try at the horizon %s", show(j), j.Expires)
+					}
+				} else if !strings.Contains(j.LastError, "503") || !j.NextTry.After(time.Now().Add(50*time.Minute)) {
 					t.Fatalf("queued job: %s", show(j))
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,16 +30,16 @@ var SignedExtras = []string{placeholder.HDate, placeholder.HSubject, placeholder
 func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 	var p PushPayload
 	if err := json.Unmarshal(j.Payload, &p); err != nil {
-		err = final(fmt.Errorf("push payload: %w", err))
-		return m.finish(ctx, j, err, m.nextTry(j), nil, nil)
+		_, ferr := m.finish(ctx, j, m.outcome(j, final(fmt.Errorf("push payload: %w", err)), ""), nil, nil)
+		return errors.Join(err, ferr)
 	}
 	attempt := m.push(ctx, p)
 	if ctx.Err() != nil {
 		return attempt
 	}
-	next := m.nextTry(j)
+	o := m.outcome(j, attempt, p.Domain)
 	var dsn *notice
-	if giveUp(j, attempt, next) {
+	if o.giveUp {
 		// The notice's text is stored before the transaction that may use
 		// it (the resource store is not transactional); an unused one is
 		// unreferenced and collected.
@@ -48,7 +49,7 @@ func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 		}
 		dsn = n
 	}
-	err := m.finish(ctx, j, attempt, next, nil, func(tx meta.Tx, reason string) error {
+	_, err := m.finish(ctx, j, o, nil, func(tx meta.Tx) error {
 		if dsn == nil {
 			return nil
 		}
@@ -93,7 +94,7 @@ func (m *MTA) push(ctx context.Context, p PushPayload) error {
 	case resp.StatusCode == http.StatusAccepted:
 		return nil
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && !retryable(resp.StatusCode):
-		return final(answerError(p.Domain+" refused the message", resp.StatusCode, data))
+		return refused(answerError(p.Domain+" refused the message", resp.StatusCode, data))
 	}
 	return temporary(answerError(p.Domain+" did not take the message", resp.StatusCode, data))
 }
@@ -138,7 +139,7 @@ func (m *MTA) firstHopAttempt(ctx context.Context, p PushPayload, msg *placehold
 func discoveryError(domain string, err error) error {
 	err = fmt.Errorf("discovering %s: %w", domain, err)
 	if errs.Is(err, errs.NotFound) {
-		return final(err)
+		return &failure{err: err, final: true, reason: ReasonNoDomain}
 	}
 	return temporary(err)
 }
