@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -201,6 +202,21 @@ func (s *Store) writeFormat(line string) error {
 		return err
 	}
 	return s.syncDir(".")
+}
+
+// Encrypted reports whether the store in dir is encrypted at rest, from its
+// format file, so that a tool opening a server's store knows whether it needs
+// the key. It fails with fs.ErrNotExist when dir holds no store.
+func Encrypted(dir string) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, formatFile))
+	if err != nil {
+		return false, fmt.Errorf("fsstore: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 || f[0] != formatName {
+		return false, fmt.Errorf("fsstore: %s: unknown store format %q", dir, strings.TrimSpace(string(b)))
+	}
+	return f[2] == "aes-256-gcm", nil
 }
 
 // Close releases the directory.

@@ -93,3 +93,14 @@ func loadKey(path string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// LoadKey returns the key kept in the file at path, which must exist: for
+// tools that open a store made by the server (pullmail fsck) and must not
+// make a key of their own.
+func LoadKey(path string) ([]byte, error) {
+	key, err := loadKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("fsstore: key %s: %w", path, err)
+	}
+	return key, err
+}
