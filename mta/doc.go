@@ -18,18 +18,41 @@
 // the send grant captured at send for a fresh assertion at its own
 // authorization server (§10.5) and POSTs {placeholder, chain} to the inbound
 // endpoint with DPoP. 200 or 202 is done; any other 4xx but 408 and 429 is
-// final; network errors, 5xx, 408 and 429 are retried with backoff until
-// the job's horizon. A final failure puts a delivery-status notice from
-// postmaster@DOMAIN in the author's inbox.
+// final; network errors, 5xx, 408 and 429 are retried with backoff. A final
+// failure puts a delivery-status notice from postmaster@DOMAIN in the
+// author's inbox.
+//
+// # Retries and the horizon
+//
+// A temporary failure queues the job again after Config.Backoff, but never
+// later than its horizon (Job.Expires: its creation plus Config.Horizon, or
+// inbound's PullHorizon), so that one attempt is made at the horizon; a job
+// gives up only when an attempt at or past it fails (docs/PROTOCOL.md
+// §11.4). A success with a domain makes the queued jobs for that domain
+// (pushes to it, pulls from it) due at once: it is back, and each would
+// otherwise wait out its own delay. The MTA keeps those jobs in memory by
+// domain and rebuilds the index from the store when Run or RunDue starts.
+// Every failure that gives up has a reason: refused, horizon, no_domain or
+// invalid (Reason*), counted in pullmail_mta_failures_total.
 //
 // # Pull
 //
 // For a pull the MTA skips the resources the domain already holds, trades
 // the assertion the message arrived with for a fetch token at the origin's
 // authorization server (§10.6) and POSTs each missing resource out of the
-// origin's fetch endpoint, streaming it into the resource store, which
-// checks its size and digest. When every resource is held the local copies
-// become complete; at the horizon, failed with a reason. A cut transfer is
-// fetched again from the start (no Range resume: resource.Store has no
-// partial-object API).
+// origin's fetch endpoint into the resource store, which checks its size
+// and digest. A transfer cut midway resumes with "Range: bytes=N-" in the
+// same attempt (up to MaxResumes times). A resource of Config.StageAbove
+// bytes or more goes through Config.Staging first (the server's
+// DATA/pulls, an upload.FS keyed by the resource's digest): the bytes are
+// counted there durably as they arrive, so that an attempt stopped by a
+// restart, clean or not, resumes with Range (and If-Range: "<content-id>")
+// from the bytes staged; an origin that answers 200 or 416 instead of 206 is
+// fetched from the start. The staged bytes are committed to the resource
+// store once whole and their digest matches. When every resource is held
+// the local copies become complete; when the pull gives up, failed, with a
+// status_reason that starts with the reason's code ("refused: a.test
+// refused to serve …"). A 4xx from the origin but 401, 408 and 429 (the
+// resource is not found, gone, refused) gives up at once; 5xx and network
+// errors are retried.
 package mta
