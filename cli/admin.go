@@ -199,8 +199,11 @@ of a fresh data directory fixes its domain.`,
 	register(&command{
 		name: "user del", args: "--data DIR ADDRESS",
 		short: "delete a user with their mail and tokens",
-		long: `Deletes a user, their messages, uploads and tokens. Resources that no one else references
-are removed by the server's next garbage collection.`,
+		long: `Deletes a user with everything of theirs: messages, uploads, tokens, sign-ins (refresh
+tokens; their access tokens stop working at once) and settings (forwarding policies and rule).
+A user added again at the same address is a new account: it starts from the defaults and no
+token of the old one opens it. Resources that no one else references are removed by the
+server's next garbage collection.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			data := fs.String("data", "", "data `DIR`ectory")
 			return func(ctx context.Context, env *Env, args []string) error {
