@@ -14,6 +14,15 @@ import (
 // accept nests deeper than a few levels (cnf.jkt, keys[].x).
 const maxJSONDepth = 32
 
+// ErrDuplicateMember is the error of CheckObject for two members whose
+// names encoding/json would match to the same struct field.
+var ErrDuplicateMember = errors.New("duplicate JSON member")
+
+// CheckObject is checkObject for other packages that decode untrusted JSON
+// objects into structs (the mailbox API's request bodies): errors.Is(err,
+// ErrDuplicateMember) tells a duplicate member from malformed JSON.
+func CheckObject(data []byte) error { return checkObject(data) }
+
 // checkObject reports whether data is exactly one JSON object, nested no
 // deeper than maxJSONDepth, in which no object at any depth has two members
 // whose names encoding/json would match to the same struct field.
@@ -57,7 +66,7 @@ func walkObject(dec *json.Decoder, depth int) error {
 		}
 		f := foldName(name)
 		if _, dup := seen[f]; dup {
-			return fmt.Errorf("duplicate JSON member %s", quote(name))
+			return fmt.Errorf("%w %s", ErrDuplicateMember, quote(name))
 		}
 		seen[f] = struct{}{}
 		if err := walkValue(dec, depth); err != nil {

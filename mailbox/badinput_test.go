@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -122,6 +123,85 @@ func TestDownloadRange(t *testing.T) {
 			}
 			if resp.Header.Get("ETag") != `"`+strings.Trim(url[strings.LastIndex(url, "/")+1:], "/")+`"` {
 				t.Fatalf("ETag %q", resp.Header.Get("ETag"))
+			}
+		})
+	}
+}
+
+// TestStrictJSONBodies sends every JSON-taking route of the mailbox API
+// bodies that encoding/json alone would accept and act on: a member name
+// in another case, a member twice (the last would win), a member under a
+// case-folded twin, and for new uploads a body without its size. Each is
+// refused with 400 and a stable code, and a read-back shows that nothing
+// changed: the change log, the resources, the staged uploads, the flag.
+func TestStrictJSONBodies(t *testing.T) {
+	d := testenv.Start(t, "a.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@a.test")
+	d.AddUser(t, "bob@a.test")
+	text := upload(t, alice, []byte("body"))
+	received := sendToSelf(t, alice, "alice@a.test", text) // unseen
+	dr, err := alice.CreateDraft(ctx, compose(t, "", []string{"bob@a.test"}, nil, nil, "draft", text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// forwarded and forwarding are the routes of other files (forward.go,
+	// autoforward.go), whose handlers answer every refusal of the shared
+	// decoder with malformed_json.
+	refused := map[string]bool{"malformed_json": true, "duplicate_key": true, "unknown_member": true}
+	headers := `{"Content-Type":["multipart/mixed"],"From":"alice@a.test"}`
+	tests := []struct {
+		name, method, path, body string
+		code                     string // "" for the forward routes: any of refused
+	}{
+		{"PATCH member case", "PATCH", "/api/v1/messages/" + received.ID, `{"Seen":true}`, "unknown_member"},
+		{"PATCH member twice", "PATCH", "/api/v1/messages/" + received.ID, `{"seen":false,"seen":true}`, "duplicate_key"},
+		{"PATCH case-folded twin", "PATCH", "/api/v1/messages/" + received.ID, `{"seen":false,"SEEN":true}`, "duplicate_key"},
+		{"PATCH long s twin", "PATCH", "/api/v1/messages/" + received.ID, `{"seen":false,"ſeen":true}`, "duplicate_key"},
+		{"PATCH unknown member", "PATCH", "/api/v1/messages/" + received.ID, `{"seen":true,"flagged":true}`, "unknown_member"},
+		{"PATCH empty", "PATCH", "/api/v1/messages/" + received.ID, `{}`, "missing_member"},
+		{"PATCH null seen", "PATCH", "/api/v1/messages/" + received.ID, `{"seen":null}`, "missing_member"},
+		{"PATCH null", "PATCH", "/api/v1/messages/" + received.ID, `null`, "malformed_json"},
+		{"uploads member case", "POST", "/api/v1/uploads", `{"SIZE":10}`, "unknown_member"},
+		{"uploads member twice", "POST", "/api/v1/uploads", `{"size":1,"size":10}`, "duplicate_key"},
+		{"uploads case-folded twin", "POST", "/api/v1/uploads", `{"size":1,"content_id":"x","Content_ID":"y"}`, "duplicate_key"},
+		{"uploads empty object", "POST", "/api/v1/uploads", `{}`, "missing_member"},
+		{"uploads null size", "POST", "/api/v1/uploads", `{"size":null}`, "missing_member"},
+		{"uploads null", "POST", "/api/v1/uploads", `null`, "malformed_json"},
+		{"uploads array", "POST", "/api/v1/uploads", `[{"size":1}]`, "malformed_json"},
+		{"draft member twice", "POST", "/api/v1/messages", `{"headers":` + headers + `,"headers":` + headers + `,"parts":[]}`, "duplicate_key"},
+		{"draft member case", "POST", "/api/v1/messages", `{"Headers":` + headers + `,"parts":[]}`, "unknown_member"},
+		{"replace member twice", "PUT", "/api/v1/messages/" + dr.ID, `{"headers":` + headers + `,"headers":` + headers + `,"parts":[]}`, "duplicate_key"},
+		{"replace member case", "PUT", "/api/v1/messages/" + dr.ID, `{"headers":` + headers + `,"PARTS":[]}`, "unknown_member"},
+		{"forward member twice", "POST", "/api/v1/messages/" + received.ID + "/forward", `{"to":["alice@a.test"],"to":["bob@a.test"]}`, ""},
+		{"forward member case", "POST", "/api/v1/messages/" + received.ID + "/forward", `{"To":["bob@a.test"]}`, ""},
+		{"forwarding member twice", "PUT", "/api/v1/forwarding", `{"to":[],"TO":["bob@a.test"]}`, ""},
+		{"forwarding member case", "PUT", "/api/v1/forwarding", `{"To":["bob@a.test"]}`, ""},
+	}
+	read := func() string {
+		m, err := alice.Get(ctx, received.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dm, err := alice.Get(ctx, dr.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		af, err := alice.AutoForward(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(uploadState(t, d), m.Seen, string(dm.Placeholder), af)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := read()
+			resp, b := do(t, alice, tt.method, d.URL+tt.path, strings.NewReader(tt.body), http.Header{"Content-Type": {"application/json"}})
+			code := errorCode(resp, b)
+			if resp.StatusCode != 400 || tt.code != "" && code != tt.code || tt.code == "" && !refused[code] {
+				t.Fatalf("%d %q, want 400 %s", resp.StatusCode, b, tt.code)
+			}
+			if after := read(); after != before {
+				t.Fatalf("state changed:\n%s\n%s", before, after)
 			}
 		})
 	}

@@ -202,7 +202,11 @@ func (h *handler) patch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p Patch
-	if err := strictUnmarshal(doc, &p); err != nil || p.Seen == nil {
+	if err := decodeBody(doc, &p, `the body must be {"seen": true|false}`, "seen"); err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	if p.Seen == nil { // "seen": null
 		errs.WriteHTTP(w, errs.E(errs.Invalid, "malformed_json", `the body must be {"seen": true|false}`))
 		return
 	}
@@ -214,9 +218,13 @@ func (h *handler) patch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, m)
 }
 
-// strictUnmarshal decodes one JSON value, refusing unknown fields and
-// trailing data.
-func strictUnmarshal(data []byte, v any) error {
+// strictUnmarshal decodes a JSON request body into the struct v points
+// to as decodeBody does; its callers answer every refusal alike.
+func strictUnmarshal(data []byte, v any) error { return decodeBody(data, v, "") }
+
+// decodeJSON decodes one JSON value, refusing unknown fields and trailing
+// data.
+func decodeJSON(data []byte, v any) error {
 	dec := json.NewDecoder(bytesReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -232,8 +232,8 @@ func (h *handler) createUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req NewUploadSession
-	if err := strictUnmarshal(doc, &req); err != nil {
-		errs.WriteHTTP(w, errs.E(errs.Invalid, "malformed_json", `the body must be {"size": N, "content_id": "CID"?}`))
+	if err := decodeBody(doc, &req, `the body must be {"size": N, "content_id": "CID"?}`, "size"); err != nil {
+		errs.WriteHTTP(w, err)
 		return
 	}
 	u, err := h.api.CreateUpload(r.Context(), req)

@@ -245,7 +245,7 @@ func TestUploadErrors(t *testing.T) {
 		{"size over the limit", req("POST", "/api/v1/uploads", alice.Token, `{"size":1048577}`), 413, "too_large", "", false},
 		{"bad content_id", req("POST", "/api/v1/uploads", alice.Token, `{"size":1,"content_id":"nope"}`), 400, "bad_content_id", "", false},
 		{"malformed JSON", req("POST", "/api/v1/uploads", alice.Token, `{"size":"1"}`), 400, "malformed_json", "", false},
-		{"unknown member", req("POST", "/api/v1/uploads", alice.Token, `{"size":1,"evil":true}`), 400, "malformed_json", "", false},
+		{"unknown member", req("POST", "/api/v1/uploads", alice.Token, `{"size":1,"evil":true}`), 400, "unknown_member", "", false},
 		{"no token", req("POST", "/api/v1/uploads", "", `{"size":1}`), 401, "missing_token", "", false},
 		{"another user's upload", req("GET", "/api/v1/uploads/"+u.UploadID, bob.Token, ""), 404, "not_found", "", false},
 		{"another user's PATCH", patch(bob.Token, u.UploadID, "5", "56789", false), 404, "not_found", "", false},
