@@ -244,8 +244,15 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// send passes the request's Idempotency-Key (if any) to Send in the
+// context: a repeat with the key gets the first answer (§8.9).
 func (h *handler) send(w http.ResponseWriter, r *http.Request) {
-	m, err := h.api.Send(r.Context(), r.PathValue("id"))
+	ctx, err := idempotencyContext(r)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	m, err := h.api.Send(ctx, r.PathValue("id"))
 	if err != nil {
 		errs.WriteHTTP(w, err)
 		return

@@ -261,25 +261,45 @@ func storeErr(err error, what string) error {
 	return internal(err, what)
 }
 
-// Send implements API.
+// Send implements API. With an Idempotency-Key in ctx
+// (WithIdempotencyKey) the answer is recorded with the send, in its
+// transaction, and a repeat with the key answers it again without sending.
 func (s *Service) Send(ctx context.Context, id string) (Message, error) {
 	p, err := auth.Must(ctx)
 	if err != nil {
 		return Message{}, err
 	}
-	var sent meta.Message
+	key, request := IdempotencyKeyFrom(ctx), "send:"+id
+	var v Message
+	var replayed bool
 	var delivered []meta.Message
 	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
-		sent, delivered, err = s.send(ctx, tx, p, id)
-		return err
+		if key != "" {
+			if replayed, err = s.replay(ctx, tx, p, key, request, &v); err != nil || replayed {
+				return err
+			}
+		}
+		var sent meta.Message
+		if sent, delivered, err = s.send(ctx, tx, p, id); err != nil {
+			return err
+		}
+		v = s.view(sent, true)
+		if key == "" {
+			return nil
+		}
+		return s.remember(ctx, tx, p, key, request, v)
 	})
 	if err != nil {
 		return Message{}, storeErr(err, "sending failed")
 	}
+	if replayed {
+		s.log.Info("send repeated: answered from its Idempotency-Key", "user", p.Address, "msgid", v.MessageID)
+		return v, nil
+	}
 	s.cfg.Metrics.sent(len(delivered))
-	s.log.Info("sent", "user", p.Address, "msgid", sent.MessageID, "local_recipients", len(delivered))
+	s.log.Info("sent", "user", p.Address, "msgid", v.MessageID, "local_recipients", len(delivered))
 	s.autoForwardLocal(ctx, delivered)
-	return s.view(sent, true), nil
+	return v, nil
 }
 
 // send does the work of Send inside one transaction, so that a failure at

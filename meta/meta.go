@@ -365,6 +365,30 @@ type Tx interface {
 	// check that it is still running with the Attempts it was claimed
 	// with: otherwise its lease ended and another worker holds the job.
 	UpdateJob(ctx context.Context, j Job) error
+
+	// Idempotency returns the user's record for an Idempotency-Key,
+	// expired or not (the caller compares Expires with its clock);
+	// ErrNotFound when there is none.
+	Idempotency(ctx context.Context, userID int64, key string) (Idempotency, error)
+	// PutIdempotency stores a record, replacing the user's record with the
+	// same key, and forgets the user's records that expired by r.Created.
+	// Call it in the transaction that does the request's work, so that the
+	// work and its record commit together.
+	PutIdempotency(ctx context.Context, r Idempotency) error
+}
+
+// Idempotency is the remembered answer to a request made with an
+// Idempotency-Key (docs/PROTOCOL.md §8.9): a retry of the request with the
+// key gets Result again instead of doing the work twice. Records are per
+// user and deleted with the user.
+type Idempotency struct {
+	UserID int64
+	Key    string // the client's key, at most 255 bytes
+	// Request identifies what was asked (e.g. "send:" and the draft's id):
+	// the key used again for another request is refused.
+	Request          string
+	Result           []byte // the answer, as the caller encoded it
+	Created, Expires time.Time
 }
 
 // Once is a replay cache: it remembers keys (a DPoP proof's jti, an

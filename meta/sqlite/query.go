@@ -488,3 +488,35 @@ func (t *txn) DeleteMessage(ctx context.Context, userID int64, id string) error 
 	}
 	return nil
 }
+
+func (t *txn) Idempotency(ctx context.Context, userID int64, key string) (meta.Idempotency, error) {
+	r := meta.Idempotency{UserID: userID, Key: key}
+	var created, expires int64
+	err := t.q.QueryRowContext(ctx, `SELECT request, result, created, expires FROM idempotency
+		WHERE user_id = ? AND key = ?`, userID, key).Scan(&r.Request, &r.Result, &created, &expires)
+	if err != nil {
+		return meta.Idempotency{}, fmt.Errorf("meta/sqlite: idempotency key of user %d: %w", userID, mapErr(err))
+	}
+	r.Created, r.Expires = fromNanos(created), fromNanos(expires)
+	return r, nil
+}
+
+// PutIdempotency: a record for no such user is meta.ErrNotFound.
+func (t *txn) PutIdempotency(ctx context.Context, r meta.Idempotency) error {
+	if err := checkTimes(r.Created, r.Expires); err != nil {
+		return fmt.Errorf("meta/sqlite: idempotency key of user %d: %w", r.UserID, err)
+	}
+	if _, err := t.q.ExecContext(ctx, `DELETE FROM idempotency WHERE user_id = ? AND expires <= ?`,
+		r.UserID, nanos(r.Created)); err != nil {
+		return fmt.Errorf("meta/sqlite: pruning idempotency keys of user %d: %w", r.UserID, err)
+	}
+	_, err := t.q.ExecContext(ctx, `INSERT INTO idempotency (user_id, key, request, result, created, expires)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (user_id, key) DO UPDATE SET request = excluded.request, result = excluded.result,
+			created = excluded.created, expires = excluded.expires`,
+		r.UserID, r.Key, r.Request, r.Result, nanos(r.Created), nanos(r.Expires))
+	if err != nil {
+		return fmt.Errorf("meta/sqlite: idempotency key of user %d: %w", r.UserID, mapErr(err))
+	}
+	return nil
+}
