@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -155,7 +157,7 @@ func Send(ctx context.Context, env *Env, api mailbox.API, o SendOptions) (mailbo
 
 // attachAndSend adds an attachment leaf per file to m, whose bytes upload
 // puts in (or finds in) the user's mailbox, then saves m as a draft and
-// sends it.
+// sends it (sendDraft: retried, sent once).
 func attachAndSend(ctx context.Context, env *Env, api mailbox.API, m *placeholder.Message, paths []string,
 	upload func(context.Context, *Env, mailbox.API, string) (mailbox.Upload, error)) (mailbox.Message, error) {
 	for _, path := range paths {
@@ -173,16 +175,84 @@ func attachAndSend(ctx context.Context, env *Env, api mailbox.API, m *placeholde
 	if err != nil {
 		return mailbox.Message{}, fmt.Errorf("saving the draft: %w", err)
 	}
-	sent, err := api.Send(ctx, d.ID)
-	if err != nil {
-		// Leave no stray draft behind a failed send that will not change
-		// by itself (bad recipients): the user runs the command again.
-		if errs.KindOf(err) == errs.Invalid {
-			api.Delete(ctx, d.ID)
+	return sendDraft(ctx, env, api, d.ID, sendRetry)
+}
+
+// retryPolicy says how often and how patiently sendDraft tries.
+type retryPolicy struct {
+	attempts int
+	backoff  time.Duration // before the second attempt; doubled each time
+}
+
+// sendRetry: four attempts over about 3.5 seconds.
+var sendRetry = retryPolicy{attempts: 4, backoff: 500 * time.Millisecond}
+
+// sendDraft sends the draft id under one new Idempotency-Key, repeating
+// the request (same key) after a network error or a 5xx answer: the
+// server sends at most once and answers a repeat of a send that went
+// through with the same sent message (docs/PROTOCOL.md §8.9). When the
+// send finally fails, the draft is deleted, so that running the command
+// again leaves no stray draft; unless the message turns out to have been
+// sent after all (a server without idempotency keys answers a repeat with
+// not_a_draft), which is success.
+func sendDraft(ctx context.Context, env *Env, api mailbox.API, id string, rp retryPolicy) (mailbox.Message, error) {
+	kctx := mailbox.WithIdempotencyKey(ctx, newIdempotencyKey())
+	var err error
+	wait := rp.backoff
+	for attempt := 1; ; attempt++ {
+		var sent mailbox.Message
+		if sent, err = api.Send(kctx, id); err == nil {
+			return sent, nil
 		}
-		return mailbox.Message{}, err
+		if !retryable(err) || attempt >= rp.attempts || sleep(ctx, wait) != nil {
+			break
+		}
+		wait *= 2
 	}
-	return sent, nil
+	// Clean up even when ctx was cancelled (Ctrl-C), briefly.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	m, gerr := api.Get(cctx, id)
+	switch {
+	case gerr == nil && m.Folder == "sent":
+		return m, nil
+	case gerr == nil && m.Folder == "drafts":
+		if derr := api.Delete(cctx, id); derr != nil {
+			fmt.Fprintf(env.Stderr, "pullmail: the draft %s was not sent and is kept: deleting it failed: %s\n", id, oneLine(derr))
+		}
+	case gerr != nil && !errs.Is(gerr, errs.NotFound):
+		fmt.Fprintf(env.Stderr, "pullmail: the draft %s may not have been sent and may be kept: %s\n", id, oneLine(gerr))
+	}
+	return mailbox.Message{}, err
+}
+
+// retryable reports whether a failed send may have failed on the way
+// (network, 5xx): with its Idempotency-Key, trying again is safe.
+func retryable(err error) bool {
+	switch errs.KindOf(err) {
+	case errs.Temporary, errs.Internal:
+		return true
+	}
+	return false
+}
+
+// sleep waits d or until ctx ends (then its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// newIdempotencyKey returns a fresh key: 128 random bits, base64url.
+func newIdempotencyKey() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // resolve finds the message a command line names: an opaque id, or a
