@@ -200,9 +200,9 @@ func (s *Store) openEncrypted(f *os.File, info resource.Info) (*encSource, error
 	return &encSource{s: s, f: f, info: info, aead: aead, prefix: [8]byte(hdr[40:48]), nchunks: numChunks(info.Size)}, nil
 }
 
-// chunk reads chunk idx into b.plain through b.sealed, authenticates and
-// decrypts it, and returns the plain bytes.
-func (o *encSource) chunk(idx int64, b *chunkBufs) ([]byte, error) {
+// chunk reads chunk idx through b.sealed, authenticates it and decrypts it
+// into dst, and returns the plain bytes.
+func (o *encSource) chunk(idx int64, dst []byte, b *chunkBufs) ([]byte, error) {
 	n := int64(sealedChunk)
 	last := idx == o.nchunks-1
 	if last {
@@ -221,7 +221,7 @@ func (o *encSource) chunk(idx int64, b *chunkBufs) ([]byte, error) {
 	if last {
 		b.scr.ad[0] = 1
 	}
-	p, err := o.aead.Open((*b.plain)[:0], nonce(&b.scr.nonce, o.prefix[:], uint32(idx)), sealed, b.scr.ad[:])
+	p, err := o.aead.Open(dst[:0], nonce(&b.scr.nonce, o.prefix[:], uint32(idx)), sealed, b.scr.ad[:])
 	if err != nil {
 		return nil, o.s.damaged(o.info.ID, fmt.Errorf("fsstore: %s: chunk %d failed authentication: %w", o.info.ID, idx, resource.ErrDamaged))
 	}

@@ -55,7 +55,9 @@
 //
 // A plain blob file holds the resource's bytes. Its sidecar, <ID>.sums beside
 // it, holds the SHA-256 of each 64 KiB chunk of those bytes, computed by Put
-// from the stream it verified:
+// from the stream it verified. A blob of one chunk at most (64 KiB) has no
+// sidecar: the SHA-256 of its one chunk is its ID, so small blobs, most of a
+// domain's, cost no extra file.
 //
 //	0   "PMCS"          magic
 //	4   0x01 0 0 0      version 1, reserved
@@ -66,10 +68,12 @@
 //	                    (none for the empty resource); the last chunk holds
 //	                    the rest of the bytes
 //
-// Put writes the sidecar in tmp/ (fsynced), then renames it into place before
-// the blob, and fsyncs the directory once for both: a crash between the two
+// Put writes the sidecar in tmp/, then renames it into place before the
+// blob, and fsyncs the directory once for both: a crash between the two
 // renames leaves the sums of the ID's bytes beside the old copy (or none),
-// which they describe as well, since they depend on the ID alone. Remove
+// which they describe as well, since they depend on the ID alone. The
+// sidecar itself is not fsynced: one that a crash leaves short or wrong is
+// rebuilt like a damaged one (below), so its durability costs nothing. Remove
 // removes both; Enumerate ignores sidecars.
 //
 // An Object compares each chunk it reads with its sum. A sidecar that is

@@ -254,6 +254,7 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (
 	}
 	committed := false
 	var sums *sumsFile // a plain blob's sidecar
+	withSums := false  // it has one (more than one chunk)
 	defer func() {
 		if !committed {
 			f.Close()
@@ -266,13 +267,11 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (
 
 	var id resource.ID
 	if s.key == nil {
-		if sums, err = s.newSumsFile(); err != nil {
-			return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
-		}
+		sums = s.newSumsFile()
 		var size int64
 		id, size, err = resource.Copy(ctx, io.MultiWriter(newWriteback(f, 0), sums.z), r, opt)
 		if err == nil {
-			err = sums.finish(id, size)
+			withSums, err = sums.finish(id, size)
 		}
 	} else {
 		id, err = s.putEncrypted(ctx, f, r, opt)
@@ -296,7 +295,7 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (
 	// old copy (or none) beside the sums of id's bytes, which describe
 	// every good copy of id. Concurrent identical Puts may all rename:
 	// each file is complete and equivalent, the last one wins.
-	if sums != nil {
+	if withSums {
 		if err := s.renameInto(dir, sums.name, name+sumsSuffix); err != nil {
 			return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
 		}

@@ -15,9 +15,10 @@ import (
 // chunkSource reads the chunks of one open blob, each checked before it is
 // returned: authenticated (encrypted) or compared with its sum (plain).
 type chunkSource interface {
-	// chunk returns chunk idx, in b.plain; an error wraps
-	// resource.ErrDamaged when the stored chunk is damaged.
-	chunk(idx int64, b *chunkBufs) ([]byte, error)
+	// chunk returns chunk idx, read into dst (at least chunkLen bytes
+	// long) with the help of b; an error wraps resource.ErrDamaged when
+	// the stored chunk is damaged.
+	chunk(idx int64, dst []byte, b *chunkBufs) ([]byte, error)
 	close() error
 }
 
@@ -25,7 +26,19 @@ type chunkSource interface {
 type chunkBufs struct {
 	plain, sealed *[]byte
 	scr           scratch
+	// A plain blob's sums of chunks [sumsFrom, sumsFrom+sumsN), read from
+	// the sidecar a block at a time, as of the source's sumsGen.
+	sums            [sumsBlock * sumSize]byte
+	sumsFrom, sumsN int64
+	sumsGen         int
 }
+
+// sumsBlock is how many chunk sums a reader reads from a sidecar at once
+// (4 KiB: the sums of 8 MiB of blob).
+const sumsBlock = 128
+
+// chunkLen is the length of chunk idx of a blob of size bytes.
+func chunkLen(idx, size int64) int64 { return min(chunkSize, size-idx*chunkSize) }
 
 func (s *Store) getBufs() *chunkBufs { return &chunkBufs{plain: s.getBuf(), sealed: s.getBuf()} }
 
@@ -61,8 +74,17 @@ func (o *object) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	idx := o.pos / chunkSize
+	if idx != o.cur && o.pos == idx*chunkSize && int64(len(p)) >= chunkLen(idx, o.info.Size) {
+		// A whole chunk wanted: straight into p, no copy.
+		plain, err := o.src.chunk(idx, p, o.bufs)
+		if err != nil {
+			return 0, err
+		}
+		o.pos += int64(len(plain))
+		return len(plain), nil
+	}
 	if idx != o.cur {
-		plain, err := o.src.chunk(idx, o.bufs)
+		plain, err := o.src.chunk(idx, (*o.bufs.plain)[:chunkSize], o.bufs)
 		if err != nil {
 			o.cur = -1
 			return 0, err
@@ -91,7 +113,7 @@ func (o *object) ReadAt(p []byte, off int64) (int, error) {
 			return total, io.EOF
 		}
 		idx := off / chunkSize
-		plain, err := o.src.chunk(idx, b)
+		plain, err := o.src.chunk(idx, (*b.plain)[:chunkSize], b)
 		if err != nil {
 			return total, err
 		}
@@ -127,8 +149,9 @@ type plainSource struct {
 	info  resource.Info
 	sumsf *os.File // the sidecar file, closed with the source; or nil
 
-	mu   sync.Mutex  // guards sums, which a rebuild replaces
-	sums io.ReaderAt // the sidecar, or its bytes (sumsBytes) when rebuilt
+	mu      sync.Mutex  // guards sums and sumsGen, which a rebuild replaces
+	sums    io.ReaderAt // the sidecar, or its bytes (sumsBytes) when rebuilt
+	sumsGen int         // counts the rebuilds, so that readers drop the sums they hold
 }
 
 // openPlain opens the sidecar of the plain blob f, building it first when
@@ -136,6 +159,11 @@ type plainSource struct {
 // blob: that reads and checks the whole blob once.
 func (s *Store) openPlain(ctx context.Context, f *os.File, name string, info resource.Info) (*plainSource, error) {
 	src := &plainSource{s: s, f: f, info: info}
+	if numSums(info.Size) <= 1 {
+		// No sidecar: the sum of the one chunk is the ID.
+		src.sums = sumsBytes(info.ID.Sum())
+		return src, nil
+	}
 	sf, err := s.openSums(name, info)
 	switch {
 	case err == nil:
@@ -150,27 +178,26 @@ func (s *Store) openPlain(ctx context.Context, f *os.File, name string, info res
 	return src, nil
 }
 
-func (o *plainSource) chunk(idx int64, b *chunkBufs) ([]byte, error) {
+func (o *plainSource) chunk(idx int64, dst []byte, b *chunkBufs) ([]byte, error) {
 	for retried := false; ; retried = true {
-		n := min(chunkSize, o.info.Size-idx*chunkSize)
-		plain := (*b.plain)[:n]
+		n := chunkLen(idx, o.info.Size)
+		plain := dst[:n]
 		k, err := o.f.ReadAt(plain, idx*chunkSize)
 		if int64(k) < n {
+			clear(plain)
 			if err == nil || err == io.EOF {
 				return nil, o.s.damaged(o.info.ID, fmt.Errorf("fsstore: %s: chunk %d is cut short: %w", o.info.ID, idx, resource.ErrDamaged))
 			}
 			return nil, fmt.Errorf("fsstore: %s: reading chunk %d: %w", o.info.ID, idx, err)
 		}
-		o.mu.Lock()
-		sums := o.sums
-		o.mu.Unlock()
-		var want [sumSize]byte
-		if _, err := sums.ReadAt(want[:], sumsHeader+idx*sumSize); err != nil {
-			return nil, fmt.Errorf("fsstore: %s: reading the sum of chunk %d: %w", o.info.ID, idx, err)
+		want, err := o.sum(idx, b)
+		if err != nil {
+			return nil, err
 		}
 		if sha256.Sum256(plain) == want {
 			return plain, nil
 		}
+		clear(plain) // not a byte of it leaves
 		if retried {
 			return nil, o.s.damaged(o.info.ID, fmt.Errorf("fsstore: %s: chunk %d does not match its sum: %w", o.info.ID, idx, resource.ErrDamaged))
 		}
@@ -183,8 +210,27 @@ func (o *plainSource) chunk(idx int64, b *chunkBufs) ([]byte, error) {
 		}
 		o.mu.Lock()
 		o.sums = rebuilt
+		o.sumsGen++
 		o.mu.Unlock()
 	}
+}
+
+// sum returns the recorded SHA-256 of chunk idx, from b's block of sums or,
+// when b does not hold it, from a new block read from the sidecar.
+func (o *plainSource) sum(idx int64, b *chunkBufs) ([sumSize]byte, error) {
+	o.mu.Lock()
+	sums, gen := o.sums, o.sumsGen
+	o.mu.Unlock()
+	if gen != b.sumsGen || idx < b.sumsFrom || idx >= b.sumsFrom+b.sumsN {
+		n := min(sumsBlock, numSums(o.info.Size)-idx)
+		if _, err := sums.ReadAt(b.sums[:n*sumSize], sumsHeader+idx*sumSize); err != nil {
+			b.sumsN = 0
+			return [sumSize]byte{}, fmt.Errorf("fsstore: %s: reading the sum of chunk %d: %w", o.info.ID, idx, err)
+		}
+		b.sumsFrom, b.sumsN, b.sumsGen = idx, n, gen
+	}
+	i := (idx - b.sumsFrom) * sumSize
+	return [sumSize]byte(b.sums[i : i+sumSize]), nil
 }
 
 func (o *plainSource) close() error {

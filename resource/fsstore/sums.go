@@ -84,53 +84,70 @@ func (z *summer) close() error {
 }
 
 // sumsFile is a sidecar being written in tmp/: the header is written last,
-// once the ID is known (the stream is verified only at its end).
+// once the ID is known (the stream is verified only at its end), and the
+// file is made only when a second chunk's sum comes (a blob of one chunk at
+// most needs no sidecar: its one sum is its ID).
 type sumsFile struct {
 	s    *Store
-	name string
-	f    *os.File
+	name string   // in tmp/, once made
+	f    *os.File // nil until the first sums are written out
 	bw   *bufio.Writer
 	z    *summer
 }
 
-func (s *Store) newSumsFile() (*sumsFile, error) {
-	name := path.Join(tmpDir, rand.Text()+sumsSuffix)
-	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Seek(sumsHeader, io.SeekStart); err != nil {
-		f.Close()
-		s.root.Remove(name)
-		return nil, err
-	}
-	sf := &sumsFile{s: s, name: name, f: f, bw: bufio.NewWriterSize(f, 4<<10)}
+func (s *Store) newSumsFile() *sumsFile {
+	sf := &sumsFile{s: s}
+	sf.bw = bufio.NewWriterSize(lazyWriter{sf}, 4<<10)
 	sf.z = newSummer(sf.bw)
-	return sf, nil
+	return sf
 }
 
-// finish writes the header and makes the file durable; it stays in tmp/
-// for commit to rename.
-func (sf *sumsFile) finish(id resource.ID, size int64) error {
+// lazyWriter makes the sidecar's file on the first write out of the buffer.
+type lazyWriter struct{ sf *sumsFile }
+
+func (w lazyWriter) Write(p []byte) (int, error) {
+	sf := w.sf
+	if sf.f == nil {
+		name := path.Join(tmpDir, rand.Text()+sumsSuffix)
+		f, err := sf.s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return 0, err
+		}
+		sf.name, sf.f = name, f
+		if _, err := f.Seek(sumsHeader, io.SeekStart); err != nil {
+			return 0, err
+		}
+	}
+	return sf.f.Write(p)
+}
+
+// finish writes the header and closes the file, which stays in tmp/ for
+// the caller to rename; it reports false when the blob needs no sidecar.
+// The file is not fsynced: the directory fsync of the commit orders its
+// rename, and a sidecar that a crash leaves short, empty or wrong is rebuilt
+// from the blob (openPlain, plainSource.chunk), as a damaged one is.
+func (sf *sumsFile) finish(id resource.ID, size int64) (bool, error) {
+	if numSums(size) <= 1 {
+		return false, nil
+	}
 	if err := sf.z.close(); err != nil {
-		return err
+		return false, err
 	}
 	if err := sf.bw.Flush(); err != nil {
-		return err
+		return false, err
 	}
 	if _, err := sf.f.WriteAt(sumsHeaderFor(id, size), 0); err != nil {
-		return err
+		return false, err
 	}
-	if err := sf.f.Sync(); err != nil {
-		return err
-	}
-	return sf.f.Close()
+	return true, sf.f.Close()
 }
 
-// discard removes the file unless commit renamed it.
+// discard removes the file unless it was renamed.
 func (sf *sumsFile) discard() {
-	sf.f.Close()
-	sf.s.root.Remove(sf.name)
+	if sf.f != nil {
+		sf.f.Close()
+		sf.s.root.Remove(sf.name)
+	}
 }
 
 // openSums opens the sidecar of a plain blob of info and checks its header
@@ -189,15 +206,12 @@ func (s *Store) rebuildSums(ctx context.Context, f *os.File, info resource.Info)
 
 // writeSums commits a sidecar for a blob already in place.
 func (s *Store) writeSums(info resource.Info, sums []byte) error {
-	sf, err := s.newSumsFile()
-	if err != nil {
-		return err
-	}
+	sf := s.newSumsFile()
 	defer sf.discard()
 	if _, err := sf.bw.Write(sums); err != nil {
 		return err
 	}
-	if err := sf.finish(info.ID, info.Size); err != nil {
+	if ok, err := sf.finish(info.ID, info.Size); !ok || err != nil {
 		return err
 	}
 	dir, name := s.blobPath(info.ID)
