@@ -1,18 +1,24 @@
 package mailbox_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pullmail/pullmail/client"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/testenv"
+	"github.com/pullmail/pullmail/tlsca"
 )
 
 // do sends one request as c and returns the answer with its body read.
@@ -204,5 +210,198 @@ func TestStrictJSONBodies(t *testing.T) {
 				t.Fatalf("state changed:\n%s\n%s", before, after)
 			}
 		})
+	}
+}
+
+// rawTLS opens an HTTP/1.1 connection of its own to the domain, for bytes
+// that no well-behaved client sends. The TCP connection is returned too,
+// to reset it.
+func rawTLS(t *testing.T, d *testenv.Domain) (*tls.Conn, *net.TCPConn) {
+	t.Helper()
+	pool, err := tlsca.LoadPool(d.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(d.URL, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+	if err := conn.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn, c.(*net.TCPConn)
+}
+
+// requestCount is how many requests the domain's metrics counted with the
+// method and status.
+func requestCount(t *testing.T, d *testenv.Domain, method, code string) float64 {
+	t.Helper()
+	mfs, err := d.Server.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "pullmail_http_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["method"] == method && labels["code"] == code {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}
+
+// TestMalformedBody writes request bodies whose chunked encoding is broken
+// over a raw TLS connection: the answer is 400 malformed_body (the client's
+// fault, not a 500 internal), and nothing is stored or staged.
+func TestMalformedBody(t *testing.T) {
+	d := testenv.Start(t, "a.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@a.test")
+	chunks := []struct{ name, body string }{
+		{"bad byte in chunk length", "5\r\nhello\r\nZZ\r\nxx\r\n0\r\n\r\n"},
+		{"no CRLF after the data", "5\r\nhelloXX\r\n0\r\n\r\n"},
+		{"chunk length overflow", "ffffffffffffffffff\r\nhello\r\n0\r\n\r\n"},
+	}
+	for _, patch := range []bool{false, true} {
+		for _, c := range chunks {
+			t.Run(fmt.Sprintf("patch=%v/%s", patch, c.name), func(t *testing.T) {
+				head := "POST /api/v1/resources HTTP/1.1\r\n"
+				var u mailbox.UploadSession
+				if patch {
+					var err error
+					if u, err = alice.CreateUpload(ctx, mailbox.NewUploadSession{Size: 100}); err != nil {
+						t.Fatal(err)
+					}
+					head = "PATCH /api/v1/uploads/" + u.UploadID + " HTTP/1.1\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+				}
+				before := snapshot(t, d)
+				conn, _ := rawTLS(t, d)
+				fmt.Fprintf(conn, "%sHost: a.test\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n%s", head, alice.Token, c.body)
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 400 || errorCode(resp, b) != "malformed_body" {
+					t.Fatalf("%d %q, want 400 malformed_body", resp.StatusCode, b)
+				}
+				if after := snapshot(t, d); !before.equal(after) {
+					t.Fatalf("state changed: %+v -> %+v", before, after)
+				}
+				if patch {
+					// The bytes of the chunks before the fault count, as
+					// for a body cut short (§8.14); the answer says so.
+					s, err := alice.UploadStatus(ctx, u.UploadID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := resp.Header.Get("Upload-Offset"); got != fmt.Sprint(s.Offset) || s.Offset > 5 {
+						t.Fatalf("Upload-Offset %q, the upload is at %d", got, s.Offset)
+					}
+				}
+			})
+		}
+	}
+	if n := requestCount(t, d, "POST", "500") + requestCount(t, d, "PATCH", "500"); n != 0 {
+		t.Fatalf("%v requests answered 500", n)
+	}
+}
+
+// TestCutBodyNotInternal resets the connection in the middle of an
+// upload's body, single-shot and resumable: the server answers nobody, but
+// it must count and log the request as the client's failure (400
+// upload_incomplete), not as a 5xx (500 internal, 503 cancelled), and
+// store nothing for the single-shot upload.
+func TestCutBodyNotInternal(t *testing.T) {
+	d := testenv.Start(t, "a.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@a.test")
+	u, err := alice.CreateUpload(ctx, mailbox.NewUploadSession{Size: 1000000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ method, head string }{
+		{"POST", "POST /api/v1/resources HTTP/1.1\r\n"},
+		{"PATCH", "PATCH /api/v1/uploads/" + u.UploadID + " HTTP/1.1\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"},
+	} {
+		t.Run(tt.method, func(t *testing.T) {
+			before := snapshot(t, d)
+			conn, tcp := rawTLS(t, d)
+			fmt.Fprintf(conn, "%sHost: a.test\r\nAuthorization: Bearer %s\r\nContent-Length: 1000000\r\n\r\n", tt.head, alice.Token)
+			conn.Write(bytes.Repeat([]byte("y"), 70000))
+			time.Sleep(100 * time.Millisecond)
+			tcp.SetLinger(0) // close with a RST, no close_notify: the server's read fails with ECONNRESET
+			tcp.Close()
+			counts := func() (ok, bad float64) {
+				return requestCount(t, d, tt.method, "400"), requestCount(t, d, tt.method, "500") + requestCount(t, d, tt.method, "503")
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for ok, bad := counts(); ok+bad == 0; ok, bad = counts() {
+				if time.Now().After(deadline) {
+					t.Fatal("the server did not finish the request")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if ok, bad := counts(); ok != 1 || bad != 0 {
+				t.Fatalf("a reset upload answered 400 %v times and 5xx %v times, want 400 once", ok, bad)
+			}
+			if after := snapshot(t, d); !before.equal(after) {
+				t.Fatalf("the cut upload left %v", after.files)
+			}
+		})
+	}
+}
+
+// TestRepeatedUploadOffset sends PATCH uploads with Upload-Offset given
+// more than once, conflicting or alike: a proxy and the server could each
+// take another one, so the request is refused (400 repeated_header) and the
+// upload does not move.
+func TestRepeatedUploadOffset(t *testing.T) {
+	d := testenv.Start(t, "a.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@a.test")
+	u, err := alice.CreateUpload(ctx, mailbox.NewUploadSession{Size: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AppendUpload(ctx, u.UploadID, 0, strings.NewReader("01234")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		offsets []string
+		code    string
+	}{
+		{"conflicting", []string{"5", "0"}, "repeated_header"},
+		{"conflicting, current second", []string{"0", "5"}, "repeated_header"},
+		{"identical", []string{"5", "5"}, "repeated_header"},
+		{"three", []string{"5", "5", "5"}, "repeated_header"},
+		{"a list in one line", []string{"5, 5"}, "bad_offset"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := uploadState(t, d)
+			hdr := http.Header{"Upload-Offset": tt.offsets, "Content-Type": {"application/offset+octet-stream"}}
+			resp, b := do(t, alice, "PATCH", d.URL+"/api/v1/uploads/"+u.UploadID, strings.NewReader("56789"), hdr)
+			if resp.StatusCode != 400 || errorCode(resp, b) != tt.code {
+				t.Fatalf("%d %q, want 400 %s", resp.StatusCode, b, tt.code)
+			}
+			if after := uploadState(t, d); after != before {
+				t.Fatalf("state changed:\n%s\n%s", before, after)
+			}
+		})
+	}
+	s, err := alice.UploadStatus(ctx, u.UploadID)
+	if err != nil || s.Offset != 5 {
+		t.Fatalf("upload at %d (%v), want 5", s.Offset, err)
 	}
 }

@@ -2,12 +2,15 @@ package mailbox
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
+	"syscall"
 
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/httprange"
@@ -92,9 +95,49 @@ func readDoc(w http.ResponseWriter, r *http.Request) (json.RawMessage, error) {
 	if errors.As(err, &mbe) {
 		return nil, errs.E(errs.TooLarge, "document_too_large", "the document is larger than %d bytes", MaxDocument)
 	} else if err != nil {
-		return nil, errs.Wrap(err, errs.Invalid, "request_incomplete", "the request body could not be read")
+		return nil, bodyError(err, "request_incomplete", "the request body could not be read")
 	}
 	return data, nil
+}
+
+// bodyReader is a request body that records its first read error, so that
+// a handler can tell a failure of the client's bytes (a malformed chunked
+// encoding, a connection cut short) from one of the server's own (a full
+// disk) whatever the layers in between made of it.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// bodyError classifies a request body's read error; both answers are 400,
+// the client's doing, never a 500 logged as an internal error:
+//
+//   - the body ended early or its connection failed (io.ErrUnexpectedEOF,
+//     a reset, a read timeout, the request cancelled): code cut, e.g.
+//     upload_incomplete, with the message cutMsg;
+//   - anything else the body reader reports is a framing error of the
+//     client's: net/http's chunked decoder ("malformed chunked encoding",
+//     "invalid byte in chunk length", ...), an HTTP/2 body longer or
+//     shorter than its Content-Length: code malformed_body.
+//
+// net/http does not export its framing errors, so they are told apart by
+// being none of the connection's.
+func bodyError(err error, cut, cutMsg string) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return errs.Wrap(err, errs.Invalid, cut, cutMsg)
+	}
+	return errs.Wrap(err, errs.Invalid, "malformed_body", "the request body is malformed (its chunked encoding or its length framing)")
 }
 
 func (h *handler) me(w http.ResponseWriter, r *http.Request) {
@@ -119,7 +162,12 @@ func (h *handler) upload(w http.ResponseWriter, r *http.Request) {
 		}
 		opt.Digest = id
 	}
-	up, err := h.api.Upload(r.Context(), r.Body, opt)
+	body := &bodyReader{r: r.Body}
+	up, err := h.api.Upload(r.Context(), body, opt)
+	if err != nil && body.err != nil {
+		// The body failed: that is the cause, whatever the store made of it.
+		err = bodyError(body.err, "upload_incomplete", "the upload ended before all its bytes arrived; nothing is stored")
+	}
 	if err != nil {
 		errs.WriteHTTP(w, err)
 		return

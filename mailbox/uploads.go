@@ -255,12 +255,19 @@ func (h *handler) uploadStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) appendUpload(w http.ResponseWriter, r *http.Request) {
+	if len(r.Header.Values(UploadOffsetHeader)) > 1 {
+		// Two offsets are two answers to "where do these bytes go": a
+		// proxy and the server could each take another (RFC 9110 §5.3
+		// forbids repeating a field that is not a list).
+		errs.WriteHTTP(w, errs.E(errs.Invalid, "repeated_header", "Upload-Offset must be given once"))
+		return
+	}
 	off, err := upload.ParseOffset(r.Header.Get(UploadOffsetHeader))
 	if err != nil {
 		errs.WriteHTTP(w, errs.E(errs.Invalid, "bad_offset", "Upload-Offset must be the decimal offset the bytes start at"))
 		return
 	}
-	body := io.Reader(r.Body)
+	body := &bodyReader{r: r.Body}
 	if r.ContentLength > 0 {
 		// A declared length that runs past the size is refused before
 		// reading; the status check is cheap and saves a wasted body.
@@ -272,7 +279,12 @@ func (h *handler) appendUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := h.api.AppendUpload(r.Context(), r.PathValue("upload_id"), off, body)
 	if err != nil {
-		if errs.CodeOf(err) == "offset_mismatch" {
+		if code := errs.CodeOf(err); body.err != nil && (code == "upload_incomplete" || code == "cancelled") {
+			// The body failed (net/http cancels the request's context
+			// when its connection does): the client's doing, not 503.
+			err = bodyError(body.err, "upload_incomplete", "the body ended early; the bytes received are kept: resume from the upload's offset")
+		}
+		if u.UploadID != "" {
 			w.Header().Set(UploadOffsetHeader, strconv.FormatInt(u.Offset, 10))
 		}
 		errs.WriteHTTP(w, err)
