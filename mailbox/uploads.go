@@ -142,6 +142,14 @@ func (s *Service) AppendUpload(ctx context.Context, id string, offset int64, r i
 	case errors.Is(err, upload.ErrPastSize):
 		return sessionView(sess), errs.Wrap(err, errs.TooLarge, "too_large",
 			"the bytes run past the upload's declared size; those up to it are kept")
+	case errs.NoSpace(err):
+		// The staging gave this request's bytes back (upload.Staging);
+		// the session is where the answer's Upload-Offset says.
+		s.log.Warn("upload: out of space", "user", p.Address, "upload", id, "offset", sess.Offset, "err", err)
+		if sess.ID == "" {
+			return UploadSession{}, errs.InsufficientStorageError(err)
+		}
+		return sessionView(sess), errs.InsufficientStorageError(err)
 	case sess.ID != "" && ctx.Err() == nil:
 		// The body broke off (a dropped connection): what arrived counts.
 		s.log.Debug("upload interrupted", "user", p.Address, "upload", id, "offset", sess.Offset, "err", err)
@@ -184,6 +192,14 @@ func (s *Service) commitUpload(ctx context.Context, st upload.Staging, sess uplo
 	if errs.CodeOf(err) == "digest_mismatch" {
 		s.log.Error("staged upload does not match its digest", "upload", sess.ID)
 		return mismatch(err)
+	} else if errs.NoSpace(err) {
+		// Kept, the staged copy would hold the space that its commit
+		// lacks for the session's lifetime: the upload is deleted.
+		if derr := st.Delete(context.WithoutCancel(ctx), sess.ID); derr != nil {
+			s.log.Error("deleting an upload that did not fit", "upload", sess.ID, "err", derr)
+		}
+		s.log.Warn("upload: out of space committing", "upload", sess.ID, "size", sess.Size, "err", err)
+		return upload.Session{}, errs.InsufficientStorageError(err)
 	} else if err != nil {
 		return upload.Session{}, err
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/resource"
 )
 
@@ -289,7 +290,17 @@ func (f *FS) Append(ctx context.Context, id string, offset int64, r io.Reader) (
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
+	start := c      // the session as the call found it
 	pos := c.Offset // bytes written and hashed
+	// fail ends the call on a write error. Out of space, it gives back
+	// every byte of this call, so that a full disk does not stay full for
+	// the session's lifetime (docs/PROTOCOL.md §8.14).
+	fail := func(err error) (Session, error) {
+		if errs.NoSpace(err) {
+			c = f.release(d, start, c)
+		}
+		return c.session(), err
+	}
 	checkpoint := func() error {
 		if pos == c.Offset {
 			return nil
@@ -323,25 +334,25 @@ func (f *FS) Append(ctx context.Context, id string, offset int64, r io.Reader) (
 				n = int(c.Size - pos) // keep the bytes up to Size
 			}
 			if _, err := d.Write(buf[:n]); err != nil {
-				return c.session(), fmt.Errorf("upload: %s: %w", id, err)
+				return fail(fmt.Errorf("upload: %s: %w", id, err))
 			}
 			h.Write(buf[:n])
 			pos += int64(n)
 			if past {
 				if err := checkpoint(); err != nil {
-					return c.session(), err
+					return fail(err)
 				}
 				return c.session(), ErrPastSize
 			}
 			if pos-c.Offset >= every {
 				if err := checkpoint(); err != nil {
-					return c.session(), err
+					return fail(err)
 				}
 			}
 		}
 		if rerr != nil {
 			if err := checkpoint(); err != nil {
-				return c.session(), err
+				return fail(err)
 			}
 			if rerr == io.EOF {
 				return c.session(), nil
@@ -349,6 +360,24 @@ func (f *FS) Append(ctx context.Context, id string, offset int64, r io.Reader) (
 			return c.session(), rerr
 		}
 	}
+}
+
+// release gives back the bytes an Append wrote since it began, after a
+// write or a checkpoint ran out of space: first the bytes past the last
+// sidecar (cur, which stays valid whatever happens next), then, if the
+// call had checkpointed, the sidecar is put back to start's and the data
+// cut to it. It returns the session the files describe afterwards. The
+// sidecar is tiny and is written after the cut has freed space; if even
+// that fails, the session stays at cur, consistent.
+func (f *FS) release(d *os.File, start, cur sidecar) sidecar {
+	if d.Truncate(cur.Offset) != nil {
+		return cur // the next Append cuts it, as after a crash
+	}
+	if cur.Offset == start.Offset || f.write(start) != nil {
+		return cur
+	}
+	d.Truncate(start.Offset) // if it fails, the next Append cuts the uncounted rest
+	return start
 }
 
 // Open implements Staging.

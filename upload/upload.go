@@ -77,6 +77,10 @@ type Staging interface {
 	// failure are kept and counted: Append returns the session as it is
 	// after the call, with r's error. A session whose ContentID is set
 	// takes no bytes (ErrPastSize) but an empty Append at Size succeeds.
+	// Out of space (errs.NoSpace of the error), Append gives back what it
+	// wrote, so that a full disk does not stay full for the session's
+	// lifetime: the session returned is as the call found it (at worst at
+	// its last durable offset within the call).
 	// Durability: when Append returns, what it counted survives a crash.
 	Append(ctx context.Context, id string, offset int64, r io.Reader) (Session, error)
 	// Open reads the staged bytes of a full session (Offset == Size) that
