@@ -194,7 +194,9 @@ var sendRetry = retryPolicy{attempts: 4, backoff: 500 * time.Millisecond}
 // send finally fails, the draft is deleted, so that running the command
 // again leaves no stray draft; unless the message turns out to have been
 // sent after all (a server without idempotency keys answers a repeat with
-// not_a_draft), which is success.
+// not_a_draft), which is success. (One case stays open: a last attempt
+// whose answer was lost while the server still works on it may commit
+// after the check; the server's own deadline makes that rare.)
 func sendDraft(ctx context.Context, env *Env, api mailbox.API, id string, rp retryPolicy) (mailbox.Message, error) {
 	kctx := mailbox.WithIdempotencyKey(ctx, newIdempotencyKey())
 	var err error
