@@ -17,6 +17,8 @@ import (
 	"github.com/pullmail/pullmail/client"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/mailbox"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/testenv"
 	"github.com/pullmail/pullmail/tlsca"
 )
@@ -403,5 +405,60 @@ func TestRepeatedUploadOffset(t *testing.T) {
 	s, err := alice.UploadStatus(ctx, u.UploadID)
 	if err != nil || s.Offset != 5 {
 		t.Fatalf("upload at %d (%v), want 5", s.Offset, err)
+	}
+}
+
+// TestDownloadFailedPull reads a received copy whose pull failed for good,
+// as the MTA leaves it (status failed, a reason, the resource never
+// stored): the message shows the reason in status_reason, and downloading
+// its resource answers 409 resource_unavailable naming the reason, not 404
+// not_found (which would say the message does not reference it). A copy
+// still fetching answers not_ready.
+func TestDownloadFailedPull(t *testing.T) {
+	d := testenv.Start(t, "a.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@a.test")
+	u, err := d.Server.Meta.UserByAddress(ctx, "alice@a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := mailbox.Upload{ContentID: resource.IDOf([]byte("never arrived")), Size: 13}
+	doc := compose(t, "Bob <bob@b.test>", []string{"alice@a.test"}, nil, nil, "from afar", missing)
+	const reason = "refused: b.test answered 403 to the fetch"
+	now := time.Now().UTC()
+	copies := map[meta.Status]string{meta.StatusFailed: "mfailedaaaaaaaaaaaaaaaaaaa", meta.StatusFetching: "mfetchingaaaaaaaaaaaaaaaa"}
+	err = d.Server.Meta.Update(ctx, func(tx meta.Tx) error {
+		for status, id := range copies {
+			m := meta.Message{ID: id, UserID: u.ID, Folder: meta.Inbox, MessageID: "<" + id + "@b.test>", Status: status,
+				From: "Bob <bob@b.test>", Subject: "from afar", Date: now, Created: now, Updated: now, Placeholder: doc,
+				Refs: []meta.Ref{{ID: missing.ContentID, Size: missing.Size}}}
+			if status == meta.StatusFailed {
+				m.StatusReason = reason
+			}
+			if err := tx.InsertMessage(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := alice.Get(ctx, copies[meta.StatusFailed])
+	if err != nil || m.Status != "failed" || m.StatusReason != reason {
+		t.Fatalf("failed copy: status %q reason %q (%v)", m.Status, m.StatusReason, err)
+	}
+	for _, tt := range []struct {
+		status      meta.Status
+		code, label string
+	}{
+		{meta.StatusFailed, "resource_unavailable", reason},
+		{meta.StatusFetching, "not_ready", ""},
+	} {
+		resp, b := do(t, alice, "GET", d.URL+"/api/v1/messages/"+copies[tt.status]+"/resources/"+string(missing.ContentID), nil, nil)
+		var e errs.Body
+		json.Unmarshal(b, &e)
+		if resp.StatusCode != 409 || e.Error.Code != tt.code || !strings.Contains(e.Error.Message, tt.label) {
+			t.Fatalf("%s copy: %d %q, want 409 %s naming %q", tt.status, resp.StatusCode, b, tt.code, tt.label)
+		}
 	}
 }

@@ -668,8 +668,18 @@ func (s *Service) Download(ctx context.Context, id string, cid resource.ID) (io.
 	}
 	obj, err := s.cfg.Resources.Open(ctx, cid)
 	if errors.Is(err, resource.ErrNotFound) {
-		if row.Status == meta.StatusFetching {
+		switch row.Status {
+		case meta.StatusFetching:
 			return nil, Attachment{}, errs.E(errs.Conflict, "not_ready", "the resource is still being fetched")
+		case meta.StatusFailed:
+			// Not a missing file of ours: the pull gave up, and the
+			// message's status_reason says why.
+			reason := row.StatusReason
+			if reason == "" {
+				reason = "no reason recorded"
+			}
+			return nil, Attachment{}, errs.E(errs.Conflict, "resource_unavailable",
+				"the resource could not be fetched from the sender's domain: %s", reason)
 		}
 		s.log.Error("referenced resource missing", "msgid", row.MessageID, "content_id", cid)
 		return nil, Attachment{}, errNoResource
