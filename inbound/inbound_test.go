@@ -1,8 +1,10 @@
 package inbound_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -347,6 +349,71 @@ func TestPushAccepted(t *testing.T) {
 	}
 }
 
+// forge signs an assertion for m from alice@a.test with iss, by the key set
+// of another authorization server: b.test's own.
+func (f *fed) forge(t *testing.T, m *placeholder.Message, iss string) string {
+	t.Helper()
+	eht, _ := placeholder.EHT(envelopeHeaders(m), ehl)
+	now := time.Now()
+	c := authz.AccessClaims{Claims: keys.Claims{Issuer: iss, Subject: "alice@a.test", Audience: keys.Audience{"b.test"},
+		AZP: "mta@a.test", Scope: "internet_mail", Cnf: &keys.Confirmation{JKT: f.mtaKey.Thumbprint()},
+		ID: fmt.Sprint(now.UnixNano()), IssuedAt: keys.NewNumericDate(now), Expiry: keys.NewNumericDate(now.Add(5 * time.Minute))},
+		MessageID: m.Header.Get(placeholder.HMessageID).String(), EH: &authz.EnvelopeBinding{EHT: eht, EHL: ehl},
+		Hop: 1, Path: []string{"a.test"}}
+	tok, err := f.b.Server.Keys.Sign(authz.TypAssertion, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestPushSignerBeforeBody: a push whose assertion does not verify is
+// refused before its body is read: a body that never comes gets the answer.
+func TestPushSignerBeforeBody(t *testing.T) {
+	f := newFed(t, nil)
+	for _, tc := range []struct {
+		name   string
+		iss    string
+		status int
+		code   string
+	}{
+		{"another AS's key, our issuer", f.a.URL, 401, "bad_signature"},
+		{"another issuer", f.b.URL, 403, "issuer_mismatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := f.forge(t, message(t, []byte("bytes"), []string{"bob@b.test"}, nil), tc.iss)
+			proof, err := f.mtaKey.Proof("POST", f.recvURL, tok, "", time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A raw connection: the request's headers, and a body announced
+			// but never sent, larger than net/http discards before it
+			// answers (256 KiB), so that the answer shows what the handler
+			// did.
+			c, err := tls.Dial("tcp", f.recv.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: DPoP %s\r\nDPoP: %s\r\nContent-Length: 1000000\r\n\r\n{",
+				inbound.PathMessages, f.recv.Listener.Addr(), tok, proof)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no answer while the body is pending: %v", err)
+			}
+			defer resp.Body.Close()
+			var out struct {
+				Error struct{ Code string } `json:"error"`
+			}
+			json.NewDecoder(resp.Body).Decode(&out)
+			if resp.StatusCode != tc.status || out.Error.Code != tc.code {
+				t.Fatalf("%d %s, want %d %s", resp.StatusCode, out.Error.Code, tc.status, tc.code)
+			}
+		})
+	}
+}
+
 func TestPushRefused(t *testing.T) {
 	f := newFed(t, nil)
 	data := []byte("bytes")
@@ -354,21 +421,7 @@ func TestPushRefused(t *testing.T) {
 		return message(t, data, []string{"bob@b.test"}, nil)
 	}
 	other, _ := dpop.NewKey()
-	// A key set of another authorization server: b.test's own.
-	forge := func(t *testing.T, m *placeholder.Message, iss string) string {
-		eht, _ := placeholder.EHT(envelopeHeaders(m), ehl)
-		now := time.Now()
-		c := authz.AccessClaims{Claims: keys.Claims{Issuer: iss, Subject: "alice@a.test", Audience: keys.Audience{"b.test"},
-			AZP: "mta@a.test", Scope: "internet_mail", Cnf: &keys.Confirmation{JKT: f.mtaKey.Thumbprint()},
-			ID: fmt.Sprint(now.UnixNano()), IssuedAt: keys.NewNumericDate(now), Expiry: keys.NewNumericDate(now.Add(5 * time.Minute))},
-			MessageID: m.Header.Get(placeholder.HMessageID).String(), EH: &authz.EnvelopeBinding{EHT: eht, EHL: ehl},
-			Hop: 1, Path: []string{"a.test"}}
-		tok, err := f.b.Server.Keys.Sign(authz.TypAssertion, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	forge := f.forge
 	tests := []struct {
 		name   string
 		run    func(t *testing.T) answer

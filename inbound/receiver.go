@@ -206,6 +206,13 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 		return 0, refuse(errs.Unauthorized, "dpop_key_mismatch", "the DPoP proof is not by the assertion's cnf.jkt key")
 	}
 
+	// The presented assertion's signature, before the body: a sender
+	// that cannot sign makes this domain read nothing of it. The chain in
+	// the body is verified in full below, this assertion again among it.
+	if err := rc.checkSigner(ctx, compact, peek); err != nil {
+		return 0, err
+	}
+
 	// The body is read now: the From domain is needed for step 2.
 	data, err := readBody(r, rc.max)
 	if err != nil {
@@ -461,6 +468,40 @@ func (rc *Receiver) localRecipients(h placeholder.Header, names []string) ([]str
 		}
 	}
 	return out, nil
+}
+
+// checkSigner verifies the presented assertion's signature with the keys of
+// its sender's domain (the domain of its sub, as authz.VerifyChain finds it),
+// refetching them once when it does not verify.
+func (rc *Receiver) checkSigner(ctx context.Context, compact string, peek authz.AccessClaims) error {
+	domain := domainOf(peek.Subject)
+	if domain == "" {
+		return refuse(errs.Unauthorized, "invalid_token", "the assertion names no sender (sub)")
+	}
+	k := chainKeys{rc.cfg.Discovery}
+	iss, doc, err := k.IssuerKeys(ctx, domain)
+	if err != nil {
+		return fmt.Errorf("discovering the authorization server of %s: %w", domain, err)
+	}
+	if iss != peek.Issuer {
+		return refuse(errs.Forbidden, "issuer_mismatch", "the assertion's iss is not the issuer of %s", domain)
+	}
+	if verifyAssertion(compact, doc) == nil {
+		return nil
+	}
+	if iss2, doc2, err := k.refresh(ctx, domain); err == nil && iss2 == iss && verifyAssertion(compact, doc2) == nil {
+		return nil
+	}
+	return refuse(errs.Unauthorized, "bad_signature", "the assertion does not verify with the keys of %s", domain)
+}
+
+func verifyAssertion(compact string, jwks []byte) error {
+	set, err := keys.ParseJWKS(jwks)
+	if err != nil {
+		return err
+	}
+	_, _, err = keys.Verify(compact, set, keys.Expect{Typ: authz.TypAssertion})
+	return err
 }
 
 // chainKeys finds other domains' authorization servers for
