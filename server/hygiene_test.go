@@ -23,6 +23,7 @@ import (
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/client"
+	"github.com/pullmail/pullmail/discovery/dnstest"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/inbound"
@@ -50,6 +51,12 @@ func serve(t *testing.T, cfg server.Config) *live {
 		cfg.DataDir = t.TempDir()
 	}
 	cfg.Domain, cfg.GCInterval = "a.test", -1
+	dns, err := dnstest.Start() // never the system resolver
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dns.Close() })
+	cfg.DNS = dns.Addr()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
