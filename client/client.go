@@ -158,10 +158,20 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	return c.do(req, nil)
 }
 
-// Send implements mailbox.API.
+// Send implements mailbox.API. An Idempotency-Key in ctx
+// (mailbox.WithIdempotencyKey) goes as the header, so that the caller may
+// repeat a send whose answer it did not get: the server answers the
+// repeat from its record and does not send again.
 func (c *Client) Send(ctx context.Context, id string) (mailbox.Message, error) {
+	req, err := c.request(ctx, http.MethodPost, "/api/v1/messages/"+url.PathEscape(id)+"/send", nil)
+	if err != nil {
+		return mailbox.Message{}, err
+	}
+	if key := mailbox.IdempotencyKeyFrom(ctx); key != "" {
+		req.Header.Set(mailbox.IdempotencyKeyHeader, mailbox.FormatIdempotencyKey(key))
+	}
 	var m mailbox.Message
-	return m, c.sendJSON(ctx, http.MethodPost, "/api/v1/messages/"+url.PathEscape(id)+"/send", nil, &m)
+	return m, c.do(req, &m)
 }
 
 // SetSeen implements mailbox.API.
