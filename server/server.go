@@ -199,12 +199,16 @@ func (s *Server) open(ctx context.Context) error {
 			return fmt.Errorf("encryption key: %w", err)
 		}
 	}
+	opt.Log = s.log
 	if s.Store, err = fsstore.New(filepath.Join(cfg.DataDir, "resources"), opt); err != nil {
 		return fmt.Errorf("opening resource store (a store stays encrypted or plain for life: check --encrypt-at-rest and --key-file): %w", err)
 	}
 
 	s.Registry = prometheus.NewRegistry()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pullmail_resource_damaged_total",
+		Help: "Stored resources found damaged, each counted once until stored again or removed."},
+		func() float64 { return float64(s.Store.DamageCount()) }))
 	if s.Keys, err = OpenSigningKeys(cfg.DataDir, cfg.Clock); err != nil {
 		return fmt.Errorf("signing keys: %w", err)
 	}
@@ -261,7 +265,11 @@ func (s *Server) open(ctx context.Context) error {
 	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	metrics := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
+	// A collector that cannot read the store (the MTA's queue depth while
+	// the database is down) drops its own series, not the whole scrape:
+	// the error counters matter most exactly then.
+	metrics := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		// Metrics describe the server's load and traffic: only for the
 		// machine itself (a scraper on loopback) unless made public.
@@ -364,12 +372,19 @@ func (s *Server) openMTA() error {
 	// host, every request beyond those paid a new TLS handshake (CPU
 	// profiles of pullmail bench, workload 4).
 	tr.MaxIdleConnsPerHost = 2 * mta.DefaultBatch
+	// Pulls of large resources stage their bytes in DATA/pulls, so that a
+	// restart resumes them with Range instead of fetching them again.
+	pulls, err := upload.NewFS(filepath.Join(s.cfg.DataDir, "pulls"))
+	if err != nil {
+		return fmt.Errorf("the MTA's pull staging: %w", err)
+	}
 	id := s.MTAClientID()
 	s.MTA, err = mta.New(mta.Config{
 		Domain: s.Domain, PublicURL: s.PublicURL(), Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
 		ClientID: id, ClientKey: s.MTAKey, DPoPKey: dk, HTTP: &http.Client{Transport: tr},
 		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
+		Metrics: s.Registry, Staging: pulls,
 	})
 	return err
 }
