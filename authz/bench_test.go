@@ -44,7 +44,7 @@ func BenchmarkTokenExchangeAssertion(b *testing.B) {
 		for k, v := range base {
 			f[k] = v
 		}
-		return req{f.Encode(), m.proof(b, e.d.URL, e.clock.Now())["DPoP"][0]}
+		return req{f.Encode(), dpopOf(m.proof(b, e.d.URL, e.clock.Now()))}
 	}
 	do := func(r req) {
 		hr := httptest.NewRequest(http.MethodPost, authz.PathToken, strings.NewReader(r.body))

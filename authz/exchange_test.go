@@ -314,7 +314,7 @@ func TestExchangeFetch(t *testing.T) {
 		return r.AccessToken
 	}()
 	bAssertion := x.b.sign(t, authz.TypAssertion, claimsOf(t, assertion)) // signed by b's key, iss a
-	dpopProof := x.mtaB.proof(t, a.d.URL, a.clock.Now())["DPoP"][0]
+	dpopProof := dpopOf(x.mtaB.proof(t, a.d.URL, a.clock.Now()))
 	stranger := newMTA(t, "mta@c.test")
 	for _, tc := range []struct {
 		name   string

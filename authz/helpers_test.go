@@ -697,3 +697,15 @@ func jsonString(t testing.TB, v any) string {
 	}
 	return string(b)
 }
+
+// dpopOf is the one DPoP proof in h, as the helpers above build it. They
+// spell the header as RFC 9449 does ("DPoP", not Go's canonical "Dpop"),
+// exactly as a client sends it on the wire.
+func dpopOf(h http.Header) string {
+	for k, v := range h {
+		if strings.EqualFold(k, "DPoP") && len(v) == 1 {
+			return v[0]
+		}
+	}
+	return ""
+}

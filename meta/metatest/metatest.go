@@ -1089,7 +1089,7 @@ func testConcurrent(t *testing.T, s meta.Store) {
 				errc <- s.Update(ctx, func(tx meta.Tx) error { return tx.InsertMessage(ctx, m) })
 				// Reads run alongside the writes.
 				if _, err := s.Messages(ctx, users[w].ID, meta.ListOptions{Folder: meta.Inbox, Limit: 5}); err != nil {
-					errc <- fmt.Errorf("Messages: %w", err)
+					errc <- fmt.Errorf("listing messages: %w", err)
 				}
 			}
 		})
@@ -1706,7 +1706,7 @@ func testJobs(t *testing.T, s meta.Store) {
 				return err
 			}
 			if len(js) != 1 || js[0].Key != "list:c2" {
-				return fmt.Errorf("Jobs in a View = %v", jobKeys(js))
+				return fmt.Errorf("jobs in a View = %v", jobKeys(js))
 			}
 			return nil
 		})

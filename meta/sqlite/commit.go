@@ -156,7 +156,7 @@ func (s *Store) commitBatch(batch []*write) {
 			}
 		}
 		t := &txn{reader: reader{q: q}}
-		w.err, w.panic = run(w.fn, t)
+		w.panic, w.err = run(w.fn, t)
 		if w.err == nil && w.panic == nil {
 			w.err = w.ctx.Err() // ended while fn ran: keep nothing of it
 		}
@@ -216,13 +216,13 @@ func (s *Store) commitBatch(batch []*write) {
 }
 
 // run calls fn, turning a panic into a value for the caller's goroutine.
-func run(fn func(*txn) error, t *txn) (err error, panicked any) {
+func run(fn func(*txn) error, t *txn) (panicked any, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			panicked = v
 		}
 	}()
-	return fn(t), nil
+	return nil, fn(t)
 }
 
 // uncancelled runs a transaction's statements with their context's values
