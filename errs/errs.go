@@ -189,9 +189,38 @@ func Public(err error) (status int, body Body) {
 // WriteHTTP writes err as a JSON error response. It logs nothing: a handler
 // with a request and a logger at hand calls Respond instead, so that the
 // cause of an internal error is not lost.
+//
+// The cause never reaches the client, but it must reach the log: WriteHTTP
+// hands err to the first CauseRecorder among w and the writers it wraps
+// (Unwrap, as http.ResponseController follows them), which is how the
+// server's access log names the cause of every 5xx, whichever package
+// answered it.
 func WriteHTTP(w http.ResponseWriter, err error) {
 	status, body := Public(err)
+	RecordCause(w, err)
 	WriteBody(w, status, body)
+}
+
+// CauseRecorder is a ResponseWriter that keeps the cause of the error
+// answered through it (the server's access log).
+type CauseRecorder interface {
+	RecordCause(err error)
+}
+
+// RecordCause gives err to the first CauseRecorder in w's chain of wrapped
+// writers, if any.
+func RecordCause(w http.ResponseWriter, err error) {
+	for w != nil {
+		if c, ok := w.(CauseRecorder); ok {
+			c.RecordCause(err)
+			return
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return
+		}
+		w = u.Unwrap()
+	}
 }
 
 // WriteBody writes a JSON error document with a status of the caller's

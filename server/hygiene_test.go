@@ -469,3 +469,36 @@ func (s *syncBuffer) Reset() {
 	defer s.mu.Unlock()
 	s.b.Reset()
 }
+
+// TestInternalErrorCauseInAccessLog: an internal error answered through
+// errs.WriteHTTP by any package (here the mailbox API's authentication, with
+// the metadata store gone) still reaches the log with its cause, on the
+// access log's ERROR line for the request.
+func TestInternalErrorCauseInAccessLog(t *testing.T) {
+	var logs syncBuffer
+	l := serve(t, server.Config{Log: slog.New(slog.NewJSONHandler(&logs, nil))})
+	l.srv.Meta.Close()
+	logs.Reset()
+	req, _ := http.NewRequest("GET", l.url+"/api/v1/messages", nil)
+	req.Header.Set("Authorization", "Bearer pmt_"+strings.Repeat("A", 43))
+	resp, err := l.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 500 || errorCode(t, resp, body) != "internal" {
+		t.Fatalf("answer %d %s", resp.StatusCode, body)
+	}
+	id := resp.Header.Get("X-Request-ID")
+	for _, line := range bytes.Split(logs.Bytes(), []byte("\n")) {
+		var rec struct{ Level, Msg, Req, Err, Code string }
+		if json.Unmarshal(line, &rec) == nil && rec.Msg == "http" && rec.Level == "ERROR" && rec.Req == id {
+			if rec.Err == "" || rec.Code != "internal" {
+				t.Fatalf("access log line without the cause: %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no ERROR access log line for request %s in:\n%s", id, logs.Bytes())
+}

@@ -701,8 +701,14 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		} else if r.URL.Path != "/healthz" && r.URL.Path != "/metrics" {
 			level = slog.LevelInfo
 		}
-		s.log.Log(r.Context(), level, "http", "req", id, "method", r.Method, "path", r.URL.Path, "status", rw.code,
-			"bytes", rw.n, "dur", d.Round(time.Microsecond), "peer", r.RemoteAddr)
+		attrs := []any{"req", id, "method", r.Method, "path", r.URL.Path, "status", rw.code,
+			"bytes", rw.n, "dur", d.Round(time.Microsecond), "peer", r.RemoteAddr}
+		if rw.code >= 500 && rw.cause != nil {
+			// The cause that errs.WriteHTTP recorded: the client saw only
+			// "internal error", the operator needs the reason.
+			attrs = append(attrs, "code", rw.errorCode(), "err", rw.cause)
+		}
+		s.log.Log(r.Context(), level, "http", attrs...)
 	})
 }
 
@@ -712,7 +718,11 @@ type statusWriter struct {
 	n     int64
 	wrote bool
 	head  []byte // the start of a 5xx answer's body, for its error code
+	cause error  // what errs.WriteHTTP answered (errs.CauseRecorder)
 }
+
+// RecordCause implements errs.CauseRecorder.
+func (w *statusWriter) RecordCause(err error) { w.cause = err }
 
 // errorCode is the JSON error code of a 5xx answer, "unknown" if its body
 // has none.
