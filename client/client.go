@@ -236,8 +236,36 @@ func (c *Client) Download(ctx context.Context, id string, cid resource.ID) (io.R
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return nil, mailbox.Attachment{}, errs.FromHTTP(resp.StatusCode, data)
 	}
-	return resp.Body, mailbox.Attachment{ContentID: cid, Size: resp.ContentLength, ContentType: resp.Header.Get("Content-Type")}, nil
+	body := &cutReader{rc: resp.Body, size: resp.ContentLength, req: resp.Header.Get("X-Request-ID")}
+	return body, mailbox.Attachment{ContentID: cid, Size: resp.ContentLength, ContentType: resp.Header.Get("Content-Type")}, nil
 }
+
+// cutReader names a download that the server cut short of its
+// Content-Length. The server verifies a stored copy chunk by chunk and
+// stops at the first damaged one (docs/PROTOCOL.md §3.6): what arrived is
+// intact, but the reader should hear why the rest did not, rather than
+// "unexpected EOF".
+type cutReader struct {
+	rc   io.ReadCloser
+	size int64
+	n    int64
+	req  string
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	n, err := c.rc.Read(p)
+	c.n += int64(n)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		msg := fmt.Sprintf("the server cut the download at byte %d of %d: its stored copy may be damaged past that point (pullmail fsck on the server finds it)", c.n, c.size)
+		if c.req != "" {
+			msg += "; request id " + c.req + " for the server's log"
+		}
+		err = errs.Wrap(err, errs.Temporary, "download_cut", msg)
+	}
+	return n, err
+}
+
+func (c *cutReader) Close() error { return c.rc.Close() }
 
 // Timeout is a reasonable default for a whole non-streaming call.
 const Timeout = 30 * time.Second

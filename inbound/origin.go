@@ -15,6 +15,7 @@ import (
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/httprange"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
@@ -107,11 +108,16 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer obj.Close()
-	w.Header().Set("ETag", `"`+cid+`"`)
-	w.Header().Set("Content-Type", "application/octet-stream")
+	// Conditional and range requests by RFC 9110 (package httprange): a
+	// pull resumes with Range and If-Range (§11.3). A copy found damaged
+	// where the answer starts is 503 resource_damaged, not a cut body: the
+	// pulling MTA retries later without downloading anything meanwhile.
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, "", time.Time{}, obj)
+	httprange.Serve(w, r, obj, obj.Info().Size, `"`+cid+`"`, httprange.Options{
+		Content:  func(h http.Header) { h.Set("Content-Type", "application/octet-stream") },
+		Classify: resource.ReadFailure, Retrieval: true,
+	})
 }
 
 // authorize runs every check of §11.3 and opens the resource. Any refusal is

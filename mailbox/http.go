@@ -344,71 +344,21 @@ func (h *handler) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
-	etag := `"` + string(cid) + `"`
-	rs, seekable := rc.(io.ReadSeeker)
-	a := httprange.Answer{Status: http.StatusOK}
-	if seekable {
-		a = httprange.Evaluate(r, att.Size, etag)
-	}
 	hdr := w.Header()
-	switch a.Status {
-	case http.StatusPreconditionFailed:
-		writeError(w, http.StatusPreconditionFailed, errs.E(errs.Conflict, "precondition_failed", "the resource does not match If-Match"))
-		return
-	case http.StatusRequestedRangeNotSatisfiable:
-		hdr.Set("Content-Range", a.ContentRange)
-		hdr.Set("Accept-Ranges", "bytes")
-		writeError(w, http.StatusRequestedRangeNotSatisfiable,
-			errs.E(errs.Invalid, "range_not_satisfiable", "the Range is outside the resource (see Content-Range)"))
-		return
-	}
-	hdr.Set("ETag", etag)
 	hdr.Set("Cache-Control", "private, max-age=31536000, immutable")
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	if seekable {
-		hdr.Set("Accept-Ranges", "bytes")
-	}
-	if a.Status == http.StatusNotModified {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	hdr.Set("Content-Security-Policy", "sandbox; default-src 'none'")
-	hdr.Set("Content-Type", att.ContentType)
-	name := att.Filename
-	if name == "" {
-		name = string(cid)
-	}
-	hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
-	body := io.Reader(rc) // a whole read is sequential: the store checks the digest on the way
-	n := att.Size
-	if a.Status == http.StatusPartialContent {
-		if _, err := rs.Seek(a.Range.Start, io.SeekStart); err != nil {
-			for _, k := range []string{"ETag", "Cache-Control", "Content-Disposition", "Content-Type", "Accept-Ranges"} {
-				hdr.Del(k)
+	httprange.Serve(w, r, rc, att.Size, `"`+string(cid)+`"`, httprange.Options{
+		Content: func(hdr http.Header) {
+			hdr.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+			hdr.Set("Content-Type", att.ContentType)
+			name := att.Filename
+			if name == "" {
+				name = string(cid)
 			}
-			errs.WriteHTTP(w, internal(err, "seeking in the resource failed"))
-			return
-		}
-		body, n = io.LimitReader(rs, a.Range.Length), a.Range.Length
-		hdr.Set("Content-Range", a.ContentRange)
-	}
-	hdr.Set("Content-Length", strconv.FormatInt(n, 10))
-	w.WriteHeader(a.Status)
-	if r.Method != http.MethodHead {
-		io.Copy(w, body) // a failure cuts the body short of Content-Length: the client sees it
-	}
-}
-
-// writeError writes err's JSON body with a status other than its kind's
-// (416 is of kind invalid, whose own status is 400).
-func writeError(w http.ResponseWriter, status int, err error) {
-	_, body := errs.Public(err)
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(body)
+			hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+		},
+		Classify: resource.ReadFailure,
+	})
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -17,6 +17,8 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/pullmail/pullmail/errs"
 )
 
 // ID is a resource's Content-ID without angle brackets: the unpadded base64url
@@ -46,6 +48,18 @@ var ErrTooLarge = errors.New("resource: too large")
 // the right bytes replaces it, see Putter) or removed (pullmail fsck
 // --repair).
 var ErrDamaged = errors.New("resource: stored copy is damaged")
+
+// ReadFailure is the error to answer for a failure to read a stored copy
+// (docs/PROTOCOL.md §7): a damaged copy is 503 resource_damaged, since the
+// fault is the server's and an operator can repair it (a reader, or
+// another domain's MTA, may try again later); anything else is internal.
+func ReadFailure(err error) error {
+	if errors.Is(err, ErrDamaged) {
+		return errs.Wrap(err, errs.Temporary, "resource_damaged",
+			"the stored copy of this resource is damaged; the server's operator can repair it (pullmail fsck)")
+	}
+	return errs.Wrap(err, errs.Internal, "internal", "reading the resource failed")
+}
 
 // ParseID checks that s is a canonical ID: exactly 43 characters of the
 // base64url alphabet that decode strictly (RawURLEncoding.Strict, so an
