@@ -82,6 +82,27 @@ func TestFetch(t *testing.T) {
 		t.Fatalf("range: %d %q %q", got.status, got.raw, resp.Header.Get("Content-Range"))
 	}
 
+	// RFC 9110 §14 corner cases, as §8.6 answers them (package httprange):
+	// a zero suffix is unsatisfiable, with Content-Range; an unknown unit is
+	// ignored and the whole resource served.
+	for _, tc := range []struct {
+		rng, cr string
+		status  int
+	}{
+		{"bytes=-0", "bytes */10000", 416},
+		{"bytes=10000-", "bytes */10000", 416},
+		{"items=0-10", "", 200},
+		{"bytes=-10", "bytes 9990-9999/10000", 206},
+	} {
+		got, resp := do(t, c, target, tok, "", bKey, time.Now(), env, http.Header{"Range": {tc.rng}})
+		if got.status != tc.status || resp.Header.Get("Content-Range") != tc.cr {
+			t.Fatalf("Range %s: %d %q, want %d %q", tc.rng, got.status, resp.Header.Get("Content-Range"), tc.status, tc.cr)
+		}
+		if tc.status == 416 && (got.code != "range_not_satisfiable" || resp.Header.Get("Content-Type") != "application/json") {
+			t.Fatalf("Range %s: 416 answered %s %q", tc.rng, resp.Header.Get("Content-Type"), got.raw)
+		}
+	}
+
 	// Another recipient domain, with its own assertion: served too.
 	envC := body(t, m, envelopeHeaders(m), f.assertion(t, m, "c.test"))
 	cKey, _ := dpop.NewKey()
