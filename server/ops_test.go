@@ -213,3 +213,29 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 	}
 	return certFile, keyFile
 }
+
+// TestUnreadableDPoPKey: a DPoP key file that exists but cannot be read (a
+// directory in its place) fails the start with the path, instead of a new
+// key being made over and over against the file that is there.
+func TestUnreadableDPoPKey(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "keys", "mta-dpop.json"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		s, err := server.Open(context.Background(), server.Config{DataDir: dir, Domain: "a.test"})
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "mta-dpop.json") {
+			t.Fatalf("Open = %v, want an error naming the key file", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Open did not return: it keeps making keys")
+	}
+}

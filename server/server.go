@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -391,15 +393,20 @@ func (s *Server) openMTA() error {
 
 // loadOrCreateDPoPKey reads a DPoP key (mode 0600) or creates it.
 func loadOrCreateDPoPKey(path string) (*dpop.Key, error) {
-	if b, err := os.ReadFile(path); err == nil {
+	b, err := os.ReadFile(path)
+	if err == nil {
 		return dpop.ParseKey(b)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		// Unreadable (permissions, a directory in its place): making a new
+		// key would only meet the old file again, forever.
+		return nil, err
 	}
 	k, err := dpop.NewKey()
 	if err != nil {
 		return nil, err
 	}
-	b, err := k.MarshalJSON()
-	if err != nil {
+	if b, err = k.MarshalJSON(); err != nil {
 		return nil, err
 	}
 	if err := atomicfile.Create(path, b, 0o600); atomicfile.IsExist(err) {
