@@ -384,8 +384,8 @@ func (h *handler) setAutoForward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req AutoForwardRequest
-	if err := strictUnmarshal(doc, &req); err != nil {
-		errs.WriteHTTP(w, errs.E(errs.Invalid, "malformed_json", `the body must be {"to": [ADDRESS, ...]}`))
+	if err := decodeBody(doc, &req, `the body must be {"to": [ADDRESS, ...]}`); err != nil {
+		errs.WriteHTTP(w, err) // duplicate_key, unknown_member or malformed_json (§8.3)
 		return
 	}
 	af, err := h.api.SetAutoForward(r.Context(), req)

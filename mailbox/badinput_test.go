@@ -152,9 +152,6 @@ func TestStrictJSONBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// forwarded and forwarding are the routes of other files (forward.go,
-	// autoforward.go), whose handlers answer every refusal of the shared
-	// decoder with malformed_json.
 	refused := map[string]bool{"malformed_json": true, "duplicate_key": true, "unknown_member": true}
 	headers := `{"Content-Type":["multipart/mixed"],"From":"alice@a.test"}`
 	tests := []struct {
@@ -180,10 +177,10 @@ func TestStrictJSONBodies(t *testing.T) {
 		{"draft member case", "POST", "/api/v1/messages", `{"Headers":` + headers + `,"parts":[]}`, "unknown_member"},
 		{"replace member twice", "PUT", "/api/v1/messages/" + dr.ID, `{"headers":` + headers + `,"headers":` + headers + `,"parts":[]}`, "duplicate_key"},
 		{"replace member case", "PUT", "/api/v1/messages/" + dr.ID, `{"headers":` + headers + `,"PARTS":[]}`, "unknown_member"},
-		{"forward member twice", "POST", "/api/v1/messages/" + received.ID + "/forward", `{"to":["alice@a.test"],"to":["bob@a.test"]}`, ""},
-		{"forward member case", "POST", "/api/v1/messages/" + received.ID + "/forward", `{"To":["bob@a.test"]}`, ""},
-		{"forwarding member twice", "PUT", "/api/v1/forwarding", `{"to":[],"TO":["bob@a.test"]}`, ""},
-		{"forwarding member case", "PUT", "/api/v1/forwarding", `{"To":["bob@a.test"]}`, ""},
+		{"forward member twice", "POST", "/api/v1/messages/" + received.ID + "/forward", `{"to":["alice@a.test"],"to":["bob@a.test"]}`, "duplicate_key"},
+		{"forward member case", "POST", "/api/v1/messages/" + received.ID + "/forward", `{"To":["bob@a.test"]}`, "unknown_member"},
+		{"forwarding member twice", "PUT", "/api/v1/forwarding", `{"to":[],"TO":["bob@a.test"]}`, "duplicate_key"},
+		{"forwarding member case", "PUT", "/api/v1/forwarding", `{"To":["bob@a.test"]}`, "unknown_member"},
 	}
 	read := func() string {
 		m, err := alice.Get(ctx, received.ID)

@@ -340,8 +340,8 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req ForwardRequest
-	if err := strictUnmarshal(doc, &req); err != nil {
-		errs.WriteHTTP(w, errs.E(errs.Invalid, "malformed_json", `the body must be {"to": [ADDRESS, ...], "note"?: TEXT}`))
+	if err := decodeBody(doc, &req, `the body must be {"to": [ADDRESS, ...], "note"?: TEXT}`); err != nil {
+		errs.WriteHTTP(w, err) // duplicate_key, unknown_member or malformed_json (§8.3)
 		return
 	}
 	f, err := h.api.Forward(r.Context(), r.PathValue("id"), req)

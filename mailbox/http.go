@@ -266,10 +266,6 @@ func (h *handler) patch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, m)
 }
 
-// strictUnmarshal decodes a JSON request body into the struct v points
-// to as decodeBody does; its callers answer every refusal alike.
-func strictUnmarshal(data []byte, v any) error { return decodeBody(data, v, "") }
-
 // decodeJSON decodes one JSON value, refusing unknown fields and trailing
 // data.
 func decodeJSON(data []byte, v any) error {
