@@ -18,6 +18,7 @@ import (
 	"github.com/pullmail/pullmail/placeholder"
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/server"
+	"github.com/pullmail/pullmail/testenv"
 )
 
 // runFsck runs pullmail fsck and returns its exit status and output.
@@ -37,25 +38,6 @@ func fsckJSON(t *testing.T, args ...string) (int, fsckReport) {
 		t.Fatalf("fsck --json: %v\n%s\n%s", err, out, errb)
 	}
 	return code, rep
-}
-
-// flipByte damages the stored file of id in a data directory as a failing
-// disk would: one bit of one byte at off in the file.
-func flipByte(t *testing.T, dir string, id resource.ID, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(filepath.Join(dir, "resources", "blobs", string(id[:2]), string(id)), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x10
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestFsck makes a real data directory (server.Open, a user, resources: one
@@ -115,8 +97,8 @@ func TestFsck(t *testing.T) {
 			}
 
 			off := int64(70000) // in the second chunk, plain or sealed
-			flipByte(t, dir, upload.ID, off)
-			flipByte(t, dir, att.ID, off)
+			testenv.DamageBlob(t, dir, string(upload.ID), off)
+			testenv.DamageBlob(t, dir, string(att.ID), off)
 			code, out, errb := runFsck(t, "--data", dir)
 			if code != 1 || !strings.Contains(out, "damaged_resource "+string(upload.ID)) ||
 				!strings.Contains(out, "damaged_resource "+string(att.ID)) ||
@@ -267,7 +249,7 @@ func TestFsckRepull(t *testing.T) {
 	got := waitComplete()
 
 	bdir := filepath.Join(dir, "b.test")
-	flipByte(t, bdir, att.ContentID, 2<<16+1)
+	testenv.DamageBlob(t, bdir, string(att.ContentID), 2<<16+1)
 	code, rep := fsckJSON(t, "--data", bdir, "--repair")
 	if code != 1 || len(rep.Findings) != 1 || rep.Findings[0].Resource != att.ContentID ||
 		rep.Findings[0].Repair != "removed; pulling it again from a.test" || len(rep.Findings[0].Messages) != 1 {

@@ -4,41 +4,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pullmail/pullmail/errs"
-	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/testenv"
 )
-
-// flipByte damages the stored copy of id in d's resource store at off.
-func flipByte(t *testing.T, d *testenv.Domain, id resource.ID, off int64) {
-	t.Helper()
-	root := filepath.Join(d.Dir, "resources")
-	for _, f := range testenv.Files(t, root) {
-		if filepath.Base(f) != string(id) {
-			continue
-		}
-		fh, err := os.OpenFile(filepath.Join(root, f), os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer fh.Close()
-		b := make([]byte, 1)
-		if _, err := fh.ReadAt(b, off); err != nil {
-			t.Fatal(err)
-		}
-		b[0] ^= 0x40
-		if _, err := fh.WriteAt(b, off); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Fatalf("no stored file for %s", id)
-}
 
 // TestDownloadDamaged: a stored copy damaged where a download starts is
 // answered 503 resource_damaged before any byte (not a 200 cut short);
@@ -56,8 +27,8 @@ func TestDownloadDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flipByte(t, d, upEarly.ContentID, 10)
-	flipByte(t, d, upLate.ContentID, 150000)
+	testenv.DamageBlob(t, d.Dir, string(upEarly.ContentID), 10)
+	testenv.DamageBlob(t, d.Dir, string(upLate.ContentID), 150000)
 
 	_, _, err = alice.Download(ctx, dr.ID, upEarly.ContentID)
 	wantCode(t, err, "resource_damaged")

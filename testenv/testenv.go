@@ -201,3 +201,23 @@ func Files(t testing.TB, dir string) []string {
 	})
 	return out
 }
+
+// DamageBlob damages the stored file of resource id in the data directory
+// dir as a failing disk would: one bit of the byte at off. The path is
+// resource/fsstore's (format 2: resources/blobs/ab/ID).
+func DamageBlob(t testing.TB, dir, id string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, "resources", "blobs", id[:2], id), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x10
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
