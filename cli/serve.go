@@ -36,8 +36,9 @@ func init() {
 it gracefully). TLS comes from --tls-cert/--tls-key, or --acme, or by default from a local CA
 created in DIR (DIR/ca.pem: give it to clients as PULLMAIL_CA).
 
-Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /healthz,
-/metrics (Prometheus).`,
+Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /healthz
+(liveness), /readyz (readiness: the stores can write, the disk has room), /metrics (Prometheus).
+A running server locks DIR (DIR/lock): a second serve on it refuses; admin commands work beside it.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			var cfg server.Config
 			var hosts listFlag
