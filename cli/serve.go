@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -14,9 +15,9 @@ import (
 
 // newLogger makes the process logger from --log-level and --log-format.
 func newLogger(env *Env, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, usagef("--log-level: want debug, info, warn or error")
+	lv, err := parseLogLevel(level)
+	if err != nil {
+		return nil, usagef("--log-level: %v", err)
 	}
 	opt := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -25,8 +26,20 @@ func newLogger(env *Env, level, format string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(env.Stderr, opt)), nil
 	}
-	return nil, usagef("--log-format: want text or json")
+	return nil, usagef("--log-format: %v", errLogFormat)
 }
+
+// parseLogLevel reads a --log-level; a config file's log-level is checked
+// by it too, so the file and the flag refuse the same values.
+func parseLogLevel(s string) (slog.Level, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(s)); err != nil {
+		return 0, errors.New("want debug, info, warn or error")
+	}
+	return lv, nil
+}
+
+var errLogFormat = errors.New("want text or json")
 
 func init() {
 	register(&command{
@@ -38,61 +51,77 @@ created in DIR (DIR/ca.pem: give it to clients as PULLMAIL_CA).
 
 Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /healthz
 (liveness), /readyz (readiness: the stores can write, the disk has room), /metrics (Prometheus).
-A running server locks DIR (DIR/lock): a second serve on it refuses; admin commands work beside it.`,
-		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			var cfg server.Config
-			var hosts listFlag
-			fs.StringVar(&cfg.DataDir, "data", "", "data `DIR`ectory (created if missing)")
-			fs.StringVar(&cfg.Domain, "domain", "", "the mail domain served (required on first start)")
-			fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "`ADDR`ess to listen on")
-			fs.StringVar(&cfg.PublicURL, "public-url", "", "the server's external base `URL` (default: https://DOMAIN on port 443, else https://LISTEN-ADDRESS)")
-			fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain `FILE` (PEM)")
-			fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `FILE` (PEM)")
-			fs.BoolVar(&cfg.ACME, "acme", false, "obtain certificates with ACME (needs public port 443)")
-			fs.StringVar(&cfg.ACMEEmail, "acme-email", "", "contact address for the ACME account")
-			fs.Var(&hosts, "host", "extra host name for the certificate (repeatable)")
-			fs.BoolVar(&cfg.EncryptAtRest, "encrypt-at-rest", false, "encrypt stored resources (AES-256-GCM)")
-			fs.StringVar(&cfg.KeyFile, "key-file", "", "at-rest key `FILE` (default DIR/keys/resource.key; keep it apart from the data)")
-			fs.Int64Var(&cfg.MaxUpload, "max-upload", 0, "largest resource accepted, in bytes (0: no limit)")
-			fs.StringVar(&cfg.DNS, "dns", "", "DNS server `ADDR` (host:port) for other domains' SRV records (default: the system's)")
-			fs.StringVar(&cfg.PeerCA, "peer-ca", "", "PEM `FILE` of extra CAs to trust for other domains' TLS")
-			fs.DurationVar(&cfg.RetryHorizon, "retry-horizon", 5*24*time.Hour, "how long to keep retrying a delivery before telling the sender it failed")
-			fs.BoolVar(&cfg.AllowPrivatePeers, "allow-private-peers", false, "allow other domains on loopback and private addresses (tests only)")
-			fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics to every peer (default: loopback peers only)")
-			level := fs.String("log-level", "info", "debug, info, warn or error")
-			format := fs.String("log-format", "text", "text or json")
-			return func(ctx context.Context, env *Env, args []string) error {
-				if len(args) != 0 {
-					return usagef("unexpected arguments: %s", strings.Join(args, " "))
-				}
-				if cfg.DataDir == "" {
-					return usagef("--data DIR is required")
-				}
-				if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-					return usagef("--tls-cert and --tls-key go together")
-				}
-				log, err := newLogger(env, *level, *format)
-				if err != nil {
-					return err
-				}
-				cfg.Hosts, cfg.Log = hosts, log
-				// Listen first: with port 0 the address, and so the
-				// default public URL, is known only then.
-				ln, err := net.Listen("tcp", cfg.Listen)
-				if err != nil {
-					return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
-				}
-				cfg.Listen = ln.Addr().String()
-				srv, err := server.Open(ctx, cfg)
-				if err != nil {
-					ln.Close()
-					return err
-				}
-				defer srv.Close()
-				return srv.ServeListener(ctx, ln, func(url string) {
-					fmt.Fprintf(env.Stdout, "pullmail serving %s at %s\n", srv.Domain, url)
-				})
-			}
-		},
+A running server locks DIR (DIR/lock): a second serve on it refuses; admin commands work beside it.
+
+--config FILE reads every other flag from FILE, one "key = value" a line (pullmail config
+example prints them all with their defaults; pullmail config check FILE checks a file); flags
+given on the command line override the file.`,
+		flags: serveFlags,
 	})
+}
+
+// serveFlags declares serve's flags. It is also the schema of serve's
+// config file: every flag but --config is a key of the same name, so a
+// flag added here is a key at once (TestServeFlagsAreKeys keeps the
+// example honest).
+func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+	var cfg server.Config
+	var hosts listFlag
+	fs.StringVar(&cfg.DataDir, "data", "", "data `DIR`ectory (created if missing)")
+	fs.StringVar(&cfg.Domain, "domain", "", "the mail domain served (required on first start)")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "`ADDR`ess to listen on")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "the server's external base `URL` (default: https://DOMAIN on port 443, else https://LISTEN-ADDRESS)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain `FILE` (PEM)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `FILE` (PEM)")
+	fs.BoolVar(&cfg.ACME, "acme", false, "obtain certificates with ACME (needs public port 443)")
+	fs.StringVar(&cfg.ACMEEmail, "acme-email", "", "contact address for the ACME account")
+	fs.Var(&hosts, "host", "extra host `NAME` for the certificate (repeatable)")
+	fs.BoolVar(&cfg.EncryptAtRest, "encrypt-at-rest", false, "encrypt stored resources (AES-256-GCM)")
+	fs.StringVar(&cfg.KeyFile, "key-file", "", "at-rest key `FILE` (default DIR/keys/resource.key; keep it apart from the data)")
+	fs.Int64Var(&cfg.MaxUpload, "max-upload", 0, "largest resource accepted, in bytes (0: no limit)")
+	fs.StringVar(&cfg.DNS, "dns", "", "DNS server `ADDR` (host:port) for other domains' SRV records (default: the system's)")
+	fs.StringVar(&cfg.PeerCA, "peer-ca", "", "PEM `FILE` of extra CAs to trust for other domains' TLS")
+	fs.DurationVar(&cfg.RetryHorizon, "retry-horizon", 5*24*time.Hour, "how long to keep retrying a delivery before telling the sender it failed")
+	fs.BoolVar(&cfg.AllowPrivatePeers, "allow-private-peers", false, "allow other domains on loopback and private addresses (tests only)")
+	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics to every peer (default: loopback peers only)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
+	file := fs.String("config", "", "read the other flags from `FILE` (see pullmail config example); flags given override it")
+	return func(ctx context.Context, env *Env, args []string) error {
+		if len(args) != 0 {
+			return usagef("unexpected arguments: %s", strings.Join(args, " "))
+		}
+		if *file != "" {
+			if err := loadServeConfig(fs, *file); err != nil {
+				return err
+			}
+		}
+		if cfg.DataDir == "" {
+			return usagef("--data DIR is required")
+		}
+		if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+			return usagef("--tls-cert and --tls-key go together")
+		}
+		log, err := newLogger(env, *level, *format)
+		if err != nil {
+			return err
+		}
+		cfg.Hosts, cfg.Log = hosts, log
+		// Listen first: with port 0 the address, and so the
+		// default public URL, is known only then.
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+		}
+		cfg.Listen = ln.Addr().String()
+		srv, err := server.Open(ctx, cfg)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer srv.Close()
+		return srv.ServeListener(ctx, ln, func(url string) {
+			fmt.Fprintf(env.Stdout, "pullmail serving %s at %s\n", srv.Domain, url)
+		})
+	}
 }
