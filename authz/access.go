@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
@@ -13,8 +12,6 @@ import (
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/meta"
 )
-
-func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
 
 // Authenticator returns the mailbox's authenticator for this server's
 // access tokens: RFC 9068 JWTs with scope mail, presented as Bearer, or as

@@ -25,9 +25,10 @@
 //   - exactly one DPoP header (§4.3 item 1) holding one compact JWS of three
 //     base64url parts and at most 8 KiB (MaxProofSize): a JWE, a JSON
 //     serialization or a token with more dots is refused before any parsing;
-//   - header and claims are JSON objects without duplicate members (RFC 7515
-//     §4 lets a parser pick either; we refuse, so that we and any other
-//     parser see the same values);
+//   - header and claims are JSON objects without duplicate members, at any
+//     depth and compared as encoding/json folds names (RFC 7515 §4 lets a
+//     parser pick either; we refuse, so that we and any other parser see the
+//     same values): keys.ParseUnverified, the module's one JWT parser;
 //   - typ is exactly "dpop+jwt" (§4.3 item 4), so that no other JWT (an
 //     access token, an ID token, an assertion) passes as a proof;
 //   - no crit member: no JWS extension is understood (RFC 7515 §4.1.11),
@@ -38,7 +39,7 @@
 //   - jwk is present, a public EC or OKP key only (no "d" or any other
 //     private or symmetric member), of the type and curve that alg names
 //     (RFC 8725 §3.1: the key decides, not the attacker's alg), and the
-//     signature verifies with it (§4.3 items 6 and 7);
+//     signature verifies with it through go-jose (§4.3 items 6 and 7);
 //   - jti, htm, htu and iat are present (§4.2); htm equals the request
 //     method (§4.3 item 8); htu equals the endpoint's configured external
 //     URL (§4.3 item 9), both normalised per RFC 3986 §6.2.2 and §6.2.3

@@ -1,9 +1,7 @@
 package dpop
 
 import (
-	"bytes"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -111,42 +109,6 @@ func FuzzNormalizeHTU(f *testing.F) {
 		u, err := url.Parse(n)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			t.Fatalf("normalizeHTU(%q) = %q: not an absolute URL without query and fragment (%v)", s, n, err)
-		}
-	})
-}
-
-// FuzzStrictObject checks strictObject's fast duplicate detection against a
-// token-by-token walk of the same JSON.
-func FuzzStrictObject(f *testing.F) {
-	for _, s := range []string{
-		`{"a":1,"b":2}`, `{"a":1,"a":2}`, `{"a":{"a":1},"b":[{"a":1}]}`, `{"t\u0079p":1,"typ":2}`,
-		`{"a":"x:y\"","b":"\\"}`, `{"":1,"":2}`, `[1]`, `null`, `{"a":1} {}`, `{`, `"s"`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := strictObject(data)
-		var want map[string]json.RawMessage
-		if json.Unmarshal(data, &want) != nil || want == nil {
-			if err == nil {
-				t.Fatalf("strictObject(%q) accepted what is not a JSON object", data)
-			}
-			return
-		}
-		dup := false
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.Token()
-		seen := map[string]bool{}
-		for dec.More() {
-			tok, _ := dec.Token()
-			k := tok.(string)
-			dup = dup || seen[k]
-			seen[k] = true
-			var v json.RawMessage
-			dec.Decode(&v)
-		}
-		if dup != (err != nil) {
-			t.Fatalf("strictObject(%q) = %v, %v; duplicates: %v", data, m, err, dup)
 		}
 	})
 }

@@ -1,20 +1,15 @@
 package dpop
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"math/big"
 	"net/http"
 	"slices"
 	"strings"
@@ -23,6 +18,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 )
 
@@ -175,22 +171,19 @@ func (v *Verifier) check(r *http.Request, htu, accessToken string) (*Proof, time
 	if len(tok) > MaxProofSize {
 		return nil, zero, invalid("larger than %d bytes", MaxProofSize)
 	}
-	h64, p64, s64, err := splitCompact(tok)
-	if err != nil {
+	if err := compactForm(tok); err != nil {
 		return nil, zero, invalid("%v", err)
 	}
-	hb, err1 := base64.RawURLEncoding.Strict().DecodeString(h64)
-	pb, err2 := base64.RawURLEncoding.Strict().DecodeString(p64)
-	sig, err3 := base64.RawURLEncoding.Strict().DecodeString(s64)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return nil, zero, invalid("bad base64url: %v", err)
+	// The one strict parse of every JWT here (keys.ParseUnverified): strict
+	// base64url, header and claims each one JSON object without duplicate
+	// members, nested or not.
+	jws, err := keys.ParseUnverified(tok)
+	if err != nil {
+		return nil, zero, formRefusal(err)
 	}
 
 	// The header: typ, crit, alg, jwk.
-	hdr, err := strictObject(hb)
-	if err != nil {
-		return nil, zero, invalid("header: %v", err)
-	}
+	hdr := jws.Header
 	typ, err := stringMember(hdr, "typ")
 	if err != nil {
 		return nil, zero, invalid("header: %v", err)
@@ -213,7 +206,9 @@ func (v *Verifier) check(r *http.Request, htu, accessToken string) (*Proof, time
 	if err != nil {
 		return nil, zero, invalid("jwk: %v", err)
 	}
-	if !verifySignature(alg, jwk.Key, tok[:len(h64)+1+len(p64)], sig) {
+	// publicJWK matched the key to alg (RFC 9449 §4.3 items 6, 7); go-jose
+	// checks the signature with it (item 7).
+	if err := jws.VerifyWith(alg, jwk.Key); err != nil {
 		return nil, zero, invalid("signature does not verify with the header's jwk")
 	}
 	thumb, err := Thumbprint(jwk)
@@ -222,8 +217,8 @@ func (v *Verifier) check(r *http.Request, htu, accessToken string) (*Proof, time
 	}
 
 	// The claims.
-	cl, err := strictObject(pb)
-	if err != nil {
+	var cl map[string]json.RawMessage
+	if err := json.Unmarshal(jws.Payload, &cl); err != nil { // cannot fail: ParseUnverified checked it is an object
 		return nil, zero, invalid("claims: %v", err)
 	}
 	p := &Proof{JWK: jwk, Thumbprint: thumb}
@@ -311,93 +306,51 @@ func (v *Verifier) check(r *http.Request, htu, accessToken string) (*Proof, time
 	return p, p.IssuedAt.Add(maxAge + skew), nil
 }
 
-// splitCompact splits a JWS compact serialization (RFC 7515 §7.1) after
-// checking that it is three parts of base64url characters: no padding, no
-// white space, no JWE (five parts), no JSON serialization.
-func splitCompact(tok string) (h, p, s string, err error) {
+// compactForm checks, before anything is decoded, that tok is three
+// non-empty parts of base64url characters (RFC 7515 §7.1): no padding, no
+// white space, no JWE (five parts), no JSON serialization. It is stricter
+// than keys.ParseUnverified, which lets an empty signature through to fail
+// its verification: a proof always has one.
+func compactForm(tok string) error {
 	for i := 0; i < len(tok); i++ {
 		c := tok[i]
 		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return "", "", "", fmt.Errorf("not a compact JWS: byte %d is %q", i, c)
+			return fmt.Errorf("not a compact JWS: byte %d is %q", i, c)
 		}
 	}
 	if n := strings.Count(tok, "."); n != 2 {
-		return "", "", "", fmt.Errorf("not a compact JWS: %d parts, not 3", n+1)
+		return fmt.Errorf("not a compact JWS: %d parts, not 3", n+1)
 	}
-	h, rest, _ := strings.Cut(tok, ".")
-	p, s, _ = strings.Cut(rest, ".")
-	if h == "" || p == "" || s == "" {
-		return "", "", "", errors.New("not a compact JWS: an empty part")
+	if strings.HasPrefix(tok, ".") || strings.HasSuffix(tok, ".") || strings.Contains(tok, "..") {
+		return errors.New("not a compact JWS: an empty part")
 	}
-	return h, p, s, nil
+	return nil
 }
 
-// strictObject decodes one JSON object into its members, refusing duplicate
-// members and anything after the object.
-func strictObject(data []byte) (map[string]json.RawMessage, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) || bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
-			return nil, errors.New("not a JSON object")
-		}
-		return nil, fmt.Errorf("not JSON: %w", err)
+// formRefusal words a refusal of keys.ParseUnverified as this package's
+// messages always have: "bad base64url", "header: ...", "claims: ...", and
+// duplicate member "x".
+func formRefusal(err error) *errs.Error {
+	msg := err.Error()
+	var ke *errs.Error
+	if errors.As(err, &ke) {
+		msg = ke.Message
 	}
-	if m == nil {
-		return nil, errors.New("not a JSON object")
+	if strings.HasSuffix(msg, "is not base64url") {
+		return invalid("bad base64url: %s", msg)
 	}
-	if countMembers(data) != len(m) {
-		return nil, fmt.Errorf("duplicate member %q", duplicateMember(data))
+	part, rest, ok := strings.Cut(msg, ": ")
+	if !ok {
+		return invalid("%s", msg)
 	}
-	return m, nil
-}
-
-// countMembers counts the members of the valid JSON object data: the colons
-// outside strings at depth 1.
-func countMembers(data []byte) int {
-	n, depth, inString := 0, 0, false
-	for i := 0; i < len(data); i++ {
-		c := data[i]
-		switch {
-		case inString && c == '\\':
-			i++
-		case inString:
-			inString = c != '"'
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
-			depth++
-		case c == '}' || c == ']':
-			depth--
-		case c == ':' && depth == 1:
-			n++
-		}
+	if part == "payload" {
+		part = "claims"
 	}
-	return n
-}
-
-// duplicateMember names the first repeated member of the valid JSON object
-// data, for the error message.
-func duplicateMember(data []byte) string {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.Token() // {
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			break
-		}
-		k, _ := t.(string)
-		if seen[k] {
-			return k
-		}
-		seen[k] = true
-		var v json.RawMessage
-		if dec.Decode(&v) != nil {
-			break
-		}
+	var dup *keys.DuplicateMemberError
+	if errors.As(err, &dup) {
+		return invalid("%s: duplicate member %q", part, dup.Name)
 	}
-	return ""
+	return invalid("%s: %s", part, rest)
 }
 
 // stringMember is the string value of a required member.
@@ -424,9 +377,10 @@ func publicJWK(raw json.RawMessage, alg jose.SignatureAlgorithm) (jose.JSONWebKe
 	if raw == nil {
 		return jwk, errors.New("missing")
 	}
-	members, err := strictObject(raw)
-	if err != nil {
-		return jwk, err
+	// Duplicates were refused with the header's: only the shape is left.
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
+		return jwk, errors.New("not a JSON object")
 	}
 	for _, name := range privateMembers {
 		if _, ok := members[name]; ok {
@@ -465,39 +419,4 @@ func publicJWK(raw json.RawMessage, alg jose.SignatureAlgorithm) (jose.JSONWebKe
 		return jwk, fmt.Errorf("a %s key cannot verify %s", kty, alg)
 	}
 	return jwk, nil
-}
-
-// verifySignature checks a JWS signature (RFC 7518 §3.4, RFC 8037 §3.1).
-// publicJWK has already matched the key's type to alg.
-func verifySignature(alg jose.SignatureAlgorithm, key any, input string, sig []byte) bool {
-	switch alg {
-	case jose.EdDSA:
-		pub, ok := key.(ed25519.PublicKey)
-		return ok && len(sig) == ed25519.SignatureSize && ed25519.Verify(pub, []byte(input), sig)
-	case jose.ES256, jose.ES384, jose.ES512:
-		pub, ok := key.(*ecdsa.PublicKey)
-		if !ok {
-			return false
-		}
-		var size int
-		var digest []byte
-		switch alg {
-		case jose.ES256:
-			sum := sha256.Sum256([]byte(input))
-			size, digest = 32, sum[:]
-		case jose.ES384:
-			sum := sha512.Sum384([]byte(input))
-			size, digest = 48, sum[:]
-		default:
-			sum := sha512.Sum512([]byte(input))
-			size, digest = 66, sum[:]
-		}
-		if len(sig) != 2*size {
-			return false
-		}
-		r := new(big.Int).SetBytes(sig[:size])
-		s := new(big.Int).SetBytes(sig[size:])
-		return ecdsa.Verify(pub, digest, r, s)
-	}
-	return false
 }

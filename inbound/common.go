@@ -2,10 +2,8 @@ package inbound
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -92,40 +90,6 @@ func dpopToken(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return tok, true
-}
-
-// peekJWT decodes the protected header and the claims of a compact JWS
-// without verifying it, into claims, and returns its typ. Nothing decoded
-// here is trusted until keys.Verify has checked the signature.
-func peekJWT(compact string, claims any) (typ string, err error) {
-	parts := strings.Split(compact, ".")
-	if len(parts) != 3 {
-		return "", fmt.Errorf("not a compact JWS: %d parts", len(parts))
-	}
-	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		return "", fmt.Errorf("header: %w", err)
-	}
-	var h struct {
-		Typ string `json:"typ"`
-	}
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return "", fmt.Errorf("header: %w", err)
-	}
-	pb, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return "", fmt.Errorf("payload: %w", err)
-	}
-	if err := json.Unmarshal(pb, claims); err != nil {
-		return "", fmt.Errorf("payload: %w", err)
-	}
-	return h.Typ, nil
-}
-
-// typIs compares a typ header as RFC 7515 §4.1.9 says: case-insensitive,
-// with an optional "application/" prefix.
-func typIs(typ, want string) bool {
-	return strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), want)
 }
 
 // writeJSON answers a status and a small JSON object.

@@ -195,11 +195,11 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 		return 0, err
 	}
 	var peek authz.AccessClaims
-	typ, err := peekJWT(compact, &peek)
+	typ, err := keys.Peek(compact, &peek)
 	if err != nil || len(compact) > keys.MaxTokenSize {
 		return 0, errs.Wrap(err, errs.Unauthorized, "invalid_token", "the assertion is not a compact JWS")
 	}
-	if !typIs(typ, authz.TypAssertion) {
+	if !keys.SameType(typ, authz.TypAssertion) {
 		return 0, refuse(errs.Unauthorized, "invalid_token", "the token is not of typ %s", authz.TypAssertion)
 	}
 	if peek.Cnf == nil || peek.Cnf.JKT != proof.Thumbprint {

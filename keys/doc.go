@@ -51,6 +51,17 @@
 //     (RFC 8725 §3.10; jwk is for DPoP proofs, which the dpop package checks).
 //     crit is refused, as we implement no extension (RFC 7515 §4.1.11), and so
 //     are b64 (RFC 7797), enc and zip.
+//   - The signature is go-jose's to check (ParseSignedCompact limited to the
+//     header's alg, then Verify), once the checks above have passed and the
+//     key is known to be of the type, curve and size the alg needs. Nothing
+//     here hashes or verifies by hand.
+//
+// ParseUnverified is the checks of form alone (size, parts, base64url, the
+// strict JSON of header and payload), for whoever must read a token before
+// its keys are known: the dpop package, which then verifies a proof with its
+// jwk header through JWS.VerifyWith, and Peek, with which the authorization
+// server and the federation receiver read iss, sub or hop to pick the keys.
+// There is no other JWT parser in the module.
 //
 // Claims are a separate step (Claims.Validate): exp required and not past,
 // nbf and iat not in the future, a bounded lifetime, iss equal and aud

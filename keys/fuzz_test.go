@@ -135,3 +135,62 @@ func FuzzParseJWKS(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckObject checks CheckObject, the one duplicate-member check of
+// every JWT (keys.Verify, DPoP proofs, the peeks), against a token-by-token
+// walk of the same JSON. It was dpop's FuzzStrictObject, whose duplicate
+// check now is this one: what encoding/json cannot read into a map is
+// refused, and otherwise CheckObject refuses exactly the objects that have,
+// at some depth, two member names equal under strings.EqualFold (the
+// folding encoding/json matches struct fields with), or that nest deeper
+// than maxJSONDepth.
+func FuzzCheckObject(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1,"b":2}`, `{"a":1,"a":2}`, `{"a":{"a":1},"b":[{"a":1}]}`, `{"t\u0079p":1,"typ":2}`,
+		`{"a":"x:y\"","b":"\\"}`, `{"":1,"":2}`, `[1]`, `null`, `{"a":1} {}`, `{`, `"s"`,
+		`{"a":1,"A":2}`, `{"scope":1,"ſcope":2}`, `{"a":{"b":1,"b":2}}`, `{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		err := CheckObject(data)
+		var m map[string]json.RawMessage
+		if json.Unmarshal(data, &m) != nil || m == nil {
+			if err == nil {
+				t.Fatalf("CheckObject(%q) accepted what is not a JSON object", data)
+			}
+			return
+		}
+		dec := json.NewDecoder(strings.NewReader(string(data)))
+		bad := refWalk(dec, 0)
+		if bad != (err != nil) {
+			t.Fatalf("CheckObject(%q) = %v; the walk finds duplicates or depth: %v", data, err, bad)
+		}
+	})
+}
+
+// refWalk reads one JSON value of a valid document and reports whether an
+// object in it has two names equal under strings.EqualFold, or whether it
+// nests deeper than maxJSONDepth; depth is that of the enclosing value.
+func refWalk(dec *json.Decoder, depth int) bool {
+	tok, _ := dec.Token()
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return false
+	}
+	bad := depth+1 > maxJSONDepth
+	var names []string
+	for dec.More() {
+		if d == '{' {
+			tok, _ := dec.Token()
+			name := tok.(string)
+			for _, n := range names {
+				bad = bad || strings.EqualFold(n, name)
+			}
+			names = append(names, name)
+		}
+		bad = refWalk(dec, depth+1) || bad
+	}
+	dec.Token() // the closing delimiter
+	return bad
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"unicode"
 	"unicode/utf8"
 )
@@ -17,6 +16,18 @@ const maxJSONDepth = 32
 // ErrDuplicateMember is the error of CheckObject for two members whose
 // names encoding/json would match to the same struct field.
 var ErrDuplicateMember = errors.New("duplicate JSON member")
+
+// DuplicateMemberError is the error of CheckObject (and so of
+// ParseUnverified) for a duplicate member: errors.Is(err, ErrDuplicateMember)
+// holds for it, and Name lets a caller word its own message.
+type DuplicateMemberError struct{ Name string }
+
+func (e *DuplicateMemberError) Error() string {
+	return ErrDuplicateMember.Error() + " " + quote(e.Name)
+}
+
+// Is makes errors.Is(err, ErrDuplicateMember) hold.
+func (e *DuplicateMemberError) Is(target error) bool { return target == ErrDuplicateMember }
 
 // CheckObject is checkObject for other packages that decode untrusted JSON
 // objects into structs (the mailbox API's request bodies): errors.Is(err,
@@ -46,8 +57,9 @@ func checkObject(data []byte) error {
 	if err := walkObject(dec, 1); err != nil {
 		return err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the JSON object")
+	// The message is encoding/json's, after ours, for those who know it.
+	if rest := bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return fmt.Errorf("data after the JSON object: invalid character %q after top-level value", rest[0])
 	}
 	return nil
 }
@@ -66,7 +78,7 @@ func walkObject(dec *json.Decoder, depth int) error {
 		}
 		f := foldName(name)
 		if _, dup := seen[f]; dup {
-			return fmt.Errorf("%w %s", ErrDuplicateMember, quote(name))
+			return &DuplicateMemberError{Name: name}
 		}
 		seen[f] = struct{}{}
 		if err := walkValue(dec, depth); err != nil {

@@ -1,16 +1,11 @@
 package keys
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"math/big"
 	"slices"
 	"strings"
 
@@ -66,8 +61,9 @@ func invalid(format string, args ...any) error {
 var b64 = base64.RawURLEncoding.Strict()
 
 // Verify checks a compact JWS against jwks and returns its payload and the key
-// that verified it. It checks the form and the signature, and that the payload
-// is a JSON object without duplicate members; claims (exp, aud, iss, ...) are
+// that verified it. It checks the form (ParseUnverified), the header (refused
+// members, alg, typ, kid), the key the kid names, and the signature
+// (JWS.VerifyWith, through go-jose); claims (exp, aud, iss, ...) are
 // the caller's: decode the payload into a Claims and call Validate.
 //
 // jwks is trusted as given: for a remote domain's set, pass what ParseJWKS
@@ -77,29 +73,11 @@ func Verify(compact string, jwks jose.JSONWebKeySet, want Expect) ([]byte, *jose
 	if want.Typ == "" {
 		return nil, nil, errs.E(errs.Internal, "internal", "keys.Verify: Expect.Typ is empty")
 	}
-	if len(compact) > MaxTokenSize {
-		return nil, nil, invalid("token larger than %d bytes", MaxTokenSize)
-	}
-	switch n := strings.Count(compact, "."); {
-	case n == 4:
-		return nil, nil, invalid("token is a JWE (5 parts), want a JWS")
-	case n != 2:
-		return nil, nil, invalid("token is not a compact JWS: %d parts, want 3", n+1)
-	}
-	h64, rest, _ := strings.Cut(compact, ".")
-	p64, s64, _ := strings.Cut(rest, ".")
-
-	hdr, err := b64.DecodeString(h64)
+	t, err := ParseUnverified(compact)
 	if err != nil {
-		return nil, nil, invalid("header is not base64url")
+		return nil, nil, err
 	}
-	if err := checkObject(hdr); err != nil {
-		return nil, nil, invalid("header: %v", err)
-	}
-	var h map[string]json.RawMessage
-	if err := json.Unmarshal(hdr, &h); err != nil {
-		return nil, nil, invalid("header: %v", err)
-	}
+	h := t.Header
 	for _, name := range refusedHeaders {
 		if _, ok := h[name]; ok {
 			return nil, nil, invalid("header %q is refused", name)
@@ -129,7 +107,7 @@ func Verify(compact string, jwks jose.JSONWebKeySet, want Expect) ([]byte, *jose
 	if err != nil {
 		return nil, nil, err
 	}
-	if !sameType(typ, want.Typ) {
+	if !SameType(typ, want.Typ) {
 		return nil, nil, invalid("typ %s, want %q", quote(typ), want.Typ)
 	}
 
@@ -151,21 +129,10 @@ func Verify(compact string, jwks jose.JSONWebKeySet, want Expect) ([]byte, *jose
 		return nil, nil, invalid("key %s is not for signatures", quote(kid))
 	}
 
-	payload, err := b64.DecodeString(p64)
-	if err != nil {
-		return nil, nil, invalid("payload is not base64url")
-	}
-	sig, err := b64.DecodeString(s64)
-	if err != nil {
-		return nil, nil, invalid("signature is not base64url")
-	}
-	if err := verifySignature(sigAlg, key.Key, compact[:len(h64)+1+len(p64)], sig); err != nil {
+	if err := t.VerifyWith(sigAlg, key.Key); err != nil {
 		return nil, nil, err
 	}
-	if err := checkObject(payload); err != nil {
-		return nil, nil, invalid("payload: %v", err)
-	}
-	return payload, key, nil
+	return t.Payload, key, nil
 }
 
 // headerString returns a required string member of the header.
@@ -182,16 +149,6 @@ func headerString(h map[string]json.RawMessage, name string) (string, error) {
 		return "", invalid("header %q is empty", name)
 	}
 	return s, nil
-}
-
-// sameType compares media types as RFC 7515 §4.1.9 says: case-insensitively,
-// "application/" being implied when there is no slash.
-func sameType(got, want string) bool {
-	norm := func(s string) string {
-		s = strings.ToLower(s)
-		return strings.TrimPrefix(s, "application/")
-	}
-	return norm(got) == norm(want)
 }
 
 // lookup finds the one key named kid. The kid is only ever a map key: it
@@ -226,111 +183,4 @@ func publicOf(k any) any {
 		return &k.PublicKey
 	}
 	return k
-}
-
-// verifySignature checks sig over input with key, which must be of the type
-// alg needs: the algorithm decides, never the key (RFC 8725 §3.1), so an
-// HMAC keyed by a public key's bytes cannot arise.
-func verifySignature(alg jose.SignatureAlgorithm, key any, input string, sig []byte) error {
-	bad := invalid("signature does not verify")
-	wrongKey := invalid("key type does not match alg %s", alg)
-	switch alg {
-	case jose.ES256, jose.ES384, jose.ES512:
-		pub, ok := key.(*ecdsa.PublicKey)
-		if !ok || pub == nil || pub.Curve == nil {
-			return wrongKey
-		}
-		var curve string
-		var h crypto.Hash
-		var size int
-		switch alg {
-		case jose.ES256:
-			curve, h, size = "P-256", crypto.SHA256, 32
-		case jose.ES384:
-			curve, h, size = "P-384", crypto.SHA384, 48
-		default:
-			curve, h, size = "P-521", crypto.SHA512, 66
-		}
-		if pub.Curve.Params().Name != curve {
-			return wrongKey
-		}
-		switch _, err := ecPoint(pub); {
-		case errors.Is(err, errNoPoint):
-			return wrongKey
-		case err != nil:
-			return bad // off the curve: no signature verifies
-		}
-		// RFC 7518 §3.4: R || S, each exactly the curve's size; not ASN.1.
-		if len(sig) != 2*size {
-			return bad
-		}
-		r := new(big.Int).SetBytes(sig[:size])
-		s := new(big.Int).SetBytes(sig[size:])
-		if !ecdsa.Verify(pub, digest(h, input), r, s) {
-			return bad
-		}
-		return nil
-	case jose.EdDSA:
-		pub, ok := key.(ed25519.PublicKey)
-		if !ok || len(pub) != ed25519.PublicKeySize {
-			return wrongKey
-		}
-		if !ed25519.Verify(pub, []byte(input), sig) {
-			return bad
-		}
-		return nil
-	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512:
-		pub, ok := key.(*rsa.PublicKey)
-		if !ok || pub == nil || pub.N == nil || pub.N.BitLen() < minRSABits {
-			return wrongKey
-		}
-		var h crypto.Hash
-		switch alg {
-		case jose.RS256, jose.PS256:
-			h = crypto.SHA256
-		case jose.RS384, jose.PS384:
-			h = crypto.SHA384
-		default:
-			h = crypto.SHA512
-		}
-		var err error
-		if alg[0] == 'R' {
-			err = rsa.VerifyPKCS1v15(pub, h, digest(h, input), sig)
-		} else {
-			err = rsa.VerifyPSS(pub, h, digest(h, input), sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
-		}
-		if err != nil {
-			return bad
-		}
-		return nil
-	}
-	return invalid("alg %s is not allowed", alg)
-}
-
-func digest(h crypto.Hash, input string) []byte {
-	switch h {
-	case crypto.SHA256:
-		d := sha256.Sum256([]byte(input))
-		return d[:]
-	case crypto.SHA384:
-		d := sha512.Sum384([]byte(input))
-		return d[:]
-	}
-	d := sha512.Sum512([]byte(input))
-	return d[:]
-}
-
-var errNoPoint = errors.New("EC key without a point")
-
-// ecPoint is the key's uncompressed point, through PublicKey.Bytes rather
-// than the X and Y fields that Go 1.26 deprecates. Bytes panics on a key
-// whose coordinates were never set (a JWK missing x or y can make one), so
-// that case is caught and named.
-func ecPoint(pub *ecdsa.PublicKey) (b []byte, err error) {
-	defer func() {
-		if recover() != nil {
-			b, err = nil, errNoPoint
-		}
-	}()
-	return pub.Bytes()
 }
