@@ -18,6 +18,7 @@ import (
 	_ "embed"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/meta"
@@ -69,7 +70,7 @@ func Description(placeholderSchema []byte) (API, error) {
 			{Name: "discovery", Description: "What other domains fetch to find this one's services and keys (docs/PROTOCOL.md §11.1)."},
 			{Name: "operations", Description: "Health, readiness, metrics and this document; no authentication."},
 		},
-		Ops:     slices.Concat(mailboxOps, serverOps, authzOps, federationOps),
+		Ops:     withBodyBounds(slices.Concat(mailboxOps, serverOps, authzOps, federationOps)),
 		Types:   slices.Concat(commonTypes, mailboxTypes, serverTypes, authzTypes, federationTypes),
 		Schemas: schemas,
 		PathParams: map[string]string{
@@ -77,7 +78,7 @@ func Description(placeholderSchema []byte) (API, error) {
 		},
 		Parameters:    mailboxParameters,
 		Headers:       merge(mailboxHeaders, federationHeaders),
-		Responses:     mailboxResponses,
+		Responses:     merge(mailboxResponses, boundResponses),
 		RequestBodies: mailboxBodies,
 		Security: map[string]Schema{
 			"bearer": {"type": "http", "scheme": "bearer", "description": "The mailbox API: `Authorization: Bearer <token>` (RFC 6750 §2.1), exactly one Authorization header: an access token of this domain's authorization server, or an admin-made token (`pullmail token create`, prefix `pmt_`). Tokens in the URL (RFC 6750 §2.3) are never accepted. Failures answer 401 with `WWW-Authenticate`."},
@@ -145,4 +146,36 @@ func draftMessage() Schema {
 		"description": "A Placeholder Message as a client writes it: none of the headers that only a server sets (docs/PROTOCOL.md §6.2), except that an update may repeat the draft's own Message-ID unchanged.",
 		"allOf":       []any{Ref("PlaceholderMessage"), Schema{"properties": Schema{"headers": Schema{"not": Schema{"anyOf": forbidden}}}}},
 	}
+}
+
+// boundResponses are the answers of the server's request bounds (package
+// server's hygiene), in front of every handler: they carry the Error shape
+// whatever the endpoint's own errors are.
+var boundResponses = map[string]Response{
+	"RequestTimeout": {Description: "`request_timeout`: the request body did not arrive in time (outside `/api/` within 20 seconds by default; under `/api/` a pause of more than 2 minutes). The connection is closed.", Content: errorJSON},
+	"BodyTooLarge":   {Description: "`too_large`: the request body is larger than the server's bound outside `/api/` (2 MiB by default).", Content: errorJSON},
+}
+
+// withBodyBounds adds the bounds' answers to every operation that reads a
+// body: 408, and outside /api/ (where the mailbox API has its own limits)
+// 413 unless the operation documents its own.
+func withBodyBounds(ops []Op) []Op {
+	out := make([]Op, len(ops))
+	for i, op := range ops {
+		if op.Body != nil {
+			has := map[int]bool{}
+			for _, r := range op.Responses {
+				has[r.Status] = true
+			}
+			op.Responses = slices.Clone(op.Responses)
+			if !has[408] {
+				op.Responses = append(op.Responses, Response{Status: 408, Ref: "RequestTimeout"})
+			}
+			if !has[413] && !strings.HasPrefix(op.Path, "/api/") {
+				op.Responses = append(op.Responses, Response{Status: 413, Ref: "BodyTooLarge"})
+			}
+		}
+		out[i] = op
+	}
+	return out
 }

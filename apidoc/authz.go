@@ -76,10 +76,9 @@ var authzOps = []Op{
 		)...)}}},
 		Responses: []Response{
 			{Status: 200, Description: "The token.", Content: []Content{JSON[authz.TokenResponse]()}},
-			{Status: 400, Description: "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `authorization_pending` and `expired_token` (device grant, RFC 8628 §3.5), `invalid_dpop_proof`, `use_dpop_nonce` (with a `DPoP-Nonce` header) (RFC 6749 §5.2, RFC 9449 §8; docs/PROTOCOL.md §10.9).", Content: oauthErrorJSON,
+			{Status: 400, Description: "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `authorization_pending` and `expired_token` (device grant, RFC 8628 §3.5), `invalid_dpop_proof`, `use_dpop_nonce` (with a `DPoP-Nonce` header) (RFC 6749 §5.2, RFC 9449 §8; docs/PROTOCOL.md §10.9); `invalid_request` also for a body over 256 KiB.", Content: oauthErrorJSON,
 				Headers: map[string]Header{"DPoP-Nonce": {Ref: "DPoPNonce"}}},
 			{Status: 401, Description: "`invalid_client`: the client is unknown or its authentication failed.", Content: oauthErrorJSON},
-			{Status: 413, Description: "`invalid_request`: the body is larger than 256 KiB.", Content: oauthErrorJSON},
 			{Status: 500, Description: "`server_error`.", Content: oauthErrorJSON},
 			{Status: 503, Description: "`temporarily_unavailable`: retry.", Content: oauthErrorJSON},
 		},

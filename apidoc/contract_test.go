@@ -119,7 +119,9 @@ func TestErrorResponses(t *testing.T) {
 				continue // a sign-in page answers in HTML
 			}
 			want := "#/components/schemas/Error"
-			if strings.HasPrefix(path, "/oauth/") {
+			// The server's request bounds answer before the AS sees the
+			// request: 408 and 413 carry the Error shape there too.
+			if strings.HasPrefix(path, "/oauth/") && status != 408 && status != 413 {
 				want = "#/components/schemas/OAuthError"
 			}
 			schema := obj(obj(content, "application/json"), "schema")

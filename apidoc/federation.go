@@ -21,7 +21,7 @@ var federationOps = []Op{
 			{Status: 401, Description: "`invalid_dpop_proof`, `use_dpop_nonce` (retry with the `DPoP-Nonce`), `invalid_token`, `dpop_key_mismatch`, `bad_signature`, `expired_assertion`, `replayed_assertion`.", Content: errorJSON,
 				Headers: map[string]Header{"WWW-Authenticate": {Ref: "DPoPAuthenticate"}, "DPoP-Nonce": {Ref: "DPoPNonce"}}},
 			{Status: 403, Description: "`from_domain_mismatch`, `issuer_mismatch`, `wrong_client`, `wrong_audience`.", Content: errorJSON},
-			{Status: 413, Description: "`document_too_large`: the body, or the message with the headers the recipient adds, is too large.", Content: errorJSON},
+			{Status: 413, Description: "`document_too_large`: the body, or the message with the headers the recipient adds, is too large; `too_large`: the body is over the server's bound for bodies outside `/api/` (2 MiB by default).", Content: errorJSON},
 			{Status: 500, Ref: "Internal"},
 			{Status: 503, Description: "`cancelled`, or the sender's domain could not be discovered now: retry later.", Content: errorJSON},
 		},
@@ -51,11 +51,11 @@ var federationOps = []Op{
 }
 
 var federationTypes = []Type{
-	{Go: TypeOf[inbound.Envelope](), Description: "A push's or a fetch's body (docs/PROTOCOL.md §11.2, §11.3).", Fields: map[string]Schema{
+	{Go: TypeOf[inbound.Envelope](), Name: "Envelope", Description: "A push's or a fetch's body (docs/PROTOCOL.md §11.2, §11.3).", Fields: map[string]Schema{
 		"placeholder": Ref("PlaceholderMessage"),
 		"chain":       {"minItems": 1, "maxItems": inbound.MaxChain, "description": "The signed envelope headers, newest hop first."},
 	}},
-	{Go: TypeOf[inbound.ChainElement](), Description: "One hop of a chain (docs/PROTOCOL.md §12.1).", Fields: map[string]Schema{
+	{Go: TypeOf[inbound.ChainElement](), Name: "ChainElement", Description: "One hop of a chain (docs/PROTOCOL.md §12.1).", Fields: map[string]Schema{
 		"headers":       Ref("PlaceholderHeaders"),
 		"jwt-assertion": {"description": "The hop's assertion, a compact JWS (typ `pullmail-assertion+jwt`) whose `eht` signs `headers`."},
 	}},

@@ -104,7 +104,7 @@ var serverSchemas = map[string]Schema{
 }
 
 var serverTypes = []Type{
-	{Go: TypeOf[discovery.MailboxMetadata](), Fields: map[string]Schema{
+	{Go: TypeOf[discovery.MailboxMetadata](), Name: "MailboxMetadata", Fields: map[string]Schema{
 		"domain":           {"description": "The domain; it must be the one asked for."},
 		"url":              {"description": "The mailbox service's base URL, the one the document was fetched from.", "format": "uri"},
 		"inbound_endpoint": {"description": "Where other domains push (docs/PROTOCOL.md §11.2).", "format": "uri"},
