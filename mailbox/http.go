@@ -19,7 +19,8 @@ import (
 )
 
 // Route is one endpoint of the mailbox API. Routes lists them for the mux and
-// for the test that holds openapi.json to them.
+// for package apidoc, whose generated OpenAPI document must describe exactly
+// these (apidoc's TestRoutes).
 type Route struct {
 	Method  string // GET also answers HEAD
 	Pattern string // net/http ServeMux pattern path

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/crypto/acme/autocert"
 
+	"github.com/pullmail/pullmail/apidoc"
 	"github.com/pullmail/pullmail/atomicfile"
 	"github.com/pullmail/pullmail/auth"
 	"github.com/pullmail/pullmail/authz"
@@ -283,7 +284,7 @@ func (s *Server) open(ctx context.Context) error {
 	})
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(mailbox.OpenAPI)
+		w.Write(apidoc.OpenAPI)
 	})
 	// The webmail (docs/PROTOCOL.md §8.15): /webmail/, and / and /webmail
 	// redirect there.

@@ -53,7 +53,7 @@ const m: Message = {
   id: 'm1', message_id: '<m1@a.test>', thread_id: '<t@a.test>', folder: 'inbox', status: 'complete', seen: false,
   from: 'Alice <alice@a.test>', to: ['carol@b.test', 'Dan <dan@b.test>'], cc: ['eve@c.test', 'alice@a.test'],
   subject: 'Plans', date: '2025-03-01T10:20:00Z', created: '', updated: '', size: 1, attachments: [],
-  placeholder: { headers: { References: '<r0@a.test>' }, parts: [] },
+  placeholder: { headers: { 'Content-Type': 'multipart/mixed', References: '<r0@a.test>' }, parts: [] },
 };
 
 describe('replies', () => {

@@ -49,7 +49,7 @@ export function leafPart(l: Leaf): PlaceholderPart {
 }
 
 export function buildDraft(f: DraftFields): PlaceholderDoc {
-  const h: Record<string, HeaderValue> = { 'Content-Type': 'multipart/mixed' };
+  const h: PlaceholderDoc['headers'] = { 'Content-Type': 'multipart/mixed' };
   if (f.to.length) h['To'] = f.to;
   if (f.cc.length) h['Cc'] = f.cc;
   if (f.bcc.length) h['Bcc'] = f.bcc;

@@ -1,76 +1,24 @@
-// The mailbox API's JSON objects (docs/PROTOCOL.md §8.7). Unknown members are
-// ignored, as the protocol asks.
+// The mailbox API's JSON objects (docs/PROTOCOL.md §8.7), by the names the
+// webmail uses. They are generated from the server's Go types (api.gen.ts,
+// go generate ./apidoc), never written here. Unknown members are ignored, as
+// the protocol asks.
+import type * as api from './api.gen';
 
-export type Folder = 'inbox' | 'sent' | 'drafts';
-export const FOLDERS: readonly Folder[] = ['inbox', 'sent', 'drafts'];
+export type Folder = api.Folder;
+// Every folder, in the order the UI shows them; Record<Folder, ...> makes a
+// folder the server adds fail the build until it is placed here.
+const folderOrder: Record<Folder, number> = { inbox: 0, sent: 1, drafts: 2 };
+export const FOLDERS: readonly Folder[] = (Object.keys(folderOrder) as Folder[]).sort((a, b) => folderOrder[a] - folderOrder[b]);
 
-export interface Attachment {
-  content_id: string;
-  size: number;
-  content_type: string;
-  disposition?: string;
-  filename?: string;
-}
-
-export interface Message {
-  id: string;
-  message_id: string;
-  thread_id?: string;
-  folder: Folder;
-  status: 'draft' | 'sent' | 'fetching' | 'complete' | 'failed' | string;
-  status_reason?: string;
-  seen: boolean;
-  from: string;
-  to: string[];
-  cc?: string[];
-  bcc?: string[];
-  subject: string;
-  date: string | null;
-  in_reply_to?: string;
-  created: string;
-  updated: string;
-  size: number;
-  text?: Attachment;
-  html?: Attachment;
-  attachments: Attachment[];
-  placeholder?: PlaceholderDoc;
-}
-
-export interface Me {
-  address: string;
-  domain: string;
-  features?: string[];
-}
-
-export interface ListPage {
-  messages: Message[];
-  cursor: string;
-  next_page?: string;
-}
-
-export interface Change {
-  cursor: string;
-  id: string;
-  folder: Folder;
-  kind: 'created' | 'updated' | 'deleted' | string;
-  message?: Message;
-}
-
-export interface Changes {
-  changes: Change[];
-  cursor: string;
-  more: boolean;
-}
-
-export type HeaderValue = string | string[];
-export interface PlaceholderPart {
-  headers: Record<string, HeaderValue>;
-  parts?: PlaceholderPart[];
-}
-export interface PlaceholderDoc {
-  headers: Record<string, HeaderValue>;
-  parts: PlaceholderPart[];
-}
+export type Attachment = api.Attachment;
+export type Message = api.Message;
+export type Me = api.Me;
+export type ListPage = api.List;
+export type Change = api.Change;
+export type Changes = api.Changes;
+export type HeaderValue = api.PlaceholderValue;
+export type PlaceholderPart = api.PlaceholderPart;
+export type PlaceholderDoc = api.PlaceholderMessage;
 
 // ApiError is an error answer of §7: {"error": {"code", "message"}}.
 export class ApiError extends Error {
