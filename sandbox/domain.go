@@ -266,7 +266,7 @@ func (d *Domain) addUsersByCLI(ctx context.Context) error {
 				return err
 			}
 		}
-		tok, err := d.run(ctx, "", "token", "create", "--data", d.Dir, addr)
+		tok, err := d.run(ctx, "", "token", "create", "--data", d.Dir, addr, "--label", d.sb.cfg.TokenLabel)
 		if err != nil {
 			return err
 		}

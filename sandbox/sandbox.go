@@ -66,6 +66,8 @@ type Config struct {
 	// Users are created on their domains (once: a restarted sandbox keeps
 	// them and their passwords), each with a new bearer token.
 	Users []string
+	// TokenLabel labels the users' tokens (default "sandbox").
+	TokenLabel string
 	// DataDirs replaces Dir/DOMAIN as a domain's data directory.
 	DataDirs map[string]string
 	// CountWire puts a counting TCP proxy on each domain's public port,
@@ -122,6 +124,9 @@ func Start(ctx context.Context, cfg Config) (_ *Sandbox, err error) {
 	}
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "info"
+	}
+	if cfg.TokenLabel == "" {
+		cfg.TokenLabel = "sandbox"
 	}
 	s := &Sandbox{cfg: cfg, log: cfg.Log, domains: map[string]*Domain{}}
 	if s.log == nil {

@@ -97,7 +97,7 @@ func (d *Domain) addUsers(ctx context.Context, st meta.Store) error {
 		} else if err != nil {
 			return err
 		}
-		tok, err := NewToken(ctx, st, addr, 0, "sandbox")
+		tok, err := NewToken(ctx, st, addr, 0, d.sb.cfg.TokenLabel)
 		if err != nil {
 			return err
 		}
