@@ -111,6 +111,10 @@ type Sandbox struct {
 	domains map[string]*Domain
 	order   []string
 	errc    chan error
+
+	mu      sync.Mutex
+	clients []*client.Client
+	closed  bool
 }
 
 // Start starts every domain of cfg and returns once each serves. The
@@ -251,7 +255,14 @@ func (s *Sandbox) Client(addr string) (*client.Client, error) {
 		return nil, fmt.Errorf("sandbox: no user %s", addr)
 	}
 	_, name, _ := strings.Cut(addr, "@")
-	return client.New(s.domains[name].Direct, u.Token, s.CA)
+	c, err := client.New(s.domains[name].Direct, u.Token, s.CA)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.clients = append(s.clients, c)
+	s.mu.Unlock()
+	return c, nil
 }
 
 // Wire is the bytes that passed between domains so far (CountWire).
@@ -277,8 +288,21 @@ func (s *Sandbox) report(err error) {
 }
 
 // Close stops every server gracefully (Domain.Stop), then the proxies and
-// the directory, and returns what the servers' ends reported.
+// the directory, and returns what the servers' ends reported. Closing
+// again does nothing.
 func (s *Sandbox) Close() error {
+	// An HTTP/2 connection left open makes a graceful shutdown wait a
+	// second for the client's GOAWAY: close the clients' first.
+	s.mu.Lock()
+	closed := s.closed
+	s.closed = true
+	for _, c := range s.clients {
+		c.HTTP.CloseIdleConnections()
+	}
+	s.mu.Unlock()
+	if closed {
+		return nil
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.order))
 	for i, name := range s.order {
