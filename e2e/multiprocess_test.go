@@ -155,40 +155,22 @@ func TestKillMidTransfer(t *testing.T) {
 	sb := startDomains(t, sandbox.Process, "alice@a.test", "bob@b.test")
 	a, b := sb.Domain("a.test"), sb.Domain("b.test")
 
-	// The receiver dies.
-	{
-		attach, payload := randomFile(t, "big1.bin", size)
+	for _, tc := range []struct {
+		victim        *sandbox.Domain
+		file, subject string
+		text          string
+	}{
+		{b, "big1.bin", "Kill the receiver", "Still here?"},
+		{a, "big2.bin", "Kill the sender", "Still there?"},
+	} {
+		attach, payload := randomFile(t, tc.file, size)
 		msgid := strings.TrimSpace(must(t, sb.Env("alice@a.test"), "", "send", "--to", "bob@b.test",
-			"--subject", "Kill the receiver", "--text", "Still here?", "--attach", attach))
+			"--subject", tc.subject, "--text", tc.text, "--attach", attach))
 		n := waitPulling(t, b, 8<<20, 60*time.Second)
-		b.Kill()
-		t.Logf("killed b.test with %d bytes pulled", n)
+		tc.victim.Kill()
+		t.Logf("killed %s with %d bytes pulled", tc.victim.Name, n)
 		start := time.Now()
-		restart(t, b)
-		l := waitComplete(t, sb, "bob@b.test", msgid, 3*time.Minute)
-		t.Logf("complete %v after the restart", time.Since(start).Round(time.Second))
-		copies := 0
-		for _, m := range l {
-			if m.MessageID == msgid {
-				copies++
-			}
-		}
-		if copies != 1 {
-			t.Fatalf("bob holds %d copies: %+v", copies, l)
-		}
-		checkAttachment(t, sb, "bob@b.test", msgid, payload)
-	}
-
-	// The sender dies.
-	{
-		attach, payload := randomFile(t, "big2.bin", size)
-		msgid := strings.TrimSpace(must(t, sb.Env("alice@a.test"), "", "send", "--to", "bob@b.test",
-			"--subject", "Kill the sender", "--text", "Still there?", "--attach", attach))
-		n := waitPulling(t, b, 8<<20, 60*time.Second)
-		a.Kill()
-		t.Logf("killed a.test with %d bytes pulled", n)
-		start := time.Now()
-		restart(t, a)
+		restart(t, tc.victim)
 		l := waitComplete(t, sb, "bob@b.test", msgid, 3*time.Minute)
 		t.Logf("complete %v after the restart", time.Since(start).Round(time.Second))
 		copies := 0
