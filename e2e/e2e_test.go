@@ -1,5 +1,8 @@
 // Package e2e runs the built pullmail binary as a user and an operator
 // would: real processes, real TLS on loopback, kill -9 in the middle of work.
+// Its domains are a sandbox (testenv.Sandbox): 'pullmail serve' processes,
+// and, for the tests that run under both sandbox kinds, in-process servers
+// too; the CLI is always the binary.
 package e2e
 
 import (
