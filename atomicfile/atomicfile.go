@@ -62,3 +62,21 @@ func fill(f *os.File, data []byte, perm os.FileMode) error {
 
 // IsExist reports whether err says the file was already there.
 func IsExist(err error) bool { return errors.Is(err, os.ErrExist) }
+
+// Replace writes data to path, replacing any file there, by a temporary
+// file that is synced and then renamed into place, so that readers see the
+// old file or the new one, never half of either.
+func Replace(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("atomicfile: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := fill(tmp, data, perm); err != nil {
+		return fmt.Errorf("atomicfile: writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("atomicfile: %w", err)
+	}
+	return nil
+}

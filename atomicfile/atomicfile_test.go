@@ -28,6 +28,26 @@ func TestCreate(t *testing.T) {
 	}
 }
 
+// TestReplace: Replace writes a new file and replaces an old one, with
+// the mode asked for and no temporary file left.
+func TestReplace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	for _, want := range []string{"first", "second"} {
+		if err := Replace(path, []byte(want), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != want {
+			t.Fatalf("content %q, want %q", b, want)
+		}
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o640 {
+		t.Fatalf("mode: %v %v", err, st)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
+		t.Fatalf("temporary files left: %v", ents)
+	}
+}
+
 // TestCreateRace: of many concurrent creators exactly one wins.
 func TestCreateRace(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "k")

@@ -6,8 +6,9 @@
 // each peer (issue 7).
 //
 // Every Pullmail domain is its own 'pullmail serve' process (the running
-// binary), found through SRV records in a DNS server of the run's own. The
-// peers are built from the Go module proxy on first use and cached. Each
+// binary) of a sandbox (package sandbox), found through SRV records in a
+// DNS server of the run's own. The peers are built from the Go module
+// proxy on first use and cached. Each
 // server's port has a counting TCP proxy in front (bytes between domains),
 // peak RSS is each server's VmHWM (reset before each workload), and disk is
 // the space allocated to the files of each data directory (st_blocks × 512,
@@ -158,17 +159,20 @@ type SmallResult struct {
 	P99       float64          `json:"p99_seconds"`
 	WireBytes int64            `json:"wire_bytes"`
 	PeakRSS   map[string]int64 `json:"peak_rss"`
+	// SentPerSecond is the senders' own rate (Pullmail): above
+	// PerSecond, copies queue at the receiving domain.
+	SentPerSecond float64 `json:"sent_per_second,omitempty"`
 }
 
 // system is one mail system under test.
 type system interface {
 	name() string
-	// sendFile sends one message with the file at path to rcpts and
+	// SendFile sends one message with the file at path to rcpts and
 	// returns once every copy is delivered; Seconds, Delivered, Refused
 	// and UploadSeconds are its to fill.
-	sendFile(ctx context.Context, path string, size int64, rcpts []string, subject string) (Result, error)
-	// sendSmall sends n small messages to rcpt with senders at once.
-	sendSmall(ctx context.Context, n, senders int, rcpt string) (SmallResult, error)
+	SendFile(ctx context.Context, path string, size int64, rcpts []string, subject string) (Result, error)
+	// SendSmall sends n small messages to rcpt with senders at once.
+	SendSmall(ctx context.Context, n, senders int, rcpt string) (SmallResult, error)
 	wire() int64
 	// disk is the bytes the receiving domains of rcpts hold, and the
 	// sending domain's (0 for a peer).
@@ -241,7 +245,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	paths := map[int64]string{}
 	for i, s := range sizes {
 		p := filepath.Join(files, fmt.Sprintf("attachment-%d.bin", s))
-		if err := makeFile(p, s, byte(i+1)); err != nil {
+		if err := MakeFile(p, s, byte(i+1)); err != nil {
 			return nil, fmt.Errorf("writing the attachment: %w", err)
 		}
 		paths[s] = p
@@ -278,7 +282,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		}
 	}
 	logf("starting %d Pullmail domains", 1+nd)
-	pm, err := newPullmail(ctx, opt.Binary, filepath.Join(dir, "pullmail"), opt.CPUProfileDir, append([]string{sender}, rcpts...))
+	pm, profiles, err := startPullmail(ctx, opt.Binary, filepath.Join(dir, "pullmail"), opt.CPUProfileDir, append([]string{sender}, rcpts...))
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +350,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			pids := sys.pids()
 			rssOf(pids, true)
 			w0 := sys.wire()
-			res, err := sys.sendSmall(ctx, sz.Small, w, smallRcpt)
+			res, err := sys.SendSmall(ctx, sz.Small, w, smallRcpt)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %d small messages, %d senders: %w", sys.name(), sz.Small, w, err)
 			}
@@ -364,12 +368,10 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		closers[i]()
 	}
 	closers = nil
-	if opt.CPUProfileDir != "" {
-		for _, d := range pm.fed.order {
-			if p := pm.fed.domains[d].profile; p != "" {
-				if _, err := os.Stat(p); err == nil {
-					r.Profiles = append(r.Profiles, p)
-				}
+	for _, d := range pm.Sandbox.Domains() {
+		if p := profiles[d.Name]; p != "" {
+			if _, err := os.Stat(p); err == nil {
+				r.Profiles = append(r.Profiles, p)
 			}
 		}
 	}
@@ -386,7 +388,7 @@ func measure(ctx context.Context, sys system, path string, size int64, rcpts []s
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := sys.sendFile(ctx, path, size, rcpts, subject)
+	res, err := sys.SendFile(ctx, path, size, rcpts, subject)
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: %s: %w", sys.name(), subject, err)
 	}

@@ -154,7 +154,7 @@ func TestMIME(t *testing.T) {
 	dir := t.TempDir()
 	for _, size := range []int64{0, 1, 57, 58, 57 * 1024, 57*1024 + 1, 200000} {
 		p := filepath.Join(dir, "f")
-		if err := makeFile(p, size, 9); err != nil {
+		if err := MakeFile(p, size, 9); err != nil {
 			t.Fatal(err)
 		}
 		var b strings.Builder

@@ -2,115 +2,16 @@ package bench
 
 import (
 	"fmt"
-	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 )
 
-// countingProxy forwards every connection on its listener to a server's
-// real port, TLS untouched, counting the bytes both ways as they pass.
-type countingProxy struct {
-	ln    net.Listener
-	to    string
-	bytes atomic.Int64
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-}
-
-// startProxy listens on addr and forwards to to until closed.
-func startProxy(addr, to string) (*countingProxy, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
-	p := &countingProxy{ln: ln, to: to, conns: map[net.Conn]struct{}{}}
-	go p.serve()
-	return p, nil
-}
-
-func (p *countingProxy) serve() {
-	for {
-		in, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		go p.forward(in)
-	}
-}
-
-func (p *countingProxy) track(c net.Conn, add bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if add {
-		p.conns[c] = struct{}{}
-	} else {
-		delete(p.conns, c)
-	}
-}
-
-func (p *countingProxy) forward(in net.Conn) {
-	p.track(in, true)
-	defer p.track(in, false)
-	defer in.Close()
-	// Dial from the client's own source address, so that the server sees
-	// the address the client chose: mox limits deliveries per source
-	// address, and the sender spreads its connections over many.
-	var d net.Dialer
-	if a, ok := in.RemoteAddr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
-		d.LocalAddr = &net.TCPAddr{IP: a.IP}
-	}
-	out, err := d.Dial("tcp", p.to)
-	if err != nil {
-		return
-	}
-	p.track(out, true)
-	defer p.track(out, false)
-	defer out.Close()
-	var wg sync.WaitGroup
-	pipe := func(dst, src net.Conn) {
-		defer wg.Done()
-		io.CopyBuffer(countingWriter{dst, &p.bytes}, src, make([]byte, 64<<10))
-		if tc, ok := dst.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
-	}
-	wg.Add(2)
-	go pipe(out, in)
-	go pipe(in, out)
-	wg.Wait()
-}
-
-func (p *countingProxy) close() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		c.Close()
-	}
-}
-
-// countingWriter adds what it writes to n as it goes, so that connections
-// kept alive are counted too.
-type countingWriter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (c countingWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n.Add(int64(n))
-	return n, err
-}
-
-// peakRSS reads a process's peak resident set size (VmHWM) in bytes.
-func peakRSS(pid int) (int64, error) {
+// PeakRSS reads a process's peak resident set size (VmHWM) in bytes.
+func PeakRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -125,7 +26,7 @@ func peakRSS(pid int) (int64, error) {
 }
 
 // resetPeakRSS sets a process's VmHWM back to its current RSS (Linux:
-// "5" written to /proc/PID/clear_refs), so that the next peakRSS is the
+// "5" written to /proc/PID/clear_refs), so that the next PeakRSS is the
 // peak of what runs in between.
 func resetPeakRSS(pid int) error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
@@ -140,7 +41,7 @@ func rssOf(pids map[string]int, reset bool) map[string]int64 {
 			resetPeakRSS(pid)
 			continue
 		}
-		if n, err := peakRSS(pid); err == nil {
+		if n, err := PeakRSS(pid); err == nil {
 			out[name] = n
 		}
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/pullmail/pullmail/discovery/dnstest"
+	"github.com/pullmail/pullmail/sandbox"
 	"github.com/pullmail/pullmail/tlsca"
 )
 
@@ -127,15 +128,15 @@ type peer struct {
 	msgDirs       []string // where message files appear
 	settings      []string // every setting changed from its defaults
 	port          int      // the server's own SMTP port
-	proxy         *countingProxy
+	proxy         *sandbox.Proxy
 	cmd           *exec.Cmd
 	done          chan struct{}
-	stderr        *syncBuffer
+	stderr        *sandbox.Buffer
 	onStop        func() // after the process has ended
 }
 
 // addr is where senders connect: the counting proxy.
-func (p *peer) addr() string { return p.proxy.ln.Addr().String() }
+func (p *peer) addr() string { return p.proxy.Addr() }
 
 // The peers' DNS server. They resolve with their own resolvers from
 // /etc/resolv.conf (mox checks the MAIL FROM domain's MX and evaluates SPF,
@@ -254,7 +255,7 @@ func peerCert(ca *tlsca.CA, dir string) (certPath, keyPath string, err error) {
 // loopback that delivers straight into its storage.imapsql (SQLite
 // index, message bodies as files in state/messages).
 func startMaddy(ctx context.Context, bin, dir, resolv string, ca *tlsca.CA, users []string) (*peer, error) {
-	port, err := freePort()
+	port, err := sandbox.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +315,7 @@ smtp tcp://127.0.0.1:%d {
 // child). One account per recipient address, one domain per recipient
 // domain.
 func startMox(ctx context.Context, bin, dir, resolv string, rcptDomains []string, users []string) (*peer, error) {
-	port, err := freePort()
+	port, err := sandbox.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +386,7 @@ Postmaster:
 // start runs cmd, puts a counting proxy in front of the SMTP port and
 // waits until the server greets.
 func (p *peer) start(ctx context.Context, cmd *exec.Cmd) error {
-	p.stderr = &syncBuffer{}
+	p.stderr = &sandbox.Buffer{}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", p.name, err)
@@ -418,7 +419,7 @@ func (p *peer) start(ctx context.Context, cmd *exec.Cmd) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	proxy, err := startProxy("127.0.0.1:0", to)
+	proxy, err := sandbox.StartProxy("127.0.0.1:0", to)
 	if err != nil {
 		p.stop()
 		return err
@@ -433,7 +434,7 @@ func (p *peer) stop() {
 		defer p.onStop()
 	}
 	if p.proxy != nil {
-		p.proxy.close()
+		p.proxy.Close()
 	}
 	stopProcess(p.cmd, p.done, 10*time.Second)
 }

@@ -18,38 +18,6 @@ import (
 	"github.com/pullmail/pullmail/placeholder"
 )
 
-// pullmailSystem is the Pullmail federation: a.test sends, d1…dN.test
-// receive.
-type pullmailSystem struct {
-	fed     *federation
-	clients map[string]*client.Client
-}
-
-func newPullmail(ctx context.Context, bin, dir, profileDir string, users []string) (*pullmailSystem, error) {
-	fed, err := newFederation(ctx, bin, dir, profileDir, users)
-	if err != nil {
-		return nil, err
-	}
-	s := &pullmailSystem{fed: fed, clients: map[string]*client.Client{}}
-	for _, u := range users {
-		c, err := fed.client(u)
-		if err != nil {
-			fed.Close()
-			return nil, err
-		}
-		s.clients[u] = c
-	}
-	return s, nil
-}
-
-func (s *pullmailSystem) name() string { return "pullmail" }
-func (s *pullmailSystem) close()       { s.fed.Close() }
-func (s *pullmailSystem) wire() int64  { return s.fed.wire() }
-
-func (s *pullmailSystem) pids() map[string]int {
-	return s.fed.pids(s.fed.order...)
-}
-
 func domainsOf(rcpts []string) []string {
 	var ds []string
 	for _, r := range rcpts {
@@ -61,23 +29,23 @@ func domainsOf(rcpts []string) []string {
 	return ds
 }
 
-func (s *pullmailSystem) disk(rcpts []string) (int64, int64, error) {
+func (s *Pullmail) disk(rcpts []string) (int64, int64, error) {
 	var dirs []string
 	for _, d := range domainsOf(rcpts) {
-		dirs = append(dirs, s.fed.domains[d].dir)
+		dirs = append(dirs, s.Sandbox.Domain(d).Dir)
 	}
 	recv, err := diskBytes(dirs...)
 	if err != nil {
 		return 0, 0, err
 	}
-	_, sd, _ := strings.Cut(sender, "@")
-	send, err := diskBytes(s.fed.domains[sd].dir)
+	_, sd, _ := strings.Cut(s.Sender, "@")
+	send, err := diskBytes(s.Sandbox.Domain(sd).Dir)
 	return recv, send, err
 }
 
-// draft creates a draft from the sender to rcpts with parts.
-func draft(ctx context.Context, c *client.Client, rcpts []string, subject string, parts ...placeholder.Part) (mailbox.Message, error) {
-	m := placeholder.New(sender, rcpts, nil, nil, subject)
+// draft creates a draft from from to rcpts with parts.
+func draft(ctx context.Context, c *client.Client, from string, rcpts []string, subject string, parts ...placeholder.Part) (mailbox.Message, error) {
+	m := placeholder.New(from, rcpts, nil, nil, subject)
 	m.Parts = append(m.Parts, parts...)
 	d, err := c.CreateDraft(ctx, m.Canonical())
 	if err != nil {
@@ -95,8 +63,15 @@ func uploadText(ctx context.Context, c *client.Client, text string) (placeholder
 	return placeholder.NewLeaf(up.ContentID, up.Size, "text/plain; charset=UTF-8", "inline", "")
 }
 
-func (s *pullmailSystem) sendFile(ctx context.Context, path string, size int64, rcpts []string, subject string) (Result, error) {
-	alice := s.clients[sender]
+// SendFile uploads the file at path as the sender, sends it to rcpts and
+// returns once each copy is complete (or failed: Refused says why); it
+// fills Seconds (Send to the last copy), UploadSeconds, Delivered and
+// Refused.
+func (s *Pullmail) SendFile(ctx context.Context, path string, size int64, rcpts []string, subject string) (Result, error) {
+	alice, err := s.client(s.Sender)
+	if err != nil {
+		return Result{}, err
+	}
 	start := time.Now()
 	in, err := os.Open(path)
 	if err != nil {
@@ -112,7 +87,7 @@ func (s *pullmailSystem) sendFile(ctx context.Context, path string, size int64, 
 	if err != nil {
 		return Result{}, err
 	}
-	d, err := draft(ctx, alice, rcpts, subject, att)
+	d, err := draft(ctx, alice, s.Sender, rcpts, subject, att)
 	if err != nil {
 		return Result{}, err
 	}
@@ -123,7 +98,11 @@ func (s *pullmailSystem) sendFile(ctx context.Context, path string, size int64, 
 	res := Result{UploadSeconds: upSecs}
 	deadline := start.Add(30*time.Minute + time.Duration(size/(1<<20))*time.Second)
 	for _, u := range rcpts {
-		ok, reason, err := waitComplete(ctx, s.clients[u], d.MessageID, deadline)
+		c, err := s.client(u)
+		if err != nil {
+			return Result{}, err
+		}
+		ok, reason, err := waitComplete(ctx, c, d.MessageID, deadline)
 		if err != nil {
 			return Result{}, fmt.Errorf("%s: %w", u, err)
 		}
@@ -167,13 +146,21 @@ func waitComplete(ctx context.Context, c *client.Client, msgid string, deadline 
 	}
 }
 
-// sendSmall sends n small messages, senders at once, each with its own
-// text. A message's latency runs from Send returning to its copy complete
-// in rcpt's changes feed (polled every 10 ms); the senders do not wait
-// for delivery, so when they outrun the receiving domain copies queue and
-// p50/p99 measure the backlog.
-func (s *pullmailSystem) sendSmall(ctx context.Context, n, senders int, rcpt string) (SmallResult, error) {
-	alice, bob := s.clients[sender], s.clients[rcpt]
+// SendSmall sends n small messages to rcpt, senders at once, each with
+// its own text. A message's latency runs from Send returning to its copy
+// complete in rcpt's changes feed (polled every 10 ms); the senders do not
+// wait for delivery, so when they outrun the receiving domain copies queue
+// and p50/p99 measure the backlog (SentPerSecond is the senders' rate). A
+// failed copy counts as delivered for the timing, and Refused says why.
+func (s *Pullmail) SendSmall(ctx context.Context, n, senders int, rcpt string) (SmallResult, error) {
+	alice, err := s.client(s.Sender)
+	if err != nil {
+		return SmallResult{}, err
+	}
+	bob, err := s.client(rcpt)
+	if err != nil {
+		return SmallResult{}, err
+	}
 	l, err := bob.List(ctx, mailbox.ListOptions{Limit: 1})
 	if err != nil {
 		return SmallResult{}, err
@@ -242,7 +229,7 @@ func (s *pullmailSystem) sendSmall(ctx context.Context, n, senders int, rcpt str
 					sendErr <- err
 					return
 				}
-				d, err := draft(ctx, alice, []string{rcpt}, fmt.Sprintf("small %d", i), text)
+				d, err := draft(ctx, alice, s.Sender, []string{rcpt}, fmt.Sprintf("small %d", i), text)
 				if err != nil {
 					sendErr <- err
 					return
@@ -266,9 +253,12 @@ func (s *pullmailSystem) sendSmall(ctx context.Context, n, senders int, rcpt str
 	if err := <-watchDone; err != nil {
 		return SmallResult{}, err
 	}
-	var last time.Time
+	var last, lastSent time.Time
 	var lat []float64
 	for id, st := range sent {
+		if st.After(lastSent) {
+			lastSent = st
+		}
 		d, ok := done[id]
 		if !ok {
 			return SmallResult{}, fmt.Errorf("%s sent but never seen delivered", id)
@@ -279,7 +269,8 @@ func (s *pullmailSystem) sendSmall(ctx context.Context, n, senders int, rcpt str
 		lat = append(lat, max(0, d.Sub(st).Seconds()))
 	}
 	p50, p99 := percentiles(lat)
-	res := SmallResult{Delivered: n, PerSecond: float64(n) / last.Sub(first).Seconds(), P50: p50, P99: p99, Refused: failed}
+	res := SmallResult{Delivered: n, PerSecond: float64(n) / last.Sub(first).Seconds(), P50: p50, P99: p99, Refused: failed,
+		SentPerSecond: float64(n) / lastSent.Sub(first).Seconds()}
 	if failed != "" {
 		res.Delivered = 0
 		for id := range sent {
@@ -300,18 +291,18 @@ type smtpSystem struct {
 
 func (s *smtpSystem) name() string         { return s.peer.name }
 func (s *smtpSystem) logTail() string      { return lastLines(s.peer.stderr.String(), 8) }
-func (s *smtpSystem) wire() int64          { return s.peer.proxy.bytes.Load() }
+func (s *smtpSystem) wire() int64          { return s.peer.proxy.Bytes() }
 func (s *smtpSystem) pids() map[string]int { return s.peer.pids() }
 func (s *smtpSystem) disk([]string) (int64, int64, error) {
 	n, err := diskBytes(s.peer.dir)
 	return n, 0, err
 }
 
-// sendFile delivers the message to each recipient domain's MX (the peer)
+// SendFile delivers the message to each recipient domain's MX (the peer)
 // in parallel, one SMTP transaction per domain as a sending MTA does, and
 // checks that the store holds a new message file of the attachment's size
 // at least.
-func (s *smtpSystem) sendFile(ctx context.Context, path string, size int64, rcpts []string, subject string) (Result, error) {
+func (s *smtpSystem) SendFile(ctx context.Context, path string, size int64, rcpts []string, subject string) (Result, error) {
 	before := bigFiles(size, s.peer.msgDirs...)
 	byDomain := map[string][]string{}
 	domains := domainsOf(rcpts)
@@ -358,9 +349,9 @@ func (s *smtpSystem) sendFile(ctx context.Context, path string, size int64, rcpt
 // one address).
 const maxPerConn = 400
 
-// sendSmall sends n small messages to rcpt over senders connections at
+// SendSmall sends n small messages to rcpt over senders connections at
 // once, each message its own transaction.
-func (s *smtpSystem) sendSmall(ctx context.Context, n, senders int, rcpt string) (SmallResult, error) {
+func (s *smtpSystem) SendSmall(ctx context.Context, n, senders int, rcpt string) (SmallResult, error) {
 	before := bigFiles(1, s.peer.msgDirs...)
 	var (
 		next      atomic.Int64

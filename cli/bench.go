@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"strings"
 
+	"github.com/pullmail/pullmail/atomicfile"
 	"github.com/pullmail/pullmail/bench"
 )
 
@@ -133,7 +134,7 @@ func writeBenchSection(path, body string) error {
 	section := benchSection + "\n\n" + strings.Trim(body, "\n") + "\n"
 	old, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return writeFileAtomic(path, []byte(section), 0o644)
+		return atomicfile.Replace(path, []byte(section), 0o644)
 	} else if err != nil {
 		return err
 	}
@@ -171,5 +172,5 @@ func writeBenchSection(path, body string) error {
 	for _, l := range lines[end:] {
 		b.WriteString(l)
 	}
-	return writeFileAtomic(path, []byte(b.String()), 0o644)
+	return atomicfile.Replace(path, []byte(b.String()), 0o644)
 }

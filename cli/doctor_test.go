@@ -8,12 +8,13 @@ import (
 	"testing"
 
 	"github.com/pullmail/pullmail/discovery"
+	"github.com/pullmail/pullmail/sandbox"
 	"github.com/pullmail/pullmail/testenv"
 	"github.com/pullmail/pullmail/tlsca"
 )
 
 // TestDoctor runs 'pullmail doctor' against a real server published as the
-// sandbox publishes it (startDevFederation: a real DNS server and the
+// sandbox publishes it (sandbox.StartDirectory: a real DNS server and the
 // redirect service), and against broken variants of it.
 func TestDoctor(t *testing.T) {
 	d := testenv.Start(t, "a.test", testenv.Options{})
@@ -21,7 +22,7 @@ func TestDoctor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fed, err := startDevFederation(ca, map[string]string{"a.test": d.URL}, testenv.Logger(t))
+	fed, err := sandbox.StartDirectory(ca, map[string]string{"a.test": d.URL}, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/pullmail/pullmail/atomicfile"
 	"github.com/pullmail/pullmail/client"
 	"github.com/pullmail/pullmail/server"
 )
@@ -80,7 +81,7 @@ func saveCredentials(path string, c credentials) error {
 		return err
 	}
 	b, _ := json.MarshalIndent(c, "", "  ")
-	return writeFileAtomic(path, append(b, '\n'), 0o600)
+	return atomicfile.Replace(path, append(b, '\n'), 0o600)
 }
 
 // oauthSetup returns the server's OAuth configuration for the CLI's public

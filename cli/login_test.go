@@ -11,31 +11,16 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/sandbox"
 	"github.com/pullmail/pullmail/testenv"
 )
 
 // syncBuffer is a buffer safe to read while a command writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = sandbox.Buffer
 
 var hiddenCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 

@@ -12,9 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pullmail/pullmail/sandbox"
 )
 
-// TestAutoForwardChain: four domains, four processes. alice@a.test sends
+// TestAutoForwardChain: four domains, in process and as four processes. alice@a.test sends
 // bob@b.test a message with an attachment; bob forwards it by the CLI to
 // carol@c.test; carol's rule forwards everything she receives to
 // dave@d.test. Dave's copy completes with the attachment byte-identical and
@@ -23,24 +25,27 @@ import (
 // c.test for their own copies, d.test for the forwarded one; b.test and
 // c.test serve nothing. Before the admin allows it, carol cannot set the rule.
 func TestAutoForwardChain(t *testing.T) {
-	f := newFederation(t, "alice@a.test", "bob@b.test", "carol@c.test", "dave@d.test")
-	for _, d := range []string{"a.test", "b.test", "c.test", "d.test"} {
-		f.domains[d].start()
+	for _, kind := range sandbox.Kinds {
+		t.Run(kind.String(), func(t *testing.T) { autoForwardChain(t, kind) })
 	}
-	c := f.domains["c.test"]
+}
+
+func autoForwardChain(t *testing.T, kind sandbox.Kind) {
+	f := startDomains(t, kind, "alice@a.test", "bob@b.test", "carol@c.test", "dave@d.test")
+	c := f.Domain("c.test")
 
 	// Automatic forwarding is off by default: no rule.
-	out, errOut, code := run(t, f.env("carol@c.test"), "", "autoforward", "--to", "dave@d.test")
+	out, errOut, code := run(t, f.Env("carol@c.test"), "", "autoforward", "--to", "dave@d.test")
 	if code == 0 || !strings.Contains(errOut, "forwarding_denied") {
 		t.Fatalf("a rule against the default policy: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 	var pol struct{ Address, Forwarding, Auto string }
-	json.Unmarshal([]byte(must(t, nil, "", "user", "forwarding", "--data", c.dir, "carol@c.test", "--json")), &pol)
+	json.Unmarshal([]byte(must(t, nil, "", "user", "forwarding", "--data", c.Dir, "carol@c.test", "--json")), &pol)
 	if pol.Forwarding != "allow" || pol.Auto != "deny" {
 		t.Fatalf("carol's default policy: %+v", pol)
 	}
 	// The admin turns it on (the server reads the policy at each request).
-	if out := must(t, nil, "", "user", "forwarding", "--data", c.dir, "carol@c.test", "--auto", "allow"); !strings.Contains(out, "automatic forwarding allow") {
+	if out := must(t, nil, "", "user", "forwarding", "--data", c.Dir, "carol@c.test", "--auto", "allow"); !strings.Contains(out, "automatic forwarding allow") {
 		t.Fatalf("user forwarding --auto allow: %s", out)
 	}
 	var rule struct {
@@ -48,23 +53,23 @@ func TestAutoForwardChain(t *testing.T) {
 		Enabled bool     `json:"enabled"`
 		Allowed bool     `json:"allowed"`
 	}
-	json.Unmarshal([]byte(must(t, f.env("carol@c.test"), "", "autoforward", "--to", "dave@d.test", "--json")), &rule)
+	json.Unmarshal([]byte(must(t, f.Env("carol@c.test"), "", "autoforward", "--to", "dave@d.test", "--json")), &rule)
 	if !rule.Enabled || !rule.Allowed || len(rule.To) != 1 || !strings.Contains(rule.To[0], "dave@d.test") {
 		t.Fatalf("carol's rule: %+v", rule)
 	}
 
 	attach, payload := randomFile(t, "chain.bin", 2<<20+3)
-	msgid := strings.TrimSpace(must(t, f.env("alice@a.test"), "", "send", "--to", "Bob <bob@b.test>",
+	msgid := strings.TrimSpace(must(t, f.Env("alice@a.test"), "", "send", "--to", "Bob <bob@b.test>",
 		"--subject", "Along the chain", "--text", "Pass it on.", "--attach", attach))
-	f.waitComplete("bob@b.test", msgid, 60*time.Second)
-	fwdID := strings.TrimSpace(must(t, f.env("bob@b.test"), "", "forward", msgid, "--to", "carol@c.test"))
+	waitComplete(t, f, "bob@b.test", msgid, 60*time.Second)
+	fwdID := strings.TrimSpace(must(t, f.Env("bob@b.test"), "", "forward", msgid, "--to", "carol@c.test"))
 	if !strings.HasSuffix(fwdID, "@b.test>") {
 		t.Fatalf("bob's forward id: %q", fwdID)
 	}
-	f.waitComplete("carol@c.test", msgid, 60*time.Second)
-	f.waitComplete("dave@d.test", msgid, 60*time.Second)
-	f.checkAttachment("dave@d.test", msgid, payload)
-	f.checkAttachment("carol@c.test", msgid, payload)
+	waitComplete(t, f, "carol@c.test", msgid, 60*time.Second)
+	waitComplete(t, f, "dave@d.test", msgid, 60*time.Second)
+	checkAttachment(t, f, "dave@d.test", msgid, payload)
+	checkAttachment(t, f, "carol@c.test", msgid, payload)
 
 	var shown struct {
 		Chain []struct {
@@ -80,7 +85,7 @@ func TestAutoForwardChain(t *testing.T) {
 			From string `json:"from"`
 		} `json:"forward"`
 	}
-	if err := json.Unmarshal([]byte(must(t, f.env("dave@d.test"), "", "show", "--json", msgid)), &shown); err != nil {
+	if err := json.Unmarshal([]byte(must(t, f.Env("dave@d.test"), "", "show", "--json", msgid)), &shown); err != nil {
 		t.Fatal(err)
 	}
 	ch := shown.Chain
@@ -120,16 +125,16 @@ func TestAutoForwardChain(t *testing.T) {
 
 // metrics reads a domain's /metrics: each sample line's name{labels} and
 // value.
-func metrics(t *testing.T, f *federation, domain string) map[string]int {
+func metrics(t *testing.T, f *sandbox.Sandbox, domain string) map[string]int {
 	t.Helper()
-	pem, err := os.ReadFile(f.caPath)
+	pem, err := os.ReadFile(f.CA)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	resp, err := hc.Get(f.domains[domain].url + "/metrics")
+	resp, err := hc.Get(f.Domain(domain).URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,14 +158,14 @@ func metrics(t *testing.T, f *federation, domain string) map[string]int {
 	return out
 }
 
-func metricAt(t *testing.T, f *federation, domain, sample string) int {
+func metricAt(t *testing.T, f *sandbox.Sandbox, domain, sample string) int {
 	t.Helper()
 	return metrics(t, f, domain)[sample]
 }
 
 // originServedAt is pullmail_origin_served_total of a domain, by the
 // domain served.
-func originServedAt(t *testing.T, f *federation, domain string) map[string]int {
+func originServedAt(t *testing.T, f *sandbox.Sandbox, domain string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for k, v := range metrics(t, f, domain) {

@@ -3,18 +3,15 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/pullmail/pullmail/client"
+	"github.com/pullmail/pullmail/bench"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/placeholder"
 	"github.com/pullmail/pullmail/resource"
@@ -33,57 +30,31 @@ func benchSize(b *testing.B) int64 {
 	return 1 << 30
 }
 
-// peakRSS reads a process's peak resident set size (VmHWM) in bytes.
-func peakRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM for %d", pid)
-}
-
 // BenchmarkUploadDownload streams one large resource into a running
 // 'pullmail serve' over loopback HTTPS and back out, and, in the same run,
 // times sha256sum on the same file. It reports both throughputs and the
 // server's peak RSS. Run with -benchtime=1x.
 func BenchmarkUploadDownload(b *testing.B) {
 	size := benchSize(b)
+	// Flushed now, or its writeback competes with the server's.
 	src := filepath.Join(b.TempDir(), "big.bin")
-	f, err := os.Create(src)
-	if err != nil {
+	if err := bench.MakeFile(src, size, 1); err != nil {
 		b.Fatal(err)
 	}
-	rng := rand.NewChaCha8([32]byte{1})
-	if _, err := io.CopyN(f, rng, size); err != nil {
-		b.Fatal(err)
-	}
-	// Flush the source now, or its writeback competes with the server's.
-	if err := f.Sync(); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
 
 	start := time.Now()
 	if out, err := exec.Command("sha256sum", src).CombinedOutput(); err != nil {
 		b.Fatalf("sha256sum: %v %s", err, out)
 	}
 	shaSecs := time.Since(start).Seconds()
-	writeSecs, err := fsyncCopy(src, filepath.Join(b.TempDir(), "copy.bin"))
-	if err != nil {
+	start = time.Now()
+	if err := bench.FsyncCopy(src, filepath.Join(b.TempDir(), "copy.bin")); err != nil {
 		b.Fatal(err)
 	}
+	writeSecs := time.Since(start).Seconds()
 
-	dir := b.TempDir()
-	mustB(b, "user", "add", "--data", dir, "alice@a.test", "--password", "alice-password")
-	tok := strings.TrimSpace(mustB(b, "token", "create", "--data", dir, "alice@a.test"))
-	s := serve(b, dir)
-	c, err := client.New(s.url, tok, filepath.Join(dir, "ca.pem"))
+	sb, d := serveA(b, []string{"alice@a.test"})
+	c, err := sb.Client("alice@a.test")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,7 +96,7 @@ func BenchmarkUploadDownload(b *testing.B) {
 		downSecs += time.Since(start).Seconds()
 		c.Delete(ctx, dr.ID)
 	}
-	rss, err := peakRSS(s.cmd.Process.Pid)
+	rss, err := bench.PeakRSS(d.Pid())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,40 +106,4 @@ func BenchmarkUploadDownload(b *testing.B) {
 	b.ReportMetric(mb*float64(b.N)/upSecs, "upload-MiB/s")
 	b.ReportMetric(mb*float64(b.N)/downSecs, "download-MiB/s")
 	b.ReportMetric(float64(rss)/(1<<20), "server-peak-RSS-MiB")
-	s.kill()
-}
-
-// fsyncCopy copies src to dst and fsyncs it: the floor of any durable
-// upload of the same bytes to the same disk. It returns the seconds taken.
-func fsyncCopy(src, dst string) (float64, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return 0, err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return 0, err
-	}
-	defer os.Remove(dst)
-	start := time.Now()
-	if _, err := io.CopyBuffer(out, in, make([]byte, 64<<10)); err != nil {
-		out.Close()
-		return 0, err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return 0, err
-	}
-	secs := time.Since(start).Seconds()
-	return secs, out.Close()
-}
-
-func mustB(b *testing.B, args ...string) string {
-	b.Helper()
-	out, err := exec.Command(bin, args...).CombinedOutput()
-	if err != nil {
-		b.Fatalf("pullmail %v: %v %s", args, err, out)
-	}
-	return string(out)
 }

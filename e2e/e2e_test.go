@@ -1,9 +1,11 @@
 // Package e2e runs the built pullmail binary as a user and an operator
 // would: real processes, real TLS on loopback, kill -9 in the middle of work.
+// Its domains are a sandbox (testenv.Sandbox): 'pullmail serve' processes,
+// and, for the tests that run under both sandbox kinds, in-process servers
+// too; the CLI is always the binary.
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -22,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullmail/pullmail/sandbox"
+	"github.com/pullmail/pullmail/testenv"
 	"github.com/pullmail/pullmail/tlsca"
 )
 
@@ -47,7 +51,7 @@ func TestMain(m *testing.M) {
 
 // run runs pullmail with env added to the environment and stdin, and
 // returns stdout, stderr and the exit code.
-func run(t *testing.T, env []string, stdin string, args ...string) (string, string, int) {
+func run(t testing.TB, env []string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -67,7 +71,7 @@ func run(t *testing.T, env []string, stdin string, args ...string) (string, stri
 }
 
 // must runs pullmail and fails the test unless it exits 0.
-func must(t *testing.T, env []string, stdin string, args ...string) string {
+func must(t testing.TB, env []string, stdin string, args ...string) string {
 	t.Helper()
 	out, errOut, code := run(t, env, stdin, args...)
 	if code != 0 {
@@ -76,75 +80,41 @@ func must(t *testing.T, env []string, stdin string, args ...string) string {
 	return out
 }
 
-// server is a running 'pullmail serve'.
-type server struct {
-	cmd *exec.Cmd
-	url string
-	dir string
+// serveA starts a.test alone, a 'pullmail serve' process with extra
+// flags, with users (pullmail user add, token create) and returns its
+// sandbox and domain.
+func serveA(t testing.TB, users []string, extra ...string) (*sandbox.Sandbox, *sandbox.Domain) {
+	t.Helper()
+	sb := testenv.Sandbox(t, sandbox.Config{Kind: sandbox.Process, Binary: bin, Domains: []string{"a.test"}, Users: users,
+		LogLevel: "warn", ServeFlags: extra})
+	return sb, sb.Domain("a.test")
 }
 
-var servingRE = regexp.MustCompile(`at (https://\S+)`)
+// env is the CLI's environment for a token at d.
+func env(sb *sandbox.Sandbox, d *sandbox.Domain, token string) []string {
+	return []string{"PULLMAIL_SERVER=" + d.Direct, "PULLMAIL_TOKEN=" + token, "PULLMAIL_CA=" + sb.CA}
+}
 
-// serve starts 'pullmail serve' on a free loopback port and waits until it
-// says where it listens.
-func serve(t testing.TB, dir string, extra ...string) *server {
+// token is a user's token in sb.
+func token(sb *sandbox.Sandbox, user string) string {
+	u, _ := sb.User(user)
+	return u.Token
+}
+
+// restart starts d's server again, on the same data and port.
+func restart(t testing.TB, d *sandbox.Domain) {
 	t.Helper()
-	// --dns on a closed loopback port: no lookup ever leaves the machine.
-	args := append([]string{"serve", "--data", dir, "--domain", "a.test", "--listen", "127.0.0.1:0", "--log-level", "warn",
-		"--dns", "127.0.0.1:1"}, extra...)
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
+	if err := d.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, dir: dir}
-	t.Cleanup(func() { s.kill() })
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case line <- sc.Text():
-			default:
-			}
-		}
-	}()
-	select {
-	case l := <-line:
-		m := servingRE.FindStringSubmatch(l)
-		if m == nil {
-			t.Fatalf("serve said %q", l)
-		}
-		s.url = m[1]
-	case <-time.After(30 * time.Second):
-		t.Fatalf("serve did not start: %s", stderr.String())
-	}
-	return s
 }
 
-func (s *server) kill() {
-	if s.cmd.ProcessState == nil {
-		s.cmd.Process.Signal(syscall.SIGKILL)
-		s.cmd.Wait()
-	}
-}
-
-// stop ends the server gracefully and checks it exits 0.
-func (s *server) stop(t testing.TB) {
+// stop ends d's server gracefully and checks it exits 0.
+func stop(t testing.TB, d *sandbox.Domain) {
 	t.Helper()
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	if err := s.cmd.Wait(); err != nil {
+	if err := d.Stop(); err != nil {
 		t.Fatalf("graceful shutdown: %v", err)
 	}
-}
-
-func (s *server) env(token string) []string {
-	return []string{"PULLMAIL_SERVER=" + s.url, "PULLMAIL_TOKEN=" + token, "PULLMAIL_CA=" + filepath.Join(s.dir, "ca.pem")}
 }
 
 type listed struct {
@@ -162,7 +132,9 @@ type listed struct {
 }
 
 func TestTour(t *testing.T) {
-	dir := t.TempDir()
+	// The admin commands work beside a running server.
+	sb, d := serveA(t, nil)
+	dir := d.Dir
 	must(t, nil, "", "user", "add", "--data", dir, "alice@a.test", "--password", "alice-password")
 	must(t, nil, "bob-password\n", "user", "add", "--data", dir, "bob@a.test")
 	if _, errOut, code := run(t, nil, "", "user", "add", "--data", dir, "carol@b.test", "--password", "carol-password"); code == 0 || !strings.Contains(errOut, "a.test") {
@@ -173,7 +145,6 @@ func TestTour(t *testing.T) {
 	}
 	aliceTok := strings.TrimSpace(must(t, nil, "", "token", "create", "--data", dir, "alice@a.test"))
 	bobTok := strings.TrimSpace(must(t, nil, "", "token", "create", "--data", dir, "bob@a.test"))
-	s := serve(t, dir)
 
 	attach := filepath.Join(t.TempDir(), "report.pdf")
 	payload := make([]byte, 5<<20+3)
@@ -181,13 +152,13 @@ func TestTour(t *testing.T) {
 	if err := os.WriteFile(attach, payload, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	msgid := strings.TrimSpace(must(t, s.env(aliceTok), "", "send", "--to", "bob@a.test", "--subject", "Quarterly report", "--text", "See attached.", "--attach", attach))
+	msgid := strings.TrimSpace(must(t, env(sb, d, aliceTok), "", "send", "--to", "bob@a.test", "--subject", "Quarterly report", "--text", "See attached.", "--attach", attach))
 	if !regexp.MustCompile(`^<[0-9a-f-]{36}@a\.test>$`).MatchString(msgid) {
 		t.Fatalf("send printed %q", msgid)
 	}
 
 	var inbox []listed
-	if err := json.Unmarshal([]byte(must(t, s.env(bobTok), "", "list", "--json")), &inbox); err != nil {
+	if err := json.Unmarshal([]byte(must(t, env(sb, d, bobTok), "", "list", "--json")), &inbox); err != nil {
 		t.Fatal(err)
 	}
 	if len(inbox) != 1 || inbox[0].MessageID != msgid || inbox[0].Subject != "Quarterly report" || inbox[0].Status != "complete" ||
@@ -197,18 +168,18 @@ func TestTour(t *testing.T) {
 	if a := inbox[0].Attachments; len(a) != 1 || a[0].Filename != "report.pdf" || a[0].Size != int64(len(payload)) || len(a[0].ContentID) != 43 {
 		t.Fatalf("attachments: %+v", a)
 	}
-	if out := must(t, s.env(bobTok), "", "show", msgid); !strings.Contains(out, "Subject: Quarterly report") || !strings.Contains(out, "See attached.") {
+	if out := must(t, env(sb, d, bobTok), "", "show", msgid); !strings.Contains(out, "Subject: Quarterly report") || !strings.Contains(out, "See attached.") {
 		t.Fatalf("show: %q", out)
 	}
 	var shown struct {
 		Body      string `json:"body"`
 		MessageID string `json:"message_id"`
 	}
-	if err := json.Unmarshal([]byte(must(t, s.env(bobTok), "", "show", strings.Trim(msgid, "<>"), "--json")), &shown); err != nil || shown.Body != "See attached." || shown.MessageID != msgid {
+	if err := json.Unmarshal([]byte(must(t, env(sb, d, bobTok), "", "show", strings.Trim(msgid, "<>"), "--json")), &shown); err != nil || shown.Body != "See attached." || shown.MessageID != msgid {
 		t.Fatalf("show --json: %v %+v", err, shown)
 	}
 	out := t.TempDir()
-	saved := strings.TrimSpace(must(t, s.env(bobTok), "", "get", msgid, "--out", out))
+	saved := strings.TrimSpace(must(t, env(sb, d, bobTok), "", "get", msgid, "--out", out))
 	if saved != filepath.Join(out, "report.pdf") {
 		t.Fatalf("get printed %q", saved)
 	}
@@ -216,17 +187,17 @@ func TestTour(t *testing.T) {
 		t.Fatalf("saved attachment differs (%v)", err)
 	}
 	var sent []listed
-	json.Unmarshal([]byte(must(t, s.env(aliceTok), "", "list", "--folder", "sent", "--json")), &sent)
+	json.Unmarshal([]byte(must(t, env(sb, d, aliceTok), "", "list", "--folder", "sent", "--json")), &sent)
 	if len(sent) != 1 || sent[0].Status != "sent" {
 		t.Fatalf("alice's sent: %+v", sent)
 	}
 
 	// Errors: one line on stderr, non-zero exit.
-	_, errOut, code := run(t, s.env(aliceTok), "", "send", "--to", "nobody@a.test", "--subject", "x", "--text", "y")
+	_, errOut, code := run(t, env(sb, d, aliceTok), "", "send", "--to", "nobody@a.test", "--subject", "x", "--text", "y")
 	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "unknown_recipient") {
 		t.Fatalf("unknown recipient: exit %d %q", code, errOut)
 	}
-	_, errOut, code = run(t, s.env("pmt_nonsense"), "", "list")
+	_, errOut, code = run(t, env(sb, d, "pmt_nonsense"), "", "list")
 	if code != 1 || !strings.Contains(errOut, "invalid_token") {
 		t.Fatalf("bad token: exit %d %q", code, errOut)
 	}
@@ -244,26 +215,24 @@ func TestTour(t *testing.T) {
 	// Admin commands while the server runs.
 	must(t, nil, "", "user", "passwd", "--data", dir, "bob@a.test", "--password", "new-password")
 	must(t, nil, "", "user", "del", "--data", dir, "bob@a.test")
-	if _, errOut, code := run(t, s.env(bobTok), "", "list"); code != 1 || !strings.Contains(errOut, "invalid_token") {
+	if _, errOut, code := run(t, env(sb, d, bobTok), "", "list"); code != 1 || !strings.Contains(errOut, "invalid_token") {
 		t.Fatalf("deleted user's token: exit %d %q", code, errOut)
 	}
-	s.stop(t)
+	stop(t, d)
 }
 
 // TestKillDuringUpload kills the server in the middle of a large upload:
 // after a restart there is no partial resource, no temporary file and no
 // upload row.
 func TestKillDuringUpload(t *testing.T) {
-	dir := t.TempDir()
-	must(t, nil, "", "user", "add", "--data", dir, "alice@a.test", "--password", "alice-password")
-	tok := strings.TrimSpace(must(t, nil, "", "token", "create", "--data", dir, "alice@a.test"))
-	s := serve(t, dir)
+	sb, d := serveA(t, []string{"alice@a.test"})
+	dir, tok := d.Dir, token(sb, "alice@a.test")
 	big := filepath.Join(t.TempDir(), "big.bin")
 	f, _ := os.Create(big)
 	io.CopyN(f, rand.Reader, 64<<20)
 	f.Close()
 	cmd := exec.Command(bin, "send", "--to", "alice@a.test", "--subject", "big", "--attach", big)
-	cmd.Env = append(os.Environ(), s.env(tok)...)
+	cmd.Env = append(os.Environ(), env(sb, d, tok)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -281,9 +250,9 @@ func TestKillDuringUpload(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	s.kill()
+	d.Kill()
 	cmd.Wait()
-	s = serve(t, dir)
+	restart(t, d)
 	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 		t.Fatalf("temporary files survived the restart: %v", ents)
 	}
@@ -298,47 +267,49 @@ func TestKillDuringUpload(t *testing.T) {
 		t.Fatalf("a partial resource survived: %v", blobs)
 	}
 	var drafts []listed
-	json.Unmarshal([]byte(must(t, s.env(tok), "", "list", "--folder", "drafts", "--json")), &drafts)
+	json.Unmarshal([]byte(must(t, env(sb, d, tok), "", "list", "--folder", "drafts", "--json")), &drafts)
 	var inbox []listed
-	json.Unmarshal([]byte(must(t, s.env(tok), "", "list", "--json")), &inbox)
+	json.Unmarshal([]byte(must(t, env(sb, d, tok), "", "list", "--json")), &inbox)
 	if len(drafts) != 0 || len(inbox) != 0 {
 		t.Fatalf("half a send survived: drafts %v inbox %v", drafts, inbox)
 	}
-	s.stop(t)
+	stop(t, d)
 }
 
 // TestKillDuringSends kills the server while several clients send: after a
 // restart every message is either sent and delivered to every recipient or
 // not sent at all.
 func TestKillDuringSends(t *testing.T) {
-	dir := t.TempDir()
 	users := []string{"alice@a.test", "bob@a.test", "carol@a.test"}
+	sb, d := serveA(t, users)
 	toks := map[string]string{}
 	for _, u := range users {
-		must(t, nil, "", "user", "add", "--data", dir, u, "--password", "password-"+u)
-		toks[u] = strings.TrimSpace(must(t, nil, "", "token", "create", "--data", dir, u))
+		toks[u] = token(sb, u)
 	}
-	s := serve(t, dir)
 	var cmds []*exec.Cmd
 	for i := 0; i < 4; i++ {
 		script := fmt.Sprintf(`for i in $(seq 1 200); do %q send --to bob@a.test,carol@a.test --subject "m%d-$i" --text "hello $i" >/dev/null 2>&1 || true; done`, bin, i)
 		cmd := exec.Command("bash", "-c", script)
-		cmd.Env = append(os.Environ(), s.env(toks["alice@a.test"])...)
+		cmd.Env = append(os.Environ(), env(sb, d, toks["alice@a.test"])...)
+		// A group of its own: killing it kills the send in flight too,
+		// which would otherwise retry against the restarted server (on
+		// the same port) while the test counts.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		cmds = append(cmds, cmd)
 	}
 	time.Sleep(1500 * time.Millisecond)
-	s.kill()
+	d.Kill()
 	for _, c := range cmds {
-		c.Process.Kill()
+		syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 		c.Wait()
 	}
-	s = serve(t, dir)
+	restart(t, d)
 	list := func(user, folder string) []listed {
 		var l []listed
-		if err := json.Unmarshal([]byte(must(t, s.env(toks[user]), "", "list", "--folder", folder, "--json")), &l); err != nil {
+		if err := json.Unmarshal([]byte(must(t, env(sb, d, toks[user]), "", "list", "--folder", folder, "--json")), &l); err != nil {
 			t.Fatal(err)
 		}
 		return l
@@ -368,13 +339,12 @@ func TestKillDuringSends(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages sent before the kill, all delivered to both", len(sent))
-	s.stop(t)
+	stop(t, d)
 }
 
 // TestServeWithCertificateFiles: serve takes --tls-cert/--tls-key, and a
 // client trusting their CA gets through.
 func TestServeWithCertificateFiles(t *testing.T) {
-	dir := t.TempDir()
 	certDir := t.TempDir()
 	ca, err := tlsca.LoadOrCreate(certDir)
 	if err != nil {
@@ -394,10 +364,8 @@ func TestServeWithCertificateFiles(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(certDir, "cert.pem"), chain, 0o644)
 	os.WriteFile(filepath.Join(certDir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
-	must(t, nil, "", "user", "add", "--data", dir, "alice@a.test", "--password", "alice-password")
-	tok := strings.TrimSpace(must(t, nil, "", "token", "create", "--data", dir, "alice@a.test"))
-	s := serve(t, dir, "--tls-cert", filepath.Join(certDir, "cert.pem"), "--tls-key", filepath.Join(certDir, "key.pem"))
-	env := []string{"PULLMAIL_SERVER=" + s.url, "PULLMAIL_TOKEN=" + tok, "PULLMAIL_CA=" + ca.CertPath()}
+	sb, d := serveA(t, []string{"alice@a.test"}, "--tls-cert", filepath.Join(certDir, "cert.pem"), "--tls-key", filepath.Join(certDir, "key.pem"))
+	env := []string{"PULLMAIL_SERVER=" + d.Direct, "PULLMAIL_TOKEN=" + token(sb, "alice@a.test"), "PULLMAIL_CA=" + ca.CertPath()}
 	must(t, env, "", "list")
 	// Another CA does not vouch for these certificates.
 	other, err := tlsca.LoadOrCreate(t.TempDir())
@@ -408,5 +376,5 @@ func TestServeWithCertificateFiles(t *testing.T) {
 	if _, errOut, code := run(t, env, "", "list"); code != 1 || !strings.Contains(errOut, "certificate") {
 		t.Fatalf("wrong CA: exit %d %q", code, errOut)
 	}
-	s.stop(t)
+	stop(t, d)
 }

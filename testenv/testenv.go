@@ -1,12 +1,14 @@
-// Package testenv starts real Pullmail domains inside a test: the real
-// server wiring (SQLite, the file resource store, the local CA's TLS) on a
-// loopback port, and real HTTPS clients for its users. Nothing is mocked.
+// Package testenv runs real Pullmail domains inside a test: package
+// sandbox's domains (the real server wiring, SQLite, the file resource
+// store, the local CA's TLS, a DNS server of their own), tied to the test's
+// life and log. Start runs one domain in process and gives the test its
+// stores; Sandbox runs N that find each other, in process or as 'pullmail
+// serve' processes (sandbox.Kind). Nothing is mocked.
 package testenv
 
 import (
 	"context"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,22 +17,20 @@ import (
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/client"
-	"github.com/pullmail/pullmail/discovery/dnstest"
-	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/sandbox"
 	"github.com/pullmail/pullmail/server"
 )
 
-// Domain is one running domain.
+// Domain is one running domain of its own sandbox, in this process.
 type Domain struct {
-	Name   string
-	Dir    string
-	URL    string
-	CA     string // path of the CA PEM clients trust
-	Server *server.Server
-	stop   func()
+	*sandbox.Domain
+	CA      string // path of the CA PEM clients trust
+	Sandbox *sandbox.Sandbox
+	t       testing.TB
 
 	mu      sync.Mutex
 	clients []*client.Client
+	stopped bool
 }
 
 // Options tune a domain.
@@ -41,9 +41,6 @@ type Options struct {
 	// DeviceInterval is the device grant's polling interval (default 5s).
 	DeviceInterval time.Duration
 	Dir            string // default t.TempDir()
-	// DNS and PeerCA say how the domain finds and trusts other domains
-	// (server.Config); peers on loopback are always allowed here.
-	DNS, PeerCA string
 }
 
 // Logger returns a logger that writes to the test log when -v is given.
@@ -58,92 +55,83 @@ type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
-// Start starts a domain that stops when the test ends.
+// Sandbox starts cfg's domains (sandbox.Start) for the test and closes
+// them when it ends, checking that every server stopped cleanly; a failed
+// test shows what each domain logged. Dir defaults to t.TempDir().
+func Sandbox(t testing.TB, cfg sandbox.Config) *sandbox.Sandbox {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	sb, err := sandbox.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("starting the sandbox: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := sb.Close(); err != nil {
+			t.Errorf("stopping the sandbox: %v", err)
+		}
+		if t.Failed() {
+			for _, d := range sb.Domains() {
+				if l := d.Log(); l != "" {
+					t.Logf("%s logged:\n%s", d.Name, l)
+				}
+			}
+		}
+	})
+	return sb
+}
+
+// Start starts one domain in process, with its data (and its CA) in
+// opt.Dir, that stops when the test ends.
 func Start(t testing.TB, name string, opt Options) *Domain {
 	t.Helper()
 	dir := opt.Dir
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	if opt.DNS == "" {
-		// Never the system resolver: a test's lookups stay on loopback
-		// (an empty zone answers NXDOMAIN to everything).
-		dns, err := dnstest.Start()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { dns.Close() })
-		opt.DNS = dns.Addr()
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The sandbox's directory is the domain's: its CA is the domain's
+	// local CA, as 'pullmail serve' makes it.
+	sb, err := sandbox.Start(context.Background(), sandbox.Config{Kind: sandbox.InProcess, Dir: dir,
+		DataDirs: map[string]string{name: dir}, Domains: []string{name}, Log: Logger(t),
+		Server: func(c *server.Config) {
+			c.EncryptAtRest, c.MaxUpload, c.Clock = opt.EncryptAtRest, opt.MaxUpload, opt.Clock
+			c.GCInterval, c.DeviceInterval = -1, opt.DeviceInterval
+		}})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("starting %s: %v", name, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.Open(ctx, server.Config{
-		DataDir: dir, Domain: name, Log: Logger(t), EncryptAtRest: opt.EncryptAtRest, PublicURL: "https://" + ln.Addr().String(),
-		MaxUpload: opt.MaxUpload, Clock: opt.Clock, GCInterval: -1, DeviceInterval: opt.DeviceInterval,
-		DNS: opt.DNS, PeerCA: opt.PeerCA, AllowPrivatePeers: true,
-	})
-	if err != nil {
-		cancel()
-		ln.Close()
-		t.Fatalf("opening %s: %v", name, err)
-	}
-	done := make(chan error, 1)
-	ready := make(chan string, 1)
-	go func() { done <- srv.ServeListener(ctx, ln, func(u string) { ready <- u }) }()
-	var url string
-	select {
-	case url = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("serving %s: %v", name, err)
-	}
-	d := &Domain{Name: name, Dir: dir, URL: url, CA: filepath.Join(dir, "ca.pem"), Server: srv}
-	var stopped bool
-	d.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		// An HTTP/2 connection left open makes a graceful shutdown wait
-		// a second for the client's GOAWAY: close ours first.
-		d.mu.Lock()
-		for _, c := range d.clients {
-			c.HTTP.CloseIdleConnections()
-		}
-		d.mu.Unlock()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serving %s: %v", name, err)
-		}
-		srv.Close()
-	}
-	t.Cleanup(d.stop)
+	d := &Domain{Domain: sb.Domain(name), CA: filepath.Join(dir, "ca.pem"), Sandbox: sb, t: t}
+	t.Cleanup(d.Stop)
 	return d
 }
 
 // Stop stops the domain now (it is stopped at the end of the test anyway).
-func (d *Domain) Stop() { d.stop() }
+func (d *Domain) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return
+	}
+	d.stopped = true
+	// An HTTP/2 connection left open makes a graceful shutdown wait
+	// a second for the client's GOAWAY: close ours first.
+	for _, c := range d.clients {
+		c.HTTP.CloseIdleConnections()
+	}
+	if err := d.Sandbox.Close(); err != nil {
+		d.t.Errorf("serving %s: %v", d.Name, err)
+	}
+}
 
 // AddUser creates a user and returns a client signed in as them.
 func (d *Domain) AddUser(t testing.TB, addr string) *client.Client {
 	t.Helper()
-	ctx := context.Background()
 	norm, err := account.NormalizeAddress(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash, err := account.HashPassword("correct horse battery staple")
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = d.Server.Meta.Update(ctx, func(tx meta.Tx) error {
-		_, err := tx.AddUser(ctx, meta.User{Address: norm, PasswordHash: hash})
-		return err
-	})
-	if err != nil {
+	if err := sandbox.AddUser(context.Background(), d.Server.Meta, norm, "correct horse battery staple"); err != nil {
 		t.Fatalf("adding %s: %v", addr, err)
 	}
 	return d.Client(t, d.Token(t, norm, 0))
@@ -153,23 +141,9 @@ func (d *Domain) AddUser(t testing.TB, addr string) *client.Client {
 // ttl makes one that has already expired.
 func (d *Domain) Token(t testing.TB, addr string, ttl time.Duration) string {
 	t.Helper()
-	ctx := context.Background()
-	secret, hash := account.NewToken()
-	now := time.Now().UTC()
-	tok := meta.Token{Hash: hash, Created: now}
-	if ttl != 0 {
-		tok.Expires = now.Add(ttl)
-	}
-	err := d.Server.Meta.Update(ctx, func(tx meta.Tx) error {
-		u, err := tx.UserByAddress(ctx, addr)
-		if err != nil {
-			return err
-		}
-		tok.UserID = u.ID
-		return tx.AddToken(ctx, tok)
-	})
+	secret, err := sandbox.NewToken(context.Background(), d.Server.Meta, addr, ttl, "")
 	if err != nil {
-		t.Fatalf("token for %s: %v", addr, err)
+		t.Fatal(err)
 	}
 	return secret
 }

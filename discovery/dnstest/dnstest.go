@@ -1,5 +1,6 @@
-// Package dnstest is a real DNS server on loopback for tests and for the
-// local sandbox (`pullmail dev`): it answers the SRV and address records
+// Package dnstest is a real DNS server on loopback for tests and for package
+// sandbox (`pullmail dev`, `pullmail bench`), so it ships in the binary
+// despite its name: it answers the SRV and address records
 // that discovery looks up, over UDP and TCP on one port, so that the code
 // under test runs Go's own resolver against a real server (net.Resolver
 // with PreferGo and its Dial pointed at Addr) instead of a mock.

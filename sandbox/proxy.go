@@ -1,0 +1,124 @@
+package sandbox
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// Proxy forwards every connection on its listener to a server's real
+// port, TLS untouched, counting the bytes both ways as they pass: what a
+// domain (or an SMTP server of 'pullmail bench') received and sent on the
+// wire.
+type Proxy struct {
+	ln    net.Listener
+	to    string
+	bytes atomic.Int64
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// StartProxy listens on addr and forwards to to until closed.
+func StartProxy(addr, to string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	p := &Proxy{ln: ln, to: to, conns: map[net.Conn]struct{}{}}
+	go p.serve()
+	return p, nil
+}
+
+// Addr is where clients connect.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Bytes is what passed so far, both ways, on every connection (those
+// still open included).
+func (p *Proxy) Bytes() int64 { return p.bytes.Load() }
+
+func (p *Proxy) serve() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.forward(in)
+	}
+}
+
+func (p *Proxy) track(c net.Conn, add bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if add {
+		p.conns[c] = struct{}{}
+	} else {
+		delete(p.conns, c)
+	}
+}
+
+func (p *Proxy) forward(in net.Conn) {
+	p.track(in, true)
+	defer p.track(in, false)
+	defer in.Close()
+	// Dial from the client's own source address, so that the server sees
+	// the address the client chose: mox limits deliveries per source
+	// address, and 'pullmail bench' spreads its connections over many.
+	var d net.Dialer
+	if a, ok := in.RemoteAddr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		d.LocalAddr = &net.TCPAddr{IP: a.IP}
+	}
+	out, err := d.Dial("tcp", p.to)
+	if err != nil {
+		return
+	}
+	p.track(out, true)
+	defer p.track(out, false)
+	defer out.Close()
+	var wg sync.WaitGroup
+	pipe := func(dst, src net.Conn) {
+		defer wg.Done()
+		io.CopyBuffer(countingWriter{dst, &p.bytes}, src, make([]byte, 64<<10))
+		if tc, ok := dst.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}
+	wg.Add(2)
+	go pipe(out, in)
+	go pipe(in, out)
+	wg.Wait()
+}
+
+// Close stops listening and breaks every connection.
+func (p *Proxy) Close() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// countingWriter adds what it writes to n as it goes, so that connections
+// kept alive are counted too.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
