@@ -3,6 +3,12 @@
 // It owns the rules of docs/PROTOCOL.md §6 and §8: who may read what, draft
 // versus sent, server-owned headers, and local delivery by reference.
 //
+// It is the one writer of mailbox rows: what the inbound receiver, the MTA
+// and fsck decide is written by its transactional operations (deliver.go),
+// automatic forwarding included (autoforward.go). Its write transactions do
+// no file I/O and no signing: what they need from outside the metadata
+// store is obtained before them (prepare.go).
+//
 // Access control: a user reads a resource only through a message of theirs
 // that references it. A digest alone grants nothing, and "not yours" answers
 // exactly like "does not exist".
