@@ -59,7 +59,9 @@ type afFixture struct {
 	users map[string]meta.User
 }
 
-func newAFFixture(t *testing.T) *afFixture {
+// newAFFixture makes the fixture; wrap, when given, changes the service's
+// Config first (to watch its stores).
+func newAFFixture(t *testing.T, wrap ...func(*Config)) *afFixture {
 	t.Helper()
 	ctx := t.Context()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "meta.db"))
@@ -85,7 +87,11 @@ func newAFFixture(t *testing.T) *afFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.svc = New(Config{Domain: "c.test", Meta: st, Resources: rs, Outbound: f.out, Metrics: NewMetrics(f.reg)})
+	cfg := Config{Domain: "c.test", Meta: st, Resources: rs, Outbound: f.out, Metrics: NewMetrics(f.reg)}
+	for _, w := range wrap {
+		w(&cfg)
+	}
+	f.svc = New(cfg)
 	return f
 }
 

@@ -4,17 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/pullmail/pullmail/meta"
-	"github.com/pullmail/pullmail/meta/sqlite"
 	"github.com/pullmail/pullmail/placeholder"
 	"github.com/pullmail/pullmail/resource"
-	"github.com/pullmail/pullmail/resource/fsstore"
 )
 
 // watched wraps the real stores and notes every use of the resource store
@@ -113,32 +110,12 @@ func (o watchedOutbound) QueueSend(ctx context.Context, tx meta.Tx, author, gran
 // with what it now needs.
 func TestNoIOInsideTransactions(t *testing.T) {
 	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	fs, err := fsstore.New(filepath.Join(t.TempDir(), "resources"), fsstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &watched{Store: st}
-	out := &fakeOutbound{}
-	svc := New(Config{Domain: "c.test", Meta: w, Resources: watchedResources{fs, w}, Outbound: watchedOutbound{out, w}})
-	f := &afFixture{svc: svc, st: st, out: out, users: map[string]meta.User{}}
-	err = st.Update(ctx, func(tx meta.Tx) error {
-		for _, a := range []string{"carol@c.test", "erin@c.test", "bob@c.test"} {
-			u, err := tx.AddUser(ctx, meta.User{Address: a, PasswordHash: "x"})
-			if err != nil {
-				return err
-			}
-			f.users[a] = u
-		}
-		return nil
+	w := &watched{}
+	f := newAFFixture(t, func(c *Config) {
+		w.Store = c.Meta
+		c.Meta, c.Resources, c.Outbound = w, watchedResources{c.Resources, w}, watchedOutbound{c.Outbound.(*fakeOutbound), w}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, st := f.svc, f.st
 	f.set(t, map[string]string{SettingAutoForwarding + ":erin@c.test": "allow",
 		SettingAutoForward + ":erin@c.test": `{"to":["dave@d.test"]}`})
 
