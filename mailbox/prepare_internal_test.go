@@ -215,3 +215,103 @@ func TestNoIOInsideTransactions(t *testing.T) {
 		t.Errorf("%d stats and %d grants: the watch saw nothing", w.stats, w.grants)
 	}
 }
+
+// TestRulesInTheSendsTransaction: a local delivery and the forward its
+// recipient's rule makes commit in one transaction (they used to be three:
+// the send, then the forward's draft and its send).
+func TestRulesInTheSendsTransaction(t *testing.T) {
+	w := &watched{}
+	f := newAFFixture(t, func(c *Config) { w.Store, c.Meta = c.Meta, w })
+	f.set(t, map[string]string{SettingAutoForwarding + ":carol@c.test": "allow",
+		SettingAutoForward + ":carol@c.test": `{"to":["erin@c.test"]}`})
+	bob := f.as("bob@c.test")
+	text, err := f.svc.Upload(bob, strings.NewReader("hi"), UploadOptions{Size: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := placeholder.New("", []string{"carol@c.test"}, nil, nil, "Hello")
+	m.Header.Del(placeholder.HFrom)
+	leaf, err := placeholder.NewLeaf(text.ContentID, text.Size, "text/plain", "inline", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Parts = append(m.Parts, leaf)
+	d, err := f.svc.CreateDraft(bob, m.Canonical())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := w.updates.Load()
+	if _, err := f.svc.Send(bob, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.updates.Load() - n; got != 1 {
+		t.Errorf("the send and its rule's forward took %d transactions, want 1", got)
+	}
+	in := f.folder(t, "erin@c.test", meta.Inbox)
+	if len(in) != 1 || in[0].Subject != "Fwd: Hello" || len(f.folder(t, "carol@c.test", meta.Sent)) != 1 {
+		t.Fatalf("erin's inbox %+v: the forward is not there", in)
+	}
+	if f.count(AutoQueued) != 1 {
+		t.Errorf("queued %d, want 1", f.count(AutoQueued))
+	}
+}
+
+// TestPullOutcomes: the moves of a received copy's status that the MTA and
+// fsck make through the mailbox, and those it refuses or skips.
+func TestPullOutcomes(t *testing.T) {
+	f := newAFFixture(t)
+	ctx := t.Context()
+	carol := f.users["carol@c.test"].ID
+	_, raw, doc := chainFor(t)
+	var id string
+	err := f.st.Update(ctx, func(tx meta.Tx) error {
+		made, err := f.svc.Receive(ctx, tx, []string{"carol@c.test"}, meta.Message{MessageID: "<m1@a.test>", Placeholder: doc}, raw)
+		if err == nil {
+			id = made[0].ID
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		op     func(tx meta.Tx) error
+		want   meta.Status
+		reason string
+		fails  bool
+	}{
+		{name: "received: fetching", want: meta.StatusFetching,
+			op: func(tx meta.Tx) error { return nil }},
+		{name: "fetch it again while fetching: no change", want: meta.StatusFetching,
+			op: func(tx meta.Tx) error { return f.svc.Refetch(ctx, tx, carol, id) }},
+		{name: "the pull gives up", want: meta.StatusFailed, reason: "refused: no",
+			op: func(tx meta.Tx) error {
+				return f.svc.SetPullOutcome(ctx, tx, carol, id, meta.StatusFailed, "refused: no")
+			}},
+		{name: "a later outcome of a copy not fetching: no change", want: meta.StatusFailed, reason: "refused: no",
+			op: func(tx meta.Tx) error { return f.svc.SetPullOutcome(ctx, tx, carol, id, meta.StatusComplete, "") }},
+		{name: "fsck fetches it again", want: meta.StatusFetching,
+			op: func(tx meta.Tx) error { return f.svc.Refetch(ctx, tx, carol, id) }},
+		{name: "a pull does not end fetching", want: meta.StatusFetching, fails: true,
+			op: func(tx meta.Tx) error { return f.svc.SetPullOutcome(ctx, tx, carol, id, meta.StatusFetching, "") }},
+		{name: "complete", want: meta.StatusComplete,
+			op: func(tx meta.Tx) error { return f.svc.SetPullOutcome(ctx, tx, carol, id, meta.StatusComplete, "") }},
+		{name: "a copy gone is no error", want: meta.StatusComplete,
+			op: func(tx meta.Tx) error { return f.svc.SetPullOutcome(ctx, tx, carol, "mnope", meta.StatusFailed, "x") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := f.st.Update(ctx, tc.op)
+			if (err != nil) != tc.fails {
+				t.Fatalf("error %v, want failure %v", err, tc.fails)
+			}
+			m, err := f.st.Message(ctx, carol, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Status != tc.want || m.StatusReason != tc.reason {
+				t.Errorf("status %s %q, want %s %q", m.Status, m.StatusReason, tc.want, tc.reason)
+			}
+		})
+	}
+}
