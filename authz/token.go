@@ -25,6 +25,10 @@ type tokenResponse struct {
 	ExpiresIn       int64  `json:"expires_in,omitempty"`
 	RefreshToken    string `json:"refresh_token,omitempty"`
 	Scope           string `json:"scope,omitempty"`
+	// unsigned holds the claims of AccessToken until it is signed, after
+	// the transaction that issued it commits: no signing (nor the key
+	// file's reads) inside a write transaction.
+	unsigned *AccessClaims
 }
 
 // AccessClaims are the claims of the tokens this server signs: access
@@ -114,6 +118,16 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oe = oerr(400, "invalid_request", "grant_type is required")
 	default:
 		oe = oerr(400, "unsupported_grant_type", "grant_type "+gt+" is not supported (no implicit, no password grant)")
+	}
+	if oe == nil && resp.unsigned != nil {
+		// The grant's transaction has committed: a failure here leaves the
+		// code or refresh token spent, as any lost answer would.
+		var err error
+		if resp.AccessToken, err = s.cfg.Keys.Sign(TypAccessToken, *resp.unsigned); err != nil {
+			s.log.Error("signing an access token", "client", c.ID, "err", err)
+			oe = oerr(500, "server_error", "the access token could not be signed")
+		}
+		resp.unsigned = nil
 	}
 	if oe != nil {
 		s.log.Info("token request refused", "client", c.ID, "grant", r.PostFormValue("grant_type"), "error", oe.Code, "why", oe.Description)
@@ -379,9 +393,11 @@ func (s *Server) redeem(ctx context.Context, tx meta.Tx, c client, g meta.Grant,
 	return s.issue(ctx, tx, c, g.UserID, scope, g.Family, proof)
 }
 
-// issue makes an access token and a refresh token for a user. With a DPoP
-// proof both are bound to its key (a public client's refresh token too,
-// RFC 9449 §5).
+// issue makes an access token and a refresh token for a user, in tx: the
+// refresh token's grant is stored, the access token's claims are left in
+// the answer to be signed once tx commits (tokenResponse.unsigned). With a
+// DPoP proof both are bound to its key (a public client's refresh token
+// too, RFC 9449 §5).
 func (s *Server) issue(ctx context.Context, tx meta.Tx, c client, userID int64, scope, family string, proof *dpop.Proof) (tokenResponse, error) {
 	u, err := tx.UserByID(ctx, userID)
 	if err != nil {
@@ -391,17 +407,14 @@ func (s *Server) issue(ctx context.Context, tx meta.Tx, c client, userID int64, 
 	if proof != nil {
 		jkt = proof.Thumbprint
 	}
-	at, err := s.accessToken(u.Address, u.ID, c.ID, scope, family, jkt, s.cfg.AccessTokenTTL, "", "")
-	if err != nil {
-		return tokenResponse{}, err
-	}
+	at := s.accessClaims(u.Address, u.ID, c.ID, scope, family, jkt, s.cfg.AccessTokenTTL, "", "")
 	rt, hash := secret("pmr_")
 	g := meta.Grant{Hash: hash, Kind: meta.GrantRefresh, Family: family, ClientID: c.ID, UserID: userID, Scope: scope,
 		JKT: jkt, Created: s.now(), Expires: s.now().Add(s.cfg.RefreshTTL)}
 	if err := tx.AddGrant(ctx, g); err != nil {
 		return tokenResponse{}, err
 	}
-	return tokenResponse{AccessToken: at, IssuedTokenType: TokenTypeAccess, TokenType: tokenType(jkt),
+	return tokenResponse{unsigned: &at, IssuedTokenType: TokenTypeAccess, TokenType: tokenType(jkt),
 		ExpiresIn: int64(s.cfg.AccessTokenTTL / time.Second), RefreshToken: rt, Scope: scope}, nil
 }
 
@@ -415,6 +428,11 @@ func tokenType(jkt string) string {
 // accessToken signs an RFC 9068 access token for this server's resources;
 // uid is the user's ID (0 for a token that acts for no user of this domain).
 func (s *Server) accessToken(sub string, uid int64, clientID, scope, family, jkt string, ttl time.Duration, msgid, rcptDomain string) (string, error) {
+	return s.cfg.Keys.Sign(TypAccessToken, s.accessClaims(sub, uid, clientID, scope, family, jkt, ttl, msgid, rcptDomain))
+}
+
+// accessClaims are the claims of such a token.
+func (s *Server) accessClaims(sub string, uid int64, clientID, scope, family, jkt string, ttl time.Duration, msgid, rcptDomain string) AccessClaims {
 	now := s.now()
 	c := AccessClaims{Claims: keys.Claims{
 		Issuer: s.cfg.Issuer, Subject: sub, Audience: keys.Audience{s.cfg.Issuer}, IssuedAt: keys.NewNumericDate(now),
@@ -423,7 +441,7 @@ func (s *Server) accessToken(sub string, uid int64, clientID, scope, family, jkt
 	if jkt != "" {
 		c.Cnf = &keys.Confirmation{JKT: jkt}
 	}
-	return s.cfg.Keys.Sign(TypAccessToken, c)
+	return c
 }
 
 // verifyOwn checks a token this server signed, of a type, and its claims.

@@ -19,6 +19,7 @@ import (
 	_ "modernc.org/sqlite" // the driver of PRAGMA integrity_check's own connection
 
 	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/resource/fsstore"
@@ -341,6 +342,7 @@ func fsckRepair(ctx context.Context, st meta.Store, store resource.Store, rep *f
 	if err != nil {
 		return err
 	}
+	mbx := mailbox.New(mailbox.Config{Meta: st, Resources: store})
 	for i := range rep.Findings {
 		f := &rep.Findings[i]
 		if f.Kind != findDamaged && f.Kind != findMissing {
@@ -355,7 +357,7 @@ func fsckRepair(ctx context.Context, st meta.Store, store resource.Store, rep *f
 		}
 		var origins []string
 		for _, j := range pulls[f.Resource] {
-			origin, err := requeuePull(ctx, st, j.ID, f.Resource)
+			origin, err := requeuePull(ctx, st, mbx, j.ID, f.Resource)
 			if err != nil {
 				return err
 			}
@@ -395,11 +397,12 @@ func pullsByResource(ctx context.Context, st meta.Store) (map[resource.ID][]meta
 }
 
 // requeuePull queues the pull job id again, due now, and moves the copies it
-// completes back to fetching, in one transaction: the server's MTA then
+// completes back to fetching (through the mailbox, the one writer of their
+// rows), in one transaction: the server's MTA then
 // fetches what is missing as on arrival, and completes the copies (or fails
 // them, past the job's horizon). A job running now is left to its worker.
 // It returns the domain the job pulls from.
-func requeuePull(ctx context.Context, st meta.Store, id int64, lost resource.ID) (string, error) {
+func requeuePull(ctx context.Context, st meta.Store, mbx *mailbox.Service, id int64, lost resource.ID) (string, error) {
 	var origin string
 	now := time.Now()
 	err := st.Update(ctx, func(tx meta.Tx) error {
@@ -423,18 +426,8 @@ func requeuePull(ctx context.Context, st meta.Store, id int64, lost resource.ID)
 			return fmt.Errorf("queueing pull job %d again: %w", id, err)
 		}
 		for _, r := range p.Messages {
-			m, err := tx.Message(ctx, r.UserID, r.ID)
-			if errors.Is(err, meta.ErrNotFound) {
-				continue // deleted by its owner
-			} else if err != nil {
+			if err := mbx.Refetch(ctx, tx, r.UserID, r.ID); err != nil {
 				return err
-			}
-			if m.Status == meta.StatusFetching {
-				continue
-			}
-			m.Status, m.StatusReason, m.Updated = meta.StatusFetching, "", now
-			if err := tx.UpdateMessage(ctx, m); err != nil {
-				return fmt.Errorf("message %s: %w", m.ID, err)
 			}
 		}
 		return nil

@@ -37,11 +37,14 @@
 // Discovery failures keep their own kind (a temporary one answers 503, so
 // the sender retries).
 //
-// Accepted, one meta.Update inserts an inbox copy for each local recipient
-// (status fetching; the placeholder with Received and
-// X-Destination-Mailbox-Service-URL added; the refs to its resources) and
-// adds a "pull" job keyed "pull:<Message-ID>:<Recipients-Digest>" whose
-// payload is a PullPayload. The answer is 202 {"status":"accepted"}. When
+// Accepted, one meta.Update stores the copies through Config.Mailbox (the
+// mailbox service, the one writer of mailbox rows: an inbox copy for each
+// local recipient, status fetching, the placeholder with Received and
+// X-Destination-Mailbox-Service-URL added, the refs to its resources and
+// the envelope as pushed; the recipients' automatic forwarding rules apply
+// there too) and adds a "pull" job keyed
+// "pull:<Message-ID>:<Recipients-Digest>" whose payload is a PullPayload
+// naming every copy made. The answer is 202 {"status":"accepted"}. When
 // that job key exists already, the push is a retry of a copy accepted before:
 // 200 {"status":"duplicate"}, and nothing changes.
 //

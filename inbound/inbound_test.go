@@ -89,7 +89,7 @@ func newFed(t *testing.T, clock func() time.Time) *fed {
 	f.recv.StartTLS()
 	t.Cleanup(f.recv.Close)
 	rc, err := inbound.NewReceiver(inbound.Config{
-		Domain: "b.test", MailboxURL: f.recv.URL, Meta: f.b.Server.Meta, Resources: f.b.Server.Store,
+		Domain: "b.test", MailboxURL: f.recv.URL, Meta: f.b.Server.Meta, Mailbox: f.b.Server.Mailbox, Resources: f.b.Server.Store,
 		Discovery: f.disc, DPoP: &dpop.Verifier{Replay: f.b.Server.Meta, Clock: clock}, Clock: clock,
 		Log: testenv.Logger(t),
 	})

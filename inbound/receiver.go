@@ -3,8 +3,6 @@ package inbound
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +37,21 @@ type Discovery interface {
 
 var _ Discovery = (*discovery.Client)(nil)
 
+// Mailbox stores what a push delivers: the Receiver decides whether to
+// accept it, the mailbox writes the copies (*mailbox.Service, the one
+// writer of mailbox rows, implements it).
+type Mailbox interface {
+	// Receive stores, in tx, an inbox copy of msg for each of recipients
+	// (this domain's, normalized) with the envelope as pushed, and applies
+	// their automatic forwarding rules (docs/PROTOCOL.md §12.6) in the same
+	// transaction. It returns every copy made for this domain's users,
+	// those the rules made by reference included: the pull completes them
+	// all. A recipient without an account is refused (unknown_recipient)
+	// before anything is written; its other errors abort the push, and the
+	// sender retries.
+	Receive(ctx context.Context, tx meta.Tx, recipients []string, msg meta.Message, envelope []byte) ([]meta.Message, error)
+}
+
 // Defaults and limits of the Receiver.
 const (
 	// MaxAssertionLife is the longest exp - iat an assertion may have
@@ -61,6 +74,9 @@ type Config struct {
 	// received copies carry it as X-Destination-Mailbox-Service-URL.
 	MailboxURL string
 	Meta       meta.Store
+	// Mailbox stores the copies of a push accepted, in the transaction
+	// that queues its pull.
+	Mailbox Mailbox
 	// Resources, when set, is asked which resources are already held, to
 	// fill PullPayload.Missing; the pull runner checks again anyway.
 	Resources resource.Statter
@@ -76,13 +92,6 @@ type Config struct {
 	// Accepted, when set, is called after a push is committed (the server
 	// wakes its MTA, so the pull starts at once).
 	Accepted func()
-	// Delivered, when set, is called inside the transaction that stores a
-	// push's copies, with the envelope as pushed and the copies made (the
-	// server applies the users' forwarding rules, docs/PROTOCOL.md §12.6).
-	// The copies it returns, made by reference for this domain's users,
-	// are completed by the same pull. Its error aborts the push: the
-	// sender retries.
-	Delivered func(ctx context.Context, tx meta.Tx, envelope []byte, copies []MessageRef) ([]MessageRef, error)
 }
 
 // Receiver accepts pushed Placeholder Messages (docs/PROTOCOL.md §11.2).
@@ -116,8 +125,8 @@ type MessageRef struct {
 
 // NewReceiver checks cfg and returns a Receiver.
 func NewReceiver(cfg Config) (*Receiver, error) {
-	if cfg.Domain == "" || cfg.MailboxURL == "" || cfg.Meta == nil || cfg.Discovery == nil || cfg.DPoP == nil {
-		return nil, errors.New("inbound: Domain, MailboxURL, Meta, Discovery and DPoP are required")
+	if cfg.Domain == "" || cfg.MailboxURL == "" || cfg.Meta == nil || cfg.Mailbox == nil || cfg.Discovery == nil || cfg.DPoP == nil {
+		return nil, errors.New("inbound: Domain, MailboxURL, Meta, Mailbox, Discovery and DPoP are required")
 	}
 	cfg.Domain = strings.ToLower(cfg.Domain)
 	cfg.MailboxURL = strings.TrimRight(cfg.MailboxURL, "/")
@@ -363,50 +372,17 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 		} else if !errors.Is(err, meta.ErrNotFound) {
 			return err
 		}
-		var unknown []string
-		var ids []int64
-		for _, addr := range local {
-			u, err := tx.UserByAddress(ctx, addr)
-			if errors.Is(err, meta.ErrNotFound) {
-				unknown = append(unknown, addr)
-				continue
-			} else if err != nil {
-				return fmt.Errorf("looking up %s: %w", addr, err)
-			}
-			ids = append(ids, u.ID)
-		}
-		if len(unknown) > 0 {
-			return refuse(errs.Invalid, "unknown_recipient", "no such user: %s", strings.Join(unknown, ", "))
-		}
 		p := PullPayload{Origin: fromDomain, MessageID: msgid, Placeholder: env.Placeholder, Chain: env.Chain,
 			Resources: refs, Missing: missing}
-		done := map[int64]bool{}
-		for _, uid := range ids {
-			if done[uid] {
-				continue
-			}
-			done[uid] = true
-			row := meta.Message{
-				ID: newID(), UserID: uid, Folder: meta.Inbox, MessageID: msgid,
-				ThreadID: m.Header.Get(placeholder.HThreadID).String(), Status: meta.StatusFetching,
-				From: m.Header.Get(placeholder.HFrom).String(), Subject: m.Header.Get(placeholder.HSubject).String(),
-				Date: date, Created: now, Updated: now, Placeholder: doc, Refs: refs,
-			}
-			if err := tx.InsertMessage(ctx, row); err != nil {
-				return fmt.Errorf("storing the copy of user %d: %w", uid, err)
-			}
-			// Kept so that the copy can be forwarded (§12.2).
-			if err := tx.SetEnvelope(ctx, row.ID, data); err != nil {
-				return fmt.Errorf("storing the envelope of user %d: %w", uid, err)
-			}
-			p.Messages = append(p.Messages, MessageRef{UserID: uid, ID: row.ID})
+		copies, err := rc.cfg.Mailbox.Receive(ctx, tx, local, meta.Message{MessageID: msgid,
+			ThreadID: m.Header.Get(placeholder.HThreadID).String(), From: m.Header.Get(placeholder.HFrom).String(),
+			Subject: m.Header.Get(placeholder.HSubject).String(), Date: date, Created: now, Updated: now,
+			Placeholder: doc, Refs: refs}, data)
+		if err != nil {
+			return err
 		}
-		if rc.cfg.Delivered != nil {
-			more, err := rc.cfg.Delivered(ctx, tx, data, p.Messages)
-			if err != nil {
-				return fmt.Errorf("after delivery: %w", err)
-			}
-			p.Messages = append(p.Messages, more...)
+		for _, c := range copies {
+			p.Messages = append(p.Messages, MessageRef{UserID: c.UserID, ID: c.ID})
 		}
 		var pb bytes.Buffer
 		enc := json.NewEncoder(&pb)
@@ -525,11 +501,4 @@ func jwksOf(a discovery.Authority, err error) (string, []byte, error) {
 	}
 	doc, err := json.Marshal(a.JWKS)
 	return a.Issuer, doc, err
-}
-
-// newID returns a new opaque message row id, in the mailbox's form.
-func newID() string {
-	var b [15]byte
-	rand.Read(b[:])
-	return "m" + strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/mail"
 	"strings"
@@ -175,67 +176,100 @@ func (s *Service) SetAutoForward(ctx context.Context, req AutoForwardRequest) (A
 	return out, nil
 }
 
-// ReceivedCopy names a copy the inbound receiver stored.
-type ReceivedCopy struct {
-	UserID int64
-	ID     string
-}
-
-// AutoForwardReceived applies the rules of the owners of copies a push
-// stored, inside the transaction that stores them (the server wires it as
-// inbound.Config.Delivered): for each rule that may apply, a chain forward
-// is queued and recorded as Forward records one. It returns the copies it
-// made for this domain's users, by reference: the push's pull completes
-// them with the others. A rule that cannot apply is skipped with a log
-// line and a metric; the error returned is the store's only (the push then
-// fails and is retried).
-func (s *Service) AutoForwardReceived(ctx context.Context, tx meta.Tx, envelopeJSON []byte, copies []ReceivedCopy) ([]ReceivedCopy, error) {
-	var made []ReceivedCopy
-	for _, c := range copies {
-		u, err := tx.UserByID(ctx, c.UserID)
+// applyRules applies the automatic forwarding rules (docs/PROTOCOL.md
+// §12.6) of the owners of copies just delivered, in tx, the transaction
+// that delivers them, so that a delivery and the forwards it triggers
+// commit together: one code path for mail received from another domain and
+// mail of this domain. A copy received (env, the envelope it arrived with,
+// is set) goes on in chain mode, as Forward would send it, its hop marked
+// automatic; a copy delivered by this domain (env nil) goes in message mode,
+// a new message of the user's marked Auto-Submitted, which no rule
+// forwards again. pre holds what a message-mode forward needs from outside
+// the store (prepare.go); chain mode needs nothing of it.
+//
+// It returns the copies chain forwards made for this domain's users by
+// reference, for the push's pull to complete. A rule that cannot apply is
+// skipped and noted in al; the error returned is the store's (or
+// errUnprepared): the delivery then fails as a whole.
+func (s *Service) applyRules(ctx context.Context, tx meta.Tx, pre *prepared, al *autoLog, delivered []meta.Message, env []byte) ([]meta.Message, error) {
+	var made []meta.Message
+	// A forward pre lacks a grant for is noted and the other rules applied,
+	// so that one run finds every grant missing; then the answer is
+	// errUnprepared.
+	unprepared := false
+	for _, row := range delivered {
+		u, err := tx.UserByID(ctx, row.UserID)
 		if err != nil {
-			return nil, fmt.Errorf("autoforward: user %d: %w", c.UserID, err)
+			return nil, fmt.Errorf("autoforward: user %d: %w", row.UserID, err)
 		}
 		targets, err := rule(ctx, tx, u.ID)
 		if err != nil {
-			s.log.Error("autoforward: the rule is unreadable", "user", u.Address, "err", err)
-			s.cfg.Metrics.autoForward(AutoFailed)
+			al.add(slog.LevelError, AutoFailed, "autoforward: the rule is unreadable", "user", u.Address, "err", err)
 			continue
 		}
 		if len(targets) == 0 {
 			continue
 		}
-		row, err := tx.Message(ctx, c.UserID, c.ID)
-		if err != nil {
-			return nil, fmt.Errorf("autoforward: copy %s: %w", c.ID, err)
+		attrs := []any{"user", u.Address, "msgid", row.MessageID}
+		if env == nil {
+			if m, err := placeholder.Parse(row.Placeholder, placeholder.Limits{}); err != nil || m.Header.Has(authz.HAutoSubmitted) {
+				al.add(slog.LevelInfo, AutoSkippedAuto, "autoforward skipped: the message was made by a rule", attrs...)
+				continue
+			}
 		}
-		log := s.log.With("user", u.Address, "msgid", row.MessageID)
 		ok, err := authz.AutoForwardAllowed(ctx, tx, u.ID)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
-			log.Info("autoforward skipped: the policy does not allow it")
-			s.cfg.Metrics.autoForward(AutoSkippedPolicy)
+			al.add(slog.LevelInfo, AutoSkippedPolicy, "autoforward skipped: the policy does not allow it", attrs...)
+			continue
+		}
+		p := auth.Principal{UserID: u.ID, Address: u.Address}
+		if env == nil {
+			var to []*mail.Address
+			for _, t := range targets {
+				if a, err := mail.ParseAddress(t); err == nil {
+					to = append(to, a)
+				}
+			}
+			// Keyed by what stays the same when the transaction runs
+			// again (Service.update): the user and the message.
+			msgid := pre.messageID(fmt.Sprintf("autoforward:%d:%s", u.ID, row.MessageID))
+			plan, err := s.planForward(ctx, tx, pre, p, row, to, nil, msgid, true)
+			if errors.Is(err, errUnprepared) {
+				unprepared = true
+				continue
+			} else if err != nil { // refused before it wrote anything
+				al.add(slog.LevelError, AutoFailed, "autoforward failed", append(attrs, "err", err)...)
+				continue
+			}
+			copies, err := plan.write(ctx, tx, s.cfg.Outbound, true)
+			if err != nil {
+				return nil, err
+			}
+			al.add(slog.LevelInfo, AutoQueued, "autoforward queued", append(attrs, "forward_id", msgid, "mode", "message")...)
+			al.sent(len(copies))
+			// The forward's recipients' rules: each skips it (Auto-Submitted).
+			if _, err := s.applyRules(ctx, tx, pre, al, copies, nil); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		fwd, isFwd := s.cfg.Outbound.(Forwarder)
-		var env envelope
-		if err := json.Unmarshal(envelopeJSON, &env); err != nil || len(env.Chain) == 0 || !isFwd {
-			log.Error("autoforward: no envelope or no MTA to forward with", "err", err)
-			s.cfg.Metrics.autoForward(AutoFailed)
+		var e envelope
+		if err := json.Unmarshal(env, &e); err != nil || len(e.Chain) == 0 || !isFwd {
+			al.add(slog.LevelError, AutoFailed, "autoforward: no envelope or no MTA to forward with", append(attrs, "err", err)...)
 			continue
 		}
-		to, result, why := autoTargets(env, u.Address, targets, s.cfg.Domain)
+		to, result, why := autoTargets(e, u.Address, targets, s.cfg.Domain)
 		if result != "" {
-			log.Info("autoforward skipped", "result", result, "reason", why)
-			s.cfg.Metrics.autoForward(result)
+			al.add(slog.LevelInfo, result, "autoforward skipped", append(attrs, "result", result, "reason", why)...)
 			continue
 		}
-		plan, err := s.planChain(ctx, tx, auth.Principal{UserID: u.ID, Address: u.Address}, row, env, to, "", true)
+		plan, err := s.planChain(ctx, tx, p, row, e, to, "", true)
 		if errs.KindOf(err) == errs.Invalid { // a local target is gone
-			log.Info("autoforward skipped", "result", AutoFailed, "err", err)
-			s.cfg.Metrics.autoForward(AutoFailed)
+			al.add(slog.LevelInfo, AutoFailed, "autoforward skipped", append(attrs, "result", AutoFailed, "err", err)...)
 			continue
 		} else if err != nil {
 			return nil, err
@@ -244,14 +278,46 @@ func (s *Service) AutoForwardReceived(ctx context.Context, tx meta.Tx, envelopeJ
 		if err != nil {
 			return nil, err
 		}
-		for _, m := range local {
-			made = append(made, ReceivedCopy{UserID: m.UserID, ID: m.ID})
-		}
-		log.Info("autoforward queued", "forward_id", plan.hop.ForwardID, "domains", len(plan.copies),
-			"local_recipients", len(plan.local))
-		s.cfg.Metrics.autoForward(AutoQueued)
+		made = append(made, local...)
+		al.add(slog.LevelInfo, AutoQueued, "autoforward queued", append(attrs, "forward_id", plan.hop.ForwardID,
+			"domains", len(plan.copies), "local_recipients", len(plan.local))...)
+	}
+	if unprepared {
+		return nil, errUnprepared
 	}
 	return made, nil
+}
+
+// autoLog collects what the rules did in a transaction, logged and counted
+// in pullmail_autoforwards_total by flush once it commits: a transaction
+// that rolls back, or runs again (Service.update), did nothing.
+type autoLog []autoEntry
+
+type autoEntry struct {
+	level  slog.Level
+	result string // for pullmail_autoforwards_total; "" for a send
+	msg    string
+	attrs  []any
+	local  int // a send's: its copies delivered here
+}
+
+func (l *autoLog) add(level slog.Level, result, msg string, attrs ...any) {
+	*l = append(*l, autoEntry{level: level, result: result, msg: msg, attrs: attrs})
+}
+
+// sent notes a forward sent as a message, with its local copies, for the
+// send metrics.
+func (l *autoLog) sent(local int) { *l = append(*l, autoEntry{local: local}) }
+
+func (l autoLog) flush(s *Service) {
+	for _, e := range l {
+		if e.result == "" {
+			s.cfg.Metrics.sent(e.local)
+			continue
+		}
+		s.log.Log(context.Background(), e.level, e.msg, e.attrs...)
+		s.cfg.Metrics.autoForward(e.result)
+	}
 }
 
 // autoTargets decides which of a rule's targets a received copy goes on
@@ -317,55 +383,6 @@ func autoTargets(env envelope, self string, targets []string, domain string) ([]
 		return nil, AutoSkippedLoop, "the chain already reaches " + strings.Join(dropped, ", ")
 	}
 	return out, "", ""
-}
-
-// autoForwardLocal applies the rules of the users who just got a copy of a
-// message of this domain (Send, after its commit): each goes in message
-// mode, a new message of the user's marked Auto-Submitted: auto-forwarded,
-// which no rule forwards again. A failure is logged: the send stands.
-func (s *Service) autoForwardLocal(ctx context.Context, delivered []meta.Message) {
-	ctx = context.WithoutCancel(ctx)
-	for _, row := range delivered {
-		u, err := s.cfg.Meta.UserByID(ctx, row.UserID)
-		if err != nil {
-			s.log.Error("autoforward: reading the user", "user_id", row.UserID, "err", err)
-			continue
-		}
-		targets, err := rule(ctx, s.cfg.Meta, u.ID)
-		if err != nil || len(targets) == 0 {
-			if err != nil {
-				s.log.Error("autoforward: the rule is unreadable", "user", u.Address, "err", err)
-				s.cfg.Metrics.autoForward(AutoFailed)
-			}
-			continue
-		}
-		log := s.log.With("user", u.Address, "msgid", row.MessageID)
-		if m, err := placeholder.Parse(row.Placeholder, placeholder.Limits{}); err != nil ||
-			m.Header.Has(authz.HAutoSubmitted) {
-			log.Info("autoforward skipped: the message was made by a rule", "result", AutoSkippedAuto)
-			s.cfg.Metrics.autoForward(AutoSkippedAuto)
-			continue
-		}
-		if ok, err := authz.AutoForwardAllowed(ctx, s.cfg.Meta, u.ID); err != nil || !ok {
-			log.Info("autoforward skipped: the policy does not allow it", "err", err)
-			s.cfg.Metrics.autoForward(AutoSkippedPolicy)
-			continue
-		}
-		var to []*mail.Address
-		for _, t := range targets {
-			if a, err := mail.ParseAddress(t); err == nil {
-				to = append(to, a)
-			}
-		}
-		f, err := s.forwardAsMessage(auth.WithPrincipal(ctx, auth.Principal{UserID: u.ID, Address: u.Address}), row, to, "", true)
-		if err != nil {
-			log.Error("autoforward failed", "err", err)
-			s.cfg.Metrics.autoForward(AutoFailed)
-			continue
-		}
-		log.Info("autoforward queued", "forward_id", f.ForwardID, "mode", f.Mode)
-		s.cfg.Metrics.autoForward(AutoQueued)
-	}
 }
 
 func (h *handler) autoForward(w http.ResponseWriter, r *http.Request) {

@@ -35,7 +35,11 @@ type queuedForward struct {
 	copies    []ForwardCopy
 }
 
-func (o *fakeOutbound) QueueSend(_ context.Context, _ meta.Tx, _ string, _ meta.Message, copies []RemoteCopy) error {
+func (o *fakeOutbound) SendGrant(_ context.Context, author, messageID string) (string, error) {
+	return "grant:" + author + ":" + messageID, nil
+}
+
+func (o *fakeOutbound) QueueSend(_ context.Context, _ meta.Tx, _, _ string, _ meta.Message, copies []RemoteCopy) error {
 	o.sends = append(o.sends, copies...)
 	return nil
 }
@@ -55,7 +59,9 @@ type afFixture struct {
 	users map[string]meta.User
 }
 
-func newAFFixture(t *testing.T) *afFixture {
+// newAFFixture makes the fixture; wrap, when given, changes the service's
+// Config first (to watch its stores).
+func newAFFixture(t *testing.T, wrap ...func(*Config)) *afFixture {
 	t.Helper()
 	ctx := t.Context()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "meta.db"))
@@ -81,7 +87,11 @@ func newAFFixture(t *testing.T) *afFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.svc = New(Config{Domain: "c.test", Meta: st, Resources: rs, Outbound: f.out, Metrics: NewMetrics(f.reg)})
+	cfg := Config{Domain: "c.test", Meta: st, Resources: rs, Outbound: f.out, Metrics: NewMetrics(f.reg)}
+	for _, w := range wrap {
+		w(&cfg)
+	}
+	f.svc = New(cfg)
 	return f
 }
 
@@ -251,25 +261,25 @@ func chainFor(t *testing.T, forwarders ...string) (envelope, []byte, []byte) {
 }
 
 // receive stores carol's copy of the envelope as the inbound receiver
-// does, runs the rules in its transaction, and returns the copies made.
-func (f *afFixture) receive(t *testing.T, raw, doc []byte) []ReceivedCopy {
+// does (Receive), which runs the rules in its transaction, and returns the
+// copies the rules made.
+func (f *afFixture) receive(t *testing.T, raw, doc []byte) []meta.Message {
 	t.Helper()
 	ctx := context.Background()
-	var made []ReceivedCopy
+	var made []meta.Message
 	err := f.st.Update(ctx, func(tx meta.Tx) error {
 		now := time.Now()
-		row := meta.Message{ID: newID(), UserID: f.users["carol@c.test"].ID, Folder: meta.Inbox, MessageID: "<m1@a.test>",
-			Status: meta.StatusFetching, From: "alice@a.test", Subject: "Photo", Date: now, Created: now, Updated: now,
-			Placeholder: doc}
-		if err := tx.InsertMessage(ctx, row); err != nil {
+		row := meta.Message{MessageID: "<m1@a.test>", From: "alice@a.test", Subject: "Photo", Date: now, Created: now,
+			Updated: now, Placeholder: doc}
+		all, err := f.svc.Receive(ctx, tx, []string{"carol@c.test"}, row, raw)
+		if err != nil {
 			return err
 		}
-		if err := tx.SetEnvelope(ctx, row.ID, raw); err != nil {
-			return err
+		if len(all) == 0 || all[0].UserID != f.users["carol@c.test"].ID {
+			return fmt.Errorf("Receive made %+v, carol's copy first", all)
 		}
-		var err error
-		made, err = f.svc.AutoForwardReceived(ctx, tx, raw, []ReceivedCopy{{UserID: row.UserID, ID: row.ID}})
-		return err
+		made = all[1:]
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -110,7 +110,7 @@ func (s *Service) Forward(ctx context.Context, id string, req ForwardRequest) (F
 	env, err := s.cfg.Meta.Envelope(ctx, p.UserID, id)
 	switch {
 	case errors.Is(err, meta.ErrNotFound):
-		return s.forwardAsMessage(ctx, row, to, req.Note, false)
+		return s.forwardAsMessage(ctx, row, to, req.Note)
 	case err != nil:
 		return Forwarded{}, internal(err, "reading the envelope failed")
 	}
@@ -267,18 +267,97 @@ func (plan chainPlan) commit(ctx context.Context, tx meta.Tx, fwd Forwarder, for
 }
 
 // forwardAsMessage sends a message of this domain on as a new message of
-// the forwarder's: "Fwd:" subject, the note as its text, then the
-// original's parts by reference (the forwarder holds them), in the
-// original's thread. auto marks a forward made by the user's rule:
-// Auto-Submitted: auto-forwarded (RFC 3834 §5), which no rule forwards
-// again.
-func (s *Service) forwardAsMessage(ctx context.Context, row meta.Message, to []*mail.Address, note string, auto bool) (Forwarded, error) {
-	if row.Status != meta.StatusComplete && row.Status != meta.StatusSent {
-		return Forwarded{}, errs.E(errs.Conflict, "not_ready", "the message is still %s", row.Status)
+// the forwarder's (planForward), in one transaction with the rules of its
+// recipients. The note's text is stored before it.
+func (s *Service) forwardAsMessage(ctx context.Context, row meta.Message, to []*mail.Address, note string) (Forwarded, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return Forwarded{}, err
 	}
+	if err := forwardable(row); err != nil {
+		return Forwarded{}, err
+	}
+	var text *placeholder.Part
+	if note != "" {
+		up, err := s.Upload(ctx, strings.NewReader(note), UploadOptions{Size: int64(len(note))})
+		if err != nil {
+			return Forwarded{}, err
+		}
+		leaf, err := placeholder.NewLeaf(up.ContentID, up.Size, "text/plain; charset=UTF-8", "inline", "")
+		if err != nil {
+			return Forwarded{}, internal(err, "building the note failed")
+		}
+		text = &leaf
+	}
+	pre := s.prepare()
+	msgid := pre.messageID("forward")
+	if m, err := forwardDoc(row, to, text, false); err == nil {
+		pre.expect(m.Canonical(), p.Address, msgid, true)
+	}
+	var sent meta.Message
+	var delivered []meta.Message
+	var rules autoLog
+	err = s.update(ctx, pre, func(tx meta.Tx) error {
+		rules = autoLog{}
+		plan, err := s.planForward(ctx, tx, pre, p, row, to, text, msgid, false)
+		if err != nil {
+			return err
+		}
+		if delivered, err = plan.write(ctx, tx, s.cfg.Outbound, true); err != nil {
+			return err
+		}
+		sent = plan.sent
+		_, err = s.applyRules(ctx, tx, pre, &rules, delivered, nil)
+		return err
+	})
+	if err != nil {
+		return Forwarded{}, storeErr(err, "forwarding failed")
+	}
+	s.cfg.Metrics.sent(len(delivered))
+	s.log.Info("sent", "user", p.Address, "msgid", msgid, "local_recipients", len(delivered), "forward_of", row.MessageID)
+	rules.flush(s)
+	return Forwarded{ForwardID: msgid, Mode: "message", Message: s.view(sent, true)}, nil
+}
+
+// forwardable refuses to forward a copy whose resources are not all here.
+func forwardable(row meta.Message) error {
+	if row.Status != meta.StatusComplete && row.Status != meta.StatusSent {
+		return errs.E(errs.Conflict, "not_ready", "the message is still %s", row.Status)
+	}
+	return nil
+}
+
+// planForward plans the send of row, a message of this domain, on as a
+// new message of p's, messageID: "Fwd:" subject, the note's text part
+// first (when there is one), then the original's parts by reference (the
+// forwarder holds them), in the original's thread. auto marks a forward
+// made by the user's rule: Auto-Submitted: auto-forwarded (RFC 3834 §5),
+// which no rule forwards again. It is checked as a draft would be and
+// planned as Send plans one; the plan's write inserts its sent row.
+func (s *Service) planForward(ctx context.Context, tx meta.Reader, pre *prepared, p auth.Principal, row meta.Message, to []*mail.Address, text *placeholder.Part, messageID string, auto bool) (sendPlan, error) {
+	if err := forwardable(row); err != nil {
+		return sendPlan{}, err
+	}
+	m, err := forwardDoc(row, to, text, auto)
+	if err != nil {
+		return sendPlan{}, internal(err, "the stored message is unreadable")
+	}
+	d, err := s.parseDraft(p, m.Canonical(), "")
+	if err != nil {
+		return sendPlan{}, err
+	}
+	d.setMessageID(messageID)
+	now := s.now()
+	draft := meta.Message{ID: newID(), UserID: p.UserID, Folder: meta.Drafts, MessageID: messageID,
+		Status: meta.StatusDraft, From: d.from, Subject: d.subject, Created: now, Updated: now}
+	return s.planSend(ctx, tx, pre, p, draft, d)
+}
+
+// forwardDoc builds the new message of a forward as a message.
+func forwardDoc(row meta.Message, to []*mail.Address, text *placeholder.Part, auto bool) (*placeholder.Message, error) {
 	orig, err := placeholder.Parse(row.Placeholder, placeholder.Limits{})
 	if err != nil {
-		return Forwarded{}, internal(err, "the stored message is unreadable")
+		return nil, err
 	}
 	var toList []string
 	for _, a := range to {
@@ -295,31 +374,11 @@ func (s *Service) forwardAsMessage(ctx context.Context, row meta.Message, to []*
 	if auto {
 		m.Header.SetString(authz.HAutoSubmitted, authz.AutoForwarded)
 	}
-	if note != "" {
-		up, err := s.Upload(ctx, strings.NewReader(note), UploadOptions{Size: int64(len(note))})
-		if err != nil {
-			return Forwarded{}, err
-		}
-		leaf, err := placeholder.NewLeaf(up.ContentID, up.Size, "text/plain; charset=UTF-8", "inline", "")
-		if err != nil {
-			return Forwarded{}, internal(err, "building the note failed")
-		}
-		m.Parts = append(m.Parts, leaf)
+	if text != nil {
+		m.Parts = append(m.Parts, *text)
 	}
 	m.Parts = append(m.Parts, orig.Parts...)
-	draft, err := s.CreateDraft(ctx, m.Canonical())
-	if err != nil {
-		return Forwarded{}, err
-	}
-	sent, err := s.Send(ctx, draft.ID)
-	if err != nil {
-		// Nothing half-done: the draft made for the forward goes too.
-		if derr := s.Delete(context.WithoutCancel(ctx), draft.ID); derr != nil {
-			s.log.Error("removing a failed forward's draft", "id", draft.ID, "err", derr)
-		}
-		return Forwarded{}, err
-	}
-	return Forwarded{ForwardID: sent.MessageID, Mode: "message", Message: sent}, nil
+	return m, nil
 }
 
 // maxReferences bounds References (RFC 5322 §3.6.4 lets it grow without
@@ -396,7 +455,7 @@ func (s *Service) Stat(ctx context.Context, cid resource.ID) (Upload, error) {
 // without References gets the parent's References and the parent's
 // Message-ID (RFC 5322 §3.6.4), so that every domain's clients can thread
 // it, whatever wrote the draft.
-func (s *Service) threadOf(ctx context.Context, tx meta.Tx, userID int64, d *draft) (string, error) {
+func (s *Service) threadOf(ctx context.Context, tx meta.Reader, userID int64, d *draft) (string, error) {
 	parentID := d.inReplyTo()
 	if parentID == "" {
 		if refs := d.m.Header.Get(placeholder.HReferences).List(); len(refs) > 0 {

@@ -3,6 +3,12 @@
 // It owns the rules of docs/PROTOCOL.md §6 and §8: who may read what, draft
 // versus sent, server-owned headers, and local delivery by reference.
 //
+// It is the one writer of mailbox rows: what the inbound receiver, the MTA
+// and fsck decide is written by its transactional operations (deliver.go),
+// automatic forwarding included (autoforward.go). Its write transactions do
+// no file I/O and no signing: what they need from outside the metadata
+// store is obtained before them (prepare.go).
+//
 // Access control: a user reads a resource only through a message of theirs
 // that references it. A digest alone grants nothing, and "not yours" answers
 // exactly like "does not exist".
@@ -164,13 +170,15 @@ func (s *Service) CreateDraft(ctx context.Context, doc json.RawMessage) (Message
 		ID: newID(), UserID: p.UserID, Folder: meta.Drafts, MessageID: msgid, Status: meta.StatusDraft,
 		From: d.from, Subject: d.subject, Created: now, Updated: now,
 	}
-	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
-		refs, err := s.checkRefs(ctx, tx, p.UserID, d)
+	row.Placeholder = d.canonical()
+	pre := s.prepare()
+	pre.expect(row.Placeholder, p.Address, msgid, false)
+	err = s.update(ctx, pre, func(tx meta.Tx) error {
+		refs, err := s.checkRefs(ctx, tx, pre, p.UserID, d)
 		if err != nil {
 			return err
 		}
 		row.Refs = refs
-		row.Placeholder = d.canonical()
 		return tx.InsertMessage(ctx, row)
 	})
 	if err != nil {
@@ -186,7 +194,9 @@ func (s *Service) UpdateDraft(ctx context.Context, id string, doc json.RawMessag
 		return Message{}, err
 	}
 	var row meta.Message
-	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+	pre := s.prepare()
+	pre.expect(doc, p.Address, "", false)
+	err = s.update(ctx, pre, func(tx meta.Tx) error {
 		row, err = tx.Message(ctx, p.UserID, id)
 		if err != nil {
 			return err
@@ -199,7 +209,7 @@ func (s *Service) UpdateDraft(ctx context.Context, id string, doc json.RawMessag
 			return err
 		}
 		d.setMessageID(row.MessageID)
-		refs, err := s.checkRefs(ctx, tx, p.UserID, d)
+		refs, err := s.checkRefs(ctx, tx, pre, p.UserID, d)
 		if err != nil {
 			return err
 		}
@@ -273,14 +283,26 @@ func (s *Service) Send(ctx context.Context, id string) (Message, error) {
 	var v Message
 	var replayed bool
 	var delivered []meta.Message
-	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+	var rules autoLog
+	// The look before: the draft's resources and, for other domains, its
+	// send grant (prepare.go).
+	pre := s.prepare()
+	if row, err := s.cfg.Meta.Message(ctx, p.UserID, id); err == nil && row.Folder == meta.Drafts {
+		pre.expect(row.Placeholder, p.Address, row.MessageID, true)
+	}
+	err = s.update(ctx, pre, func(tx meta.Tx) error {
+		replayed, delivered, rules = false, nil, autoLog{}
 		if key != "" {
 			if replayed, err = s.replay(ctx, tx, p, key, request, &v); err != nil || replayed {
 				return err
 			}
 		}
 		var sent meta.Message
-		if sent, delivered, err = s.send(ctx, tx, p, id); err != nil {
+		if sent, delivered, err = s.send(ctx, tx, pre, p, id); err != nil {
+			return err
+		}
+		// The recipients' rules, in the send's transaction (autoforward.go).
+		if _, err := s.applyRules(ctx, tx, pre, &rules, delivered, nil); err != nil {
 			return err
 		}
 		v = s.view(sent, true)
@@ -298,13 +320,13 @@ func (s *Service) Send(ctx context.Context, id string) (Message, error) {
 	}
 	s.cfg.Metrics.sent(len(delivered))
 	s.log.Info("sent", "user", p.Address, "msgid", v.MessageID, "local_recipients", len(delivered))
-	s.autoForwardLocal(ctx, delivered)
+	rules.flush(s)
 	return v, nil
 }
 
 // send does the work of Send inside one transaction, so that a failure at
 // any step leaves the draft a draft and delivers nothing.
-func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id string) (meta.Message, []meta.Message, error) {
+func (s *Service) send(ctx context.Context, tx meta.Tx, pre *prepared, p auth.Principal, id string) (meta.Message, []meta.Message, error) {
 	row, err := tx.Message(ctx, p.UserID, id)
 	if err != nil {
 		return row, nil, err
@@ -316,12 +338,45 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 	if err != nil {
 		return row, nil, internal(err, "stored draft is unreadable")
 	}
-	to, cc, bcc, err := d.recipients()
+	plan, err := s.planSend(ctx, tx, pre, p, row, d)
 	if err != nil {
 		return row, nil, err
 	}
+	delivered, err := plan.write(ctx, tx, s.cfg.Outbound, false)
+	return plan.sent, delivered, err
+}
+
+// sendPlan is what a send writes, decided before it writes anything: the
+// sent row, this domain's inbox copies and the copies for other domains
+// with the message's send grant.
+type sendPlan struct {
+	author string
+	sent   meta.Message
+	local  []meta.Message
+	remote []RemoteCopy
+	grant  string
+}
+
+// planSend checks d, the draft in row, and decides its send: every
+// recipient resolved, every resource checked, the message sealed, each copy
+// built. It writes nothing, so that a refusal (unknown_recipient,
+// unknown_resource, ...) leaves tx as it found it: a rule's forward that
+// cannot go does not undo the delivery that triggered it. When pre lacks
+// something it goes on, to find everything else it lacks in the same run,
+// and fails with errUnprepared.
+func (s *Service) planSend(ctx context.Context, tx meta.Reader, pre *prepared, p auth.Principal, row meta.Message, d *draft) (_ sendPlan, err error) {
+	unprepared := false
+	defer func() {
+		if unprepared && err != nil {
+			err = errUnprepared // the answer with everything prepared may differ
+		}
+	}()
+	to, cc, bcc, err := d.recipients()
+	if err != nil {
+		return sendPlan{}, err
+	}
 	if len(to)+len(cc)+len(bcc) == 0 {
-		return row, nil, errs.E(errs.Invalid, "no_recipients", "the message has no recipients")
+		return sendPlan{}, errs.E(errs.Invalid, "no_recipients", "the message has no recipients")
 	}
 	// Resolve every recipient before writing anything.
 	visible := map[int64]bool{} // users who get the To/Cc copy
@@ -355,7 +410,7 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 	for _, a := range append(append([]*mail.Address{}, to...), cc...) {
 		uid, err := resolve(a.Address)
 		if err != nil {
-			return row, nil, err
+			return sendPlan{}, err
 		}
 		if uid == 0 {
 			_, domain, _ := strings.Cut(strings.ToLower(a.Address), "@")
@@ -373,7 +428,7 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 	for _, a := range bcc {
 		uid, err := resolve(a.Address)
 		if err != nil {
-			return row, nil, err
+			return sendPlan{}, err
 		}
 		if uid == 0 {
 			remoteBcc = append(remoteBcc, a)
@@ -384,61 +439,57 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 			order = append(order, uid)
 		}
 	}
-	refs, err := s.checkRefs(ctx, tx, p.UserID, d)
-	if err != nil {
-		return row, nil, err
+	refs, err := s.checkRefs(ctx, tx, pre, p.UserID, d)
+	if errors.Is(err, errUnprepared) {
+		unprepared = true
+	} else if err != nil {
+		return sendPlan{}, err
 	}
 
 	now := s.now()
 	thread, err := s.threadOf(ctx, tx, p.UserID, d)
 	if err != nil {
-		return row, nil, err
+		return sendPlan{}, err
 	}
 	if thread == "" {
 		thread = placeholder.NewMessageID(s.cfg.Domain)
 	}
 	if err := d.seal(now, thread); err != nil {
-		return row, nil, internal(err, "sealing the message failed")
+		return sendPlan{}, internal(err, "sealing the message failed")
 	}
 	sentDoc, err := d.copyFor(nil, true)
 	if err != nil {
-		return row, nil, internal(err, "building the sent copy failed")
+		return sendPlan{}, internal(err, "building the sent copy failed")
 	}
 	row.Folder, row.Status, row.Date, row.ThreadID = meta.Sent, meta.StatusSent, now, thread
 	row.Placeholder, row.Refs, row.Updated, row.Seen = sentDoc, refs, now, true
-	if err := tx.UpdateMessage(ctx, row); err != nil {
-		return row, nil, err
-	}
+	plan := sendPlan{author: p.Address, sent: row}
 	var visibleDoc []byte
-	var delivered []meta.Message
 	for _, uid := range order {
 		var doc []byte
 		if visible[uid] {
 			if visibleDoc == nil {
 				if visibleDoc, err = d.copyFor(nil, false); err != nil {
-					return row, nil, internal(err, "building a copy failed")
+					return sendPlan{}, internal(err, "building a copy failed")
 				}
 			}
 			doc = visibleDoc
 		} else if doc, err = d.copyFor([]string{bccOf[uid]}, false); err != nil {
-			return row, nil, internal(err, "building a Bcc copy failed")
+			return sendPlan{}, internal(err, "building a Bcc copy failed")
 		}
 		in := meta.Message{
 			ID: newID(), UserID: uid, Folder: meta.Inbox, MessageID: row.MessageID, ThreadID: thread,
 			Status: meta.StatusComplete, From: row.From, Subject: row.Subject, Date: now,
 			Created: now, Updated: now, Placeholder: doc, Refs: refs,
 		}
-		if err := tx.InsertMessage(ctx, in); err != nil {
-			return row, nil, err
-		}
-		delivered = append(delivered, in)
+		plan.local = append(plan.local, in)
 	}
 	if len(domains)+len(remoteBcc) > 0 {
 		var copies []RemoteCopy
 		for _, dom := range domains {
 			if visibleDoc == nil {
 				if visibleDoc, err = d.copyFor(nil, false); err != nil {
-					return row, nil, internal(err, "building a copy failed")
+					return sendPlan{}, internal(err, "building a copy failed")
 				}
 			}
 			copies = append(copies, RemoteCopy{Domain: dom, Placeholder: visibleDoc, Recipients: remoteTo[dom]})
@@ -446,23 +497,58 @@ func (s *Service) send(ctx context.Context, tx meta.Tx, p auth.Principal, id str
 		for _, a := range remoteBcc {
 			doc, err := d.copyFor([]string{formatAddress(a)}, false)
 			if err != nil {
-				return row, nil, internal(err, "building a Bcc copy failed")
+				return sendPlan{}, internal(err, "building a Bcc copy failed")
 			}
 			_, dom, _ := strings.Cut(strings.ToLower(a.Address), "@")
 			copies = append(copies, RemoteCopy{Domain: dom, Placeholder: doc, Recipients: []string{a.Address}})
 		}
-		if err := s.cfg.Outbound.QueueSend(ctx, tx, p.Address, row, copies); err != nil {
-			return row, nil, err
+		if plan.grant, err = pre.grant(p.Address, row.MessageID); err != nil {
+			return sendPlan{}, err
+		}
+		plan.remote = copies
+	}
+	if unprepared {
+		return sendPlan{}, errUnprepared
+	}
+	return plan, nil
+}
+
+// write stores the plan in tx: the sent row (inserted when insert is set,
+// a forward made as a new message, else the draft's row updated), the inbox
+// copies, and the copies for other domains queued with out. It returns the
+// inbox copies; any error is the store's or out's, and fails the whole
+// transaction.
+func (plan sendPlan) write(ctx context.Context, tx meta.Tx, out Outbound, insert bool) ([]meta.Message, error) {
+	store := tx.UpdateMessage
+	if insert {
+		store = tx.InsertMessage
+	}
+	if err := store(ctx, plan.sent); err != nil {
+		return nil, err
+	}
+	for _, in := range plan.local {
+		if err := tx.InsertMessage(ctx, in); err != nil {
+			return nil, err
 		}
 	}
-	return row, delivered, nil
+	if len(plan.remote) > 0 {
+		if err := out.QueueSend(ctx, tx, plan.author, plan.grant, plan.sent, plan.remote); err != nil {
+			return nil, err
+		}
+	}
+	return plan.local, nil
 }
 
 // Outbound takes a sent message's copies for other domains, inside the
 // send's transaction, so that a send and its queued deliveries commit
 // together (package mta).
 type Outbound interface {
-	QueueSend(ctx context.Context, tx meta.Tx, author string, sent meta.Message, copies []RemoteCopy) error
+	// SendGrant signs what lets this domain's MTA deliver an author's
+	// message (docs/PROTOCOL.md §10.5). The mailbox asks for it before the
+	// send's transaction, never inside it (prepare.go), and hands it to
+	// QueueSend as it came.
+	SendGrant(ctx context.Context, author, messageID string) (string, error)
+	QueueSend(ctx context.Context, tx meta.Tx, author, grant string, sent meta.Message, copies []RemoteCopy) error
 }
 
 // RemoteCopy is one copy of a sent message for another domain: the To/Cc
@@ -475,9 +561,20 @@ type RemoteCopy struct {
 }
 
 // checkRefs checks that every resource the draft names is held by the user
-// and stored with the declared size, and returns the references.
-func (s *Service) checkRefs(ctx context.Context, r meta.Reader, userID int64, d *draft) ([]meta.Ref, error) {
+// and stored with the declared size, and returns the references. The sizes
+// come from pre, stat'ed before the transaction (prepare.go).
+func (s *Service) checkRefs(ctx context.Context, r meta.Reader, pre *prepared, userID int64, d *draft) ([]meta.Ref, error) {
 	var refs []meta.Ref
+	// A size pre lacks is noted and the others checked, so that one run
+	// finds every one; then the answer is errUnprepared, whatever else is
+	// wrong (with the sizes, the first error may be another).
+	unprepared := false
+	fail := func(err error) ([]meta.Ref, error) {
+		if unprepared {
+			return nil, errUnprepared
+		}
+		return nil, err
+	}
 	seen := map[resource.ID]bool{}
 	for _, l := range d.leaves() {
 		if seen[l.ContentID] {
@@ -489,18 +586,24 @@ func (s *Service) checkRefs(ctx context.Context, r meta.Reader, userID int64, d 
 			return nil, err
 		}
 		if !ok {
-			return nil, errs.E(errs.Invalid, "unknown_resource", "Content-ID <%s> names no resource of yours: upload it first", l.ContentID)
+			return fail(errs.E(errs.Invalid, "unknown_resource", "Content-ID <%s> names no resource of yours: upload it first", l.ContentID))
 		}
-		info, err := s.cfg.Resources.Stat(ctx, l.ContentID)
-		if errors.Is(err, resource.ErrNotFound) {
-			return nil, errs.E(errs.Invalid, "unknown_resource", "Content-ID <%s> names no stored resource", l.ContentID)
+		size, err := pre.size(l.ContentID)
+		if errors.Is(err, errUnprepared) {
+			unprepared = true
+			continue
+		} else if errors.Is(err, resource.ErrNotFound) {
+			return fail(errs.E(errs.Invalid, "unknown_resource", "Content-ID <%s> names no stored resource", l.ContentID))
 		} else if err != nil {
-			return nil, internal(err, "checking a resource failed")
+			return fail(internal(err, "checking a resource failed"))
 		}
-		if info.Size != l.Size {
-			return nil, errs.E(errs.Invalid, "size_mismatch", "Content-ID <%s> declares size %d but the resource has %d bytes", l.ContentID, l.Size, info.Size)
+		if size != l.Size {
+			return fail(errs.E(errs.Invalid, "size_mismatch", "Content-ID <%s> declares size %d but the resource has %d bytes", l.ContentID, l.Size, size))
 		}
 		refs = append(refs, meta.Ref{ID: l.ContentID, Size: l.Size})
+	}
+	if unprepared {
+		return nil, errUnprepared
 	}
 	return refs, nil
 }

@@ -5,10 +5,13 @@
 //
 // Both kinds live in the metadata store (meta.Job), so a crash loses
 // nothing: a job is added in the transaction that creates the work (the
-// mailbox's send calls QueueSend; inbound.Receiver queues a pull), claimed
+// mailbox's send calls QueueSend, with the send grant it had signed by
+// SendGrant before the transaction; inbound.Receiver queues a pull), claimed
 // for a lease, and finished in one transaction with its consequences (the
 // local copies' status, a delivery-status notice), after checking that the
-// lease is still ours. A running job renews its lease (Config.Lease, one
+// lease is still ours. The MTA writes no mailbox row itself: those
+// consequences go through Config.Mailbox (the mailbox service, the one
+// writer of mailbox rows), inside the job's transaction. A running job renews its lease (Config.Lease, one
 // minute) every third of it, so that a long pull keeps its job while a
 // worker that died loses its jobs within a minute.
 //

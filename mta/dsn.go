@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
@@ -62,25 +61,13 @@ func (m *MTA) prepareNotice(ctx context.Context, p PushPayload, reason string) (
 	return &notice{text: info, msg: msg}, nil
 }
 
-// insertNotice puts n in the author's inbox, in the transaction that fails
-// job j. Its row ID is derived from the job so that it is inserted once.
+// insertNotice puts n in the author's inbox through the mailbox, in the
+// transaction that fails job j. Its row ID is derived from the job so that
+// it is inserted once.
 func (m *MTA) insertNotice(ctx context.Context, tx meta.Tx, j meta.Job, p PushPayload, n *notice) error {
-	u, err := tx.UserByID(ctx, p.UserID)
+	err := m.cfg.Mailbox.DeliverNotice(ctx, tx, p.UserID, "dsn-"+strconv.FormatInt(j.ID, 10), n.msg.Canonical())
 	if err != nil {
-		return fmt.Errorf("the author of %s: %w", p.MessageID, err)
-	}
-	now := m.cfg.Clock()
-	date := now
-	if d, err := time.Parse(time.RFC1123Z, n.msg.Header.Get(placeholder.HDate).String()); err == nil {
-		date = d
-	}
-	err = tx.InsertMessage(ctx, meta.Message{ID: "dsn-" + strconv.FormatInt(j.ID, 10), UserID: u.ID, Folder: meta.Inbox,
-		MessageID: n.msg.Header.Get(placeholder.HMessageID).String(), ThreadID: n.msg.Header.Get(placeholder.HThreadID).String(),
-		Status: meta.StatusComplete, From: n.msg.Header.Get(placeholder.HFrom).String(),
-		Subject: n.msg.Header.Get(placeholder.HSubject).String(), Date: date, Created: now, Updated: now,
-		Placeholder: n.msg.Canonical(), Refs: []meta.Ref{{ID: n.text.ID, Size: n.text.Size}}})
-	if err != nil {
-		return fmt.Errorf("inserting the delivery-status notice: %w", err)
+		return fmt.Errorf("inserting the delivery-status notice of %s: %w", p.MessageID, err)
 	}
 	return nil
 }

@@ -54,6 +54,22 @@ type Discovery interface {
 
 var _ Discovery = (*discovery.Client)(nil)
 
+// Mailbox is where the jobs' consequences for this domain's users go: the
+// status of the copies a pull completes, the delivery-status notice of a
+// push that gives up. Each is written in tx, the transaction that finishes
+// the job, so that a job and its consequences commit together; the MTA
+// writes no mailbox row itself (*mailbox.Service, the one writer of them,
+// implements this).
+type Mailbox interface {
+	// SetPullOutcome moves a received copy, if still fetching, to status:
+	// complete, or failed with reason (docs/PROTOCOL.md §11.4). A copy
+	// gone is no error.
+	SetPullOutcome(ctx context.Context, tx meta.Tx, userID int64, id string, status meta.Status, reason string) error
+	// DeliverNotice puts notice, a canonical Placeholder Message whose
+	// resources are stored, in the user's inbox as row id.
+	DeliverNotice(ctx context.Context, tx meta.Tx, userID int64, id string, notice []byte) error
+}
+
 // Config configures an MTA.
 type Config struct {
 	// Domain is this domain; PublicURL its external base URL, which is
@@ -63,13 +79,15 @@ type Config struct {
 	Meta      meta.Store
 	Resources resource.Store
 	Discovery Discovery
+	Mailbox   Mailbox
 	// ClientID is this domain's MTA client ("mta@DOMAIN"); ClientKey signs
 	// its client assertions; DPoPKey binds its tokens.
 	ClientID  string
 	ClientKey *authz.ClientKey
 	DPoPKey   *dpop.Key
 	// SendGrant issues the send grant of a message (authz.Server.IssueSendGrant
-	// bound to ClientID).
+	// bound to ClientID): MTA.SendGrant, which the mailbox calls before the
+	// send's transaction.
 	SendGrant func(author, messageID string) (string, error)
 	// HTTP talks to other domains and to this domain's token endpoint;
 	// it must verify TLS.
@@ -121,8 +139,8 @@ type MTA struct {
 // New checks cfg and returns an MTA.
 func New(cfg Config) (*MTA, error) {
 	if cfg.Domain == "" || cfg.PublicURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Discovery == nil ||
-		cfg.ClientID == "" || cfg.ClientKey == nil || cfg.DPoPKey == nil || cfg.SendGrant == nil || cfg.HTTP == nil {
-		return nil, errors.New("mta: Domain, PublicURL, Meta, Resources, Discovery, ClientID, ClientKey, DPoPKey, SendGrant and HTTP are required")
+		cfg.Mailbox == nil || cfg.ClientID == "" || cfg.ClientKey == nil || cfg.DPoPKey == nil || cfg.SendGrant == nil || cfg.HTTP == nil {
+		return nil, errors.New("mta: Domain, PublicURL, Meta, Resources, Discovery, Mailbox, ClientID, ClientKey, DPoPKey, SendGrant and HTTP are required")
 	}
 	cfg.Domain = strings.ToLower(cfg.Domain)
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
@@ -202,16 +220,27 @@ type PushPayload struct {
 	Hop   json.RawMessage      `json:"hop,omitempty"`
 }
 
-// QueueSend adds one push job per copy of sent, in tx: the mailbox calls it
-// inside the send transaction. A copy already queued (same message row,
-// domain and bytes) is not queued again.
-func (m *MTA) QueueSend(ctx context.Context, tx meta.Tx, author string, sent meta.Message, copies []Copy) error {
+// SendGrant signs the send grant of an author's message (docs/PROTOCOL.md
+// §10.5), for QueueSend. The mailbox calls it before the send's
+// transaction: no signing inside a write transaction.
+func (m *MTA) SendGrant(author, messageID string) (string, error) {
+	grant, err := m.cfg.SendGrant(author, messageID)
+	if err != nil {
+		return "", fmt.Errorf("mta: send grant for %s: %w", messageID, err)
+	}
+	return grant, nil
+}
+
+// QueueSend adds one push job per copy of sent, with its send grant
+// (SendGrant), in tx: the mailbox calls it inside the send transaction. A
+// copy already queued (same message row, domain and bytes) is not queued
+// again.
+func (m *MTA) QueueSend(ctx context.Context, tx meta.Tx, author, grant string, sent meta.Message, copies []Copy) error {
 	if len(copies) == 0 {
 		return nil
 	}
-	grant, err := m.cfg.SendGrant(author, sent.MessageID)
-	if err != nil {
-		return fmt.Errorf("mta: send grant for %s: %w", sent.MessageID, err)
+	if grant == "" {
+		return fmt.Errorf("mta: no send grant for %s", sent.MessageID)
 	}
 	now := m.cfg.Clock()
 	for _, c := range copies {

@@ -21,6 +21,7 @@ import (
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/inbound"
 	"github.com/pullmail/pullmail/keys"
+	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/meta/sqlite"
 	"github.com/pullmail/pullmail/mta"
@@ -34,11 +35,12 @@ import (
 // on disk, signing keys and its MTA's client key. Not a testenv server: a
 // running server runs its own MTA, which would claim this test's jobs.
 type domain struct {
-	Name   string
-	Meta   meta.Store
-	Store  resource.Store
-	Keys   *keys.Set
-	MTAKey *authz.ClientKey
+	Name    string
+	Meta    meta.Store
+	Store   resource.Store
+	Mailbox *mailbox.Service // the writer of its mailbox rows, for its MTA and Receiver
+	Keys    *keys.Set
+	MTAKey  *authz.ClientKey
 }
 
 func newDomain(t testing.TB, name string, users ...string) *domain {
@@ -76,7 +78,8 @@ func newDomain(t testing.TB, name string, users ...string) *domain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &domain{Name: name, Meta: st, Store: fs, Keys: ks, MTAKey: ck}
+	mbx := mailbox.New(mailbox.Config{Domain: name, Meta: st, Resources: fs})
+	return &domain{Name: name, Meta: st, Store: fs, Mailbox: mbx, Keys: ks, MTAKey: ck}
 }
 
 // world is a.test (alice) and b.test (bob), each served on a TLS listener
@@ -262,7 +265,7 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 
 	// b.test: its Receiver on bSrv, behind a gate that can answer 503.
 	recv, err := inbound.NewReceiver(inbound.Config{Domain: "b.test", MailboxURL: w.bSrv.URL, Meta: w.b.Meta,
-		Resources: w.b.Store, Discovery: w.disc, DPoP: &dpop.Verifier{Replay: w.b.Meta}, Log: log})
+		Mailbox: w.b.Mailbox, Resources: w.b.Store, Discovery: w.disc, DPoP: &dpop.Verifier{Replay: w.b.Meta}, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +292,7 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.Domain, cfg.PublicURL, cfg.Meta, cfg.Resources = d.Name, publicURL, d.Meta, d.Store
+		cfg.Domain, cfg.PublicURL, cfg.Meta, cfg.Resources, cfg.Mailbox = d.Name, publicURL, d.Meta, d.Store, d.Mailbox
 		cfg.Discovery, cfg.ClientID, cfg.ClientKey, cfg.DPoPKey = w.disc, "mta@"+d.Name, d.MTAKey, key
 		cfg.HTTP, cfg.Log = w.aSrv.Client(), log // httptest servers share one test certificate
 		cfg.SendGrant = func(author, msgid string) (string, error) {
@@ -374,18 +377,22 @@ func (w *world) send(t testing.TB, data []byte, to []string) meta.Message {
 		MessageID: m.Header.Get(placeholder.HMessageID).String(), Status: meta.StatusSent, Date: now, Created: now,
 		Updated: now, Placeholder: m.Canonical(), Refs: []meta.Ref{{ID: info.ID, Size: info.Size}}}
 	copies := []mta.Copy{{Domain: "b.test", Placeholder: m.Canonical(), Recipients: to}}
+	grant, err := w.mtaA.SendGrant("alice@a.test", sent.MessageID) // before the transaction, as the mailbox does
+	if err != nil {
+		t.Fatal(err)
+	}
 	err = w.a.Meta.Update(ctx, func(tx meta.Tx) error {
 		if err := tx.InsertMessage(ctx, sent); err != nil {
 			return err
 		}
-		return w.mtaA.QueueSend(ctx, tx, "alice@a.test", sent, copies)
+		return w.mtaA.QueueSend(ctx, tx, "alice@a.test", grant, sent, copies)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Queueing the same copy again is a no-op.
 	err = w.a.Meta.Update(ctx, func(tx meta.Tx) error {
-		return w.mtaA.QueueSend(ctx, tx, "alice@a.test", sent, copies)
+		return w.mtaA.QueueSend(ctx, tx, "alice@a.test", grant, sent, copies)
 	})
 	if err != nil {
 		t.Fatal(err)

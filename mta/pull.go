@@ -83,24 +83,12 @@ func span(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-// setStatus moves the local copies still fetching to status. A copy gone
-// (deleted by its owner) is skipped.
+// setStatus moves the local copies still fetching to status, through the
+// mailbox. A copy gone (deleted by its owner) is skipped.
 func (m *MTA) setStatus(ctx context.Context, tx meta.Tx, refs []inbound.MessageRef, status meta.Status, reason string) error {
-	now := m.cfg.Clock()
 	for _, r := range refs {
-		msg, err := tx.Message(ctx, r.UserID, r.ID)
-		if errors.Is(err, meta.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("reading copy %s: %w", r.ID, err)
-		}
-		if msg.Status != meta.StatusFetching {
-			continue
-		}
-		msg.Status, msg.StatusReason, msg.Updated = status, reason, now
-		if err := tx.UpdateMessage(ctx, msg); err != nil {
-			return fmt.Errorf("updating copy %s: %w", r.ID, err)
+		if err := m.cfg.Mailbox.SetPullOutcome(ctx, tx, r.UserID, r.ID, status, reason); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -233,9 +233,6 @@ func (s *Server) open(ctx context.Context) error {
 	if err := ensureBuiltinClients(ctx, s.Meta, s.PublicURL(), s.MTAClientID(), s.MTAKey.JWKS()); err != nil {
 		return err
 	}
-	if err := s.openMTA(); err != nil {
-		return err
-	}
 	// Every writer of this process (mailbox, inbound, MTA) commits through
 	// s.Meta: its commit callback wakes the users' event streams.
 	s.Events = mailbox.NewHub()
@@ -243,11 +240,17 @@ func (s *Server) open(ctx context.Context) error {
 	if s.Uploads, err = upload.NewFS(filepath.Join(cfg.DataDir, "uploads")); err != nil {
 		return fmt.Errorf("upload sessions: %w", err)
 	}
+	// The mailbox is the one writer of mailbox rows: the MTA and the
+	// inbound receiver write through it, and it queues through the MTA
+	// (outbound), made next.
 	s.Mailbox = mailbox.New(mailbox.Config{
 		Domain: domain, Meta: s.Meta, Resources: s.Store, Log: s.log, Clock: cfg.Clock,
-		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry), Outbound: outbound{s.MTA},
+		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry), Outbound: outbound{s},
 		Staging: s.Uploads, Events: s.Events,
 	})
+	if err := s.openMTA(); err != nil {
+		return err
+	}
 	// The AS's access tokens first, then admin-made tokens (pullmail token create).
 	authn := auth.Chain{s.Authz.Authenticator(), &auth.Tokens{Meta: s.Meta, Clock: cfg.Clock}}
 
@@ -384,7 +387,7 @@ func (s *Server) openMTA() error {
 	id := s.MTAClientID()
 	s.MTA, err = mta.New(mta.Config{
 		Domain: s.Domain, PublicURL: s.PublicURL(), Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
-		ClientID: id, ClientKey: s.MTAKey, DPoPKey: dk, HTTP: &http.Client{Transport: tr},
+		Mailbox: s.Mailbox, ClientID: id, ClientKey: s.MTAKey, DPoPKey: dk, HTTP: &http.Client{Transport: tr},
 		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
 		Metrics: s.Registry, Staging: pulls,
@@ -418,18 +421,33 @@ func loadOrCreateDPoPKey(path string) (*dpop.Key, error) {
 	return k, nil
 }
 
-// outbound hands the mailbox's copies for other domains to the MTA.
-type outbound struct{ m *mta.MTA }
+// The mailbox service writes the rows that the MTA and the inbound
+// receiver decide.
+var (
+	_ mta.Mailbox     = (*mailbox.Service)(nil)
+	_ inbound.Mailbox = (*mailbox.Service)(nil)
+)
 
-func (o outbound) QueueSend(ctx context.Context, tx meta.Tx, author string, sent meta.Message, copies []mailbox.RemoteCopy) error {
+// outbound hands the mailbox's copies for other domains to the MTA. It
+// reads s.MTA when called: the MTA is made after the mailbox, which it
+// writes through, and both before the server serves.
+type outbound struct{ s *Server }
+
+// SendGrant signs a message's send grant, before the send's transaction
+// (mailbox.Outbound).
+func (o outbound) SendGrant(_ context.Context, author, messageID string) (string, error) {
+	return o.s.MTA.SendGrant(author, messageID)
+}
+
+func (o outbound) QueueSend(ctx context.Context, tx meta.Tx, author, grant string, sent meta.Message, copies []mailbox.RemoteCopy) error {
 	cs := make([]mta.Copy, len(copies))
 	for i, c := range copies {
 		cs[i] = mta.Copy{Domain: c.Domain, Placeholder: c.Placeholder, Recipients: c.Recipients}
 	}
-	if err := o.m.QueueSend(ctx, tx, author, sent, cs); err != nil {
+	if err := o.s.MTA.QueueSend(ctx, tx, author, grant, sent, cs); err != nil {
 		return err
 	}
-	o.m.Kick()
+	o.s.MTA.Kick()
 	return nil
 }
 
@@ -443,26 +461,11 @@ func (o outbound) QueueForward(ctx context.Context, tx meta.Tx, forwarder string
 	for i, c := range copies {
 		fs[i] = mta.Forward{Domain: c.Domain, Placeholder: c.Placeholder, Chain: c.Chain, Hop: hdr, Recipients: c.Recipients}
 	}
-	if err := o.m.QueueForward(ctx, tx, forwarder, record, fs); err != nil {
+	if err := o.s.MTA.QueueForward(ctx, tx, forwarder, record, fs); err != nil {
 		return err
 	}
-	o.m.Kick()
+	o.s.MTA.Kick()
 	return nil
-}
-
-// autoForward applies the recipients' forwarding rules to a push's copies,
-// in its transaction (inbound.Config.Delivered, docs/PROTOCOL.md §12.6).
-func (s *Server) autoForward(ctx context.Context, tx meta.Tx, env []byte, copies []inbound.MessageRef) ([]inbound.MessageRef, error) {
-	in := make([]mailbox.ReceivedCopy, len(copies))
-	for i, c := range copies {
-		in[i] = mailbox.ReceivedCopy{UserID: c.UserID, ID: c.ID}
-	}
-	made, err := s.Mailbox.AutoForwardReceived(ctx, tx, env, in)
-	out := make([]inbound.MessageRef, len(made))
-	for i, c := range made {
-		out[i] = inbound.MessageRef{UserID: c.UserID, ID: c.ID}
-	}
-	return out, err
 }
 
 // federation mounts the receiving side of federation (docs/PROTOCOL.md
@@ -471,9 +474,9 @@ func (s *Server) autoForward(ctx context.Context, tx meta.Tx, env []byte, copies
 func (s *Server) federation(mux *http.ServeMux) error {
 	base := s.PublicURL()
 	proofs := &dpop.Verifier{Replay: s.Meta, Clock: s.cfg.Clock}
-	recv, err := inbound.NewReceiver(inbound.Config{Domain: s.Domain, MailboxURL: base, Meta: s.Meta, Resources: s.Store,
-		Discovery: s.Discovery, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Accepted: s.MTA.Kick,
-		PullHorizon: s.cfg.RetryHorizon, Delivered: s.autoForward})
+	recv, err := inbound.NewReceiver(inbound.Config{Domain: s.Domain, MailboxURL: base, Meta: s.Meta, Mailbox: s.Mailbox,
+		Resources: s.Store, Discovery: s.Discovery, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Accepted: s.MTA.Kick,
+		PullHorizon: s.cfg.RetryHorizon})
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
 	}
