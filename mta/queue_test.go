@@ -42,8 +42,8 @@ func untilComplete(t *testing.T, w *world, m *mta.MTA) meta.Message {
 
 // stagedWorld is a world whose b.test stages its pulls of 64 KiB and more
 // in dir, with a 6 MiB message from alice pushed to bob.
-func stagedWorld(t *testing.T) (w *world, restart func() *mta.MTA, data []byte, sent meta.Message) {
-	dir := t.TempDir()
+func stagedWorld(t *testing.T) (w *world, restart func() *mta.MTA, data []byte, sent meta.Message, dir string) {
+	dir = t.TempDir()
 	w = newWorld(t, mta.Config{Poll: time.Hour})
 	restart = func() *mta.MTA {
 		st, err := upload.NewFS(dir)
@@ -58,13 +58,16 @@ func stagedWorld(t *testing.T) (w *world, restart func() *mta.MTA, data []byte, 
 	}
 	sent = w.send(t, data, []string{"bob@b.test"})
 	w.mtaA.RunDue(context.Background())
-	return w, restart, data, sent
+	return w, restart, data, sent, dir
 }
 
-// stopMidPull runs m until a.test's Origin has served 2 MiB of the pull,
-// then stops it as a server's clean shutdown does (its context ends). It
-// returns how many bytes the Origin served.
-func stopMidPull(t *testing.T, w *world, m *mta.MTA) int64 {
+// stopMidPull runs m until a.test's Origin has served 2 MiB of the pull
+// and some of them have reached the staging directory dir, then stops it as
+// a server's clean shutdown does (its context ends). It returns how many
+// bytes the Origin served. (Stopping as soon as the Origin paused raced the
+// MTA's first write: bytes still in the socket were lost with the stop, and
+// the next run rightly started from 0.)
+func stopMidPull(t *testing.T, w *world, m *mta.MTA, dir string) int64 {
 	t.Helper()
 	pz := newPause(2 << 20)
 	w.aPause.Store(pz)
@@ -76,6 +79,11 @@ func stopMidPull(t *testing.T, w *world, m *mta.MTA) int64 {
 	case <-time.After(time.Minute):
 		t.Fatal("the pull did not start")
 	}
+	for deadline := time.Now().Add(time.Minute); stagedBytes(t, dir) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing of the pull reached the staging directory")
+		}
+	}
 	stop()
 	wg.Wait()
 	close(pz.release)
@@ -86,13 +94,29 @@ func stopMidPull(t *testing.T, w *world, m *mta.MTA) int64 {
 	return w.aServed.Swap(0)
 }
 
+// stagedBytes is the size of the staged data files in dir.
+func stagedBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
 // TestPullResumesAfterRestart: b.test's MTA is stopped cleanly in the
 // middle of a large pull and started again on the same data directory: the
 // pull goes on with Range from the bytes staged, the origin serves only the
 // remainder, and the stored resource is whole.
 func TestPullResumesAfterRestart(t *testing.T) {
-	w, restart, data, sent := stagedWorld(t)
-	first := stopMidPull(t, w, restart())
+	w, restart, data, sent, dir := stagedWorld(t)
+	first := stopMidPull(t, w, restart(), dir)
 	if in := untilComplete(t, w, restart()); in.Status != meta.StatusComplete {
 		t.Fatalf("bob's copy: %+v", in)
 	}
@@ -118,8 +142,8 @@ func TestPullResumesAfterRestart(t *testing.T) {
 func TestPullStartsOver(t *testing.T) {
 	for _, status := range []int32{200, 416} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
-			w, restart, data, sent := stagedWorld(t)
-			stopMidPull(t, w, restart())
+			w, restart, data, sent, dir := stagedWorld(t)
+			stopMidPull(t, w, restart(), dir)
 			w.aRangeAnswer.Store(status)
 			if in := untilComplete(t, w, restart()); in.Status != meta.StatusComplete {
 				t.Fatalf("bob's copy: %+v", in)
