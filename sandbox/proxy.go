@@ -101,15 +101,20 @@ func (p *Proxy) Close() {
 }
 
 // countingWriter adds what it writes to n as it goes, so that connections
-// kept alive are counted too.
+// kept alive are counted too. It counts before it writes (and takes back
+// what a short write did not send), so a peer that has read the bytes
+// always finds them counted: counting after the write raced the reader.
 type countingWriter struct {
 	w io.Writer
 	n *atomic.Int64
 }
 
 func (c countingWriter) Write(b []byte) (int, error) {
+	c.n.Add(int64(len(b)))
 	n, err := c.w.Write(b)
-	c.n.Add(int64(n))
+	if n < len(b) {
+		c.n.Add(int64(n - len(b)))
+	}
 	return n, err
 }
 
