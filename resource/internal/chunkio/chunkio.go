@@ -1,0 +1,265 @@
+// Package chunkio reads a stored object by chunk for the content-addressed
+// stores over a bucket.Bucket (resource/blobstore, resource/sealed): an
+// Object seeks and reads by chunk, and its Source checks each chunk before
+// any byte of it is returned (resource.Object), so a Range read fetches and
+// checks only the chunks it needs.
+package chunkio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pullmail/pullmail/resource"
+	"github.com/pullmail/pullmail/resource/bucket"
+)
+
+// ChunkSize is the unit of checking: 64 KiB of plain bytes.
+const ChunkSize = 64 << 10
+
+// Source reads the checked chunks of one stored object.
+type Source interface {
+	// Chunk returns chunk idx, read through c into dst (ChunkSize bytes
+	// long) and checked; an error wraps resource.ErrDamaged when the
+	// stored chunk is damaged, and then no byte of dst is returned.
+	Chunk(c *Cursor, idx int64, dst []byte) ([]byte, error)
+	// Span is where the stored bytes of chunks [from, to) lie in the
+	// object, so that a Cursor opens one read for all of them.
+	Span(from, to int64) (off, end int64)
+}
+
+// ChunkLen is the length of chunk idx of a resource of size bytes.
+func ChunkLen(idx, size int64) int64 { return min(ChunkSize, size-idx*ChunkSize) }
+
+// NumChunks is how many chunks hold size bytes (none for the empty
+// resource).
+func NumChunks(size int64) int64 { return (size + ChunkSize - 1) / ChunkSize }
+
+// Cursor reads byte ranges of one object, keeping one stream open while the
+// reads follow each other, so that a sequential read of a large object on S3
+// is one GET, not one per chunk.
+type Cursor struct {
+	ctx  context.Context
+	b    bucket.Bucket
+	name string
+	r    io.ReadCloser
+	pos  int64 // r's next byte is at pos
+	end  int64 // and r ends at end
+	// limit is where a new stream ends: the end of the span being read.
+	limit int64
+	// Scratch is the Source's to use, for one chunk's stored bytes.
+	Scratch []byte
+}
+
+// NewCursor returns a cursor on the object name of b, whose streams end at
+// limit (or before, as Within narrows it).
+func NewCursor(ctx context.Context, b bucket.Bucket, name string, limit int64) *Cursor {
+	return &Cursor{ctx: ctx, b: b, name: name, limit: limit}
+}
+
+// ReadFull fills p from the object's byte off. A short object yields
+// io.ErrUnexpectedEOF (the caller's to call damage).
+func (c *Cursor) ReadFull(p []byte, off int64) error {
+	if len(p) == 0 {
+		return nil
+	}
+	end := off + int64(len(p))
+	if c.r == nil || c.pos != off || end > c.end {
+		c.Close()
+		lim := max(c.limit, end)
+		r, err := c.b.Read(c.ctx, c.name, off, lim-off)
+		if err != nil {
+			if errors.Is(err, bucket.ErrNotExist) {
+				return fmt.Errorf("%w: %w", io.ErrUnexpectedEOF, err)
+			}
+			return err
+		}
+		c.r, c.pos, c.end = r, off, lim
+	}
+	n, err := io.ReadFull(c.r, p)
+	c.pos += int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		c.Close()
+	}
+	return err
+}
+
+// Close closes the open stream, if any.
+func (c *Cursor) Close() {
+	if c.r != nil {
+		c.r.Close()
+		c.r = nil
+	}
+}
+
+// Object is a resource.Object over a Source.
+type Object struct {
+	ctx   context.Context
+	b     bucket.Bucket
+	name  string
+	src   Source
+	info  resource.Info
+	pos   int64
+	cur   int64 // the chunk in plain, or -1
+	plain []byte
+	buf   []byte
+	c     *Cursor // the sequential reader's; nil once closed
+}
+
+// NewObject returns the Object of the stored object name of b, holding the
+// resource of info. Its reads run under ctx.
+func NewObject(ctx context.Context, b bucket.Bucket, name string, src Source, info resource.Info) *Object {
+	_, end := src.Span(0, NumChunks(info.Size))
+	return &Object{ctx: ctx, b: b, name: name, src: src, info: info, cur: -1,
+		buf: make([]byte, ChunkSize), c: NewCursor(ctx, b, name, end)}
+}
+
+// Info implements resource.Object.
+func (o *Object) Info() resource.Info { return o.info }
+
+// Read implements io.Reader.
+func (o *Object) Read(p []byte) (int, error) {
+	if o.c == nil {
+		return 0, os.ErrClosed
+	}
+	if o.pos >= o.info.Size {
+		return 0, io.EOF
+	}
+	idx := o.pos / ChunkSize
+	if idx != o.cur && o.pos == idx*ChunkSize && int64(len(p)) >= ChunkLen(idx, o.info.Size) {
+		// A whole chunk wanted: straight into p.
+		plain, err := o.src.Chunk(o.c, idx, p[:ChunkLen(idx, o.info.Size)])
+		if err != nil {
+			return 0, err
+		}
+		o.pos += int64(len(plain))
+		return len(plain), nil
+	}
+	if idx != o.cur {
+		plain, err := o.src.Chunk(o.c, idx, o.buf)
+		if err != nil {
+			o.cur = -1
+			return 0, err
+		}
+		o.plain, o.cur = plain, idx
+	}
+	n := copy(p, o.plain[o.pos-idx*ChunkSize:])
+	o.pos += int64(n)
+	return n, nil
+}
+
+// ReadAt implements io.ReaderAt, with a stream of its own for the chunks it
+// spans: parallel calls are safe, and the Read position is left alone.
+func (o *Object) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("resource: ReadAt: negative offset")
+	}
+	if o.c == nil {
+		return 0, os.ErrClosed
+	}
+	if off >= o.info.Size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	from := off / ChunkSize
+	to := min(NumChunks(o.info.Size), (off+int64(len(p))+ChunkSize-1)/ChunkSize)
+	_, end := o.src.Span(from, to)
+	c := NewCursor(o.ctx, o.b, o.name, end)
+	defer c.Close()
+	buf := make([]byte, ChunkSize)
+	total := 0
+	for len(p) > 0 {
+		if off >= o.info.Size {
+			return total, io.EOF
+		}
+		idx := off / ChunkSize
+		plain, err := o.src.Chunk(c, idx, buf)
+		if err != nil {
+			return total, err
+		}
+		n := copy(p, plain[off-idx*ChunkSize:])
+		p, off, total = p[n:], off+int64(n), total+n
+	}
+	return total, nil
+}
+
+// Seek implements io.Seeker.
+func (o *Object) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += o.pos
+	case io.SeekEnd:
+		offset += o.info.Size
+	default:
+		return o.pos, errors.New("resource: seek: invalid whence")
+	}
+	if offset < 0 {
+		return o.pos, errors.New("resource: seek: negative position")
+	}
+	o.pos = offset
+	return offset, nil
+}
+
+// Close implements io.Closer.
+func (o *Object) Close() error {
+	if o.c == nil {
+		return os.ErrClosed
+	}
+	o.c.Close()
+	o.c, o.plain, o.buf = nil, nil, nil
+	return nil
+}
+
+// Damage counts the resources found damaged, each once until it is stored
+// again or removed, and tells the store's owner (the server's
+// pullmail_resource_damaged_total).
+type Damage struct {
+	bad      sync.Map
+	n        atomic.Uint64
+	onDamage func(resource.ID)
+	log      *slog.Logger
+	what     string
+}
+
+// NewDamage returns a Damage that calls onDamage (when set) and logs to log
+// (when set) for each resource found damaged; what names the store in the
+// log line.
+func NewDamage(what string, onDamage func(resource.ID), log *slog.Logger) *Damage {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Damage{onDamage: onDamage, log: log, what: what}
+}
+
+// Found records id as damaged, the first time since it was last stored, and
+// returns err, which wraps resource.ErrDamaged.
+func (d *Damage) Found(id resource.ID, err error) error {
+	if _, seen := d.bad.LoadOrStore(id, true); !seen {
+		d.n.Add(1)
+		d.log.Error(d.what+": stored resource is damaged; run pullmail fsck --repair", "resource", id, "err", err)
+		if d.onDamage != nil {
+			d.onDamage(id)
+		}
+	}
+	return err
+}
+
+// Log is the logger given to NewDamage.
+func (d *Damage) Log() *slog.Logger { return d.log }
+
+// Forget says id was stored again or removed.
+func (d *Damage) Forget(id resource.ID) { d.bad.Delete(id) }
+
+// Count is how many resources were found damaged, each counted once.
+func (d *Damage) Count() uint64 { return d.n.Load() }
