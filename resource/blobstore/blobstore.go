@@ -287,6 +287,10 @@ type plainSource struct {
 
 	mu   sync.Mutex
 	sums []byte // all the sums, when held in memory (small or rebuilt); else nil
+	// block holds the sums of chunks from blockFrom on, as last read from
+	// the sidecar.
+	block     []byte
+	blockFrom int64
 }
 
 // loadSums checks the sidecar's header and length; a missing or wrong one
@@ -362,31 +366,22 @@ type byteWriter struct{ b *[]byte }
 func (w byteWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
 
 // sum returns the recorded sum of chunk idx, from memory or from the
-// cursor's block of the sidecar.
-func (p *plainSource) sum(c *chunkio.Cursor, idx int64) ([sumSize]byte, error) {
+// source's last block of the sidecar, read anew when it does not hold idx.
+func (p *plainSource) sum(idx int64) ([sumSize]byte, error) {
 	p.mu.Lock()
-	sums := p.sums
-	p.mu.Unlock()
-	if sums != nil {
-		return [sumSize]byte(sums[idx*sumSize:]), nil
+	defer p.mu.Unlock()
+	if p.sums != nil {
+		return [sumSize]byte(p.sums[idx*sumSize:]), nil
 	}
-	// c.Scratch holds a block of sums: uint64be(first chunk), uint64be(n), sums.
-	if len(c.Scratch) == 0 {
-		c.Scratch = make([]byte, 16+sumsBlock*sumSize)
-	}
-	from, n := int64(binary.BigEndian.Uint64(c.Scratch)), int64(binary.BigEndian.Uint64(c.Scratch[8:]))
-	if idx < from || idx >= from+n {
-		n = min(sumsBlock, chunkio.NumChunks(p.info.Size)-idx)
-		binary.BigEndian.PutUint64(c.Scratch[8:], 0)
-		if err := readFull(p.ctx, p.s.b, string(p.info.ID)+sumsSuffix, c.Scratch[16:16+n*sumSize], sumsHeader+idx*sumSize); err != nil {
+	if idx < p.blockFrom || idx >= p.blockFrom+int64(len(p.block)/sumSize) {
+		n := min(sumsBlock, chunkio.NumChunks(p.info.Size)-idx)
+		block := make([]byte, n*sumSize)
+		if err := readFull(p.ctx, p.s.b, string(p.info.ID)+sumsSuffix, block, sumsHeader+idx*sumSize); err != nil {
 			return [sumSize]byte{}, fmt.Errorf("blobstore: %s: reading the sum of chunk %d: %w", p.info.ID, idx, err)
 		}
-		from = idx
-		binary.BigEndian.PutUint64(c.Scratch, uint64(from))
-		binary.BigEndian.PutUint64(c.Scratch[8:], uint64(n))
+		p.block, p.blockFrom = block, idx
 	}
-	i := 16 + (idx-from)*sumSize
-	return [sumSize]byte(c.Scratch[i : i+sumSize]), nil
+	return [sumSize]byte(p.block[(idx-p.blockFrom)*sumSize:]), nil
 }
 
 // Span implements chunkio.Source: chunks lie at their plain offsets.
@@ -405,7 +400,7 @@ func (p *plainSource) Chunk(c *chunkio.Cursor, idx int64, dst []byte) ([]byte, e
 			}
 			return nil, fmt.Errorf("blobstore: %s: reading chunk %d: %w", p.info.ID, idx, err)
 		}
-		want, err := p.sum(c, idx)
+		want, err := p.sum(idx)
 		if err != nil {
 			return nil, err
 		}

@@ -31,9 +31,9 @@ type Attrs struct {
 // CreateOptions say how an object will be written.
 type CreateOptions struct {
 	// Name, when known before the bytes are (the caller declared a
-	// digest), is the name Commit will most likely be given: a bucket may
-	// then write in place of staging and copying (S3 completes a
-	// multipart upload under it). Commit under another name stays correct.
+	// digest), is the only name Commit may then be given: a bucket may
+	// write in place of staging and copying (S3 completes a multipart
+	// upload under it once Commit is called), and may refuse another.
 	Name string
 	// Patch is how many leading bytes must stay patchable until Commit
 	// (Writer.Patch): a header written once the stream has been verified.
@@ -97,4 +97,32 @@ func CheckName(name string) error {
 		return fmt.Errorf("bucket: invalid object name %q", name)
 	}
 	return nil
+}
+
+// Flip rewrites the object name of b with the bits of its byte at off
+// inverted, as a failing disk would damage it: for the damage tests of the
+// stores above a bucket.
+func Flip(ctx context.Context, b Bucket, name string, off int64) error {
+	r, err := b.Read(ctx, name, 0, -1)
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		return err
+	}
+	if off < 0 || off >= int64(len(data)) {
+		return fmt.Errorf("bucket: flip %s at %d: it has %d bytes", name, off, len(data))
+	}
+	data[off] ^= 0xff
+	w, err := b.Create(ctx, CreateOptions{})
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	if _, err := w.Write(data); err != nil {
+		return err
+	}
+	return w.Commit(ctx, name)
 }

@@ -151,18 +151,3 @@ func (m *Mem) List(ctx context.Context, fn func(string, Attrs) error) error {
 	}
 	return nil
 }
-
-// Flip inverts the bits of the byte at off of the object, as a failing disk
-// would, keeping its time: for the damage tests of the stores above.
-func (m *Mem) Flip(name string, off int64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	o, ok := m.objs[name]
-	if !ok || off < 0 || off >= int64(len(o.data)) {
-		return fmt.Errorf("bucket: flip %s at %d: no such byte", name, off)
-	}
-	d := bytes.Clone(o.data)
-	d[off] ^= 0xff
-	m.objs[name] = memObject{data: d, mod: o.mod}
-	return nil
-}

@@ -4,6 +4,7 @@
 package memstore
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/pullmail/pullmail/resource"
@@ -32,7 +33,7 @@ func (s *Store) Bucket() *bucket.Mem { return s.b }
 // Flip inverts the stored byte at off of resource id, as a failing disk
 // would: for damage tests.
 func (s *Store) Flip(id resource.ID, off int64) error {
-	if err := s.b.Flip(string(id), off); err != nil {
+	if err := bucket.Flip(context.Background(), s.b, string(id), off); err != nil {
 		return fmt.Errorf("memstore: %w", err)
 	}
 	return nil
