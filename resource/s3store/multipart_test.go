@@ -248,3 +248,36 @@ func TestOpenFromEnvironment(t *testing.T) {
 		t.Errorf("Open without credentials: %v", err)
 	}
 }
+
+// TestOpenEncrypted: with a key, Open gives the sealed store; its objects
+// hold no plain byte.
+func TestOpenEncrypted(t *testing.T) {
+	srv := s3test.Start(t)
+	opt := srv.Options()
+	opt.Key = bytes.Repeat([]byte{7}, 32)
+	s, err := s3store.Open(t.Context(), srv.URL(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("plain text "), 1000)
+	info, err := s.Put(t.Context(), bytes.NewReader(data), resource.PutOptions{Size: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := resource.Check(t.Context(), s, info.ID); err != nil || got.Size != int64(len(data)) {
+		t.Fatalf("Check = %+v, %v", got, err)
+	}
+	objects, _ := keys(t, srv)
+	if len(objects) != 1 {
+		t.Fatalf("bucket holds %v, want one object", objects)
+	}
+	r, _, _, err := minio.Core{Client: srv.Client(t)}.GetObject(t.Context(), srv.Bucket, objects[0], minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(r)
+	r.Close()
+	if bytes.Contains(raw, []byte("plain text")) {
+		t.Error("the object holds the plain bytes")
+	}
+}

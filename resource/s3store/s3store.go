@@ -76,6 +76,7 @@ import (
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/resource/blobstore"
 	"github.com/pullmail/pullmail/resource/bucket"
+	"github.com/pullmail/pullmail/resource/sealed"
 )
 
 // DefaultPartSize is the size of the parts of a multipart upload: the
@@ -243,7 +244,11 @@ func Open(ctx context.Context, raw string, opt Options) (resource.Store, error) 
 // Store returns the resource store over b, as Open does.
 func (b *Bucket) Store(opt Options) (resource.Store, error) {
 	if opt.Key != nil {
-		return nil, errors.New("s3store: encryption is not available yet")
+		s, err := sealed.New(b, opt.Key, sealed.Options{OnDamage: opt.OnDamage, Log: opt.Log})
+		if err != nil {
+			return nil, fmt.Errorf("s3store: %w", err)
+		}
+		return s, nil
 	}
 	return blobstore.New(b, blobstore.Options{OnDamage: opt.OnDamage, Log: opt.Log}), nil
 }
