@@ -276,7 +276,7 @@ func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, erro
 	} else if err := src.loadSums(); err != nil {
 		return nil, fmt.Errorf("blobstore: open %s: %w", info.ID, err)
 	}
-	return chunkio.NewObject(ctx, s.b, string(info.ID), src, info), nil
+	return chunkio.NewObject(ctx, s.b, string(info.ID), nil, src, info), nil
 }
 
 // plainSource checks each chunk against its sum.

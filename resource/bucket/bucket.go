@@ -75,6 +75,23 @@ type Bucket interface {
 	List(ctx context.Context, fn func(name string, a Attrs) error) error
 }
 
+// File is an object opened for reading anywhere, as a file is.
+type File interface {
+	io.ReaderAt
+	io.Closer
+	// Attrs are the object's, as of its opening.
+	Attrs() Attrs
+}
+
+// Opener is a Bucket whose objects can be opened once and read at any
+// offset (a directory): a store above then holds one File per open
+// resource rather than a stream per read, and reads with no more system
+// calls than a store of files would make.
+type Opener interface {
+	// Open opens the object, or fails with ErrNotExist.
+	Open(ctx context.Context, name string) (File, error)
+}
+
 // ValidName reports whether name can name an object: 1 to 100 characters
 // of [A-Za-z0-9_.-], not starting with a dot. Content-IDs and a suffix such
 // as ".sums" fit; path separators and traversal do not.

@@ -200,3 +200,36 @@ func (b dirBucket) List(ctx context.Context, fn func(string, bucket.Attrs) error
 		return fn(d.Name(), bucket.Attrs{Size: fi.Size(), Modified: fi.ModTime()})
 	})
 }
+
+var _ bucket.Opener = dirBucket{}
+
+// Open implements bucket.Opener: one open file per open resource.
+func (b dirBucket) Open(ctx context.Context, name string) (bucket.File, error) {
+	_, file, err := b.path(name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := b.s.root.Open(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("fsstore: %s: %w", name, bucket.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fsstore: %w", err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file", name)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fsstore: %w", err)
+	}
+	return openFile{f, bucket.Attrs{Size: fi.Size(), Modified: fi.ModTime()}}, nil
+}
+
+type openFile struct {
+	*os.File
+	a bucket.Attrs
+}
+
+func (f openFile) Attrs() bucket.Attrs { return f.a }

@@ -303,7 +303,8 @@ func (s *Store) Stat(ctx context.Context, id resource.ID) (resource.Info, error)
 
 // Open implements resource.Fetcher: it authenticates the header (ID, size,
 // key) before it returns. The Object also implements io.ReaderAt; its reads
-// run under ctx and decrypt only the chunks they need.
+// run under ctx and decrypt only the chunks they need. On a bucket.Opener
+// (a directory) the object is opened once and read in place.
 func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, error) {
 	id, err := parse(id)
 	if err != nil {
@@ -312,19 +313,41 @@ func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, erro
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sealed: open %s: %w", id, err)
 	}
-	info, err := s.Stat(ctx, id)
+	var f bucket.File
+	var a bucket.Attrs
+	if op, ok := s.b.(bucket.Opener); ok {
+		if f, err = op.Open(ctx, string(id)); err == nil {
+			a = f.Attrs()
+		}
+	} else {
+		a, err = s.b.Stat(ctx, string(id))
+	}
+	if errors.Is(err, bucket.ErrNotExist) {
+		return nil, fmt.Errorf("sealed: %s: %w", id, resource.ErrNotFound)
+	}
 	if err != nil {
-		if errors.Is(err, resource.ErrDamaged) {
-			s.damage.Found(id, err)
+		return nil, fmt.Errorf("sealed: open %s: %w", id, err)
+	}
+	o, err := s.open(ctx, id, f, a)
+	if err != nil {
+		if f != nil {
+			f.Close()
 		}
 		return nil, err
 	}
-	var hdr [HeaderSize]byte
-	r, err := s.b.Read(ctx, string(id), 0, HeaderSize)
-	if err == nil {
-		_, err = io.ReadFull(r, hdr[:])
-		r.Close()
+	return o, nil
+}
+
+func (s *Store) open(ctx context.Context, id resource.ID, f bucket.File, a bucket.Attrs) (resource.Object, error) {
+	size, err := PlainSize(a.Size)
+	if err != nil {
+		return nil, s.damage.Found(id, fmt.Errorf("sealed: %s: %w", id, err))
 	}
+	info := resource.Info{ID: id, Size: size, Created: a.Modified}
+	var hdr [HeaderSize]byte
+	c := chunkio.NewCursor(ctx, s.b, string(id), f, HeaderSize)
+	err = c.ReadFull(hdr[:], 0)
+	c.Close()
 	if err != nil {
 		if errors.Is(err, bucket.ErrNotExist) {
 			return nil, fmt.Errorf("sealed: %s: %w", id, resource.ErrNotFound)
@@ -343,7 +366,7 @@ func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, erro
 		return nil, s.damage.Found(id, fmt.Errorf("sealed: %s: header authentication failed (the object was damaged, cut or moved, or written with another key): %w", id, resource.ErrDamaged))
 	}
 	src := &source{s: s, info: info, aead: aead, prefix: [8]byte(hdr[40:48]), nchunks: NumChunks(info.Size)}
-	return chunkio.NewObject(ctx, s.b, string(id), src, info), nil
+	return chunkio.NewObject(ctx, s.b, string(id), f, src, info), nil
 }
 
 // source reads the chunks of an open sealed object.

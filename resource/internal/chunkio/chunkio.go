@@ -47,6 +47,7 @@ type Cursor struct {
 	ctx  context.Context
 	b    bucket.Bucket
 	name string
+	f    bucket.File // when set, reads are ReadAt on it, and there is no stream
 	r    io.ReadCloser
 	pos  int64 // r's next byte is at pos
 	end  int64 // and r ends at end
@@ -57,9 +58,9 @@ type Cursor struct {
 }
 
 // NewCursor returns a cursor on the object name of b, whose streams end at
-// limit (or before, as Within narrows it).
-func NewCursor(ctx context.Context, b bucket.Bucket, name string, limit int64) *Cursor {
-	return &Cursor{ctx: ctx, b: b, name: name, limit: limit}
+// limit; or, when f is set, a cursor that reads f at the offsets asked.
+func NewCursor(ctx context.Context, b bucket.Bucket, name string, f bucket.File, limit int64) *Cursor {
+	return &Cursor{ctx: ctx, b: b, name: name, f: f, limit: limit}
 }
 
 // ReadFull fills p from the object's byte off. A short object yields
@@ -67,6 +68,16 @@ func NewCursor(ctx context.Context, b bucket.Bucket, name string, limit int64) *
 func (c *Cursor) ReadFull(p []byte, off int64) error {
 	if len(p) == 0 {
 		return nil
+	}
+	if c.f != nil {
+		n, err := c.f.ReadAt(p, off)
+		if n == len(p) {
+			return nil
+		}
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
 	}
 	end := off + int64(len(p))
 	if c.r == nil || c.pos != off || end > c.end {
@@ -105,6 +116,7 @@ type Object struct {
 	ctx   context.Context
 	b     bucket.Bucket
 	name  string
+	f     bucket.File // or nil
 	src   Source
 	info  resource.Info
 	pos   int64
@@ -115,11 +127,12 @@ type Object struct {
 }
 
 // NewObject returns the Object of the stored object name of b, holding the
-// resource of info. Its reads run under ctx.
-func NewObject(ctx context.Context, b bucket.Bucket, name string, src Source, info resource.Info) *Object {
+// resource of info. Its reads run under ctx, on f when it is set (the
+// Object then owns f and closes it), else on streams of b.
+func NewObject(ctx context.Context, b bucket.Bucket, name string, f bucket.File, src Source, info resource.Info) *Object {
 	_, end := src.Span(0, NumChunks(info.Size))
-	return &Object{ctx: ctx, b: b, name: name, src: src, info: info, cur: -1,
-		buf: make([]byte, ChunkSize), c: NewCursor(ctx, b, name, end)}
+	return &Object{ctx: ctx, b: b, name: name, f: f, src: src, info: info, cur: -1,
+		buf: make([]byte, ChunkSize), c: NewCursor(ctx, b, name, f, end)}
 }
 
 // Info implements resource.Object.
@@ -174,7 +187,7 @@ func (o *Object) ReadAt(p []byte, off int64) (int, error) {
 	from := off / ChunkSize
 	to := min(NumChunks(o.info.Size), (off+int64(len(p))+ChunkSize-1)/ChunkSize)
 	_, end := o.src.Span(from, to)
-	c := NewCursor(o.ctx, o.b, o.name, end)
+	c := NewCursor(o.ctx, o.b, o.name, o.f, end)
 	defer c.Close()
 	buf := make([]byte, ChunkSize)
 	total := 0
@@ -218,6 +231,9 @@ func (o *Object) Close() error {
 	}
 	o.c.Close()
 	o.c, o.plain, o.buf = nil, nil, nil
+	if o.f != nil {
+		return o.f.Close()
+	}
 	return nil
 }
 
