@@ -2,11 +2,8 @@ package fsstore
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -21,10 +18,11 @@ import (
 	"sync/atomic"
 
 	"github.com/pullmail/pullmail/resource"
+	"github.com/pullmail/pullmail/resource/sealed"
 )
 
 // KeySize is the size of an encryption key: AES-256.
-const KeySize = 32
+const KeySize = sealed.KeySize
 
 // Options configure a Store.
 type Options struct {
@@ -47,7 +45,10 @@ type Options struct {
 type Store struct {
 	root *os.Root
 	key  []byte // nil for plain storage
-	// bufs holds chunk buffers for encrypted objects.
+	// sealed serves an encrypted store: resource/sealed over the
+	// directory (Bucket), whose format is this package's.
+	sealed *sealed.Store
+	// bufs holds chunk buffers for plain objects.
 	bufs sync.Pool
 	// layout is the format's version: 2 keeps blobs in blobs/ab/, 1 (stores
 	// made before 2026-11) in blobs/ab/cd/.
@@ -102,6 +103,12 @@ func New(dir string, opt Options) (*Store, error) {
 		root.Close()
 		return nil, fmt.Errorf("fsstore: %s: %w", dir, err)
 	}
+	if s.key != nil {
+		if s.sealed, err = sealed.New(s.Bucket(), s.key, sealed.Options{OnDamage: opt.OnDamage, Log: opt.Log}); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("fsstore: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -134,10 +141,7 @@ func (s *Store) formatLine(v int) string {
 	if s.key == nil {
 		return name + " plain\n"
 	}
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte("pullmail-fsstore key check"))
-	check := base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
-	return name + " aes-256-gcm key-check=" + check + "\n"
+	return name + " aes-256-gcm key-check=" + sealed.KeyCheck(s.key) + "\n"
 }
 
 // checkFormat reads the format file, or writes it for a new store, and sets
@@ -244,6 +248,9 @@ func parse(s resource.ID) (resource.ID, error) {
 // the new copy (a rename, which readers of the old one do not notice), so
 // that a Put of the right bytes repairs a damaged copy.
 func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (resource.Info, error) {
+	if s.sealed != nil {
+		return s.sealed.Put(ctx, r, opt)
+	}
 	if err := ctx.Err(); err != nil {
 		return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
 	}
@@ -265,16 +272,10 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (
 		}
 	}()
 
-	var id resource.ID
-	if s.key == nil {
-		sums = s.newSumsFile()
-		var size int64
-		id, size, err = resource.Copy(ctx, io.MultiWriter(newWriteback(f, 0), sums.z), r, opt)
-		if err == nil {
-			withSums, err = sums.finish(id, size)
-		}
-	} else {
-		id, err = s.putEncrypted(ctx, f, r, opt)
+	sums = s.newSumsFile()
+	id, size, err := resource.Copy(ctx, io.MultiWriter(newWriteback(f, 0), sums.z), r, opt)
+	if err == nil {
+		withSums, err = sums.finish(id, size)
 	}
 	if err != nil {
 		return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
@@ -345,7 +346,12 @@ func (s *Store) damaged(id resource.ID, err error) error {
 // DamageCount is how many resources were found damaged since New, each
 // counted once until it is stored again or removed: the value of
 // pullmail_resource_damaged_total.
-func (s *Store) DamageCount() uint64 { return s.damages.Load() }
+func (s *Store) DamageCount() uint64 {
+	if s.sealed != nil {
+		return s.sealed.DamageCount()
+	}
+	return s.damages.Load()
+}
 
 // mkdirs creates a blob directory (blobs/ab, or blobs/ab/cd in layout 1)
 // and makes the new directory entries durable.
@@ -386,6 +392,9 @@ func (s *Store) syncDir(dir string) error {
 
 // Stat implements resource.Statter.
 func (s *Store) Stat(ctx context.Context, id resource.ID) (resource.Info, error) {
+	if s.sealed != nil {
+		return s.sealed.Stat(ctx, id)
+	}
 	id, err := parse(id)
 	if err != nil {
 		return resource.Info{}, err
@@ -405,20 +414,16 @@ func (s *Store) info(id resource.ID, fi fs.FileInfo) (resource.Info, error) {
 	if !fi.Mode().IsRegular() {
 		return resource.Info{}, fmt.Errorf("fsstore: %s: not a regular file", id)
 	}
-	size := fi.Size()
-	if s.key != nil {
-		var err error
-		if size, err = plainSize(size); err != nil {
-			return resource.Info{}, fmt.Errorf("fsstore: %s: %w", id, err)
-		}
-	}
-	return resource.Info{ID: id, Size: size, Created: fi.ModTime()}, nil
+	return resource.Info{ID: id, Size: fi.Size(), Created: fi.ModTime()}, nil
 }
 
 // Open implements resource.Fetcher. The Object also implements io.ReaderAt.
 // A plain blob without a valid sidecar (stored before sidecars, or its
 // sidecar damaged) is read and checked whole here, once, and gets one.
 func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, error) {
+	if s.sealed != nil {
+		return s.sealed.Open(ctx, id)
+	}
 	id, err := parse(id)
 	if err != nil {
 		return nil, err
@@ -447,12 +452,7 @@ func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, erro
 		}
 		return nil, err
 	}
-	var src chunkSource
-	if s.key == nil {
-		src, err = s.openPlain(ctx, f, name, info)
-	} else {
-		src, err = s.openEncrypted(f, info)
-	}
+	src, err := s.openPlain(ctx, f, name, info)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("fsstore: open %s: %w", id, err)
@@ -462,6 +462,9 @@ func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, erro
 
 // Remove implements resource.Remover.
 func (s *Store) Remove(ctx context.Context, id resource.ID) error {
+	if s.sealed != nil {
+		return s.sealed.Remove(ctx, id)
+	}
 	id, err := parse(id)
 	if err != nil {
 		return err
@@ -481,6 +484,9 @@ func (s *Store) Remove(ctx context.Context, id resource.ID) error {
 // not a resource in its place. An encrypted file whose length no writer could
 // have produced is reported with Size -1.
 func (s *Store) Enumerate(ctx context.Context, fn func(resource.Info) error) error {
+	if s.sealed != nil {
+		return s.sealed.Enumerate(ctx, fn)
+	}
 	err := fs.WalkDir(s.root.FS(), blobsDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

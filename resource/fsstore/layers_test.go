@@ -21,6 +21,20 @@ import (
 // read the directories in testdata/, written by this package before those
 // layers existed, and this package reads what they write.
 
+// The encrypted format's sizes, as the tests of the encrypted files (which
+// this package's encrypted store now writes through resource/sealed) name
+// them.
+const (
+	headerSize  = sealed.HeaderSize
+	tagSize     = sealed.TagSize
+	sealedChunk = sealed.SealedChunk
+)
+
+var (
+	plainSize = sealed.PlainSize
+	numChunks = sealed.NumChunks
+)
+
 // layer is the store of a mode over s's directory.
 func layer(t testing.TB, s *Store, key []byte) resource.Store {
 	t.Helper()

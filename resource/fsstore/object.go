@@ -22,10 +22,12 @@ type chunkSource interface {
 	close() error
 }
 
+// chunkSize is the unit a plain blob's sums cover and its objects check.
+const chunkSize = 64 << 10
+
 // chunkBufs are the buffers one reader of an object uses.
 type chunkBufs struct {
-	plain, sealed *[]byte
-	scr           scratch
+	plain *[]byte
 	// A plain blob's sums of chunks [sumsFrom, sumsFrom+sumsN), read from
 	// the sidecar a block at a time, as of the source's sumsGen.
 	sums            [sumsBlock * sumSize]byte
@@ -40,12 +42,15 @@ const sumsBlock = 128
 // chunkLen is the length of chunk idx of a blob of size bytes.
 func chunkLen(idx, size int64) int64 { return min(chunkSize, size-idx*chunkSize) }
 
-func (s *Store) getBufs() *chunkBufs { return &chunkBufs{plain: s.getBuf(), sealed: s.getBuf()} }
-
-func (s *Store) putBufs(b *chunkBufs) {
-	s.putBuf(b.plain)
-	s.putBuf(b.sealed)
+func (s *Store) getBufs() *chunkBufs {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return &chunkBufs{plain: b}
+	}
+	b := make([]byte, chunkSize)
+	return &chunkBufs{plain: &b}
 }
+
+func (s *Store) putBufs(b *chunkBufs) { s.bufs.Put(b.plain) }
 
 // object is an open blob: it reads and seeks by chunk, so that a Range read
 // checks only the chunks it needs and no byte leaves before its chunk is

@@ -221,7 +221,10 @@ func (s *Store) seal(ctx context.Context, w bucket.Writer, r io.Reader, opt reso
 	if _, err := w.Write(hdr[:]); err != nil {
 		return "", err
 	}
-	z := &sealer{w: w, aead: aead, prefix: hdr[40:48], buf: make([]byte, 0, ChunkSize), out: make([]byte, 0, SealedChunk)}
+	plain, out := chunkio.GetBuf(), chunkio.GetBuf()
+	defer chunkio.PutBuf(plain)
+	defer chunkio.PutBuf(out)
+	z := &sealer{w: w, aead: aead, prefix: hdr[40:48], buf: (*plain)[:0:ChunkSize], out: (*out)[:0]}
 	id, size, err := resource.Copy(ctx, z, r, opt)
 	if err != nil {
 		return "", err
@@ -391,22 +394,22 @@ func (o *source) Chunk(c *chunkio.Cursor, idx int64, dst []byte) ([]byte, error)
 	if last {
 		n = o.info.Size - idx*ChunkSize + TagSize
 	}
-	if len(c.Scratch) < SealedChunk {
-		c.Scratch = make([]byte, SealedChunk)
-	}
-	sealed := c.Scratch[:n]
+	scr := c.Scratch()
+	sealed := scr[:n]
 	if err := c.ReadFull(sealed, HeaderSize+idx*SealedChunk); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, o.s.damage.Found(o.info.ID, fmt.Errorf("sealed: %s: chunk %d is cut short: %w", o.info.ID, idx, resource.ErrDamaged))
 		}
 		return nil, fmt.Errorf("sealed: %s: reading chunk %d: %w", o.info.ID, idx, err)
 	}
-	var nb [12]byte
-	ad := []byte{0}
+	// The nonce and the additional data in the scratch space, not on the
+	// heap per chunk.
+	nb, ad := (*[12]byte)(scr[SealedChunk:]), scr[SealedChunk+12:SealedChunk+13]
+	ad[0] = 0
 	if last {
 		ad[0] = 1
 	}
-	p, err := o.aead.Open(dst[:0], nonce(&nb, o.prefix[:], uint32(idx)), sealed, ad)
+	p, err := o.aead.Open(dst[:0], nonce(nb, o.prefix[:], uint32(idx)), sealed, ad)
 	if err != nil {
 		return nil, o.s.damage.Found(o.info.ID, fmt.Errorf("sealed: %s: chunk %d failed authentication: %w", o.info.ID, idx, resource.ErrDamaged))
 	}

@@ -53,9 +53,30 @@ type Cursor struct {
 	end  int64 // and r ends at end
 	// limit is where a new stream ends: the end of the span being read.
 	limit int64
-	// Scratch is the Source's to use, for one chunk's stored bytes.
-	Scratch []byte
+	// scratch is Scratch's buffer, from the pool, until Close.
+	scratch *[]byte
 }
+
+// ScratchSize is the length of a Cursor's Scratch: a chunk and 64 bytes
+// (a sealed chunk's tag, a nonce).
+const ScratchSize = ChunkSize + 64
+
+// bufs recycles chunk buffers, so that opening a resource, or sealing one,
+// costs no new 64 KiB.
+var bufs = sync.Pool{New: func() any { b := make([]byte, ScratchSize); return &b }}
+
+// Scratch returns ScratchSize bytes for the Source's use (one chunk's stored
+// bytes), the same until Close.
+func (c *Cursor) Scratch() []byte {
+	if c.scratch == nil {
+		c.scratch = bufs.Get().(*[]byte)
+	}
+	return *c.scratch
+}
+
+// GetBuf and PutBuf lend ScratchSize-byte buffers.
+func GetBuf() *[]byte  { return bufs.Get().(*[]byte) }
+func PutBuf(b *[]byte) { bufs.Put(b) }
 
 // NewCursor returns a cursor on the object name of b, whose streams end at
 // limit; or, when f is set, a cursor that reads f at the offsets asked.
@@ -81,7 +102,7 @@ func (c *Cursor) ReadFull(p []byte, off int64) error {
 	}
 	end := off + int64(len(p))
 	if c.r == nil || c.pos != off || end > c.end {
-		c.Close()
+		c.closeStream()
 		lim := max(c.limit, end)
 		r, err := c.b.Read(c.ctx, c.name, off, lim-off)
 		if err != nil {
@@ -98,16 +119,24 @@ func (c *Cursor) ReadFull(p []byte, off int64) error {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
-		c.Close()
+		c.closeStream()
 	}
 	return err
 }
 
-// Close closes the open stream, if any.
-func (c *Cursor) Close() {
+func (c *Cursor) closeStream() {
 	if c.r != nil {
 		c.r.Close()
 		c.r = nil
+	}
+}
+
+// Close closes the open stream, if any, and gives Scratch back.
+func (c *Cursor) Close() {
+	c.closeStream()
+	if c.scratch != nil {
+		bufs.Put(c.scratch)
+		c.scratch = nil
 	}
 }
 
@@ -122,7 +151,7 @@ type Object struct {
 	pos   int64
 	cur   int64 // the chunk in plain, or -1
 	plain []byte
-	buf   []byte
+	buf   *[]byte
 	c     *Cursor // the sequential reader's; nil once closed
 }
 
@@ -132,7 +161,7 @@ type Object struct {
 func NewObject(ctx context.Context, b bucket.Bucket, name string, f bucket.File, src Source, info resource.Info) *Object {
 	_, end := src.Span(0, NumChunks(info.Size))
 	return &Object{ctx: ctx, b: b, name: name, f: f, src: src, info: info, cur: -1,
-		buf: make([]byte, ChunkSize), c: NewCursor(ctx, b, name, f, end)}
+		buf: GetBuf(), c: NewCursor(ctx, b, name, f, end)}
 }
 
 // Info implements resource.Object.
@@ -157,7 +186,7 @@ func (o *Object) Read(p []byte) (int, error) {
 		return len(plain), nil
 	}
 	if idx != o.cur {
-		plain, err := o.src.Chunk(o.c, idx, o.buf)
+		plain, err := o.src.Chunk(o.c, idx, (*o.buf)[:ChunkSize])
 		if err != nil {
 			o.cur = -1
 			return 0, err
@@ -189,7 +218,9 @@ func (o *Object) ReadAt(p []byte, off int64) (int, error) {
 	_, end := o.src.Span(from, to)
 	c := NewCursor(o.ctx, o.b, o.name, o.f, end)
 	defer c.Close()
-	buf := make([]byte, ChunkSize)
+	bp := GetBuf()
+	defer PutBuf(bp)
+	buf := (*bp)[:ChunkSize]
 	total := 0
 	for len(p) > 0 {
 		if off >= o.info.Size {
@@ -230,6 +261,7 @@ func (o *Object) Close() error {
 		return os.ErrClosed
 	}
 	o.c.Close()
+	PutBuf(o.buf)
 	o.c, o.plain, o.buf = nil, nil, nil
 	if o.f != nil {
 		return o.f.Close()
