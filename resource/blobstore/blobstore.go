@@ -169,7 +169,7 @@ type lazy struct{ sc *sidecar }
 func (l lazy) Write(p []byte) (int, error) {
 	sc := l.sc
 	if sc.w == nil {
-		opt := bucket.CreateOptions{Patch: sumsHeader}
+		opt := bucket.CreateOptions{Patch: sumsHeader, Volatile: true}
 		if sc.want != "" {
 			opt.Name = string(sc.want) + sumsSuffix
 		}
@@ -265,18 +265,45 @@ func (s *Store) Stat(ctx context.Context, id resource.ID) (resource.Info, error)
 // Open implements resource.Fetcher. The Object also implements io.ReaderAt;
 // its reads run under ctx. A blob without a valid sidecar is read and
 // checked whole here, once, and gets one.
+//
+// On a bucket.Opener (a directory) the blob and its sidecar are opened once
+// and read in place.
 func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, error) {
-	info, err := s.Stat(ctx, id)
+	id, err := parse(id)
 	if err != nil {
 		return nil, err
 	}
-	src := &plainSource{s: s, ctx: ctx, info: info}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("blobstore: open %s: %w", id, err)
+	}
+	op, _ := s.b.(bucket.Opener)
+	var f bucket.File
+	var a bucket.Attrs
+	if op != nil {
+		if f, err = op.Open(ctx, string(id)); err == nil {
+			a = f.Attrs()
+		}
+	} else {
+		a, err = s.b.Stat(ctx, string(id))
+	}
+	if errors.Is(err, bucket.ErrNotExist) {
+		return nil, fmt.Errorf("blobstore: %s: %w", id, resource.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: open %s: %w", id, err)
+	}
+	info := resource.Info{ID: id, Size: a.Size, Created: a.Modified}
+	src := &plainSource{s: s, ctx: ctx, info: info, op: op, f: f}
 	if chunkio.NumChunks(info.Size) <= 1 {
 		src.sums = info.ID.Sum()
 	} else if err := src.loadSums(); err != nil {
+		src.Close()
+		if f != nil {
+			f.Close()
+		}
 		return nil, fmt.Errorf("blobstore: open %s: %w", info.ID, err)
 	}
-	return chunkio.NewObject(ctx, s.b, string(info.ID), nil, src, info), nil
+	return chunkio.NewObject(ctx, s.b, string(info.ID), f, src, info), nil
 }
 
 // plainSource checks each chunk against its sum.
@@ -284,6 +311,10 @@ type plainSource struct {
 	s    *Store
 	ctx  context.Context
 	info resource.Info
+	op   bucket.Opener // or nil
+	f    bucket.File   // the blob, opened through op; or nil
+	// sumsF is the sidecar, opened through op, closed with the source.
+	sumsF bucket.File
 
 	mu   sync.Mutex
 	sums []byte // all the sums, when held in memory (small or rebuilt); else nil
@@ -298,18 +329,53 @@ type plainSource struct {
 func (p *plainSource) loadSums() error {
 	name := string(p.info.ID) + sumsSuffix
 	want := int64(sumsHeader) + chunkio.NumChunks(p.info.Size)*sumSize
-	a, err := p.s.b.Stat(p.ctx, name)
+	var a bucket.Attrs
+	var err error
+	if p.op != nil {
+		if p.sumsF, err = p.op.Open(p.ctx, name); err == nil {
+			a = p.sumsF.Attrs()
+		}
+	} else {
+		a, err = p.s.b.Stat(p.ctx, name)
+	}
 	if err == nil && a.Size == want {
 		var hdr [sumsHeader]byte
-		err = readFull(p.ctx, p.s.b, name, hdr[:], 0)
+		err = p.readSums(hdr[:], 0)
 		if err == nil && string(hdr[:]) == string(sumsHeaderFor(p.info.ID, p.info.Size)) {
 			return nil
 		}
+	}
+	if p.sumsF != nil {
+		p.sumsF.Close()
+		p.sumsF = nil
 	}
 	if err != nil && !errors.Is(err, bucket.ErrNotExist) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("reading the chunk sums: %w", err)
 	}
 	return p.rebuild()
+}
+
+// Close implements io.Closer: the Object closes its source.
+func (p *plainSource) Close() error {
+	if p.sumsF != nil {
+		return p.sumsF.Close()
+	}
+	return nil
+}
+
+// readSums reads bytes of the sidecar at off.
+func (p *plainSource) readSums(b []byte, off int64) error {
+	if p.sumsF != nil {
+		n, err := p.sumsF.ReadAt(b, off)
+		if n == len(b) {
+			return nil
+		}
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return readFull(p.ctx, p.s.b, string(p.info.ID)+sumsSuffix, b, off)
 }
 
 func readFull(ctx context.Context, b bucket.Bucket, name string, p []byte, off int64) error {
@@ -330,14 +396,22 @@ func readFull(ctx context.Context, b bucket.Bucket, name string, p []byte, off i
 // rebuild reads the whole blob, checks it against the ID, keeps its sums in
 // memory and writes its sidecar anew; a blob that fails is damaged.
 func (p *plainSource) rebuild() error {
-	r, err := p.s.b.Read(p.ctx, string(p.info.ID), 0, p.info.Size)
-	if err != nil {
-		return err
+	var r io.Reader
+	if p.f != nil {
+		// One byte more than the size: a file grown since it was opened
+		// is a mismatch.
+		r = io.NewSectionReader(p.f, 0, p.info.Size+1)
+	} else {
+		rc, err := p.s.b.Read(p.ctx, string(p.info.ID), 0, p.info.Size)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		r = rc
 	}
-	defer r.Close()
 	sums := make([]byte, 0, chunkio.NumChunks(p.info.Size)*sumSize)
 	z := newSummer(byteWriter{&sums})
-	_, _, err = resource.Copy(p.ctx, z, r, resource.PutOptions{Want: p.info.ID, Size: p.info.Size})
+	_, _, err := resource.Copy(p.ctx, z, r, resource.PutOptions{Want: p.info.ID, Size: p.info.Size})
 	if errors.Is(err, resource.ErrMismatch) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return p.s.damage.Found(p.info.ID, fmt.Errorf("blobstore: %s: the stored bytes do not match the ID (%w): %w", p.info.ID, err, resource.ErrDamaged))
 	}
@@ -376,7 +450,7 @@ func (p *plainSource) sum(idx int64) ([sumSize]byte, error) {
 	if idx < p.blockFrom || idx >= p.blockFrom+int64(len(p.block)/sumSize) {
 		n := min(sumsBlock, chunkio.NumChunks(p.info.Size)-idx)
 		block := make([]byte, n*sumSize)
-		if err := readFull(p.ctx, p.s.b, string(p.info.ID)+sumsSuffix, block, sumsHeader+idx*sumSize); err != nil {
+		if err := p.readSums(block, sumsHeader+idx*sumSize); err != nil {
 			return [sumSize]byte{}, fmt.Errorf("blobstore: %s: reading the sum of chunk %d: %w", p.info.ID, idx, err)
 		}
 		p.block, p.blockFrom = block, idx

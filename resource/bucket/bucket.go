@@ -38,6 +38,11 @@ type CreateOptions struct {
 	// Patch is how many leading bytes must stay patchable until Commit
 	// (Writer.Patch): a header written once the stream has been verified.
 	Patch int
+	// Volatile says the object can be rebuilt from others (a sidecar of
+	// chunk sums): a bucket may skip making it durable at Commit (a
+	// directory skips its fsyncs), so a crash may lose it or leave it
+	// short; the atomicity of Commit stays.
+	Volatile bool
 }
 
 // Writer writes one new object. Nothing of it is visible under any name

@@ -49,7 +49,7 @@ func (b dirBucket) Create(ctx context.Context, opt bucket.CreateOptions) (bucket
 	if err != nil {
 		return nil, fmt.Errorf("fsstore: %w", err)
 	}
-	return &dirWriter{b: b, f: f, wb: newWriteback(f, 0), tmp: tmp, patch: int64(opt.Patch)}, nil
+	return &dirWriter{b: b, f: f, wb: newWriteback(f, 0), tmp: tmp, patch: int64(opt.Patch), volatile: opt.Volatile}, nil
 }
 
 type dirWriter struct {
@@ -59,7 +59,11 @@ type dirWriter struct {
 	tmp   string
 	n     int64
 	patch int64
-	done  bool
+	// volatile: no fsync of the file or of its directory (a sidecar that
+	// a crash loses is rebuilt; the next blob commit's directory fsync
+	// covers its rename too)
+	volatile bool
+	done     bool
 }
 
 func (w *dirWriter) Write(p []byte) (int, error) {
@@ -84,7 +88,12 @@ func (w *dirWriter) Commit(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := w.f.Sync(); err != nil {
+	if !w.volatile {
+		if err := w.f.Sync(); err != nil {
+			return fmt.Errorf("fsstore: %w", err)
+		}
+	}
+	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("fsstore: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -94,7 +103,9 @@ func (w *dirWriter) Commit(ctx context.Context, name string) error {
 		return fmt.Errorf("fsstore: %w", err)
 	}
 	w.done = true
-	w.f.Close()
+	if w.volatile {
+		return nil
+	}
 	if err := w.b.s.syncDir(dir); err != nil {
 		return fmt.Errorf("fsstore: %w", err)
 	}
@@ -106,7 +117,7 @@ func (w *dirWriter) Abort() error {
 		return nil
 	}
 	w.done = true
-	w.f.Close()
+	w.f.Close() // a second Close after a failed Commit is harmless
 	return w.b.s.root.Remove(w.tmp)
 }
 

@@ -22,7 +22,8 @@ import (
 // ChunkSize is the unit of checking: 64 KiB of plain bytes.
 const ChunkSize = 64 << 10
 
-// Source reads the checked chunks of one stored object.
+// Source reads the checked chunks of one stored object. An Object closes a
+// Source that is an io.Closer with itself.
 type Source interface {
 	// Chunk returns chunk idx, read through c into dst (ChunkSize bytes
 	// long) and checked; an error wraps resource.ErrDamaged when the
@@ -263,6 +264,9 @@ func (o *Object) Close() error {
 	o.c.Close()
 	PutBuf(o.buf)
 	o.c, o.plain, o.buf = nil, nil, nil
+	if c, ok := o.src.(io.Closer); ok {
+		c.Close()
+	}
 	if o.f != nil {
 		return o.f.Close()
 	}
