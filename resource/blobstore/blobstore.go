@@ -449,7 +449,11 @@ func (p *plainSource) sum(idx int64) ([sumSize]byte, error) {
 	}
 	if idx < p.blockFrom || idx >= p.blockFrom+int64(len(p.block)/sumSize) {
 		n := min(sumsBlock, chunkio.NumChunks(p.info.Size)-idx)
-		block := make([]byte, n*sumSize)
+		block := p.block[:0]
+		if int64(cap(block)) < n*sumSize {
+			block = make([]byte, 0, sumsBlock*sumSize)
+		}
+		block = block[:n*sumSize] // the sums are copied out under mu: reuse is safe
 		if err := p.readSums(block, sumsHeader+idx*sumSize); err != nil {
 			return [sumSize]byte{}, fmt.Errorf("blobstore: %s: reading the sum of chunk %d: %w", p.info.ID, idx, err)
 		}

@@ -32,12 +32,8 @@ func (b dirBucket) path(name string) (dir, file string, err error) {
 	if !bucket.ValidName(name) || len(name) < 4 {
 		return "", "", fmt.Errorf("fsstore: invalid object name %q", name)
 	}
-	if b.s.layout == 1 {
-		dir = path.Join(blobsDir, name[0:2], name[2:4])
-	} else {
-		dir = path.Join(blobsDir, name[0:2])
-	}
-	return dir, path.Join(dir, name), nil
+	dir, file = b.s.blobPath(name)
+	return dir, file, nil
 }
 
 func (b dirBucket) Create(ctx context.Context, opt bucket.CreateOptions) (bucket.Writer, error) {

@@ -2,6 +2,12 @@
 // single Pullmail server needs nothing but its data directory. It implements
 // resource.Store and runs resource/storetest.
 //
+// The directory is a bucket.Bucket (Store.Bucket: the layout, the commits,
+// the format file); the resources over it are resource/blobstore's (plain
+// bytes and chunk sums) or resource/sealed's (encrypted), the same layers
+// that serve S3 and memory, in the formats below, which this package wrote
+// before they existed.
+//
 // # Layout
 //
 // Under the directory given to New:
