@@ -273,25 +273,11 @@ func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("blobstore: open %s: %w", id, err)
+	f, a, err := chunkio.Lookup(ctx, s.b, id)
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: %w", err)
 	}
 	op, _ := s.b.(bucket.Opener)
-	var f bucket.File
-	var a bucket.Attrs
-	if op != nil {
-		if f, err = op.Open(ctx, string(id)); err == nil {
-			a = f.Attrs()
-		}
-	} else {
-		a, err = s.b.Stat(ctx, string(id))
-	}
-	if errors.Is(err, bucket.ErrNotExist) {
-		return nil, fmt.Errorf("blobstore: %s: %w", id, resource.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("blobstore: open %s: %w", id, err)
-	}
 	info := resource.Info{ID: id, Size: a.Size, Created: a.Modified}
 	src := &plainSource{s: s, ctx: ctx, info: info, op: op, f: f}
 	if chunkio.NumChunks(info.Size) <= 1 {
@@ -517,17 +503,7 @@ func (s *Store) Remove(ctx context.Context, id resource.ID) error {
 // Enumerate implements resource.Enumerator; objects that are not a
 // resource (sidecars, anything else) are skipped.
 func (s *Store) Enumerate(ctx context.Context, fn func(resource.Info) error) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("blobstore: enumerate: %w", err)
-	}
-	err := s.b.List(ctx, func(name string, a bucket.Attrs) error {
-		id, err := resource.ParseID(name)
-		if err != nil {
-			return nil
-		}
-		return fn(resource.Info{ID: id, Size: a.Size, Created: a.Modified})
-	})
-	if err != nil {
+	if err := chunkio.Enumerate(ctx, s.b, func(n int64) int64 { return n }, fn); err != nil {
 		return fmt.Errorf("blobstore: enumerate: %w", err)
 	}
 	return nil

@@ -125,26 +125,15 @@ type sectionFile struct {
 func (s sectionFile) Close() error { return s.f.Close() }
 
 func (b dirBucket) Read(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
-	_, file, err := b.path(name)
+	bf, err := b.Open(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	f, err := b.s.root.Open(file)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("fsstore: %s: %w", name, bucket.ErrNotExist)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fsstore: %w", err)
-	}
+	f := bf.(openFile)
 	if n < 0 {
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("fsstore: %w", err)
-		}
-		n = fi.Size() - off
+		n = f.a.Size - off
 	}
-	return sectionFile{io.NewSectionReader(f, off, n), f}, nil
+	return sectionFile{io.NewSectionReader(f, off, n), f.File}, nil
 }
 
 func (b dirBucket) Stat(ctx context.Context, name string) (bucket.Attrs, error) {

@@ -313,23 +313,9 @@ func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("sealed: open %s: %w", id, err)
-	}
-	var f bucket.File
-	var a bucket.Attrs
-	if op, ok := s.b.(bucket.Opener); ok {
-		if f, err = op.Open(ctx, string(id)); err == nil {
-			a = f.Attrs()
-		}
-	} else {
-		a, err = s.b.Stat(ctx, string(id))
-	}
-	if errors.Is(err, bucket.ErrNotExist) {
-		return nil, fmt.Errorf("sealed: %s: %w", id, resource.ErrNotFound)
-	}
+	f, a, err := chunkio.Lookup(ctx, s.b, id)
 	if err != nil {
-		return nil, fmt.Errorf("sealed: open %s: %w", id, err)
+		return nil, fmt.Errorf("sealed: %w", err)
 	}
 	o, err := s.open(ctx, id, f, a)
 	if err != nil {
@@ -433,21 +419,13 @@ func (s *Store) Remove(ctx context.Context, id resource.ID) error {
 // an ID are skipped; one whose size no writer produces is reported with
 // Size -1.
 func (s *Store) Enumerate(ctx context.Context, fn func(resource.Info) error) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sealed: enumerate: %w", err)
+	size := func(n int64) int64 {
+		if p, err := PlainSize(n); err == nil {
+			return p
+		}
+		return -1
 	}
-	err := s.b.List(ctx, func(name string, a bucket.Attrs) error {
-		id, err := resource.ParseID(name)
-		if err != nil {
-			return nil
-		}
-		size, err := PlainSize(a.Size)
-		if err != nil {
-			size = -1
-		}
-		return fn(resource.Info{ID: id, Size: size, Created: a.Modified})
-	})
-	if err != nil {
+	if err := chunkio.Enumerate(ctx, s.b, size, fn); err != nil {
 		return fmt.Errorf("sealed: enumerate: %w", err)
 	}
 	return nil

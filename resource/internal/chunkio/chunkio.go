@@ -315,3 +315,45 @@ func (d *Damage) Forget(id resource.ID) { d.bad.Delete(id) }
 
 // Count is how many resources were found damaged, each counted once.
 func (d *Damage) Count() uint64 { return d.n.Load() }
+
+// Lookup finds the object of id in b for an Open: on a bucket.Opener it
+// opens it (the caller owns the File), elsewhere it stats it (File nil). A
+// missing object is an error wrapping resource.ErrNotFound.
+func Lookup(ctx context.Context, b bucket.Bucket, id resource.ID) (bucket.File, bucket.Attrs, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, bucket.Attrs{}, fmt.Errorf("open %s: %w", id, err)
+	}
+	var f bucket.File
+	var a bucket.Attrs
+	var err error
+	if op, ok := b.(bucket.Opener); ok {
+		if f, err = op.Open(ctx, string(id)); err == nil {
+			a = f.Attrs()
+		}
+	} else {
+		a, err = b.Stat(ctx, string(id))
+	}
+	if errors.Is(err, bucket.ErrNotExist) {
+		return nil, a, fmt.Errorf("%s: %w", id, resource.ErrNotFound)
+	}
+	if err != nil {
+		return nil, a, fmt.Errorf("open %s: %w", id, err)
+	}
+	return f, a, nil
+}
+
+// Enumerate calls fn for each object of b named by an ID (others, such as
+// sidecars, are skipped), with the plain size that size derives from the
+// object's.
+func Enumerate(ctx context.Context, b bucket.Bucket, size func(int64) int64, fn func(resource.Info) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.List(ctx, func(name string, a bucket.Attrs) error {
+		id, err := resource.ParseID(name)
+		if err != nil {
+			return nil
+		}
+		return fn(resource.Info{ID: id, Size: size(a.Size), Created: a.Modified})
+	})
+}
