@@ -125,6 +125,7 @@ func TestMultipart(t *testing.T) {
 
 	objects, uploads := keys(t, srv)
 	var names []string
+	objects = slices.DeleteFunc(objects, func(k string) bool { return k == "t1/res/fo/format" })
 	for _, k := range objects {
 		_, name, _ := strings.Cut(strings.TrimPrefix(k, "t1/res/"), "/")
 		names = append(names, name)
@@ -268,8 +269,9 @@ func TestOpenEncrypted(t *testing.T) {
 		t.Fatalf("Check = %+v, %v", got, err)
 	}
 	objects, _ := keys(t, srv)
+	objects = slices.DeleteFunc(objects, func(k string) bool { return strings.HasSuffix(k, "/fo/format") })
 	if len(objects) != 1 {
-		t.Fatalf("bucket holds %v, want one object", objects)
+		t.Fatalf("bucket holds %v, want one object and the format", objects)
 	}
 	r, _, _, err := minio.Core{Client: srv.Client(t)}.GetObject(t.Context(), srv.Bucket, objects[0], minio.GetObjectOptions{})
 	if err != nil {
@@ -279,5 +281,38 @@ func TestOpenEncrypted(t *testing.T) {
 	r.Close()
 	if bytes.Contains(raw, []byte("plain text")) {
 		t.Error("the object holds the plain bytes")
+	}
+}
+
+// TestFormat: the format object refuses a store opened with a missing,
+// unexpected or other key, before any resource is read as damaged.
+func TestFormat(t *testing.T) {
+	srv := s3test.Start(t)
+	key1, key2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	open := func(url string, key []byte) error {
+		opt := srv.Options()
+		opt.Key = key
+		_, err := s3store.Open(t.Context(), url, opt)
+		return err
+	}
+	plain, enc := srv.URL(), srv.URL()
+	for _, tt := range []struct {
+		url  string
+		key  []byte
+		want string // "" for success
+	}{
+		{plain, nil, ""}, // creates the format
+		{plain, nil, ""},
+		{plain, key1, "not encrypted"},
+		{enc, key1, ""},
+		{enc, key1, ""},
+		{enc, nil, "no key was given"},
+		{enc, key2, "another key"},
+		{enc, key1[:16], "16 bytes"},
+	} {
+		err := open(tt.url, tt.key)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("Open(%s, key %x...) = %v, want %q", tt.url[:20], tt.key[:min(2, len(tt.key))], err, tt.want)
+		}
 	}
 }

@@ -18,8 +18,9 @@
 //
 // An object named N (a Content-ID, or a Content-ID and ".sums") is kept
 // under PREFIX/N[0:2]/N; uploads in progress go to PREFIX/tmp/<random>.
-// Nothing else under PREFIX is touched; keys that do not fit are skipped by
-// List.
+// PREFIX/fo/format records whether the resources are encrypted, and with
+// which key (Bucket.Store). Nothing else under PREFIX is touched; keys that
+// do not fit are skipped by List.
 //
 // # What is atomic
 //
@@ -62,6 +63,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -243,11 +245,25 @@ func Open(ctx context.Context, raw string, opt Options) (resource.Store, error) 
 	if err != nil {
 		return nil, err
 	}
-	return b.Store(opt)
+	return b.Store(ctx, opt)
 }
 
-// Store returns the resource store over b, as Open does.
-func (b *Bucket) Store(opt Options) (resource.Store, error) {
+// Store returns the resource store over b, as Open does. The bucket's
+// "format" object (PREFIX/fo/format) records whether its resources are
+// encrypted, and with which key (sealed.KeyCheck), as fsstore's format file
+// does: a store opened with a missing, unexpected or other key fails here,
+// rather than finding every resource damaged. A new prefix gets one.
+func (b *Bucket) Store(ctx context.Context, opt Options) (resource.Store, error) {
+	want := formatName + " plain\n"
+	if opt.Key != nil {
+		if len(opt.Key) != sealed.KeySize {
+			return nil, fmt.Errorf("s3store: key is %d bytes, want %d", len(opt.Key), sealed.KeySize)
+		}
+		want = formatName + " aes-256-gcm key-check=" + sealed.KeyCheck(opt.Key) + "\n"
+	}
+	if err := b.checkFormat(ctx, want); err != nil {
+		return nil, err
+	}
 	if opt.Key != nil {
 		s, err := sealed.New(b, opt.Key, sealed.Options{OnDamage: opt.OnDamage, Log: opt.Log})
 		if err != nil {
@@ -256,6 +272,51 @@ func (b *Bucket) Store(opt Options) (resource.Store, error) {
 		return s, nil
 	}
 	return blobstore.New(b, blobstore.Options{OnDamage: opt.OnDamage, Log: opt.Log}), nil
+}
+
+const (
+	formatObject = "format"
+	formatName   = "pullmail-s3store 1"
+)
+
+func (b *Bucket) checkFormat(ctx context.Context, want string) error {
+	r, err := b.Read(ctx, formatObject, 0, -1)
+	if errors.Is(err, bucket.ErrNotExist) {
+		w, err := b.Create(ctx, bucket.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		defer w.Abort()
+		if _, err := io.WriteString(w, want); err != nil {
+			return err
+		}
+		if err := w.Commit(ctx, formatObject); err != nil {
+			return fmt.Errorf("s3store: writing the format object: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("s3store: reading the format object: %w", err)
+	}
+	got, err := io.ReadAll(io.LimitReader(r, 1<<10))
+	r.Close()
+	if err != nil {
+		return fmt.Errorf("s3store: reading the format object: %w", err)
+	}
+	g := string(got)
+	switch {
+	case subtle.ConstantTimeCompare(got, []byte(want)) == 1:
+		return nil
+	case !strings.HasPrefix(g, formatName+" "):
+		return fmt.Errorf("s3store: unknown store format %q", strings.TrimSpace(g))
+	case strings.HasPrefix(want, formatName+" aes") && strings.HasPrefix(g, formatName+" plain"):
+		return errors.New("s3store: the store is not encrypted but a key was given")
+	case strings.HasPrefix(want, formatName+" plain") && strings.HasPrefix(g, formatName+" aes"):
+		return errors.New("s3store: the store is encrypted and no key was given")
+	case strings.HasPrefix(g, formatName+" aes"):
+		return errors.New("s3store: the store is encrypted with another key")
+	}
+	return fmt.Errorf("s3store: unknown store format %q", strings.TrimSpace(g))
 }
 
 // key is where the object name lives.
