@@ -6,6 +6,7 @@ import (
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/resource/blobstore"
 	"github.com/pullmail/pullmail/resource/bucket"
+	"github.com/pullmail/pullmail/resource/bucket/buckettest"
 	"github.com/pullmail/pullmail/resource/s3store"
 	"github.com/pullmail/pullmail/resource/s3store/s3test"
 	"github.com/pullmail/pullmail/resource/storetest"
@@ -30,4 +31,11 @@ func TestConformance(t *testing.T) {
 		b := srv.NewBucket(t, s3store.Options{})
 		return corrupting{blobstore.New(b, blobstore.Options{}), b}
 	})
+}
+
+func TestBucketConformance(t *testing.T) {
+	srv := s3test.Start(t)
+	buckettest.Test(t, func(t *testing.T) bucket.Bucket {
+		return srv.NewBucket(t, s3store.Options{PartSize: 5 << 20})
+	}, buckettest.Options{Big: 11 << 20})
 }
