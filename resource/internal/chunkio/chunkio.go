@@ -107,20 +107,43 @@ func (c *Cursor) ReadFull(p []byte, off int64) error {
 		lim := max(c.limit, end)
 		r, err := c.b.Read(c.ctx, c.name, off, lim-off)
 		if err != nil {
-			if errors.Is(err, bucket.ErrNotExist) {
-				return fmt.Errorf("%w: %w", io.ErrUnexpectedEOF, err)
+			// The object may be shorter than the span, not than the
+			// bytes asked: then those are read, and the cut found where
+			// it is.
+			a, serr := c.b.Stat(c.ctx, c.name)
+			if serr != nil || a.Size < end || a.Size >= lim {
+				return c.short(end, err)
 			}
-			return err
+			lim = a.Size
+			if r, err = c.b.Read(c.ctx, c.name, off, lim-off); err != nil {
+				return c.short(end, err)
+			}
 		}
 		c.r, c.pos, c.end = r, off, lim
 	}
 	n, err := io.ReadFull(c.r, p)
 	c.pos += int64(n)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
 	if err != nil {
 		c.closeStream()
+		return c.short(end, err)
+	}
+	return nil
+}
+
+// short tells a stored object that is shorter than the bytes asked (it was
+// cut: io.ErrUnexpectedEOF, which the Sources call damage) from a stream
+// that failed or ended early (a network error: returned as it is, since it
+// says nothing of the copy) or an object removed meanwhile; the object's
+// size as the bucket states it now decides.
+func (c *Cursor) short(end int64, err error) error {
+	a, serr := c.b.Stat(c.ctx, c.name)
+	switch {
+	case errors.Is(serr, bucket.ErrNotExist):
+		return fmt.Errorf("the object was removed while being read: %w", serr)
+	case serr == nil && a.Size < end:
+		return fmt.Errorf("%w: the object holds %d bytes, %d expected", io.ErrUnexpectedEOF, a.Size, end)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("the stream ended early: %v", err)
 	}
 	return err
 }
