@@ -316,3 +316,29 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestTLS: an https endpoint with a private CA (Options.CAFile); without the
+// CA the certificate is refused.
+func TestTLS(t *testing.T) {
+	srv := s3test.StartTLS(t)
+	if !strings.HasPrefix(srv.Endpoint, "https://127.0.0.1:") {
+		t.Fatalf("endpoint %s", srv.Endpoint)
+	}
+	s, err := s3store.Open(t.Context(), srv.URL(), srv.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := storetest.Data(1000, 3*storetest.ChunkSize+1)
+	info, err := s.Put(t.Context(), bytes.NewReader(data), resource.PutOptions{Size: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := resource.Check(t.Context(), s, info.ID); err != nil || got.Size != int64(len(data)) {
+		t.Errorf("Check over https = %+v, %v", got, err)
+	}
+	opt := srv.Options()
+	opt.CAFile = ""
+	if _, err := s3store.Open(t.Context(), srv.URL(), opt); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Open without the CA: %v, want a certificate error", err)
+	}
+}

@@ -11,9 +11,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -28,6 +31,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/pullmail/pullmail/resource/s3store"
+	"github.com/pullmail/pullmail/tlsca"
 )
 
 // The versitygw release the tests run.
@@ -129,6 +133,9 @@ type Server struct {
 	AccessKey, SecretKey string
 	// Dir is the POSIX directory behind it.
 	Dir string
+	// CAFile, for a server started by StartTLS, is the PEM file of the CA
+	// that issued its certificate (s3store.Options.CAFile).
+	CAFile string
 	// Cmd is the process (for its peak RSS: Cmd.ProcessState after Stop).
 	Cmd *exec.Cmd
 
@@ -147,18 +154,32 @@ func unavailable(t testing.TB, format string, args ...any) {
 	t.Skipf("no S3 server for tests (%s); set CI=true to make this a failure", msg)
 }
 
-// Start builds (once) and starts versitygw on a new directory, makes a
-// bucket and stops the server when t ends.
-func Start(t testing.TB) *Server {
+// Start builds (once) and starts versitygw on a new directory, serving
+// http://127.0.0.1:PORT, makes a bucket and stops the server when t ends.
+func Start(t testing.TB) *Server { return start(t, false) }
+
+// StartTLS is Start with https, on a certificate for 127.0.0.1 from a new
+// CA (Server.CAFile).
+func StartTLS(t testing.TB) *Server { return start(t, true) }
+
+func start(t testing.TB, withTLS bool) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		unavailable(t, "versitygw %s cannot be built: %v", Version, err)
 	}
 	s := &Server{Bucket: "pullmail-test", AccessKey: "pullmail-test-" + rand.Text()[:8], SecretKey: rand.Text(), Dir: t.TempDir()}
+	var args []string
+	if withTLS {
+		cert, key, err := s.certificate()
+		if err != nil {
+			t.Fatalf("making the S3 server's certificate: %v", err)
+		}
+		args = []string{"--cert", cert, "--key", key}
+	}
 	var lastErr error
 	for range 3 { // a port taken between probing and listening: another
-		if lastErr = s.start(bin); lastErr == nil {
+		if lastErr = s.start(bin, args); lastErr == nil {
 			break
 		}
 	}
@@ -172,7 +193,17 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func (s *Server) start(bin string) error {
+// certificate issues the server's certificate from a new CA in s.Dir.
+func (s *Server) certificate() (certPath, keyPath string, err error) {
+	ca, err := tlsca.LoadOrCreate(filepath.Join(s.Dir, "ca"))
+	if err != nil {
+		return "", "", err
+	}
+	s.CAFile = ca.CertPath()
+	return ca.IssueFiles([]string{"127.0.0.1"}, 24*time.Hour, s.Dir)
+}
+
+func (s *Server) start(bin string, extra []string) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -184,8 +215,9 @@ func (s *Server) start(bin string) error {
 		return err
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey,
-		"--region", "us-east-1", "--quiet", "posix", data)
+	args := append([]string{"--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey,
+		"--region", "us-east-1", "--quiet"}, extra...)
+	cmd := exec.Command(bin, append(args, "posix", data)...)
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	// It dies with the test binary, even one killed by its timeout.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -213,6 +245,9 @@ func (s *Server) start(bin string) error {
 		}
 	}
 	s.Endpoint, s.Cmd = "http://"+addr, cmd
+	if len(extra) > 0 {
+		s.Endpoint = "https://" + addr
+	}
 	s.stop = func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -244,9 +279,10 @@ func (s *Server) URL() string {
 	return "s3://" + s.Bucket + "/t" + strconv.Itoa(n) + "/res?" + q.Encode()
 }
 
-// Options are the store options that carry the server's credentials.
+// Options are the store options that carry the server's credentials (and
+// CA).
 func (s *Server) Options() s3store.Options {
-	return s3store.Options{AccessKeyID: s.AccessKey, SecretAccessKey: s.SecretKey}
+	return s3store.Options{AccessKeyID: s.AccessKey, SecretAccessKey: s.SecretKey, CAFile: s.CAFile}
 }
 
 // NewBucket returns a new, empty s3store.Bucket on the server.
@@ -256,7 +292,7 @@ func (s *Server) NewBucket(t testing.TB, opt s3store.Options) *s3store.Bucket {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt.AccessKeyID, opt.SecretAccessKey = s.AccessKey, s.SecretKey
+	opt.AccessKeyID, opt.SecretAccessKey, opt.CAFile = s.AccessKey, s.SecretKey, s.CAFile
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	b, err := s3store.NewBucket(ctx, cfg, opt)
@@ -270,8 +306,23 @@ func (s *Server) NewBucket(t testing.TB, opt s3store.Options) *s3store.Bucket {
 // bucket behind a store's back.
 func (s *Server) Client(t testing.TB) *minio.Client {
 	t.Helper()
-	c, err := minio.New(strings.TrimPrefix(s.Endpoint, "http://"), &minio.Options{
-		Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""), BucketLookup: minio.BucketLookupPath})
+	u, err := url.Parse(s.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := &minio.Options{Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""), BucketLookup: minio.BucketLookupPath}
+	if u.Scheme == "https" {
+		pemBytes, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pemBytes)
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		opt.Secure, opt.Transport = true, tr
+	}
+	c, err := minio.New(u.Host, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
