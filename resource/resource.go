@@ -6,8 +6,16 @@
 // user owns (package mailbox), and the metadata store (package meta) keeps the
 // references that decide when an unreferenced blob may be collected.
 //
-// Implementations: resource/fsstore (files in the data directory, optionally
-// encrypted at rest). Every implementation runs resource/storetest.
+// Implementations: resource/fsstore (files in the data directory),
+// resource/s3store (an S3-compatible bucket) and resource/memstore (memory,
+// for tests), the last two built on resource/blobstore; resource/sealed
+// encrypts at rest over the bucket of any of them (resource/bucket). Every
+// implementation runs resource/storetest.
+//
+// Garbage collection is not the Store's: a Store removes what it is told to.
+// Removing a blob only while no upload of the same bytes is under way (a
+// conditional delete, or references counted with the upload's commit) is
+// left to the metadata store and the collector above it.
 package resource
 
 import (

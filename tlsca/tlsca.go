@@ -470,6 +470,29 @@ func validDNSName(s string) bool {
 	return true
 }
 
+// IssueFiles issues a certificate for hosts as Issue does and writes it for
+// a server that reads PEM files (an S3 server, a peer MTA in tests): the
+// chain to dir/cert.pem and the PKCS #8 key to dir/key.pem (mode 0600).
+func (ca *CA) IssueFiles(hosts []string, validity time.Duration, dir string) (certPath, keyPath string, err error) {
+	c, err := ca.Issue(hosts, validity)
+	if err != nil {
+		return "", "", err
+	}
+	var certPEM []byte
+	for _, der := range c.Certificate {
+		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return "", "", err
+	}
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
+		return "", "", err
+	}
+	return certPath, keyPath, os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
+}
+
 // TLSConfig returns a server configuration (TLS 1.2 or later) that serves a
 // certificate for hosts issued by this CA. The certificate is issued now, so
 // that a bad host name fails here, and issued again when two thirds of its

@@ -597,3 +597,29 @@ func FuzzIssueHosts(f *testing.F) {
 		}
 	})
 }
+
+func TestIssueFiles(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := LoadOrCreate(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath, err := ca.IssueFiles([]string{"127.0.0.1", "s3.test"}, time.Hour, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		t.Fatalf("the files do not load as a key pair: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), DNSName: "s3.test"}); err != nil {
+		t.Errorf("the certificate does not verify against the CA: %v", err)
+	}
+	if fi, err := os.Stat(keyPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+}

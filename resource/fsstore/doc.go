@@ -2,6 +2,12 @@
 // single Pullmail server needs nothing but its data directory. It implements
 // resource.Store and runs resource/storetest.
 //
+// The directory is a bucket.Bucket (Store.Bucket: the layout, the commits,
+// the format file); the resources over it are resource/blobstore's (plain
+// bytes and chunk sums) or resource/sealed's (encrypted), the same layers
+// that serve S3 and memory, in the formats below, which this package wrote
+// before they existed.
+//
 // # Layout
 //
 // Under the directory given to New:
@@ -91,33 +97,12 @@
 // # Encrypted files
 //
 // With Options.Key (32 bytes, kept apart from the directory: see
-// LoadOrCreateKey) every blob file is encrypted with AES-256-GCM in chunks of
-// 64 KiB of plain bytes. The ID stays the SHA-256 of the plain bytes. A file is
-//
-//	header (64 bytes):
-//	  0  "PMRE"              magic
-//	  4  0x01 0 0 0          version 1, reserved
-//	  8  salt[32]            random per file
-//	  40 prefix[8]           random per file: the nonce prefix
-//	  48 tag[16]             the header tag, below
-//	chunks: AES-GCM(plain chunk) || its 16-byte GCM tag, one after the other
-//
-// The file's AES key is HKDF-SHA256(Key, salt, "pullmail-fsstore aes-256-gcm
-// v1"), so no two files share a key and nonces cannot repeat across files.
-// Chunk i (i < 2^32-1) is sealed with the nonce prefix || uint32be(i) and the
-// additional data {1} for the last chunk or {0} for the others, so a file cut
-// at a chunk boundary or grown by chunks fails to open. Every chunk holds
-// 64 KiB except the last, which holds 1 to 64 Ki bytes; the empty resource is
-// one empty last chunk. The plain size is therefore derived from the file size.
-//
-// The header tag is the GCM tag of an empty plaintext sealed with the nonce
-// prefix || 0xffffffff and the additional data
-// "pullmail-fsstore header" || ID || uint64be(plain size). It is written once
-// the upload is verified (the ID is known only at the end of the stream) and
-// checked by every Open: a file moved to another ID's name, or cut or grown,
-// or read with another key, fails to open with an error wrapping
-// resource.ErrDamaged, and a damaged chunk fails the read that reaches it
-// (GCM authenticates each chunk before it is decrypted, so an encrypted store
-// needs no sidecar). Objects seek and read by chunk, so a Range read decrypts
-// only the chunks it needs.
+// LoadOrCreateKey) the store is resource/sealed over the directory
+// (Store.Bucket): every blob file is encrypted with AES-256-GCM in chunks of
+// 64 KiB of plain bytes, each authenticated before it is read, under a
+// header that binds the file to its ID and size; the format is described
+// there. It is the format this package wrote before encryption moved to
+// resource/sealed (the package tests read a directory written then), so
+// sealed over S3 or memory and this store keep the same files. The ID stays
+// the SHA-256 of the plain bytes, and an encrypted store needs no sidecar.
 package fsstore

@@ -2,11 +2,8 @@ package fsstore
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -18,13 +15,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/pullmail/pullmail/resource"
+	"github.com/pullmail/pullmail/resource/blobstore"
+	"github.com/pullmail/pullmail/resource/sealed"
 )
 
 // KeySize is the size of an encryption key: AES-256.
-const KeySize = 32
+const KeySize = sealed.KeySize
 
 // Options configure a Store.
 type Options struct {
@@ -47,20 +45,17 @@ type Options struct {
 type Store struct {
 	root *os.Root
 	key  []byte // nil for plain storage
-	// bufs holds chunk buffers for encrypted objects.
-	bufs sync.Pool
+	// rs serves the resources: resource/blobstore (plain) or
+	// resource/sealed (encrypted) over the directory (Bucket), whose
+	// formats are this package's.
+	rs          resource.Store
+	damageCount func() uint64
 	// layout is the format's version: 2 keeps blobs in blobs/ab/, 1 (stores
 	// made before 2026-11) in blobs/ab/cd/.
 	layout int
 	// dirs holds the blob directories known to exist, so that a Put into
 	// one needs no stat, let alone a mkdir and two directory fsyncs.
 	dirs sync.Map
-	// bad holds the IDs found damaged since New and not stored or removed
-	// since, so that each is counted (damages, OnDamage) once.
-	bad      sync.Map
-	damages  atomic.Uint64
-	onDamage func(resource.ID)
-	log      *slog.Logger
 }
 
 var _ resource.Store = (*Store)(nil)
@@ -91,10 +86,7 @@ func New(dir string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fsstore: %w", err)
 	}
-	s := &Store{root: root, onDamage: opt.OnDamage, log: opt.Log}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s := &Store{root: root}
 	if opt.Key != nil {
 		s.key = append([]byte(nil), opt.Key...)
 	}
@@ -102,6 +94,17 @@ func New(dir string, opt Options) (*Store, error) {
 		root.Close()
 		return nil, fmt.Errorf("fsstore: %s: %w", dir, err)
 	}
+	if s.key == nil {
+		bs := blobstore.New(s.Bucket(), blobstore.Options{OnDamage: opt.OnDamage, Log: opt.Log})
+		s.rs, s.damageCount = bs, bs.DamageCount
+		return s, nil
+	}
+	ss, err := sealed.New(s.Bucket(), s.key, sealed.Options{OnDamage: opt.OnDamage, Log: opt.Log})
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("fsstore: %w", err)
+	}
+	s.rs, s.damageCount = ss, ss.DamageCount
 	return s, nil
 }
 
@@ -134,10 +137,7 @@ func (s *Store) formatLine(v int) string {
 	if s.key == nil {
 		return name + " plain\n"
 	}
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte("pullmail-fsstore key check"))
-	check := base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
-	return name + " aes-256-gcm key-check=" + check + "\n"
+	return name + " aes-256-gcm key-check=" + sealed.KeyCheck(s.key) + "\n"
 }
 
 // checkFormat reads the format file, or writes it for a new store, and sets
@@ -222,94 +222,52 @@ func Encrypted(dir string) (bool, error) {
 // Close releases the directory.
 func (s *Store) Close() error { return s.root.Close() }
 
-// blobPath is where id lives; id must have been parsed.
-func (s *Store) blobPath(id resource.ID) (dir, name string) {
+// blobPath is where the object name (a resource's ID, or its sidecar's
+// name) lives; name must have been checked.
+func (s *Store) blobPath(name string) (dir, file string) {
 	if s.layout == 1 {
-		dir = path.Join(blobsDir, string(id[0:2]), string(id[2:4]))
+		dir = path.Join(blobsDir, name[0:2], name[2:4])
 	} else {
-		dir = path.Join(blobsDir, string(id[0:2]))
+		dir = path.Join(blobsDir, name[0:2])
 	}
-	return dir, path.Join(dir, string(id))
-}
-
-func parse(s resource.ID) (resource.ID, error) {
-	id, err := resource.ParseID(string(s))
-	if err != nil {
-		return "", fmt.Errorf("fsstore: %q: %w", s, err)
-	}
-	return id, nil
+	return dir, path.Join(dir, name)
 }
 
 // Put implements resource.Putter. A resource already stored is replaced by
 // the new copy (a rename, which readers of the old one do not notice), so
 // that a Put of the right bytes repairs a damaged copy.
 func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (resource.Info, error) {
-	if err := ctx.Err(); err != nil {
-		return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
-	}
-	tmp := path.Join(tmpDir, rand.Text())
-	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
-	}
-	committed := false
-	var sums *sumsFile // a plain blob's sidecar
-	withSums := false  // it has one (more than one chunk)
-	defer func() {
-		if !committed {
-			f.Close()
-			s.root.Remove(tmp)
-		}
-		if sums != nil {
-			sums.discard() // no-op once renamed
-		}
-	}()
-
-	var id resource.ID
-	if s.key == nil {
-		sums = s.newSumsFile()
-		var size int64
-		id, size, err = resource.Copy(ctx, io.MultiWriter(newWriteback(f, 0), sums.z), r, opt)
-		if err == nil {
-			withSums, err = sums.finish(id, size)
-		}
-	} else {
-		id, err = s.putEncrypted(ctx, f, r, opt)
-	}
-	if err != nil {
-		return resource.Info{}, fmt.Errorf("fsstore: put: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
-	}
-	if err := f.Close(); err != nil {
-		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
-	}
-	// The last chance to give up: after this the resource is stored.
-	if err := ctx.Err(); err != nil {
-		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
-	}
-
-	dir, name := s.blobPath(id)
-	// The sidecar goes first: a crash between the two renames leaves the
-	// old copy (or none) beside the sums of id's bytes, which describe
-	// every good copy of id. Concurrent identical Puts may all rename:
-	// each file is complete and equivalent, the last one wins.
-	if withSums {
-		if err := s.renameInto(dir, sums.name, name+sumsSuffix); err != nil {
-			return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
-		}
-	}
-	if err := s.renameInto(dir, tmp, name); err != nil {
-		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
-	}
-	committed = true
-	if err := s.syncDir(dir); err != nil {
-		return resource.Info{}, fmt.Errorf("fsstore: put %s: %w", id, err)
-	}
-	s.bad.Delete(id)
-	return s.Stat(ctx, id)
+	return s.rs.Put(ctx, r, opt)
 }
+
+// Stat implements resource.Statter.
+func (s *Store) Stat(ctx context.Context, id resource.ID) (resource.Info, error) {
+	return s.rs.Stat(ctx, id)
+}
+
+// Open implements resource.Fetcher. The Object also implements io.ReaderAt.
+// A plain blob without a valid sidecar (stored before sidecars, or its
+// sidecar damaged) is read and checked whole here, once, and gets one.
+func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, error) {
+	return s.rs.Open(ctx, id)
+}
+
+// Remove implements resource.Remover.
+func (s *Store) Remove(ctx context.Context, id resource.ID) error {
+	return s.rs.Remove(ctx, id)
+}
+
+// Enumerate implements resource.Enumerator. It skips whatever under blobs/ is
+// not a resource in its place. An encrypted file whose length no writer could
+// have produced is reported with Size -1.
+func (s *Store) Enumerate(ctx context.Context, fn func(resource.Info) error) error {
+	return s.rs.Enumerate(ctx, fn)
+}
+
+// DamageCount is how many resources were found damaged since New, each
+// counted once until it is stored again or removed: the value of
+// pullmail_resource_damaged_total.
+func (s *Store) DamageCount() uint64 { return s.damageCount() }
 
 // renameInto moves a file of tmp/ into the blob directory dir, making dir
 // if needed.
@@ -328,24 +286,6 @@ func (s *Store) renameInto(dir, from, to string) error {
 	}
 	return err
 }
-
-// damaged counts id as damaged, the first time since it was last stored,
-// and returns err, which wraps resource.ErrDamaged.
-func (s *Store) damaged(id resource.ID, err error) error {
-	if _, seen := s.bad.LoadOrStore(id, true); !seen {
-		s.damages.Add(1)
-		s.log.Error("fsstore: stored resource is damaged; run pullmail fsck --repair", "resource", id, "err", err)
-		if s.onDamage != nil {
-			s.onDamage(id)
-		}
-	}
-	return err
-}
-
-// DamageCount is how many resources were found damaged since New, each
-// counted once until it is stored again or removed: the value of
-// pullmail_resource_damaged_total.
-func (s *Store) DamageCount() uint64 { return s.damages.Load() }
 
 // mkdirs creates a blob directory (blobs/ab, or blobs/ab/cd in layout 1)
 // and makes the new directory entries durable.
@@ -382,161 +322,4 @@ func (s *Store) syncDir(dir string) error {
 		err = cerr
 	}
 	return err
-}
-
-// Stat implements resource.Statter.
-func (s *Store) Stat(ctx context.Context, id resource.ID) (resource.Info, error) {
-	id, err := parse(id)
-	if err != nil {
-		return resource.Info{}, err
-	}
-	_, name := s.blobPath(id)
-	fi, err := s.root.Stat(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return resource.Info{}, fmt.Errorf("fsstore: %s: %w", id, resource.ErrNotFound)
-	}
-	if err != nil {
-		return resource.Info{}, fmt.Errorf("fsstore: %w", err)
-	}
-	return s.info(id, fi)
-}
-
-func (s *Store) info(id resource.ID, fi fs.FileInfo) (resource.Info, error) {
-	if !fi.Mode().IsRegular() {
-		return resource.Info{}, fmt.Errorf("fsstore: %s: not a regular file", id)
-	}
-	size := fi.Size()
-	if s.key != nil {
-		var err error
-		if size, err = plainSize(size); err != nil {
-			return resource.Info{}, fmt.Errorf("fsstore: %s: %w", id, err)
-		}
-	}
-	return resource.Info{ID: id, Size: size, Created: fi.ModTime()}, nil
-}
-
-// Open implements resource.Fetcher. The Object also implements io.ReaderAt.
-// A plain blob without a valid sidecar (stored before sidecars, or its
-// sidecar damaged) is read and checked whole here, once, and gets one.
-func (s *Store) Open(ctx context.Context, id resource.ID) (resource.Object, error) {
-	id, err := parse(id)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("fsstore: open %s: %w", id, err)
-	}
-	_, name := s.blobPath(id)
-	f, err := s.root.Open(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("fsstore: %s: %w", id, resource.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fsstore: %w", err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("fsstore: %w", err)
-	}
-	info, err := s.info(id, fi)
-	if err != nil {
-		f.Close()
-		if errors.Is(err, resource.ErrDamaged) {
-			s.damaged(id, err)
-		}
-		return nil, err
-	}
-	var src chunkSource
-	if s.key == nil {
-		src, err = s.openPlain(ctx, f, name, info)
-	} else {
-		src, err = s.openEncrypted(f, info)
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("fsstore: open %s: %w", id, err)
-	}
-	return s.newObject(src, info), nil
-}
-
-// Remove implements resource.Remover.
-func (s *Store) Remove(ctx context.Context, id resource.ID) error {
-	id, err := parse(id)
-	if err != nil {
-		return err
-	}
-	_, name := s.blobPath(id)
-	if err := s.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("fsstore: remove: %w", err)
-	}
-	if err := s.removeSums(name); err != nil {
-		return fmt.Errorf("fsstore: remove: %w", err)
-	}
-	s.bad.Delete(id)
-	return nil
-}
-
-// Enumerate implements resource.Enumerator. It skips whatever under blobs/ is
-// not a resource in its place. An encrypted file whose length no writer could
-// have produced is reported with Size -1.
-func (s *Store) Enumerate(ctx context.Context, fn func(resource.Info) error) error {
-	err := fs.WalkDir(s.root.FS(), blobsDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			// blobs, blobs/ab (and blobs/ab/cd in layout 1), nothing deeper.
-			levels := 1
-			if s.layout == 1 {
-				levels = 2
-			}
-			if strings.Count(p, "/") > levels {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		id, err := resource.ParseID(d.Name())
-		if err != nil {
-			return nil
-		}
-		if _, want := s.blobPath(id); p != want || !d.Type().IsRegular() {
-			return nil
-		}
-		fi, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // removed meanwhile
-		}
-		if err != nil {
-			return err
-		}
-		info, err := s.info(id, fi)
-		if err != nil {
-			info = resource.Info{ID: id, Size: -1, Created: fi.ModTime()}
-		}
-		return fn(info)
-	})
-	if err != nil {
-		return fmt.Errorf("fsstore: enumerate: %w", err)
-	}
-	return nil
-}
-
-func seekPos(cur, size, offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += cur
-	case io.SeekEnd:
-		offset += size
-	default:
-		return 0, errors.New("fsstore: seek: invalid whence")
-	}
-	if offset < 0 {
-		return 0, errors.New("fsstore: seek: negative position")
-	}
-	return offset, nil
 }

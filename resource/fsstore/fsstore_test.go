@@ -694,7 +694,7 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}
 }
 
-func readAll(t *testing.T, s *Store, id resource.ID) []byte {
+func readAll(t *testing.T, s resource.Fetcher, id resource.ID) []byte {
 	t.Helper()
 	o, err := s.Open(t.Context(), id)
 	if err != nil {
