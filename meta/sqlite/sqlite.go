@@ -86,7 +86,10 @@ type Store struct {
 	stopOnce sync.Once
 }
 
-var _ meta.Store = (*Store)(nil)
+var (
+	_ meta.Store    = (*Store)(nil)
+	_ meta.Notifier = (*Store)(nil)
+)
 
 // options are the knobs Open fixes; tests and benchmarks vary them.
 type options struct {
