@@ -50,6 +50,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"path"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,7 +103,8 @@ var (
 
 // Open connects to the database at rawURL, a PostgreSQL connection URL
 // (postgres://USER[:PASSWORD]@HOST[:PORT]/DB?sslmode=...&pool_max_conns=N,
-// see pgxpool.ParseConfig), and brings its schema up to date. It fails with
+// see pgxpool.ParseConfig; pool_max_conns defaults to twice the CPUs, at
+// least 8, plus one session for OnCommit's listener), and brings its schema up to date. It fails with
 // ErrSchemaTooNew when the database was migrated by a newer version. The
 // caller closes the Store.
 func Open(ctx context.Context, rawURL string) (*Store, error) {
@@ -113,6 +115,12 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("meta/postgres: open %s: %w", redact(rawURL), err)
+	}
+	if !u.Query().Has("pool_max_conns") {
+		// pgxpool's default, max(4, CPUs), starves a node whose readers
+		// (event streams, listings) wait while writers queue for the
+		// change-log lock.
+		cfg.MaxConns = int32(max(8, 2*runtime.GOMAXPROCS(0)))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
