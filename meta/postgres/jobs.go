@@ -11,21 +11,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/internal/rows"
 )
 
 const jobColumns = `id, kind, key, payload, state, attempts, next_try, last_error, created, updated, expires`
 
 func scanJob(row scanner) (meta.Job, error) {
-	var j meta.Job
-	var state string
-	var nextTry, created, updated, expires int64
-	if err := row.Scan(&j.ID, &j.Kind, &j.Key, &j.Payload, &state, &j.Attempts, &nextTry, &j.LastError,
-		&created, &updated, &expires); err != nil {
-		return meta.Job{}, mapErr(err)
-	}
-	j.State = meta.JobState(state)
-	j.NextTry, j.Created, j.Updated, j.Expires = fromNanos(nextTry), fromNanos(created), fromNanos(updated), fromNanos(expires)
-	return j, nil
+	j, err := rows.ScanJob(row)
+	return j, mapErr(err)
 }
 
 func (r reader) Job(ctx context.Context, id int64) (meta.Job, error) {
@@ -90,36 +83,11 @@ func (t *txn) AddJob(ctx context.Context, j meta.Job) (meta.Job, error) {
 }
 
 func (t *txn) addJob(ctx context.Context, j meta.Job) (meta.Job, error) {
-	if j.Kind == "" || j.Key == "" {
-		return j, errors.New("a job needs a kind and a key")
-	}
-	if j.State == "" {
-		j.State = meta.JobQueued
-	}
-	if !j.State.Valid() {
-		return j, fmt.Errorf("invalid state %q", j.State)
-	}
-	if j.Attempts < 0 {
-		return j, fmt.Errorf("negative attempts %d", j.Attempts)
-	}
-	if err := checkTimes(j.NextTry, j.Created, j.Updated, j.Expires); err != nil {
+	j, err := rows.NewJob(j, time.Now())
+	if err != nil {
 		return j, err
 	}
-	now := time.Now()
-	if j.NextTry.IsZero() {
-		j.NextTry = now
-	}
-	if j.Created.IsZero() {
-		j.Created = now
-	}
-	if j.Updated.IsZero() {
-		j.Updated = j.Created
-	}
-	j.NextTry, j.Created, j.Updated = j.NextTry.UTC(), j.Created.UTC(), j.Updated.UTC()
-	if !j.Expires.IsZero() {
-		j.Expires = j.Expires.UTC()
-	}
-	err := t.q.QueryRow(ctx, `INSERT INTO jobs (kind, key, payload, state, attempts, next_try, last_error,
+	err = t.q.QueryRow(ctx, `INSERT INTO jobs (kind, key, payload, state, attempts, next_try, last_error,
 		created, updated, expires) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT DO NOTHING RETURNING id`,
 		j.Kind, j.Key, j.Payload, string(j.State), j.Attempts, nanos(j.NextTry), j.LastError,
@@ -141,17 +109,9 @@ func (t *txn) UpdateJob(ctx context.Context, j meta.Job) error {
 }
 
 func (t *txn) updateJob(ctx context.Context, j meta.Job) error {
-	if !j.State.Valid() {
-		return fmt.Errorf("invalid state %q", j.State)
-	}
-	if j.Attempts < 0 {
-		return fmt.Errorf("negative attempts %d", j.Attempts)
-	}
-	if err := checkTimes(j.NextTry, j.Updated); err != nil {
+	j, err := rows.JobUpdate(j, time.Now())
+	if err != nil {
 		return err
-	}
-	if j.Updated.IsZero() {
-		j.Updated = time.Now()
 	}
 	return one(t.q.Exec(ctx, `UPDATE jobs SET state = $1, attempts = $2, next_try = $3, last_error = $4,
 		payload = $5, updated = $6 WHERE id = $7`,
@@ -196,15 +156,9 @@ func (s *Store) claimJobs(ctx context.Context, kind string, now time.Time, n int
 	}
 	cs, err := collect(ctx, s.pool, func(row scanner) (claimed, error) {
 		var c claimed
-		var state string
-		var nextTry, created, updated, expires int64
-		if err := row.Scan(&c.ID, &c.Kind, &c.Key, &c.Payload, &state, &c.Attempts, &nextTry, &c.LastError,
-			&created, &updated, &expires, &c.was); err != nil {
-			return claimed{}, err
-		}
-		c.State = meta.JobState(state)
-		c.NextTry, c.Created, c.Updated, c.Expires = fromNanos(nextTry), fromNanos(created), fromNanos(updated), fromNanos(expires)
-		return c, nil
+		var err error
+		c.Job, err = rows.ScanJob(row, &c.was)
+		return c, err
 	}, `WITH due AS (
 			SELECT id, next_try FROM jobs
 			WHERE kind = $1 AND state IN ('queued', 'running') AND next_try <= $2

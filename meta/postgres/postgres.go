@@ -45,15 +45,9 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"math"
 	"math/rand/v2"
 	"net/url"
-	"path"
 	"runtime"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +57,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/internal/rows"
 )
 
 // ErrSchemaTooNew is returned by Open when the database was migrated by a
@@ -290,48 +285,14 @@ type notedRow struct {
 
 func (r notedRow) Scan(dest ...any) error { return r.n.note(r.row.Scan(dest...)) }
 
-// migration is one numbered schema step from migrations/.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in order. Their numbers must
-// run 1, 2, 3… without gaps.
-func migrations() ([]migration, error) {
-	ents, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range ents {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 || path.Ext(name) != ".sql" {
-			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", name)
-		}
-		b, err := migrationFiles.ReadFile("migrations/" + name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %q: want number %d", m.name, i+1)
-		}
-	}
-	return ms, nil
-}
+// migrations returns the embedded migrations in order.
+func migrations() ([]rows.Migration, error) { return rows.Migrations(migrationFiles, "migrations") }
 
 // migrate applies the migrations the database lacks (ms, or all embedded
 // ones when ms is nil) on one connection holding the migration lock, so that
 // nodes starting together neither apply a step twice nor race to create
 // schema_migrations.
-func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) error {
+func migrate(ctx context.Context, pool *pgxpool.Pool, ms []rows.Migration) error {
 	if ms == nil {
 		var err error
 		if ms, err = migrations(); err != nil {
@@ -354,42 +315,37 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) error {
 	)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	rows, err := conn.Query(ctx, `SELECT version, name FROM schema_migrations ORDER BY version`)
+	recorded, err := conn.Query(ctx, `SELECT version, name FROM schema_migrations ORDER BY version`)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	applied := map[int]bool{}
-	for rows.Next() {
-		var v int
-		var name string
-		if err := rows.Scan(&v, &name); err != nil {
-			rows.Close()
-			return fmt.Errorf("migrate: %w", err)
-		}
+	var v int
+	var name string
+	_, err = pgx.ForEachRow(recorded, []any{&v, &name}, func() error {
 		if v < 1 || v > len(ms) {
-			rows.Close()
 			return fmt.Errorf("%w (the database has migration %d, %s; this program knows 1 to %d)", ErrSchemaTooNew, v, name, len(ms))
 		}
 		applied[v] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	for _, m := range ms {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied) VALUES ($1, $2, $3)`,
-				m.version, m.name, nanos(time.Now()))
+				m.Version, m.Name, nanos(time.Now()))
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("migrate: %s: %w", m.name, err)
+			return fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
 	}
 	return nil
@@ -416,35 +372,8 @@ func mapErr(err error) error {
 	return err
 }
 
-// Stored times must fit in int64 Unix nanoseconds: years 1678 to 2262.
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-// checkTimes returns an error naming the first of the times that cannot be
-// stored. The zero time can (as 0).
-func checkTimes(times ...time.Time) error {
-	for _, t := range times {
-		if !t.IsZero() && (t.Before(minTime) || t.After(maxTime)) {
-			return fmt.Errorf("time %s out of the storable range (%d to %d)", t, minTime.Year(), maxTime.Year())
-		}
-	}
-	return nil
-}
-
-// nanos is t as stored: Unix nanoseconds, 0 for the zero time.
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// fromNanos is the inverse of nanos, in UTC.
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
+// checkTimes, nanos and fromNanos are how times are stored (rows.Nanos),
+// as in meta/sqlite.
+func checkTimes(times ...time.Time) error { return rows.CheckTimes(times...) }
+func nanos(t time.Time) int64             { return rows.Nanos(t) }
+func fromNanos(n int64) time.Time         { return rows.FromNanos(n) }
