@@ -9,8 +9,9 @@
 // may run its function more than once (see Store.Update for the contract).
 //
 // Implementations: meta/sqlite (embedded default; writes serialised in one
-// process) and meta/postgres (several processes and nodes on one PostgreSQL
-// database). Every implementation runs meta/metatest.
+// process), meta/postgres (several processes and nodes on one PostgreSQL
+// database) and meta/memstore (in memory, for unit tests). Every
+// implementation runs meta/metatest.
 package meta
 
 import (
