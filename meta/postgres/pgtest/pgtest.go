@@ -207,7 +207,10 @@ func start() (*cluster, error) {
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("initdb: %v: %s", err, bytes.TrimSpace(out))
+		if out = bytes.TrimSpace(out); len(out) > 0 {
+			err = fmt.Errorf("%w: %s", err, out)
+		}
+		return nil, fmt.Errorf("initdb: %w", err)
 	}
 	var last error
 	for range 5 {
