@@ -5,10 +5,13 @@
 // A Store is transactional: every write goes through Update, which runs a
 // function in one transaction that commits entirely or not at all. That is what
 // makes a send all-or-nothing (docs/PROTOCOL.md §Send) and what lets later
-// parts (the outbound queue) join the same commit.
+// parts (the outbound queue) join the same commit. Update is serializable and
+// may run its function more than once (see Store.Update for the contract).
 //
-// Implementations: meta/sqlite (embedded default). Every implementation runs
-// meta/metatest.
+// Implementations: meta/sqlite (embedded default; writes serialised in one
+// process), meta/postgres (several processes and nodes on one PostgreSQL
+// database) and meta/memstore (in memory, for unit tests). Every
+// implementation runs meta/metatest.
 package meta
 
 import (
@@ -110,6 +113,11 @@ const (
 
 // Change is one entry of a user's change log. Seq values are increasing
 // across the whole store; a client's cursor is the Seq it has seen.
+//
+// Seq order is commit order: once a reader sees a change with some Seq, no
+// change with a lower Seq can commit later, whatever the number of
+// concurrent writers and processes. That is what lets a client resume from
+// any cursor (a Seq it was given, or Cursor) without missing a change.
 type Change struct {
 	Seq       int64
 	UserID    int64
@@ -298,7 +306,10 @@ type Reader interface {
 }
 
 // Tx is a transaction: reads see its own writes. It must not be used after
-// the function given to Update returns.
+// the function given to Update returns. A method that returns ErrExists or
+// ErrNotFound leaves the transaction usable (a caller may go on, e.g. after
+// adding a job that was already queued); after any other error the
+// transaction may be aborted (PostgreSQL), and fn should return an error.
 type Tx interface {
 	Reader
 
@@ -409,8 +420,25 @@ type Store interface {
 	Once
 	// Update runs fn in a write transaction and commits if fn returns nil;
 	// otherwise, or on panic, it rolls back and returns fn's error.
+	//
+	// The contract every implementation keeps and every caller relies on:
+	//   - Serializable: the committed Updates have the effect of running one
+	//     after another, so a read-check-write in fn (a folder checked, then
+	//     the row rewritten) needs no lock of its own.
+	//   - fn may be run more than once: when the transaction conflicts with
+	//     a concurrent one (PostgreSQL: serialization failure, deadlock),
+	//     it is rolled back and fn runs again, a bounded number of times,
+	//     before Update gives up with the conflict's error. So fn must be
+	//     safe to run again: it must not keep state across runs other than
+	//     what it recomputes (assign results to outer variables, don't
+	//     append to them), and what it reports is the last run's.
+	//   - No file I/O, network, signing or waiting inside fn: a run holds
+	//     locks others wait for, and a repeated run would repeat the side
+	//     effect. Do that work before Update, or after it returns.
+	//   - fn must not call Update or View itself.
 	Update(ctx context.Context, fn func(Tx) error) error
-	// View runs fn with a consistent read-only snapshot.
+	// View runs fn with a consistent read-only snapshot: every read sees
+	// the commits made before the snapshot was taken and none after.
 	View(ctx context.Context, fn func(Reader) error) error
 
 	// PruneUploads forgets uploads older than the time; their resources
@@ -434,7 +462,7 @@ type Store interface {
 	// them is the runner's decision.
 	//
 	// SQLite runs it as one write transaction (writes are serialised);
-	// PostgreSQL will select the due rows with FOR UPDATE SKIP LOCKED in
+	// PostgreSQL selects the due rows with FOR UPDATE SKIP LOCKED in
 	// the UPDATE's subquery, so that concurrent claimers skip each other's
 	// rows instead of waiting for them.
 	ClaimJobs(ctx context.Context, kind string, now time.Time, n int, lease time.Duration) ([]Job, error)
@@ -443,4 +471,17 @@ type Store interface {
 	PruneJobs(ctx context.Context, before time.Time) (int, error)
 
 	Close() error
+}
+
+// Notifier is implemented by stores that can tell of commits to users'
+// change logs, so that event streams (mailbox.Hub) wake without polling.
+// It is not part of Store: a store without it is polled.
+type Notifier interface {
+	// OnCommit sets fn to be called after commits that appended to users'
+	// change logs, with those users' IDs (each once per call), on a
+	// goroutine of the store's: fn must be quick and must not call Update.
+	// nil removes the callback. What it sees depends on the store:
+	// meta/sqlite the commits of its own process (others are found by
+	// polling Cursor), meta/postgres every process's, by LISTEN/NOTIFY.
+	OnCommit(fn func(users []int64))
 }

@@ -1,5 +1,5 @@
 // Package metatest is the conformance suite for meta.Store: every
-// implementation (meta/sqlite, later meta/postgres) runs Test, so that the
+// implementation (meta/sqlite, meta/postgres) runs Test, so that the
 // mailbox can rely on the contract in package meta's doc comments and not on
 // one implementation's habits.
 package metatest
@@ -55,6 +55,9 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"Concurrent", testConcurrent},
 		{"Jobs", testJobs},
 		{"Envelopes", testEnvelopes},
+		{"WriteConflict", testWriteConflict},
+		{"FeedRace", testFeedRace},
+		{"FailHalfway", testFailHalfway},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

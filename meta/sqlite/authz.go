@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/internal/rows"
 )
 
 func (r reader) Client(ctx context.Context, id string) (meta.Client, error) {
@@ -55,15 +56,8 @@ const grantColumns = `hash, kind, family, client_id, coalesce(user_id, 0), scope
 	user_code, created, expires, used, revoked`
 
 func scanGrant(row interface{ Scan(...any) error }) (meta.Grant, error) {
-	var g meta.Grant
-	var kind string
-	var created, expires int64
-	if err := row.Scan(&g.Hash, &kind, &g.Family, &g.ClientID, &g.UserID, &g.Scope, &g.RedirectURI, &g.Challenge,
-		&g.JKT, &g.UserCode, &created, &expires, &g.Used, &g.Revoked); err != nil {
-		return meta.Grant{}, mapErr(err)
-	}
-	g.Kind, g.Created, g.Expires = meta.GrantKind(kind), fromNanos(created), fromNanos(expires)
-	return g, nil
+	g, err := rows.ScanGrant(row)
+	return g, mapErr(err)
 }
 
 func (r reader) GrantByHash(ctx context.Context, hash []byte) (meta.Grant, error) {

@@ -2,28 +2,20 @@ package sqlite
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/internal/rows"
 )
 
 const jobColumns = `id, kind, key, payload, state, attempts, next_try, last_error, created, updated, expires`
 
 func scanJob(row interface{ Scan(...any) error }) (meta.Job, error) {
-	var j meta.Job
-	var state string
-	var nextTry, created, updated, expires int64
-	if err := row.Scan(&j.ID, &j.Kind, &j.Key, &j.Payload, &state, &j.Attempts, &nextTry, &j.LastError,
-		&created, &updated, &expires); err != nil {
-		return meta.Job{}, mapErr(err)
-	}
-	j.State = meta.JobState(state)
-	j.NextTry, j.Created, j.Updated, j.Expires = fromNanos(nextTry), fromNanos(created), fromNanos(updated), fromNanos(expires)
-	return j, nil
+	j, err := rows.ScanJob(row)
+	return j, mapErr(err)
 }
 
 // jobs runs a query selecting jobColumns.
@@ -89,36 +81,11 @@ func (t *txn) AddJob(ctx context.Context, j meta.Job) (meta.Job, error) {
 }
 
 func (t *txn) addJob(ctx context.Context, j meta.Job) (meta.Job, error) {
-	if j.Kind == "" || j.Key == "" {
-		return j, errors.New("a job needs a kind and a key")
-	}
-	if j.State == "" {
-		j.State = meta.JobQueued
-	}
-	if !j.State.Valid() {
-		return j, fmt.Errorf("invalid state %q", j.State)
-	}
-	if j.Attempts < 0 {
-		return j, fmt.Errorf("negative attempts %d", j.Attempts)
-	}
-	if err := checkTimes(j.NextTry, j.Created, j.Updated, j.Expires); err != nil {
+	j, err := rows.NewJob(j, time.Now())
+	if err != nil {
 		return j, err
 	}
-	now := time.Now()
-	if j.NextTry.IsZero() {
-		j.NextTry = now
-	}
-	if j.Created.IsZero() {
-		j.Created = now
-	}
-	if j.Updated.IsZero() {
-		j.Updated = j.Created
-	}
-	j.NextTry, j.Created, j.Updated = j.NextTry.UTC(), j.Created.UTC(), j.Updated.UTC()
-	if !j.Expires.IsZero() {
-		j.Expires = j.Expires.UTC()
-	}
-	err := t.q.QueryRowContext(ctx, `INSERT INTO jobs (kind, key, payload, state, attempts, next_try, last_error,
+	err = t.q.QueryRowContext(ctx, `INSERT INTO jobs (kind, key, payload, state, attempts, next_try, last_error,
 		created, updated, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		j.Kind, j.Key, j.Payload, string(j.State), j.Attempts, nanos(j.NextTry), j.LastError,
 		nanos(j.Created), nanos(j.Updated), nanos(j.Expires)).Scan(&j.ID)
@@ -136,17 +103,9 @@ func (t *txn) UpdateJob(ctx context.Context, j meta.Job) error {
 }
 
 func (t *txn) updateJob(ctx context.Context, j meta.Job) error {
-	if !j.State.Valid() {
-		return fmt.Errorf("invalid state %q", j.State)
-	}
-	if j.Attempts < 0 {
-		return fmt.Errorf("negative attempts %d", j.Attempts)
-	}
-	if err := checkTimes(j.NextTry, j.Updated); err != nil {
+	j, err := rows.JobUpdate(j, time.Now())
+	if err != nil {
 		return err
-	}
-	if j.Updated.IsZero() {
-		j.Updated = time.Now()
 	}
 	return one(t.q.ExecContext(ctx, `UPDATE jobs SET state = ?, attempts = ?, next_try = ?, last_error = ?,
 		payload = ?, updated = ? WHERE id = ?`,

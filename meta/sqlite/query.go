@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/internal/rows"
 	"github.com/pullmail/pullmail/resource"
 )
 
@@ -46,13 +47,8 @@ func (r reader) Setting(ctx context.Context, key string) (string, error) {
 const userColumns = `id, address, password_hash, created`
 
 func scanUser(row interface{ Scan(...any) error }) (meta.User, error) {
-	var u meta.User
-	var created int64
-	if err := row.Scan(&u.ID, &u.Address, &u.PasswordHash, &created); err != nil {
-		return meta.User{}, mapErr(err)
-	}
-	u.Created = fromNanos(created)
-	return u, nil
+	u, err := rows.ScanUser(row)
+	return u, mapErr(err)
 }
 
 func (r reader) UserByAddress(ctx context.Context, address string) (meta.User, error) {
@@ -397,20 +393,11 @@ func (t *txn) InsertMessage(ctx context.Context, m meta.Message) error {
 }
 
 func (t *txn) insertMessage(ctx context.Context, m meta.Message) error {
-	if !m.Folder.Valid() {
-		return fmt.Errorf("invalid folder %q", m.Folder)
-	}
-	if err := checkTimes(m.Date, m.Created, m.Updated); err != nil {
+	m, err := rows.NewMessage(m, time.Now())
+	if err != nil {
 		return err
 	}
-	now := time.Now()
-	if m.Created.IsZero() {
-		m.Created = now
-	}
-	if m.Updated.IsZero() {
-		m.Updated = now
-	}
-	_, err := t.q.ExecContext(ctx, `INSERT INTO messages (id, user_id, folder, message_id, thread_id, status,
+	_, err = t.q.ExecContext(ctx, `INSERT INTO messages (id, user_id, folder, message_id, thread_id, status,
 		status_reason, seen, from_, subject, date, created, updated, placeholder)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		m.ID, m.UserID, string(m.Folder), m.MessageID, m.ThreadID, string(m.Status),
@@ -434,10 +421,7 @@ func (t *txn) UpdateMessage(ctx context.Context, m meta.Message) error {
 }
 
 func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
-	if !m.Folder.Valid() {
-		return fmt.Errorf("invalid folder %q", m.Folder)
-	}
-	if err := checkTimes(m.Date, m.Created, m.Updated); err != nil {
+	if err := rows.CheckMessage(m); err != nil {
 		return err
 	}
 	var old string
@@ -468,13 +452,12 @@ func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
 	if err := t.insertRefs(ctx, m); err != nil {
 		return err
 	}
-	if meta.Folder(old) == m.Folder {
-		return t.logChange(ctx, m.UserID, m.ID, m.Folder, meta.Updated)
+	for _, c := range rows.UpdateChanges(meta.Folder(old), m.Folder) {
+		if err := t.logChange(ctx, m.UserID, m.ID, c.Folder, c.Kind); err != nil {
+			return err
+		}
 	}
-	if err := t.logChange(ctx, m.UserID, m.ID, meta.Folder(old), meta.Deleted); err != nil {
-		return err
-	}
-	return t.logChange(ctx, m.UserID, m.ID, m.Folder, meta.Created)
+	return nil
 }
 
 func (t *txn) DeleteMessage(ctx context.Context, userID int64, id string) error {

@@ -40,12 +40,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"math"
 	"net/url"
-	"path"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +52,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/internal/rows"
 )
 
 // ErrSchemaTooNew is returned by Open when the database was migrated by a
@@ -86,7 +83,10 @@ type Store struct {
 	stopOnce sync.Once
 }
 
-var _ meta.Store = (*Store)(nil)
+var (
+	_ meta.Store    = (*Store)(nil)
+	_ meta.Notifier = (*Store)(nil)
+)
 
 // options are the knobs Open fixes; tests and benchmarks vary them.
 type options struct {
@@ -282,32 +282,15 @@ type migration struct {
 	sql     string
 }
 
-// migrations returns the embedded migrations in order. Their numbers must
-// run 1, 2, 3… without gaps: a build that ships a gap is a bug.
+// migrations returns the embedded migrations in order.
 func migrations() ([]migration, error) {
-	ents, err := fs.ReadDir(migrationFiles, "migrations")
+	rs, err := rows.Migrations(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	var ms []migration
-	for _, e := range ents {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 || path.Ext(name) != ".sql" {
-			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", name)
-		}
-		b, err := migrationFiles.ReadFile("migrations/" + name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %q: want number %d", m.name, i+1)
-		}
+	ms := make([]migration, len(rs))
+	for i, m := range rs {
+		ms[i] = migration{version: m.Version, name: m.Name, sql: m.SQL}
 	}
 	return ms, nil
 }
@@ -406,36 +389,9 @@ func mapErr(err error) error {
 	return err
 }
 
-// Stored times must fit in int64 Unix nanoseconds: years 1678 to 2262.
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-// checkTimes returns an error naming the first of the times that cannot be
-// stored. The zero time can (as 0); the Unix epoch itself reads back as the
-// zero time.
-func checkTimes(times ...time.Time) error {
-	for _, t := range times {
-		if !t.IsZero() && (t.Before(minTime) || t.After(maxTime)) {
-			return fmt.Errorf("time %s out of the storable range (%d to %d)", t, minTime.Year(), maxTime.Year())
-		}
-	}
-	return nil
-}
-
-// nanos is t as stored: Unix nanoseconds, 0 for the zero time.
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// fromNanos is the inverse of nanos, in UTC.
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
+// checkTimes, nanos and fromNanos are how times are stored (rows.Nanos):
+// Unix nanoseconds, 0 for the zero time; the Unix epoch itself reads back
+// as the zero time.
+func checkTimes(times ...time.Time) error { return rows.CheckTimes(times...) }
+func nanos(t time.Time) int64             { return rows.Nanos(t) }
+func fromNanos(n int64) time.Time         { return rows.FromNanos(n) }

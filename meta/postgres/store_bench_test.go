@@ -1,0 +1,14 @@
+package postgres
+
+import (
+	"testing"
+
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/metatest"
+)
+
+// BenchmarkStore is metatest.Bench on PostgreSQL (the test cluster: local,
+// on loopback, fsync on); meta/sqlite runs the same.
+func BenchmarkStore(b *testing.B) {
+	metatest.Bench(b, func(b *testing.B) meta.Store { return openTemp(b) })
+}
