@@ -41,7 +41,7 @@
 // (status fetching; the placeholder with Received and
 // X-Destination-Mailbox-Service-URL added; the refs to its resources) and
 // adds a "pull" job keyed "pull:<Message-ID>:<Recipients-Digest>" whose
-// payload is a PullPayload. The answer is 202 {"status":"accepted"}. When
+// payload is a federation.PullPayload. The answer is 202 {"status":"accepted"}. When
 // that job key exists already, the push is a retry of a copy accepted before:
 // 200 {"status":"duplicate"}, and nothing changes.
 //

@@ -11,8 +11,8 @@ import (
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/auth"
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 )
@@ -46,14 +46,14 @@ const SettingAutoForward = "autoforward"
 
 // SettingAutoForwarding is the user's automatic forwarding policy, read by
 // the mailbox and the AS: "allow" permits rules; unset denies.
-const SettingAutoForwarding = authz.SettingAutoForwarding
+const SettingAutoForwarding = federation.SettingAutoForwarding
 
 // Results of a rule, for the log and pullmail_autoforwards_total{result}.
 const (
 	AutoQueued        = "queued"         // the forward was queued
 	AutoSkippedPolicy = "skipped_policy" // the policy does not allow it (any longer)
 	AutoSkippedLoop   = "skipped_loop"   // every target already holds it, or the user forwarded it before
-	AutoSkippedLimit  = "skipped_limit"  // one more hop would pass authz.MaxChainHops
+	AutoSkippedLimit  = "skipped_limit"  // one more hop would pass federation.MaxChainHops
 	AutoSkippedAuto   = "skipped_auto"   // a local message that a rule made (Auto-Submitted)
 	AutoFailed        = "failed"         // the rule could not apply (logged)
 )
@@ -63,7 +63,7 @@ type storedRule struct {
 }
 
 // rule reads a user's rule; nil when none.
-func rule(ctx context.Context, r authz.UserSettingReader, userID int64) ([]string, error) {
+func rule(ctx context.Context, r federation.UserSettingReader, userID int64) ([]string, error) {
 	v, err := r.UserSetting(ctx, userID, SettingAutoForward)
 	if errors.Is(err, meta.ErrNotFound) || (err == nil && v == "") {
 		return nil, nil
@@ -99,7 +99,7 @@ func readAutoForward(ctx context.Context, r meta.Reader, userID int64) (AutoForw
 	if err != nil {
 		return AutoForward{}, err
 	}
-	allowed, err := authz.AutoForwardAllowed(ctx, r, userID)
+	allowed, err := federation.AutoForwardAllowed(ctx, r, userID)
 	if err != nil {
 		return AutoForward{}, err
 	}
@@ -127,7 +127,7 @@ func (s *Service) SetAutoForward(ctx context.Context, req AutoForwardRequest) (A
 	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
 		value := ""
 		if len(to) > 0 {
-			ok, err := authz.AutoForwardAllowed(ctx, tx, p.UserID)
+			ok, err := federation.AutoForwardAllowed(ctx, tx, p.UserID)
 			if err != nil {
 				return err
 			}
@@ -175,12 +175,6 @@ func (s *Service) SetAutoForward(ctx context.Context, req AutoForwardRequest) (A
 	return out, nil
 }
 
-// ReceivedCopy names a copy the inbound receiver stored.
-type ReceivedCopy struct {
-	UserID int64
-	ID     string
-}
-
 // AutoForwardReceived applies the rules of the owners of copies a push
 // stored, inside the transaction that stores them (the server wires it as
 // inbound.Config.Delivered): for each rule that may apply, a chain forward
@@ -189,8 +183,8 @@ type ReceivedCopy struct {
 // them with the others. A rule that cannot apply is skipped with a log
 // line and a metric; the error returned is the store's only (the push then
 // fails and is retried).
-func (s *Service) AutoForwardReceived(ctx context.Context, tx meta.Tx, envelopeJSON []byte, copies []ReceivedCopy) ([]ReceivedCopy, error) {
-	var made []ReceivedCopy
+func (s *Service) AutoForwardReceived(ctx context.Context, tx meta.Tx, envelopeJSON []byte, copies []federation.MessageRef) ([]federation.MessageRef, error) {
+	var made []federation.MessageRef
 	for _, c := range copies {
 		u, err := tx.UserByID(ctx, c.UserID)
 		if err != nil {
@@ -210,7 +204,7 @@ func (s *Service) AutoForwardReceived(ctx context.Context, tx meta.Tx, envelopeJ
 			return nil, fmt.Errorf("autoforward: copy %s: %w", c.ID, err)
 		}
 		log := s.log.With("user", u.Address, "msgid", row.MessageID)
-		ok, err := authz.AutoForwardAllowed(ctx, tx, u.ID)
+		ok, err := federation.AutoForwardAllowed(ctx, tx, u.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -220,7 +214,7 @@ func (s *Service) AutoForwardReceived(ctx context.Context, tx meta.Tx, envelopeJ
 			continue
 		}
 		fwd, isFwd := s.cfg.Outbound.(Forwarder)
-		var env envelope
+		var env federation.Envelope
 		if err := json.Unmarshal(envelopeJSON, &env); err != nil || len(env.Chain) == 0 || !isFwd {
 			log.Error("autoforward: no envelope or no MTA to forward with", "err", err)
 			s.cfg.Metrics.autoForward(AutoFailed)
@@ -245,7 +239,7 @@ func (s *Service) AutoForwardReceived(ctx context.Context, tx meta.Tx, envelopeJ
 			return nil, err
 		}
 		for _, m := range local {
-			made = append(made, ReceivedCopy{UserID: m.UserID, ID: m.ID})
+			made = append(made, federation.MessageRef{UserID: m.UserID, ID: m.ID})
 		}
 		log.Info("autoforward queued", "forward_id", plan.hop.ForwardID, "domains", len(plan.copies),
 			"local_recipients", len(plan.local))
@@ -256,19 +250,19 @@ func (s *Service) AutoForwardReceived(ctx context.Context, tx meta.Tx, envelopeJ
 
 // autoTargets decides which of a rule's targets a received copy goes on
 // to (docs/PROTOCOL.md §12.6): none when one more hop would pass
-// authz.MaxChainHops, or when the user forwarded the message before (a
+// federation.MaxChainHops, or when the user forwarded the message before (a
 // chain loop); without every target the chain already names (its author,
 // recipients, forwarders and forwards' recipients) or whose domain already
 // sent a hop (the AS would refuse: §10.7). It returns a result when
 // nothing is left, with the reason.
-func autoTargets(env envelope, self string, targets []string, domain string) ([]*mail.Address, string, string) {
-	if len(env.Chain)+1 > authz.MaxChainHops {
-		return nil, AutoSkippedLimit, fmt.Sprintf("the chain has %d hops, the most is %d", len(env.Chain), authz.MaxChainHops)
+func autoTargets(env federation.Envelope, self string, targets []string, domain string) ([]*mail.Address, string, string) {
+	if len(env.Chain)+1 > federation.MaxChainHops {
+		return nil, AutoSkippedLimit, fmt.Sprintf("the chain has %d hops, the most is %d", len(env.Chain), federation.MaxChainHops)
 	}
 	seen := map[string]bool{}
 	domains := map[string]bool{}
 	add := func(v placeholder.Value) {
-		for _, a := range authz.Addresses(v) {
+		for _, a := range federation.Addresses(v) {
 			seen[strings.ToLower(a)] = true
 		}
 	}
@@ -276,7 +270,7 @@ func autoTargets(env envelope, self string, targets []string, domain string) ([]
 		for _, n := range []string{placeholder.HFrom, placeholder.HTo, placeholder.HCc} {
 			add(m.Header.Get(n))
 		}
-		if from := authz.Addresses(m.Header.Get(placeholder.HFrom)); len(from) == 1 {
+		if from := federation.Addresses(m.Header.Get(placeholder.HFrom)); len(from) == 1 {
 			_, d, _ := strings.Cut(from[0], "@")
 			domains[strings.ToLower(d)] = true
 		}
@@ -286,7 +280,7 @@ func autoTargets(env envelope, self string, targets []string, domain string) ([]
 		if err != nil {
 			continue
 		}
-		from := authz.Addresses(h.Get(placeholder.HForwardedFrom))
+		from := federation.Addresses(h.Get(placeholder.HForwardedFrom))
 		if len(from) == 1 {
 			if strings.EqualFold(from[0], self) {
 				return nil, AutoSkippedLoop, "the user forwarded this message before"
@@ -341,12 +335,12 @@ func (s *Service) autoForwardLocal(ctx context.Context, delivered []meta.Message
 		}
 		log := s.log.With("user", u.Address, "msgid", row.MessageID)
 		if m, err := placeholder.Parse(row.Placeholder, placeholder.Limits{}); err != nil ||
-			m.Header.Has(authz.HAutoSubmitted) {
+			m.Header.Has(federation.HAutoSubmitted) {
 			log.Info("autoforward skipped: the message was made by a rule", "result", AutoSkippedAuto)
 			s.cfg.Metrics.autoForward(AutoSkippedAuto)
 			continue
 		}
-		if ok, err := authz.AutoForwardAllowed(ctx, s.cfg.Meta, u.ID); err != nil || !ok {
+		if ok, err := federation.AutoForwardAllowed(ctx, s.cfg.Meta, u.ID); err != nil || !ok {
 			log.Info("autoforward skipped: the policy does not allow it", "err", err)
 			s.cfg.Metrics.autoForward(AutoSkippedPolicy)
 			continue

@@ -10,9 +10,8 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 )
 
 // maxAnswer bounds the JSON answers read.
@@ -26,9 +25,9 @@ func (m *MTA) exchange(ctx context.Context, tokenURL string, form url.Values) (s
 	if err != nil {
 		return "", final(fmt.Errorf("signing the client assertion: %w", err))
 	}
-	form.Set("grant_type", authz.GrantTokenExch)
+	form.Set("grant_type", federation.GrantTokenExch)
 	form.Set("client_id", m.cfg.ClientID)
-	form.Set("client_assertion_type", authz.ClientAssertionJB)
+	form.Set("client_assertion_type", federation.ClientAssertionJB)
 	form.Set("client_assertion", ca)
 	body := form.Encode()
 	resp, data, err := m.post(ctx, tokenURL, "", "application/x-www-form-urlencoded", func() io.Reader { return strings.NewReader(body) }, nil)
@@ -103,7 +102,7 @@ func (m *MTA) post(ctx context.Context, target, token, ctype string, body func()
 
 // envelope encodes a push or fetch body; the placeholder goes out as the
 // exact bytes given (no HTML escaping).
-func envelope(e inbound.Envelope) ([]byte, error) {
+func envelope(e federation.Envelope) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)

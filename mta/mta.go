@@ -16,10 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/upload"
@@ -28,7 +27,7 @@ import (
 // Job kinds run by the MTA.
 const (
 	JobPush = "push"
-	JobPull = inbound.JobPull
+	JobPull = federation.JobPull
 )
 
 // Defaults.
@@ -60,13 +59,16 @@ type Config struct {
 	// also its authorization server's issuer.
 	Domain    string
 	PublicURL string
+	// TokenURL is the token endpoint of this domain's authorization
+	// server, where the MTA trades send grants and received assertions.
+	TokenURL  string
 	Meta      meta.Store
 	Resources resource.Store
 	Discovery Discovery
 	// ClientID is this domain's MTA client ("mta@DOMAIN"); ClientKey signs
 	// its client assertions; DPoPKey binds its tokens.
 	ClientID  string
-	ClientKey *authz.ClientKey
+	ClientKey *federation.ClientKey
 	DPoPKey   *dpop.Key
 	// SendGrant issues the send grant of a message (authz.Server.IssueSendGrant
 	// bound to ClientID).
@@ -120,9 +122,9 @@ type MTA struct {
 
 // New checks cfg and returns an MTA.
 func New(cfg Config) (*MTA, error) {
-	if cfg.Domain == "" || cfg.PublicURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Discovery == nil ||
+	if cfg.Domain == "" || cfg.PublicURL == "" || cfg.TokenURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Discovery == nil ||
 		cfg.ClientID == "" || cfg.ClientKey == nil || cfg.DPoPKey == nil || cfg.SendGrant == nil || cfg.HTTP == nil {
-		return nil, errors.New("mta: Domain, PublicURL, Meta, Resources, Discovery, ClientID, ClientKey, DPoPKey, SendGrant and HTTP are required")
+		return nil, errors.New("mta: Domain, PublicURL, TokenURL, Meta, Resources, Discovery, ClientID, ClientKey, DPoPKey, SendGrant and HTTP are required")
 	}
 	cfg.Domain = strings.ToLower(cfg.Domain)
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
@@ -150,7 +152,7 @@ func New(cfg Config) (*MTA, error) {
 	if cfg.StageAbove <= 0 {
 		cfg.StageAbove = DefaultStageAbove
 	}
-	m := &MTA{cfg: cfg, tokenURL: cfg.PublicURL + authz.PathToken, pulling: map[resource.ID]*digestLock{},
+	m := &MTA{cfg: cfg, tokenURL: cfg.TokenURL, pulling: map[resource.ID]*digestLock{},
 		waiting: map[string]map[int64]bool{}}
 	for i := range m.kick {
 		m.kick[i] = make(chan struct{}, 1)
@@ -198,8 +200,8 @@ type PushPayload struct {
 	Grant string `json:"grant,omitempty"`
 	// Chain and Hop make the job a forward (QueueForward): the chain the
 	// copy arrived with, and the new hop's header block.
-	Chain []authz.ChainElement `json:"chain,omitempty"`
-	Hop   json.RawMessage      `json:"hop,omitempty"`
+	Chain []federation.ChainElement `json:"chain,omitempty"`
+	Hop   json.RawMessage           `json:"hop,omitempty"`
 }
 
 // QueueSend adds one push job per copy of sent, in tx: the mailbox calls it

@@ -19,6 +19,7 @@ import (
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/inbound"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
@@ -38,7 +39,7 @@ type domain struct {
 	Meta   meta.Store
 	Store  resource.Store
 	Keys   *keys.Set
-	MTAKey *authz.ClientKey
+	MTAKey *federation.ClientKey
 }
 
 func newDomain(t testing.TB, name string, users ...string) *domain {
@@ -58,7 +59,7 @@ func newDomain(t testing.TB, name string, users ...string) *domain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, err := authz.NewClientKey()
+	ck, err := federation.NewClientKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: w.aSrv.URL, FetchURL: w.aSrv.URL + inbound.PathResources,
+	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: w.aSrv.URL, FetchURL: w.aSrv.URL + federation.PathResources,
 		Meta: w.a.Meta, Resources: w.a.Store, Keys: w.a.Keys, Domain: "a.test",
 		DPoP: &dpop.Verifier{Replay: w.a.Meta}, Log: log})
 	if err != nil {
@@ -225,16 +226,16 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 	}
 	muxA := http.NewServeMux()
 	muxA.Handle("/oauth/", w.authzA.Handler())
-	muxA.Handle(inbound.PathResources+"/", origin.Handler())
+	muxA.Handle(federation.PathResources+"/", origin.Handler())
 	w.aSrv.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, inbound.PathResources+"/") {
+		if strings.HasPrefix(r.URL.Path, federation.PathResources+"/") {
 			w.aRanges.Store(r.Header.Get("Range"))
 		}
-		if strings.HasPrefix(r.URL.Path, inbound.PathResources+"/") && w.aGate.Add(-1) >= 0 {
+		if strings.HasPrefix(r.URL.Path, federation.PathResources+"/") && w.aGate.Add(-1) >= 0 {
 			http.Error(rw, `{"error":{"code":"temporarily_unavailable","message":"down for a moment"}}`, http.StatusServiceUnavailable)
 			return
 		}
-		if strings.HasPrefix(r.URL.Path, inbound.PathResources+"/") {
+		if strings.HasPrefix(r.URL.Path, federation.PathResources+"/") {
 			if a := w.aAnswer.Load(); a != nil {
 				rw.Header().Set("Content-Type", "application/json")
 				rw.WriteHeader(a.status)
@@ -278,10 +279,10 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 	w.disc.auth["a.test"] = discovery.Authority{Issuer: w.aSrv.URL, TokenEndpoint: w.aSrv.URL + authz.PathToken,
 		JWKS: w.a.Keys.PublicJWKS()}
 	w.disc.mbx["a.test"] = discovery.Mailbox{MailboxMetadata: discovery.MailboxMetadata{Domain: "a.test", URL: w.aSrv.URL,
-		InboundEndpoint: w.aSrv.URL + inbound.PathMessages, FetchEndpoint: w.aSrv.URL + inbound.PathResources,
+		InboundEndpoint: w.aSrv.URL + federation.PathMessages, FetchEndpoint: w.aSrv.URL + federation.PathResources,
 		MTAClientID: "mta@a.test"}}
 	w.disc.mbx["b.test"] = discovery.Mailbox{MailboxMetadata: discovery.MailboxMetadata{Domain: "b.test", URL: w.bSrv.URL,
-		InboundEndpoint: w.bSrv.URL + inbound.PathMessages, FetchEndpoint: w.bSrv.URL + inbound.PathResources,
+		InboundEndpoint: w.bSrv.URL + federation.PathMessages, FetchEndpoint: w.bSrv.URL + federation.PathResources,
 		MTAClientID: "mta@b.test"}}
 
 	w.mk = func(d *domain, publicURL string, cfg mta.Config) *mta.MTA {
@@ -290,6 +291,7 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 			t.Fatal(err)
 		}
 		cfg.Domain, cfg.PublicURL, cfg.Meta, cfg.Resources = d.Name, publicURL, d.Meta, d.Store
+		cfg.TokenURL = publicURL + authz.PathToken
 		cfg.Discovery, cfg.ClientID, cfg.ClientKey, cfg.DPoPKey = w.disc, "mta@"+d.Name, d.MTAKey, key
 		cfg.HTTP, cfg.Log = w.aSrv.Client(), log // httptest servers share one test certificate
 		cfg.SendGrant = func(author, msgid string) (string, error) {

@@ -15,15 +15,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pullmail/pullmail/authz"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/upload"
 )
 
 func (m *MTA) runPull(ctx context.Context, j meta.Job) error {
-	var p inbound.PullPayload
+	var p federation.PullPayload
 	attempt := json.Unmarshal(j.Payload, &p)
 	if attempt != nil {
 		attempt = final(fmt.Errorf("pull payload: %w", attempt))
@@ -51,7 +50,7 @@ func (m *MTA) runPull(ctx context.Context, j meta.Job) error {
 // pullReason is a failed pull's status_reason: its stable code (Reason*),
 // a colon, and what happened in words for the recipient
 // (docs/PROTOCOL.md §11.4).
-func pullReason(p inbound.PullPayload, j meta.Job, o outcome) string {
+func pullReason(p federation.PullPayload, j meta.Job, o outcome) string {
 	origin := p.Origin
 	if origin == "" {
 		origin = "the sender's domain"
@@ -85,7 +84,7 @@ func span(d time.Duration) string {
 
 // setStatus moves the local copies still fetching to status. A copy gone
 // (deleted by its owner) is skipped.
-func (m *MTA) setStatus(ctx context.Context, tx meta.Tx, refs []inbound.MessageRef, status meta.Status, reason string) error {
+func (m *MTA) setStatus(ctx context.Context, tx meta.Tx, refs []federation.MessageRef, status meta.Status, reason string) error {
 	now := m.cfg.Clock()
 	for _, r := range refs {
 		msg, err := tx.Message(ctx, r.UserID, r.ID)
@@ -108,7 +107,7 @@ func (m *MTA) setStatus(ctx context.Context, tx meta.Tx, refs []inbound.MessageR
 
 // pull makes one attempt at holding every resource of p; expires is the
 // job's horizon (how long staged bytes are worth keeping).
-func (m *MTA) pull(ctx context.Context, p inbound.PullPayload, expires time.Time) error {
+func (m *MTA) pull(ctx context.Context, p federation.PullPayload, expires time.Time) error {
 	var missing []meta.Ref
 	for _, r := range p.Resources {
 		_, err := m.cfg.Resources.Stat(ctx, r.ID)
@@ -135,8 +134,8 @@ func (m *MTA) pull(ctx context.Context, p inbound.PullPayload, expires time.Time
 		return discoveryError(p.Origin, err)
 	}
 	form := url.Values{
-		"subject_token": {p.Chain[len(p.Chain)-1].Assertion}, "subject_token_type": {authz.TokenTypeJWT},
-		"requested_token_type": {authz.TokenTypeAccess}, "resource": {auth.Issuer}}
+		"subject_token": {p.Chain[len(p.Chain)-1].Assertion}, "subject_token_type": {federation.TokenTypeJWT},
+		"requested_token_type": {federation.TokenTypeAccess}, "resource": {auth.Issuer}}
 	if len(p.Chain) > 1 {
 		// A forwarded message: the origin's AS checks the chain from its
 		// own assertion to us (docs/PROTOCOL.md §12.4).
@@ -150,7 +149,7 @@ func (m *MTA) pull(ctx context.Context, p inbound.PullPayload, expires time.Time
 	if err != nil {
 		return fmt.Errorf("obtaining the fetch token from %s: %w", p.Origin, err)
 	}
-	body, err := envelope(inbound.Envelope{Placeholder: p.Placeholder, Chain: p.Chain})
+	body, err := envelope(federation.Envelope{Placeholder: p.Placeholder, Chain: p.Chain})
 	if err != nil {
 		return final(fmt.Errorf("encoding the fetch: %w", err))
 	}

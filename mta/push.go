@@ -11,9 +11,8 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 )
@@ -120,14 +119,14 @@ func (m *MTA) firstHopAttempt(ctx context.Context, p PushPayload, msg *placehold
 	}
 	eb, _ := json.Marshal(ehl)
 	assertion, err := m.exchange(ctx, m.tokenURL, url.Values{
-		"subject_token": {p.Grant}, "subject_token_type": {authz.TokenTypeAccess},
-		"requested_token_type": {authz.TokenTypeJWT}, "audience": {p.Domain}, "scope": {authz.ScopeInternetMail},
+		"subject_token": {p.Grant}, "subject_token_type": {federation.TokenTypeAccess},
+		"requested_token_type": {federation.TokenTypeJWT}, "audience": {p.Domain}, "scope": {federation.ScopeInternetMail},
 		"envelope_headers": {string(hb)}, "ehl": {string(eb)}})
 	if err != nil {
 		return "", nil, fmt.Errorf("obtaining the assertion: %w", err)
 	}
-	body, err := envelope(inbound.Envelope{Placeholder: p.Placeholder,
-		Chain: []inbound.ChainElement{{Headers: hb, Assertion: assertion}}})
+	body, err := envelope(federation.Envelope{Placeholder: p.Placeholder,
+		Chain: []federation.ChainElement{{Headers: hb, Assertion: assertion}}})
 	if err != nil {
 		return "", nil, final(fmt.Errorf("encoding the push: %w", err))
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/inbound"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
@@ -116,7 +117,7 @@ type Server struct {
 	Store     *fsstore.Store
 	Mailbox   *mailbox.Service
 	Authz     *authz.Server
-	MTAKey    *authz.ClientKey // the MTA's private_key_jwt key
+	MTAKey    *federation.ClientKey // the MTA's private_key_jwt key
 	Discovery *discovery.Client
 	MTA       *mta.MTA
 	Keys      *keys.Set
@@ -226,7 +227,7 @@ func (s *Server) open(ctx context.Context) error {
 		Log: s.log, Clock: cfg.Clock, DeviceInterval: cfg.DeviceInterval}); err != nil {
 		return err
 	}
-	if s.MTAKey, err = authz.LoadOrCreateClientKey(filepath.Join(cfg.DataDir, "keys", "mta-client.json")); err != nil {
+	if s.MTAKey, err = federation.LoadOrCreateClientKey(filepath.Join(cfg.DataDir, "keys", "mta-client.json")); err != nil {
 		return fmt.Errorf("the MTA's client key: %w", err)
 	}
 	if err := ensureBuiltinClients(ctx, s.Meta, s.PublicURL(), s.MTAClientID(), s.MTAKey.JWKS()); err != nil {
@@ -253,13 +254,13 @@ func (s *Server) open(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", auth.Middleware(authn, mailbox.NewHandler(s.Mailbox)))
 	asHandler := s.Authz.Handler()
-	for _, p := range []string{authz.PathMetadata, authz.PathJWKS, authz.PathAuthorize, authz.PathToken, authz.PathRevoke,
+	for _, p := range []string{federation.PathASMetadata, authz.PathJWKS, authz.PathAuthorize, authz.PathToken, authz.PathRevoke,
 		authz.PathDeviceAuthz, authz.PathDevice} {
 		mux.Handle(p, asHandler)
 	}
 	base := s.PublicURL()
 	mux.Handle(discovery.PathMailbox, discovery.MailboxHandler(discovery.MailboxMetadata{
-		Domain: domain, URL: base, InboundEndpoint: base + inbound.PathMessages, FetchEndpoint: base + inbound.PathResources,
+		Domain: domain, URL: base, InboundEndpoint: base + federation.PathMessages, FetchEndpoint: base + federation.PathResources,
 		MTAClientID: s.MTAClientID(), MTAJWKS: s.MTAKey.JWKS(),
 	}))
 	if err := s.federation(mux); err != nil {
@@ -382,7 +383,7 @@ func (s *Server) openMTA() error {
 	}
 	id := s.MTAClientID()
 	s.MTA, err = mta.New(mta.Config{
-		Domain: s.Domain, PublicURL: s.PublicURL(), Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
+		Domain: s.Domain, PublicURL: s.PublicURL(), TokenURL: s.PublicURL() + authz.PathToken, Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
 		ClientID: id, ClientKey: s.MTAKey, DPoPKey: dk, HTTP: &http.Client{Transport: tr},
 		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
@@ -416,6 +417,10 @@ func loadOrCreateDPoPKey(path string) (*dpop.Key, error) {
 	}
 	return k, nil
 }
+
+// The authorization server finds other domains' clients and keys through
+// discovery.
+var _ authz.Remote = (*discovery.Client)(nil)
 
 // outbound hands the mailbox's copies for other domains to the MTA.
 type outbound struct{ m *mta.MTA }
@@ -451,17 +456,8 @@ func (o outbound) QueueForward(ctx context.Context, tx meta.Tx, forwarder string
 
 // autoForward applies the recipients' forwarding rules to a push's copies,
 // in its transaction (inbound.Config.Delivered, docs/PROTOCOL.md §12.6).
-func (s *Server) autoForward(ctx context.Context, tx meta.Tx, env []byte, copies []inbound.MessageRef) ([]inbound.MessageRef, error) {
-	in := make([]mailbox.ReceivedCopy, len(copies))
-	for i, c := range copies {
-		in[i] = mailbox.ReceivedCopy{UserID: c.UserID, ID: c.ID}
-	}
-	made, err := s.Mailbox.AutoForwardReceived(ctx, tx, env, in)
-	out := make([]inbound.MessageRef, len(made))
-	for i, c := range made {
-		out[i] = inbound.MessageRef{UserID: c.UserID, ID: c.ID}
-	}
-	return out, err
+func (s *Server) autoForward(ctx context.Context, tx meta.Tx, env []byte, copies []federation.MessageRef) ([]federation.MessageRef, error) {
+	return s.Mailbox.AutoForwardReceived(ctx, tx, env, copies)
 }
 
 // federation mounts the receiving side of federation (docs/PROTOCOL.md
@@ -479,14 +475,14 @@ func (s *Server) federation(mux *http.ServeMux) error {
 	served := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullmail_origin_served_total",
 		Help: "Resources served to other domains' pulls, by recipient domain."}, []string{"domain"})
 	s.Registry.MustRegister(served)
-	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: base, FetchURL: base + inbound.PathResources, Meta: s.Meta,
+	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: base, FetchURL: base + federation.PathResources, Meta: s.Meta,
 		Resources: s.Store, Keys: s.Keys, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Domain: s.Domain,
 		Remote: s.Discovery, Served: func(d string) { served.WithLabelValues(d).Inc() }})
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
-	mux.Handle(inbound.PathMessages, recv.Handler())
-	mux.Handle(inbound.PathResources+"/", origin.Handler())
+	mux.Handle(federation.PathMessages, recv.Handler())
+	mux.Handle(federation.PathResources+"/", origin.Handler())
 	return nil
 }
 
