@@ -144,13 +144,13 @@ func (rc *Receiver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if status == http.StatusOK {
-		writeJSON(w, status, map[string]string{"status": "duplicate"})
+		writeJSON(w, status, federation.PushAnswer{Status: federation.PushDuplicate})
 		return
 	}
 	if rc.cfg.Accepted != nil {
 		rc.cfg.Accepted() // a pull job is committed: wake its runner
 	}
-	writeJSON(w, status, map[string]string{"status": "accepted"})
+	writeJSON(w, status, federation.PushAnswer{Status: federation.PushAccepted})
 }
 
 func refuse(kind errs.Kind, code, format string, args ...any) error {

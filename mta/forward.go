@@ -143,7 +143,7 @@ func (m *MTA) forwardAttempt(ctx context.Context, p PushPayload) (string, []byte
 		return "", nil, fmt.Errorf("obtaining the chained assertion: %w", err)
 	}
 	chain := append([]federation.ChainElement{{Headers: p.Hop, Assertion: assertion}}, p.Chain...)
-	body, err := envelope(federation.Envelope{Placeholder: p.Placeholder, Chain: chain})
+	body, err := federation.Envelope{Placeholder: p.Placeholder, Chain: chain}.Encode()
 	if err != nil {
 		return "", nil, final(fmt.Errorf("encoding the forward: %w", err))
 	}

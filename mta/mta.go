@@ -73,11 +73,14 @@ type Config struct {
 	// SendGrant issues the send grant of a message (authz.Server.IssueSendGrant
 	// bound to ClientID).
 	SendGrant func(author, messageID string) (string, error)
-	// HTTP talks to other domains and to this domain's token endpoint;
-	// it must verify TLS.
-	HTTP  *http.Client
-	Clock func() time.Time // default time.Now
-	Log   *slog.Logger     // default slog.Default()
+	// Transport carries the MTA's requests to other domains and to this
+	// domain's token endpoint; nil is federation.HTTPS over HTTP, which
+	// must verify TLS. Tests run domains in one process with a
+	// federation.InProcess.
+	Transport federation.Transport
+	HTTP      *http.Client
+	Clock     func() time.Time // default time.Now
+	Log       *slog.Logger     // default slog.Default()
 	// Horizon is how long a push keeps trying (default 5 days); pulls
 	// carry their own (inbound.Config.PullHorizon). A job gives up only
 	// after an attempt at or past it: the wait before the last retry is
@@ -107,6 +110,7 @@ type Config struct {
 type MTA struct {
 	cfg      Config
 	tokenURL string
+	tr       federation.Transport
 	kick     [len(kinds)]chan struct{}
 
 	metrics  *metrics
@@ -123,8 +127,11 @@ type MTA struct {
 // New checks cfg and returns an MTA.
 func New(cfg Config) (*MTA, error) {
 	if cfg.Domain == "" || cfg.PublicURL == "" || cfg.TokenURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Discovery == nil ||
-		cfg.ClientID == "" || cfg.ClientKey == nil || cfg.DPoPKey == nil || cfg.SendGrant == nil || cfg.HTTP == nil {
-		return nil, errors.New("mta: Domain, PublicURL, TokenURL, Meta, Resources, Discovery, ClientID, ClientKey, DPoPKey, SendGrant and HTTP are required")
+		cfg.ClientID == "" || cfg.ClientKey == nil || cfg.DPoPKey == nil || cfg.SendGrant == nil || (cfg.HTTP == nil && cfg.Transport == nil) {
+		return nil, errors.New("mta: Domain, PublicURL, TokenURL, Meta, Resources, Discovery, ClientID, ClientKey, DPoPKey, SendGrant and HTTP or Transport are required")
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = federation.HTTPS{Client: cfg.HTTP}
 	}
 	cfg.Domain = strings.ToLower(cfg.Domain)
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
@@ -152,7 +159,7 @@ func New(cfg Config) (*MTA, error) {
 	if cfg.StageAbove <= 0 {
 		cfg.StageAbove = DefaultStageAbove
 	}
-	m := &MTA{cfg: cfg, tokenURL: cfg.TokenURL, pulling: map[resource.ID]*digestLock{},
+	m := &MTA{cfg: cfg, tokenURL: cfg.TokenURL, tr: cfg.Transport, pulling: map[resource.ID]*digestLock{},
 		waiting: map[string]map[int64]bool{}}
 	for i := range m.kick {
 		m.kick[i] = make(chan struct{}, 1)

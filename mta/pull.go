@@ -1,7 +1,6 @@
 package mta
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
@@ -149,7 +148,7 @@ func (m *MTA) pull(ctx context.Context, p federation.PullPayload, expires time.T
 	if err != nil {
 		return fmt.Errorf("obtaining the fetch token from %s: %w", p.Origin, err)
 	}
-	body, err := envelope(federation.Envelope{Placeholder: p.Placeholder, Chain: p.Chain})
+	body, err := federation.Envelope{Placeholder: p.Placeholder, Chain: p.Chain}.Encode()
 	if err != nil {
 		return final(fmt.Errorf("encoding the fetch: %w", err))
 	}
@@ -391,34 +390,34 @@ func (rd *resumer) close() {
 func (rd *resumer) open() error {
 	fresh := rd.fresh
 	rd.fresh = false
-	var hdr http.Header
-	if rd.n > 0 {
-		// If-Range: the origin's ETag is the quoted Content-ID
-		// (docs/PROTOCOL.md §11.3); should the bytes under it differ, it
-		// sends them whole.
-		hdr = http.Header{"Range": {fmt.Sprintf("bytes=%d-", rd.n)}, "If-Range": {`"` + string(rd.f.ref.ID) + `"`}}
-	}
-	resp, data, err := rd.m.post(rd.ctx, rd.f.target, rd.f.tok, "application/json", func() io.Reader { return bytes.NewReader(rd.f.body) }, hdr)
+	// If-Range: the origin's ETag is the quoted Content-ID
+	// (docs/PROTOCOL.md §11.3); should the bytes under it differ, it sends
+	// them whole.
+	from, target := rd.n, rd.f.target
+	resp, data, err := rd.m.post(rd.ctx, target, rd.f.tok, func(proof string) (*federation.Answer, error) {
+		return rd.m.tr.Fetch(rd.ctx, federation.FetchRequest{Endpoint: target, Token: rd.f.tok, DPoP: proof, Body: rd.f.body,
+			From: from, IfRange: `"` + string(rd.f.ref.ID) + `"`})
+	})
 	if err != nil {
 		return err
 	}
 	switch {
-	case rd.n > 0 && fresh && resp.StatusCode == http.StatusOK:
+	case rd.n > 0 && fresh && resp.Status == http.StatusOK:
 		rd.n = 0 // the whole resource: the caller starts over
-	case rd.n > 0 && fresh && resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+	case rd.n > 0 && fresh && resp.Status == http.StatusRequestedRangeNotSatisfiable:
 		rd.n = 0 // the staged bytes run past what the origin holds
 		return rd.open()
-	case rd.n > 0 && resp.StatusCode == http.StatusPartialContent:
+	case rd.n > 0 && resp.Status == http.StatusPartialContent:
 		if !strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", rd.n)) {
 			resp.Body.Close()
 			return temporary(fmt.Errorf("fetching %s: resumed at %q, not at byte %d", rd.f.ref.ID, resp.Header.Get("Content-Range"), rd.n))
 		}
-	case rd.n == 0 && resp.StatusCode == http.StatusOK:
+	case rd.n == 0 && resp.Status == http.StatusOK:
 	default:
 		if data == nil {
 			resp.Body.Close()
 		}
-		return fetchError(rd.f.ref.ID, resp.StatusCode, data)
+		return fetchError(rd.f.ref.ID, resp.Status, data)
 	}
 	rd.cur = resp.Body
 	return nil
