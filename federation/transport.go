@@ -97,7 +97,9 @@ func post(ctx context.Context, target, token, proof, ctype string, body []byte) 
 		return nil, fmt.Errorf("request to %s: %w", target, err)
 	}
 	req.Header.Set("Content-Type", ctype)
-	req.Header.Set("DPoP", proof)
+	if proof != "" {
+		req.Header.Set("DPoP", proof)
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "DPoP "+token)
 	}

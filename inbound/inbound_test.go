@@ -43,21 +43,22 @@ type fed struct {
 }
 
 // fakeDisc implements inbound.Discovery with what discovery would find of a
-// testenv domain: its issuer (the server's URL), the JWKS its authorization
+// domain (a testenv one, or one in process): its issuer (the server's URL), the JWKS its authorization
 // server publishes (its real signing keys) and the mta_client_id of its
 // mailbox metadata. It stands in for discovery.Client because testenv
 // domains publish no SRV records; everything it returns comes from the
 // running domain itself.
 type fakeDisc struct {
-	d        *testenv.Domain
-	clientID string
+	name, issuer string
+	keys         *keys.Set // the domain's signing keys: their public JWKS is what discovery finds
+	clientID     string
 }
 
 func (f *fakeDisc) Authority(ctx context.Context, domain string) (discovery.Authority, error) {
-	if domain != f.d.Name {
+	if domain != f.name {
 		return discovery.Authority{}, errs.E(errs.NotFound, "no_srv_record", "no such domain %s", domain)
 	}
-	return discovery.Authority{Issuer: f.d.URL, JWKS: f.d.Server.Keys.PublicJWKS()}, nil
+	return discovery.Authority{Issuer: f.issuer, JWKS: f.keys.PublicJWKS()}, nil
 }
 
 func (f *fakeDisc) RefreshKeys(ctx context.Context, domain string) (discovery.Authority, error) {
@@ -65,7 +66,7 @@ func (f *fakeDisc) RefreshKeys(ctx context.Context, domain string) (discovery.Au
 }
 
 func (f *fakeDisc) Mailbox(ctx context.Context, domain string) (discovery.Mailbox, error) {
-	if domain != f.d.Name {
+	if domain != f.name {
 		return discovery.Mailbox{}, errs.E(errs.NotFound, "no_srv_record", "no such domain %s", domain)
 	}
 	return discovery.Mailbox{MailboxMetadata: discovery.MailboxMetadata{Domain: domain, MTAClientID: f.clientID}}, nil
@@ -80,7 +81,7 @@ func newFed(t *testing.T, clock func() time.Time) *fed {
 	f.aHTTP = alice.HTTP
 	f.b.AddUser(t, "bob@b.test")
 	f.b.AddUser(t, "carol@b.test")
-	f.disc = &fakeDisc{d: f.a, clientID: "mta@a.test"}
+	f.disc = &fakeDisc{name: "a.test", issuer: f.a.URL, keys: f.a.Server.Keys, clientID: "mta@a.test"}
 	var err error
 	if f.mtaKey, err = dpop.NewKey(); err != nil {
 		t.Fatal(err)
