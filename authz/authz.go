@@ -21,6 +21,12 @@
 // The OAuth endpoints answer errors in the RFC 6749 §5.2 shape
 // ({"error": "...", "error_description": "..."}), the one OAuth clients
 // expect, not the mailbox API's.
+//
+// The package holds the authorization server and nothing else: what it
+// shares with other domains and with the rest of this one (the assertions'
+// claims and JWT type, the token-exchange URNs and scopes, the chain and its
+// verifier, the metadata document, the MTA's client key, the forwarding
+// policy) is package federation's.
 package authz
 
 import (
