@@ -252,8 +252,14 @@ func do(t *testing.T, c *http.Client, target, token, proof string, key *dpop.Key
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, raw: string(b)}
+	return readAnswer(resp.StatusCode, resp.Body), resp
+}
+
+// readAnswer reads a push's or fetch's answer: its status, and its body's
+// status or error code.
+func readAnswer(status int, body io.Reader) answer {
+	b, _ := io.ReadAll(body)
+	a := answer{status: status, raw: string(b)}
 	var out struct {
 		Status string `json:"status"`
 		Error  struct {
@@ -262,7 +268,7 @@ func do(t *testing.T, c *http.Client, target, token, proof string, key *dpop.Key
 	}
 	json.Unmarshal(b, &out)
 	a.code, a.state = out.Error.Code, out.Status
-	return a, resp
+	return a
 }
 
 func (f *fed) push(t *testing.T, token string, data []byte) answer {

@@ -188,17 +188,7 @@ func (p *inproc) push(t *testing.T, tok string, key *dpop.Key, body []byte) answ
 		t.Fatal(err)
 	}
 	defer a.Body.Close()
-	data, _ := io.ReadAll(a.Body)
-	got := answer{status: a.Status, raw: string(data)}
-	var out struct {
-		Status string `json:"status"`
-		Error  struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	json.Unmarshal(data, &out)
-	got.code, got.state = out.Error.Code, out.Status
-	return got
+	return readAnswer(a.Status, a.Body)
 }
 
 // rows counts what a push writes at b.test: its users' copies, their
