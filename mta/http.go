@@ -28,8 +28,12 @@ func (m *MTA) exchange(ctx context.Context, tokenURL string, form url.Values) (s
 	form.Set("client_id", m.cfg.ClientID)
 	form.Set("client_assertion_type", federation.ClientAssertionJB)
 	form.Set("client_assertion", ca)
+	tr := m.tr
+	if tokenURL == m.tokenURL {
+		tr = m.own // this domain's AS: in process when Config.OwnAS is set
+	}
 	resp, data, err := m.post(ctx, tokenURL, "", func(proof string) (*federation.Answer, error) {
-		return m.tr.Exchange(ctx, federation.TokenRequest{Endpoint: tokenURL, DPoP: proof, Form: form})
+		return tr.Exchange(ctx, federation.TokenRequest{Endpoint: tokenURL, DPoP: proof, Form: form})
 	})
 	if err != nil {
 		return "", err

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -79,8 +80,14 @@ type Config struct {
 	// federation.InProcess.
 	Transport federation.Transport
 	HTTP      *http.Client
-	Clock     func() time.Time // default time.Now
-	Log       *slog.Logger     // default slog.Default()
+	// OwnAS, when set, is this domain's authorization server (its
+	// Handler): the MTA's token requests at TokenURL (send grants and
+	// received assertions traded for this domain's own assertions,
+	// docs/PROTOCOL.md §10.5, §10.7) are served by it in process, the same
+	// requests with the same proofs, without the network.
+	OwnAS http.Handler
+	Clock func() time.Time // default time.Now
+	Log   *slog.Logger     // default slog.Default()
 	// Horizon is how long a push keeps trying (default 5 days); pulls
 	// carry their own (inbound.Config.PullHorizon). A job gives up only
 	// after an attempt at or past it: the wait before the last retry is
@@ -111,6 +118,7 @@ type MTA struct {
 	cfg      Config
 	tokenURL string
 	tr       federation.Transport
+	own      federation.Transport // to this domain's token endpoint (tokenURL)
 	kick     [len(kinds)]chan struct{}
 
 	metrics  *metrics
@@ -132,6 +140,16 @@ func New(cfg Config) (*MTA, error) {
 	}
 	if cfg.Transport == nil {
 		cfg.Transport = federation.HTTPS{Client: cfg.HTTP}
+	}
+	var own federation.Transport = cfg.Transport
+	if cfg.OwnAS != nil {
+		u, err := url.Parse(cfg.TokenURL)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("mta: TokenURL %q is not a URL", cfg.TokenURL)
+		}
+		in := &federation.InProcess{}
+		in.Handle(u.Host, cfg.OwnAS)
+		own = in
 	}
 	cfg.Domain = strings.ToLower(cfg.Domain)
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
@@ -159,7 +177,7 @@ func New(cfg Config) (*MTA, error) {
 	if cfg.StageAbove <= 0 {
 		cfg.StageAbove = DefaultStageAbove
 	}
-	m := &MTA{cfg: cfg, tokenURL: cfg.TokenURL, tr: cfg.Transport, pulling: map[resource.ID]*digestLock{},
+	m := &MTA{cfg: cfg, tokenURL: cfg.TokenURL, tr: cfg.Transport, own: own, pulling: map[resource.ID]*digestLock{},
 		waiting: map[string]map[int64]bool{}}
 	for i := range m.kick {
 		m.kick[i] = make(chan struct{}, 1)

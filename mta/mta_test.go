@@ -88,6 +88,7 @@ func newDomain(t testing.TB, name string, users ...string) *domain {
 type world struct {
 	a, b       *domain
 	aURL, bURL string
+	client     *http.Client // to the TLS listeners (nil in process)
 	authzA     *authz.Server
 	disc       *fakeDisc
 	mtaA, mtaB *mta.MTA
@@ -233,6 +234,7 @@ func newWorldOver(t testing.TB, opt mta.Config, inProcess bool) *world {
 		bSrv.StartTLS()
 		t.Cleanup(bSrv.Close)
 		w.aURL, w.bURL, client = aSrv.URL, bSrv.URL, aSrv.Client() // httptest servers share one test certificate
+		w.client = client
 		serveA = func(h http.Handler) { aSrv.Config.Handler = h }
 		serveB = func(h http.Handler) { bSrv.Config.Handler = h }
 	}
@@ -373,17 +375,27 @@ func (c *cutter) Write(p []byte) (int, error) {
 // its copy for b.test as the mailbox does, in one transaction.
 func (w *world) send(t testing.TB, data []byte, to []string) meta.Message {
 	t.Helper()
+	return w.sendParts(t, to, data)
+}
+
+// sendParts is send with one attachment for each of datas.
+func (w *world) sendParts(t testing.TB, to []string, datas ...[]byte) meta.Message {
+	t.Helper()
 	ctx := context.Background()
-	info, err := w.a.Store.Put(ctx, bytes.NewReader(data), resource.PutOptions{Size: int64(len(data))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := placeholder.New("Alice <alice@a.test>", to, nil, nil, "hello")
-	leaf, err := placeholder.NewLeaf(info.ID, info.Size, "application/octet-stream", "attachment", "f.bin")
-	if err != nil {
-		t.Fatal(err)
+	var refs []meta.Ref
+	for _, data := range datas {
+		info, err := w.a.Store.Put(ctx, bytes.NewReader(data), resource.PutOptions{Size: int64(len(data))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := placeholder.NewLeaf(info.ID, info.Size, "application/octet-stream", "attachment", "f.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Parts = append(m.Parts, leaf)
+		refs = append(refs, meta.Ref{ID: info.ID, Size: info.Size})
 	}
-	m.Parts = append(m.Parts, leaf)
 	m.Header.SetString(placeholder.HDate, placeholder.FormatDate(time.Now()))
 	m.Header.SetString(placeholder.HMessageID, placeholder.NewMessageID("a.test"))
 	m.Header.SetString(placeholder.HThreadID, placeholder.NewMessageID("a.test"))
@@ -403,7 +415,7 @@ func (w *world) send(t testing.TB, data []byte, to []string) meta.Message {
 	now := time.Now()
 	sent := meta.Message{ID: "sent-" + string(resource.IDOf(m.Canonical()))[:12], UserID: alice.ID, Folder: meta.Sent,
 		MessageID: m.Header.Get(placeholder.HMessageID).String(), Status: meta.StatusSent, Date: now, Created: now,
-		Updated: now, Placeholder: m.Canonical(), Refs: []meta.Ref{{ID: info.ID, Size: info.Size}}}
+		Updated: now, Placeholder: m.Canonical(), Refs: refs}
 	copies := []mta.Copy{{Domain: "b.test", Placeholder: m.Canonical(), Recipients: to}}
 	err = w.a.Meta.Update(ctx, func(tx meta.Tx) error {
 		if err := tx.InsertMessage(ctx, sent); err != nil {

@@ -350,8 +350,8 @@ func ensureBuiltinClients(ctx context.Context, st meta.Store, publicURL, mtaID s
 
 // openMTA makes this domain's MTA: its DPoP key (DATA/keys/mta-dpop.json),
 // an HTTP client that trusts the system's CAs, the peer CAs and this
-// server's own local CA (for its own token endpoint), and the send grants
-// of its authorization server.
+// server's own local CA, and its authorization server: the send grants,
+// and the token requests of the MTA served in process (mta.Config.OwnAS).
 func (s *Server) openMTA() error {
 	dk, err := loadOrCreateDPoPKey(filepath.Join(s.cfg.DataDir, "keys", "mta-dpop.json"))
 	if err != nil {
@@ -385,6 +385,7 @@ func (s *Server) openMTA() error {
 	s.MTA, err = mta.New(mta.Config{
 		Domain: s.Domain, PublicURL: s.PublicURL(), TokenURL: s.PublicURL() + authz.PathToken, Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
 		ClientID: id, ClientKey: s.MTAKey, DPoPKey: dk, HTTP: &http.Client{Transport: tr},
+		OwnAS:     s.Authz.Handler(), // this domain's assertions are had in process
 		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
 		Metrics: s.Registry, Staging: pulls,
