@@ -2,17 +2,18 @@ package apidoc
 
 import (
 	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/federation"
 )
 
 // The authorization server (docs/PROTOCOL.md §10): OAuth 2.0 with PKCE, the
 // device grant, token exchange and DPoP.
 var authzOps = []Op{
 	{
-		Method: "GET", Path: authz.PathMetadata, ID: "asMetadata", Tags: []string{"oauth", "discovery"}, Auth: Public,
+		Method: "GET", Path: federation.PathASMetadata, ID: "asMetadata", Tags: []string{"oauth", "discovery"}, Auth: Public,
 		Summary:     "Authorization server metadata",
 		Description: "RFC 8414: the issuer, every endpoint below, and what they support (docs/PROTOCOL.md §10.1). Other domains find it by discovery (§11.1).",
 		Responses: []Response{
-			{Status: 200, Description: "The metadata.", Content: []Content{JSON[authz.Metadata]()}},
+			{Status: 200, Description: "The metadata.", Content: []Content{JSON[federation.ASMetadata]()}},
 		},
 	},
 	{
@@ -58,7 +59,7 @@ var authzOps = []Op{
 			"Parameters go in the body, never the URL, each at most once. A confidential client authenticates with `private_key_jwt` (RFC 7523), a public one by `client_id` alone. A `DPoP` proof (RFC 9449) binds the token to its key; token exchange demands one.",
 		Params: []Param{dpopProof(false)},
 		Body: &Body{Content: []Content{{Media: "application/x-www-form-urlencoded", Schema: Form(append(clientAuthFields(),
-			FormField{Name: "grant_type", Required: true, Enum: []string{"authorization_code", "refresh_token", authz.GrantDeviceCode, authz.GrantTokenExch}},
+			FormField{Name: "grant_type", Required: true, Enum: []string{"authorization_code", "refresh_token", authz.GrantDeviceCode, federation.GrantTokenExch}},
 			FormField{Name: "code", Description: "authorization_code: the code the redirect carried."},
 			FormField{Name: "redirect_uri", Description: "authorization_code: the redirect URI of the authorization request."},
 			FormField{Name: "code_verifier", Description: "authorization_code: the PKCE verifier (RFC 7636 §4.5)."},
@@ -66,7 +67,7 @@ var authzOps = []Op{
 			FormField{Name: "device_code", Description: "device_code: the device code of the device authorization answer."},
 			FormField{Name: "scope", Description: "The scopes asked for: `mail`, `internet_mail`, `fetch`."},
 			FormField{Name: "subject_token", Description: "token-exchange: the send grant, or the other domain's assertion (docs/PROTOCOL.md §10.5–§10.7)."},
-			FormField{Name: "subject_token_type", Description: "token-exchange: the subject token's type (RFC 8693 §3).", Enum: []string{authz.TokenTypeAccess, authz.TokenTypeJWT}},
+			FormField{Name: "subject_token_type", Description: "token-exchange: the subject token's type (RFC 8693 §3).", Enum: []string{federation.TokenTypeAccess, federation.TokenTypeJWT}},
 			FormField{Name: "requested_token_type", Description: "token-exchange: what is asked for (RFC 8693 §3)."},
 			FormField{Name: "audience", Description: "token-exchange: the domain the assertion is for."},
 			FormField{Name: "resource", Description: "token-exchange: the resource the token is for."},
@@ -136,7 +137,7 @@ var authzOps = []Op{
 }
 
 var authzTypes = []Type{
-	{Go: TypeOf[authz.Metadata](), Name: "ASMetadata", Description: "RFC 8414 §2 authorization server metadata."},
+	{Go: TypeOf[federation.ASMetadata](), Name: "ASMetadata", Description: "RFC 8414 §2 authorization server metadata."},
 	{Go: TypeOf[authz.TokenResponse](), Name: "TokenResponse", Description: "RFC 6749 §5.1; for token exchange RFC 8693 §2.2.1 (`issued_token_type`, `token_type` `N_A` for an assertion).",
 		Fields: map[string]Schema{"token_type": {"description": "`DPoP` for a DPoP-bound token, `Bearer` otherwise, `N_A` for an assertion."}}},
 	{Go: TypeOf[authz.DeviceResponse](), Name: "DeviceAuthorization", Description: "RFC 8628 §3.2."},

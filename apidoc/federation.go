@@ -1,19 +1,17 @@
 package apidoc
 
-import (
-	"github.com/pullmail/pullmail/inbound"
-)
+import "github.com/pullmail/pullmail/federation"
 
 // Federation's receiving side (docs/PROTOCOL.md §11.2, §11.3): what other
 // domains' MTAs call.
 var federationOps = []Op{
 	{
-		Method: "POST", Path: inbound.PathMessages, ID: "federationPush", Tags: []string{"federation"}, Auth: DPoP,
+		Method: "POST", Path: federation.PathMessages, ID: "federationPush", Tags: []string{"federation"}, Auth: DPoP,
 		Summary: "Push a message (another domain's MTA)",
 		Description: "The sender's MTA delivers one copy (docs/PROTOCOL.md §11.2) with `Authorization: DPoP <assertion>` (typ `pullmail-assertion+jwt`, issued by the sender's authorization server for this domain, §10.5) and a DPoP proof by the key the assertion names. The recipient checks, in this order, the proof and the token, the sender's domain and keys, the audience and freshness, the envelope and digests, and the recipients, storing nothing unless every check holds. " +
 			"The assertion's issuer and signature are checked before the body is read. Accepted, every local recipient gets a copy with status `fetching` and one pull of the resources is queued.",
 		Params: []Param{dpopProof(true)},
-		Body:   &Body{Description: "The Placeholder Message as the sender stored it and the chain of signed envelope headers, newest hop first (§12.1).", Content: []Content{JSON[inbound.Envelope]()}},
+		Body:   &Body{Description: "The Placeholder Message as the sender stored it and the chain of signed envelope headers, newest hop first (§12.1).", Content: []Content{JSON[federation.Envelope]()}},
 		Responses: []Response{
 			{Status: 200, Description: "`duplicate`: this copy (Message-ID and Recipients-Digest) was accepted before; nothing changed.", Content: []Content{{Media: "application/json", Schema: Ref("PushAnswer")}}},
 			{Status: 202, Description: "`accepted`: stored for every local recipient; the resources will be pulled.", Content: []Content{{Media: "application/json", Schema: Ref("PushAnswer")}}},
@@ -27,14 +25,14 @@ var federationOps = []Op{
 		},
 	},
 	{
-		Method: "POST", Path: inbound.PathResources + "/{cid}", ID: "federationFetch", Tags: []string{"federation"}, Auth: DPoP,
+		Method: "POST", Path: federation.PathResources + "/{cid}", ID: "federationFetch", Tags: []string{"federation"}, Auth: DPoP,
 		Summary: "Pull a resource (another domain's MTA)",
 		Description: "The recipient's MTA fetches one resource of a message it accepted (docs/PROTOCOL.md §11.3) with `Authorization: DPoP <fetch token>` (this domain's `at+jwt`, scope `fetch`, §10.6) and a proof by the token's key. POST, not GET: the body is the envelope as pushed, the request's access control list, and nothing may cache the answer. " +
 			"`Range`, `If-Range`, `If-Match` and `If-None-Match` apply as to a GET (one range). Any refusal answers 404 `not_found`, exactly as for a resource that does not exist.",
 		Params: []Param{dpopProof(true),
 			{Name: "Range", In: "header", Description: "One byte range, to resume after a cut: `bytes=N-`.", Schema: Schema{"type": "string"}},
 			{Name: "If-Range", In: "header", Description: "The resource's ETag, `\"<content-id>\"`.", Schema: Schema{"type": "string"}}},
-		Body: &Body{Description: "The placeholder as received (without the headers the recipient added) and the chain as pushed.", Content: []Content{JSON[inbound.Envelope]()}},
+		Body: &Body{Description: "The placeholder as received (without the headers the recipient added) and the chain as pushed.", Content: []Content{JSON[federation.Envelope]()}},
 		Responses: []Response{
 			{Status: 200, Description: "The bytes.", Headers: map[string]Header{"ETag": {Ref: "ETag"}}, Content: []Content{{Media: "application/octet-stream", Schema: Schema{"type": "string", "contentMediaType": "application/octet-stream"}}}},
 			{Status: 206, Description: "The range asked for.", Headers: map[string]Header{"ETag": {Ref: "ETag"}, "Content-Range": {Description: "`bytes FIRST-LAST/SIZE`.", Schema: Schema{"type": "string"}}}, Content: []Content{{Media: "application/octet-stream", Schema: Schema{"type": "string", "contentMediaType": "application/octet-stream"}}}},
@@ -51,11 +49,11 @@ var federationOps = []Op{
 }
 
 var federationTypes = []Type{
-	{Go: TypeOf[inbound.Envelope](), Name: "Envelope", Description: "A push's or a fetch's body (docs/PROTOCOL.md §11.2, §11.3).", Fields: map[string]Schema{
+	{Go: TypeOf[federation.Envelope](), Name: "Envelope", Description: "A push's or a fetch's body (docs/PROTOCOL.md §11.2, §11.3).", Fields: map[string]Schema{
 		"placeholder": Ref("PlaceholderMessage"),
-		"chain":       {"minItems": 1, "maxItems": inbound.MaxChain, "description": "The signed envelope headers, newest hop first."},
+		"chain":       {"minItems": 1, "maxItems": federation.MaxChain, "description": "The signed envelope headers, newest hop first."},
 	}},
-	{Go: TypeOf[inbound.ChainElement](), Name: "ChainElement", Description: "One hop of a chain (docs/PROTOCOL.md §12.1).", Fields: map[string]Schema{
+	{Go: TypeOf[federation.ChainElement](), Name: "ChainElement", Description: "One hop of a chain (docs/PROTOCOL.md §12.1).", Fields: map[string]Schema{
 		"headers":       Ref("PlaceholderHeaders"),
 		"jwt-assertion": {"description": "The hop's assertion, a compact JWS (typ `pullmail-assertion+jwt`) whose `eht` signs `headers`."},
 	}},

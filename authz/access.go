@@ -10,6 +10,7 @@ import (
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/auth"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 )
 
@@ -46,7 +47,7 @@ func (a accessAuth) Authenticate(ctx context.Context, r *http.Request) (auth.Pri
 	if err != nil {
 		return auth.Principal{}, err
 	}
-	if !hasScope(c.Scope, ScopeMail) {
+	if !federation.HasScope(c.Scope, ScopeMail) {
 		return invalid("the token does not grant the mailbox API")
 	}
 	bound := c.Cnf != nil && c.Cnf.JKT != ""

@@ -21,6 +21,12 @@
 // The OAuth endpoints answer errors in the RFC 6749 §5.2 shape
 // ({"error": "...", "error_description": "..."}), the one OAuth clients
 // expect, not the mailbox API's.
+//
+// The package holds the authorization server and nothing else: what it
+// shares with other domains and with the rest of this one (the assertions'
+// claims and JWT type, the token-exchange URNs and scopes, the chain and its
+// verifier, the metadata document, the MTA's client key, the forwarding
+// policy) is package federation's.
 package authz
 
 import (
@@ -35,40 +41,33 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/dpop"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 )
 
 // Paths of the endpoints, under the issuer URL.
 const (
-	PathMetadata      = "/.well-known/oauth-authorization-server"
-	PathJWKS          = "/oauth/jwks"
-	PathAuthorize     = "/oauth/authorize"
-	PathToken         = "/oauth/token"
-	PathRevoke        = "/oauth/revoke"
-	PathDeviceAuthz   = "/oauth/device_authorization"
-	PathDevice        = "/oauth/device"
-	ScopeMail         = "mail"          // the mailbox API
-	ScopeInternetMail = "internet_mail" // the Cross-Domain Authorization Grant
-	ScopeFetch        = "fetch"         // fetching one message's resources
+	PathJWKS        = "/oauth/jwks"
+	PathAuthorize   = "/oauth/authorize"
+	PathToken       = "/oauth/token"
+	PathRevoke      = "/oauth/revoke"
+	PathDeviceAuthz = "/oauth/device_authorization"
+	PathDevice      = "/oauth/device"
+	ScopeMail       = "mail" // the mailbox API
 )
 
-// Token types (RFC 8693 §3) and grant types.
+// Token and grant types of this server's own clients; those of the
+// requests between domains are package federation's.
 const (
-	TokenTypeAccess   = "urn:ietf:params:oauth:token-type:access_token"
-	TokenTypeRefresh  = "urn:ietf:params:oauth:token-type:refresh_token"
-	TokenTypeJWT      = "urn:ietf:params:oauth:token-type:jwt"
-	GrantTokenExch    = "urn:ietf:params:oauth:grant-type:token-exchange"
-	GrantDeviceCode   = "urn:ietf:params:oauth:grant-type:device_code"
-	ClientAssertionJB = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+	TokenTypeRefresh = "urn:ietf:params:oauth:token-type:refresh_token"
+	GrantDeviceCode  = "urn:ietf:params:oauth:grant-type:device_code"
 )
 
-// JWT types (RFC 8725 §3.11): each kind of token has its own, so that none
-// passes for another.
-const (
-	TypAccessToken = "at+jwt"                 // RFC 9068
-	TypAssertion   = "pullmail-assertion+jwt" // the Cross-Domain Authorization Grant
-)
+// TypAccessToken is the JWT type (RFC 8725 §3.11) of access tokens (RFC
+// 9068): each kind of token has its own, so that none passes for another
+// (federation.TypAssertion is the assertions').
+const TypAccessToken = "at+jwt"
 
 // Config configures the authorization server of one domain.
 type Config struct {
@@ -182,7 +181,7 @@ func (s *Server) Handler() http.Handler {
 			writeOAuthError(w, oerr(http.StatusMethodNotAllowed, "method_not_allowed", "this endpoint answers "+allow+" only"))
 		})
 	}
-	route(PathMetadata, s.metadata, http.MethodGet)
+	route(federation.PathASMetadata, s.metadata, http.MethodGet)
 	route(PathJWKS, s.jwks, http.MethodGet)
 	route(PathAuthorize, s.authorize, http.MethodGet, http.MethodPost)
 	route(PathToken, s.token, http.MethodPost)
@@ -192,48 +191,24 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// Metadata is the RFC 8414 document.
-type Metadata struct {
-	Issuer                            string   `json:"issuer"`
-	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
-	TokenEndpoint                     string   `json:"token_endpoint"`
-	JWKSURI                           string   `json:"jwks_uri"`
-	RevocationEndpoint                string   `json:"revocation_endpoint"`
-	DeviceAuthorizationEndpoint       string   `json:"device_authorization_endpoint"`
-	ResponseTypesSupported            []string `json:"response_types_supported"`
-	GrantTypesSupported               []string `json:"grant_types_supported"`
-	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
-	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
-	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`
-	DPoPSigningAlgValuesSupported     []string `json:"dpop_signing_alg_values_supported"`
-	ScopesSupported                   []string `json:"scopes_supported"`
-	AuthorizationResponseIssParameter bool     `json:"authorization_response_iss_parameter_supported"`
-
-	// The revocation endpoint authenticates clients as the token endpoint
-	// does: without these members RFC 8414 §2 means client_secret_basic,
-	// which this server refuses.
-	RevocationEndpointAuthMethods     []string `json:"revocation_endpoint_auth_methods_supported"`
-	RevocationEndpointAuthSigningAlgs []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
-}
-
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	iss := s.cfg.Issuer
 	// Both endpoints authenticate clients with authenticateClient: a
 	// public client by its client_id alone, a confidential one by
 	// private_key_jwt.
 	authMethods, authAlgs := []string{"none", "private_key_jwt"}, []string{"ES256", "EdDSA"}
-	writeJSON(w, http.StatusOK, Metadata{
+	writeJSON(w, http.StatusOK, federation.ASMetadata{
 		Issuer: iss, AuthorizationEndpoint: iss + PathAuthorize, TokenEndpoint: iss + PathToken,
 		JWKSURI: iss + PathJWKS, RevocationEndpoint: iss + PathRevoke, DeviceAuthorizationEndpoint: iss + PathDeviceAuthz,
 		RevocationEndpointAuthMethods:     authMethods,
 		RevocationEndpointAuthSigningAlgs: authAlgs,
 		ResponseTypesSupported:            []string{"code"},
-		GrantTypesSupported:               []string{"authorization_code", "refresh_token", GrantDeviceCode, GrantTokenExch},
+		GrantTypesSupported:               []string{"authorization_code", "refresh_token", GrantDeviceCode, federation.GrantTokenExch},
 		CodeChallengeMethodsSupported:     []string{"S256"},
 		TokenEndpointAuthMethodsSupported: authMethods,
 		TokenEndpointAuthSigningAlgs:      authAlgs,
 		DPoPSigningAlgValuesSupported:     []string{"ES256", "EdDSA"},
-		ScopesSupported:                   []string{ScopeMail, ScopeInternetMail, ScopeFetch},
+		ScopesSupported:                   []string{ScopeMail, federation.ScopeInternetMail, federation.ScopeFetch},
 		AuthorizationResponseIssParameter: true,
 	})
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 )
@@ -22,10 +22,10 @@ func TestExchangeAutoForward(t *testing.T) {
 	const bob = "bob@b.test"
 	auto := func(value string) placeholder.Header {
 		h := forwardHop(t, x.msgid, "Bob <bob@b.test>", "Carol <carol@c.test>", prev)
-		h.SetString(authz.HAutoSubmitted, value)
+		h.SetString(federation.HAutoSubmitted, value)
 		return h
 	}
-	autoEHL := append(placeholder.ForwardHop.RequiredEHL(), authz.HAutoSubmitted)
+	autoEHL := append(placeholder.ForwardHop.RequiredEHL(), federation.HAutoSubmitted)
 	for _, tc := range []struct {
 		name   string
 		manual string // the forwarding policy, "" unset
@@ -34,22 +34,22 @@ func TestExchangeAutoForward(t *testing.T) {
 		ehl    []string
 		want   string // "" for success, else the error_description's words
 	}{
-		{name: "automatic, policy unset (default deny)", hdr: auto(authz.AutoForwarded), ehl: autoEHL,
+		{name: "automatic, policy unset (default deny)", hdr: auto(federation.AutoForwarded), ehl: autoEHL,
 			want: "forbids automatic forwarding"},
-		{name: "automatic, denied", policy: "deny", hdr: auto(authz.AutoForwarded), ehl: autoEHL,
+		{name: "automatic, denied", policy: "deny", hdr: auto(federation.AutoForwarded), ehl: autoEHL,
 			want: "forbids automatic forwarding"},
-		{name: "automatic, allowed", policy: "allow", hdr: auto(authz.AutoForwarded), ehl: autoEHL},
-		{name: "automatic allowed, forwarding denied", manual: "deny", policy: "allow", hdr: auto(authz.AutoForwarded),
+		{name: "automatic, allowed", policy: "allow", hdr: auto(federation.AutoForwarded), ehl: autoEHL},
+		{name: "automatic allowed, forwarding denied", manual: "deny", policy: "allow", hdr: auto(federation.AutoForwarded),
 			ehl: autoEHL, want: "forbids forwarding"},
 		{name: "manual, automatic denied", policy: "deny",
 			hdr: forwardHop(t, x.msgid, "Bob <bob@b.test>", "Carol <carol@c.test>", prev), ehl: placeholder.ForwardHop.RequiredEHL()},
-		{name: "Auto-Submitted not signed", policy: "deny", hdr: auto(authz.AutoForwarded),
+		{name: "Auto-Submitted not signed", policy: "deny", hdr: auto(federation.AutoForwarded),
 			ehl: placeholder.ForwardHop.RequiredEHL(), want: "signed"},
 		{name: "Auto-Submitted of another kind", policy: "allow", hdr: auto("auto-replied"), ehl: autoEHL, want: "auto-forwarded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			setUserSetting(t, b.d, bob, authz.SettingForwarding, tc.manual)
-			setUserSetting(t, b.d, bob, authz.SettingAutoForwarding, tc.policy)
+			setUserSetting(t, b.d, bob, federation.SettingForwarding, tc.manual)
+			setUserSetting(t, b.d, bob, federation.SettingAutoForwarding, tc.policy)
 			f := x.forwardForm(t, prev, tc.hdr)
 			f.Set("ehl", jsonString(t, tc.ehl))
 			r := x.asB.post(t, f, x.mtaB.proof(t, b.d.URL, b.clock.Now()))
@@ -80,14 +80,14 @@ func TestAutoForwardAllowed(t *testing.T) {
 		want     bool
 	}{
 		{nil, false},
-		{settings{{u, authz.SettingAutoForwarding}: "allow"}, true},
-		{settings{{u, authz.SettingAutoForwarding}: "deny"}, false},
-		{settings{{u, authz.SettingAutoForwarding}: "yes"}, false},
-		{settings{{u, authz.SettingAutoForwarding}: "allow", {u, authz.SettingForwarding}: "deny"}, false},
-		{settings{{u, authz.SettingAutoForwarding}: "allow", {u, authz.SettingForwarding}: "allow"}, true},
-		{settings{{other, authz.SettingAutoForwarding}: "allow"}, false},
+		{settings{{u, federation.SettingAutoForwarding}: "allow"}, true},
+		{settings{{u, federation.SettingAutoForwarding}: "deny"}, false},
+		{settings{{u, federation.SettingAutoForwarding}: "yes"}, false},
+		{settings{{u, federation.SettingAutoForwarding}: "allow", {u, federation.SettingForwarding}: "deny"}, false},
+		{settings{{u, federation.SettingAutoForwarding}: "allow", {u, federation.SettingForwarding}: "allow"}, true},
+		{settings{{other, federation.SettingAutoForwarding}: "allow"}, false},
 	} {
-		got, err := authz.AutoForwardAllowed(context.Background(), tc.settings, u)
+		got, err := federation.AutoForwardAllowed(context.Background(), tc.settings, u)
 		if err != nil || got != tc.want {
 			t.Errorf("%v: %v, %v; want %v", tc.settings, got, err, tc.want)
 		}

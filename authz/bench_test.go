@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/placeholder"
 )
 
@@ -33,8 +34,8 @@ func BenchmarkTokenExchangeAssertion(b *testing.B) {
 		b.Fatal(err)
 	}
 	h := firstHop(b, "Alice <alice@a.test>", "Bob <bob@b.test>", msgid)
-	base := url.Values{"grant_type": {authz.GrantTokenExch}, "subject_token": {grant},
-		"subject_token_type": {authz.TokenTypeAccess}, "requested_token_type": {authz.TokenTypeJWT},
+	base := url.Values{"grant_type": {federation.GrantTokenExch}, "subject_token": {grant},
+		"subject_token_type": {federation.TokenTypeAccess}, "requested_token_type": {federation.TokenTypeJWT},
 		"audience": {"b.test"}, "envelope_headers": {jsonString(b, h)},
 		"ehl": {jsonString(b, placeholder.FirstHop.RequiredEHL())}}
 	handler := e.d.Server.Authz.Handler()

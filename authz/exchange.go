@@ -3,8 +3,6 @@ package authz
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
 	"net/mail"
 	"slices"
@@ -13,8 +11,8 @@ import (
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/dpop"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
-	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 )
 
@@ -37,11 +35,11 @@ func (s *Server) exchange(ctx context.Context, c client, proof *dpop.Proof, r *h
 		return tokenResponse{}, oerr(400, "invalid_request", "actor tokens are not used: the client authenticates itself")
 	}
 	switch {
-	case stt == TokenTypeAccess && rtt == TokenTypeJWT:
+	case stt == federation.TokenTypeAccess && rtt == federation.TokenTypeJWT:
 		return s.exchangeAssertion(ctx, c, proof, f.Get, st)
-	case stt == TokenTypeJWT && rtt == TokenTypeAccess:
+	case stt == federation.TokenTypeJWT && rtt == federation.TokenTypeAccess:
 		return s.exchangeFetch(ctx, c, proof, f.Get, st)
-	case stt == TokenTypeJWT && rtt == TokenTypeJWT:
+	case stt == federation.TokenTypeJWT && rtt == federation.TokenTypeJWT:
 		return s.exchangeForward(ctx, c, proof, f.Get, st)
 	}
 	return tokenResponse{}, oerr(400, "invalid_request", "unsupported subject_token_type "+stt+" with requested_token_type "+rtt)
@@ -53,7 +51,7 @@ func (s *Server) exchange(ctx context.Context, c client, proof *dpop.Proof, r *h
 // retry horizon. The mailbox calls it at send, when the author has just
 // authenticated, so that retries days later still act on their authority.
 func (s *Server) IssueSendGrant(author, mtaClientID, messageID string) (string, error) {
-	return s.accessToken(author, 0, mtaClientID, ScopeInternetMail, randomID(), "", s.cfg.SendGrantTTL, messageID, "")
+	return s.accessToken(author, 0, mtaClientID, federation.ScopeInternetMail, randomID(), "", s.cfg.SendGrantTTL, messageID, "")
 }
 
 // envelope reads the envelope_headers (a Placeholder headers object) and
@@ -99,27 +97,18 @@ func singleAddress(v string) (string, bool) {
 	return n, err == nil
 }
 
-func hasScope(scope, want string) bool {
-	for _, s := range strings.Fields(scope) {
-		if s == want {
-			return true
-		}
-	}
-	return false
-}
-
 // assertion signs a Cross-Domain Authorization Grant assertion.
 func (s *Server) assertion(sub, aud, azp, jkt, msgid, eht string, ehl []string, hop int, path []string, prev string) (string, error) {
 	now := s.now()
-	return s.cfg.Keys.Sign(TypAssertion, AccessClaims{Claims: keys.Claims{
-		Issuer: s.cfg.Issuer, Subject: sub, Audience: keys.Audience{aud}, AZP: azp, Scope: ScopeInternetMail,
+	return s.cfg.Keys.Sign(federation.TypAssertion, federation.Claims{Claims: keys.Claims{
+		Issuer: s.cfg.Issuer, Subject: sub, Audience: keys.Audience{aud}, AZP: azp, Scope: federation.ScopeInternetMail,
 		Cnf: &keys.Confirmation{JKT: jkt}, ID: randomID(), IssuedAt: keys.NewNumericDate(now),
 		Expiry: keys.NewNumericDate(now.Add(s.cfg.AssertionTTL)),
-	}, MessageID: msgid, EH: &EnvelopeBinding{EHT: eht, EHL: ehl}, Hop: hop, Path: path, Prev: prev})
+	}, MessageID: msgid, EH: &federation.EnvelopeBinding{EHT: eht, EHL: ehl}, Hop: hop, Path: path, Prev: prev})
 }
 
 func assertionResponse(a string, ttl time.Duration) tokenResponse {
-	return tokenResponse{AccessToken: a, IssuedTokenType: TokenTypeJWT, TokenType: "N_A", ExpiresIn: int64(ttl / time.Second)}
+	return tokenResponse{AccessToken: a, IssuedTokenType: federation.TokenTypeJWT, TokenType: "N_A", ExpiresIn: int64(ttl / time.Second)}
 }
 
 // exchangeAssertion: this domain's MTA trades a send grant for an assertion
@@ -133,12 +122,12 @@ func (s *Server) exchangeAssertion(ctx context.Context, c client, proof *dpop.Pr
 		return tokenResponse{}, oerr(400, "invalid_request", "subject_token: "+err.Error())
 	}
 	switch {
-	case !hasScope(sg.Scope, ScopeInternetMail):
-		return tokenResponse{}, oerr(400, "invalid_request", "the subject token does not grant "+ScopeInternetMail)
+	case !federation.HasScope(sg.Scope, federation.ScopeInternetMail):
+		return tokenResponse{}, oerr(400, "invalid_request", "the subject token does not grant "+federation.ScopeInternetMail)
 	case sg.ClientID != c.ID:
 		return tokenResponse{}, oerr(400, "invalid_request", "the subject token was issued to another client")
-	case get("scope") != "" && get("scope") != ScopeInternetMail:
-		return tokenResponse{}, oerr(400, "invalid_scope", "an assertion's scope is "+ScopeInternetMail)
+	case get("scope") != "" && get("scope") != federation.ScopeInternetMail:
+		return tokenResponse{}, oerr(400, "invalid_scope", "an assertion's scope is "+federation.ScopeInternetMail)
 	}
 	aud, oe := s.audienceDomain(get)
 	if oe != nil {
@@ -172,11 +161,11 @@ func (s *Server) exchangeFetch(ctx context.Context, c client, proof *dpop.Proof,
 	if !c.remote {
 		return tokenResponse{}, oerr(400, "unauthorized_client", "fetch tokens are for other domains' MTAs")
 	}
-	payload, _, err := s.cfg.Keys.Verify(st, keys.Expect{Typ: TypAssertion})
+	payload, _, err := s.cfg.Keys.Verify(st, keys.Expect{Typ: federation.TypAssertion})
 	if err != nil {
 		return tokenResponse{}, oerr(400, "invalid_request", "subject_token: "+err.Error())
 	}
-	var a AccessClaims
+	var a federation.Claims
 	if err := json.Unmarshal(payload, &a); err != nil {
 		return tokenResponse{}, oerr(400, "invalid_request", "subject_token: malformed claims")
 	}
@@ -185,14 +174,14 @@ func (s *Server) exchangeFetch(ctx context.Context, c client, proof *dpop.Proof,
 	// its oldest hop) to the client's domain (docs/PROTOCOL.md §12.4).
 	finalDomain := a.Audience
 	if raw := get("chain"); raw != "" {
-		var chain []ChainElement
+		var chain []federation.ChainElement
 		if err := json.Unmarshal([]byte(raw), &chain); err != nil || len(chain) == 0 {
 			return tokenResponse{}, oerr(400, "invalid_request", "chain must be a JSON array of {headers, jwt-assertion}")
 		}
 		if chain[len(chain)-1].Assertion != st {
 			return tokenResponse{}, oerr(400, "invalid_request", "the subject token must be the chain's oldest assertion")
 		}
-		_, err := VerifyChain(ctx, chain, ChainCheck{Final: c.domain, Origin: s.cfg.Issuer, Domain: s.cfg.Domain,
+		_, err := federation.VerifyChain(ctx, chain, federation.ChainCheck{Final: c.domain, Origin: s.cfg.Issuer, Domain: s.cfg.Domain,
 			OwnIssuer: s.cfg.Issuer, Own: s.cfg.Keys, Remote: s.cfg.Remote, Now: now, Limits: placeholder.DefaultLimits(),
 			MaxHops: s.cfg.MaxChain})
 		if err != nil {
@@ -215,65 +204,12 @@ func (s *Server) exchangeFetch(ctx context.Context, c client, proof *dpop.Proof,
 	if res := get("resource"); res != "" && strings.TrimRight(res, "/") != s.cfg.Issuer {
 		return tokenResponse{}, oerr(400, "invalid_target", "the resource is this domain's mailbox: "+s.cfg.Issuer)
 	}
-	tok, err := s.accessToken("", 0, c.ID, ScopeFetch, "", proof.Thumbprint, s.cfg.FetchTokenTTL, a.MessageID, c.domain)
+	tok, err := s.accessToken("", 0, c.ID, federation.ScopeFetch, "", proof.Thumbprint, s.cfg.FetchTokenTTL, a.MessageID, c.domain)
 	if err != nil {
 		return tokenResponse{}, oerr(500, "server_error", "signing failed")
 	}
-	return tokenResponse{AccessToken: tok, IssuedTokenType: TokenTypeAccess, TokenType: "DPoP",
+	return tokenResponse{AccessToken: tok, IssuedTokenType: federation.TokenTypeAccess, TokenType: "DPoP",
 		ExpiresIn: int64(s.cfg.FetchTokenTTL / time.Second)}, nil
-}
-
-// SettingForwarding is the per-user setting (meta.Reader.UserSetting) of a
-// user's forwarding policy: "deny" forbids their forwards. Per-user
-// settings are keyed by the user's ID, so that they go with the user: a new
-// account at a deleted user's address starts from the defaults.
-const SettingForwarding = "forwarding"
-
-// SettingAutoForwarding is the per-user setting of a user's automatic
-// forwarding policy, separate from SettingForwarding: "allow" permits
-// forwards made by a rule (docs/PROTOCOL.md §12.6). Unset, or any other
-// value, denies them: automatic forwarding to other domains is an
-// exfiltration path, so the admin opts a user in.
-const SettingAutoForwarding = "autoforwarding"
-
-// A forwarding hop made by a rule, not by its user, carries the signed
-// header Auto-Submitted: auto-forwarded (RFC 3834 §5) in its block.
-const (
-	HAutoSubmitted = "Auto-Submitted"
-	AutoForwarded  = "auto-forwarded"
-)
-
-// UserSettingReader reads per-user settings (meta.Reader has it).
-type UserSettingReader interface {
-	UserSetting(ctx context.Context, userID int64, name string) (string, error)
-}
-
-// ForwardingDenied reports whether the user's forwarding policy forbids
-// their forwards ("deny"; unset allows them).
-func ForwardingDenied(ctx context.Context, r UserSettingReader, userID int64) (bool, error) {
-	v, err := r.UserSetting(ctx, userID, SettingForwarding)
-	if errors.Is(err, meta.ErrNotFound) {
-		return false, nil
-	} else if err != nil {
-		return false, fmt.Errorf("reading the forwarding policy of user %d: %w", userID, err)
-	}
-	return v == "deny", nil
-}
-
-// AutoForwardAllowed reports whether the user may forward automatically:
-// their forwarding policy is not "deny" and their automatic forwarding
-// policy is "allow".
-func AutoForwardAllowed(ctx context.Context, r UserSettingReader, userID int64) (bool, error) {
-	if denied, err := ForwardingDenied(ctx, r, userID); err != nil || denied {
-		return false, err
-	}
-	auto, err := r.UserSetting(ctx, userID, SettingAutoForwarding)
-	if errors.Is(err, meta.ErrNotFound) {
-		return false, nil
-	} else if err != nil {
-		return false, fmt.Errorf("reading the automatic forwarding policy of user %d: %w", userID, err)
-	}
-	return auto == "allow", nil
 }
 
 // exchangeForward: this domain's MTA trades the assertion a message arrived
@@ -318,7 +254,7 @@ func (s *Server) exchangeForward(ctx context.Context, c client, proof *dpop.Proo
 	if err != nil {
 		return tokenResponse{}, oerr(400, "invalid_request", "Forwarded-From must be a user of this domain")
 	}
-	if denied, err := ForwardingDenied(ctx, s.cfg.Meta, user.ID); err != nil {
+	if denied, err := federation.ForwardingDenied(ctx, s.cfg.Meta, user.ID); err != nil {
 		s.log.Error("reading the forwarding policy", "user", fwd, "err", err)
 		return tokenResponse{}, oerr(500, "server_error", "reading the policy failed")
 	} else if denied {
@@ -326,11 +262,11 @@ func (s *Server) exchangeForward(ctx context.Context, c client, proof *dpop.Proo
 		return tokenResponse{}, oerr(400, "invalid_request", "the user's forwarding policy forbids forwarding")
 	}
 	// A hop made by a rule says so, signed (docs/PROTOCOL.md §12.6).
-	if v := h.Get(HAutoSubmitted); !v.IsZero() {
-		if v.IsList() || v.String() != AutoForwarded || !slices.Contains(ehl, HAutoSubmitted) {
+	if v := h.Get(federation.HAutoSubmitted); !v.IsZero() {
+		if v.IsList() || v.String() != federation.AutoForwarded || !slices.Contains(ehl, federation.HAutoSubmitted) {
 			return tokenResponse{}, oerr(400, "invalid_request", "a forwarding hop's Auto-Submitted is auto-forwarded, and signed")
 		}
-		ok, err := AutoForwardAllowed(ctx, s.cfg.Meta, user.ID)
+		ok, err := federation.AutoForwardAllowed(ctx, s.cfg.Meta, user.ID)
 		if err != nil {
 			s.log.Error("reading the automatic forwarding policy", "user", fwd, "err", err)
 			return tokenResponse{}, oerr(500, "server_error", "reading the policy failed")
@@ -351,43 +287,43 @@ func (s *Server) exchangeForward(ctx context.Context, c client, proof *dpop.Proo
 // the authorization server discovered for its subject's domain (or by this
 // one), addressed to this domain. Its expiry is not checked: the forward
 // may come long after the delivery, which checked it.
-func (s *Server) verifyPrevious(ctx context.Context, st string) (AccessClaims, *oauthError) {
+func (s *Server) verifyPrevious(ctx context.Context, st string) (federation.Claims, *oauthError) {
 	iss, err := unverifiedIssuer(st)
 	if err != nil {
-		return AccessClaims{}, oerr(400, "invalid_request", "subject_token is not a JWT")
+		return federation.Claims{}, oerr(400, "invalid_request", "subject_token is not a JWT")
 	}
 	var payload []byte
 	if iss == s.cfg.Issuer {
-		payload, _, err = s.cfg.Keys.Verify(st, keys.Expect{Typ: TypAssertion})
+		payload, _, err = s.cfg.Keys.Verify(st, keys.Expect{Typ: federation.TypAssertion})
 	} else {
-		var a AccessClaims
+		var a federation.Claims
 		if _, err := keys.Peek(st, &a); err != nil {
-			return AccessClaims{}, oerr(400, "invalid_request", "subject_token: malformed claims")
+			return federation.Claims{}, oerr(400, "invalid_request", "subject_token: malformed claims")
 		}
 		_, domain, _ := strings.Cut(a.Subject, "@")
 		if s.cfg.Remote == nil || domain == "" {
-			return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's issuer cannot be checked")
+			return federation.Claims{}, oerr(400, "invalid_request", "the previous hop's issuer cannot be checked")
 		}
 		wantIss, doc, ierr := s.cfg.Remote.IssuerKeys(ctx, domain)
 		if ierr != nil || wantIss != iss {
-			return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion is not from the issuer of "+domain)
+			return federation.Claims{}, oerr(400, "invalid_request", "the previous hop's assertion is not from the issuer of "+domain)
 		}
 		set, perr := keys.ParseJWKS(doc)
 		if perr != nil {
-			return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's issuer keys are unusable")
+			return federation.Claims{}, oerr(400, "invalid_request", "the previous hop's issuer keys are unusable")
 		}
 		// Assign the outer err: it is checked below.
-		payload, _, err = keys.Verify(st, set, keys.Expect{Typ: TypAssertion})
+		payload, _, err = keys.Verify(st, set, keys.Expect{Typ: federation.TypAssertion})
 	}
 	if err != nil {
-		return AccessClaims{}, oerr(400, "invalid_request", "subject_token: "+err.Error())
+		return federation.Claims{}, oerr(400, "invalid_request", "subject_token: "+err.Error())
 	}
-	var a AccessClaims
+	var a federation.Claims
 	if err := json.Unmarshal(payload, &a); err != nil {
-		return AccessClaims{}, oerr(400, "invalid_request", "subject_token: malformed claims")
+		return federation.Claims{}, oerr(400, "invalid_request", "subject_token: malformed claims")
 	}
 	if len(a.Audience) != 1 || a.Audience[0] != s.cfg.Domain || a.Issuer != iss || a.MessageID == "" || a.Hop < 1 {
-		return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion was not addressed to this domain")
+		return federation.Claims{}, oerr(400, "invalid_request", "the previous hop's assertion was not addressed to this domain")
 	}
 	// Its expiry may be past, but it must be one an AS could have issued:
 	// exp and iat present, a short life (SECURITY.md: at most 10 minutes),
@@ -395,11 +331,11 @@ func (s *Server) verifyPrevious(ctx context.Context, st string) (AccessClaims, *
 	now := s.now()
 	switch {
 	case a.Expiry == 0 || a.IssuedAt == 0:
-		return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion lacks exp or iat")
+		return federation.Claims{}, oerr(400, "invalid_request", "the previous hop's assertion lacks exp or iat")
 	case a.Expiry.Time().Sub(a.IssuedAt.Time()) > 10*time.Minute:
-		return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion lives longer than 10 minutes")
+		return federation.Claims{}, oerr(400, "invalid_request", "the previous hop's assertion lives longer than 10 minutes")
 	case a.IssuedAt.Time().After(now.Add(time.Minute)) || a.NotBefore.Time().After(now.Add(time.Minute)):
-		return AccessClaims{}, oerr(400, "invalid_request", "the previous hop's assertion is not valid yet")
+		return federation.Claims{}, oerr(400, "invalid_request", "the previous hop's assertion is not valid yet")
 	}
 	return a, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
@@ -50,10 +51,10 @@ func newXEnv(t *testing.T) *xenv {
 // assertionForm is leg (a)'s request: the send grant for an assertion.
 func (x *xenv) assertionForm(t testing.TB) url.Values {
 	f := x.mtaA.auth(t, x.a.d.URL, x.a.clock.Now())
-	f.Set("grant_type", authz.GrantTokenExch)
+	f.Set("grant_type", federation.GrantTokenExch)
 	f.Set("subject_token", x.sendGrant)
-	f.Set("subject_token_type", authz.TokenTypeAccess)
-	f.Set("requested_token_type", authz.TokenTypeJWT)
+	f.Set("subject_token_type", federation.TokenTypeAccess)
+	f.Set("requested_token_type", federation.TokenTypeJWT)
 	f.Set("audience", "b.test")
 	f.Set("envelope_headers", jsonString(t, x.hdr))
 	f.Set("ehl", jsonString(t, x.ehl))
@@ -73,10 +74,10 @@ func (x *xenv) assertion(t testing.TB) string {
 // fetchForm is leg (b)'s request: b's MTA trades the assertion at a's AS.
 func (x *xenv) fetchForm(t testing.TB, assertion string) url.Values {
 	f := x.mtaB.auth(t, x.a.d.URL, x.a.clock.Now())
-	f.Set("grant_type", authz.GrantTokenExch)
+	f.Set("grant_type", federation.GrantTokenExch)
 	f.Set("subject_token", assertion)
-	f.Set("subject_token_type", authz.TokenTypeJWT)
-	f.Set("requested_token_type", authz.TokenTypeAccess)
+	f.Set("subject_token_type", federation.TokenTypeJWT)
+	f.Set("requested_token_type", federation.TokenTypeAccess)
 	f.Set("resource", x.a.d.URL)
 	return f
 }
@@ -85,10 +86,10 @@ func (x *xenv) fetchForm(t testing.TB, assertion string) url.Values {
 // received for one towards c.test, with the forward's envelope.
 func (x *xenv) forwardForm(t testing.TB, prev string, h placeholder.Header) url.Values {
 	f := x.mtaB.auth(t, x.b.d.URL, x.b.clock.Now())
-	f.Set("grant_type", authz.GrantTokenExch)
+	f.Set("grant_type", federation.GrantTokenExch)
 	f.Set("subject_token", prev)
-	f.Set("subject_token_type", authz.TokenTypeJWT)
-	f.Set("requested_token_type", authz.TokenTypeJWT)
+	f.Set("subject_token_type", federation.TokenTypeJWT)
+	f.Set("requested_token_type", federation.TokenTypeJWT)
 	f.Set("audience", "c.test")
 	f.Set("envelope_headers", jsonString(t, h))
 	f.Set("ehl", jsonString(t, placeholder.ForwardHop.RequiredEHL()))
@@ -99,10 +100,10 @@ func TestExchangeAssertion(t *testing.T) {
 	x := newXEnv(t)
 	a := x.a
 	r := a.post(t, authz.PathToken, x.assertionForm(t), x.mtaA.proof(t, a.d.URL, a.clock.Now()))
-	if r.Status != 200 || r.IssuedTokenType != authz.TokenTypeJWT || r.TokenType != "N_A" || r.RefreshToken != "" {
+	if r.Status != 200 || r.IssuedTokenType != federation.TokenTypeJWT || r.TokenType != "N_A" || r.RefreshToken != "" {
 		t.Fatalf("leg (a): %+v", r)
 	}
-	payload, _, err := keys.Verify(r.AccessToken, a.d.Server.Keys.PublicJWKS(), keys.Expect{Typ: authz.TypAssertion})
+	payload, _, err := keys.Verify(r.AccessToken, a.d.Server.Keys.PublicJWKS(), keys.Expect{Typ: federation.TypAssertion})
 	if err != nil {
 		t.Fatalf("the assertion does not verify with a's JWKS: %v", err)
 	}
@@ -115,7 +116,7 @@ func TestExchangeAssertion(t *testing.T) {
 	life := c.Expiry.Time().Sub(c.IssuedAt.Time())
 	switch {
 	case c.Issuer != a.d.URL, c.Subject != "alice@a.test", len(c.Audience) != 1 || c.Audience[0] != "b.test",
-		c.AZP != "mta@a.test", c.Scope != authz.ScopeInternetMail, c.ID == "", c.MessageID != x.msgid:
+		c.AZP != "mta@a.test", c.Scope != federation.ScopeInternetMail, c.ID == "", c.MessageID != x.msgid:
 		t.Errorf("claims: %+v", c)
 	case c.Cnf == nil || c.Cnf.JKT != x.mtaA.dpop.Thumbprint():
 		t.Errorf("cnf %+v, want jkt %s", c.Cnf, x.mtaA.dpop.Thumbprint())
@@ -143,10 +144,10 @@ func TestExchangeAssertionRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := a.clock.Now()
-	sg := func(edit func(*authz.AccessClaims)) string {
-		c := authz.AccessClaims{Claims: keys.Claims{Issuer: a.d.URL, Subject: "alice@a.test", Audience: keys.Audience{a.d.URL},
+	sg := func(edit func(*federation.Claims)) string {
+		c := federation.Claims{Claims: keys.Claims{Issuer: a.d.URL, Subject: "alice@a.test", Audience: keys.Audience{a.d.URL},
 			IssuedAt: keys.NewNumericDate(now), Expiry: keys.NewNumericDate(now.Add(time.Hour)), ID: "sg",
-			Scope: authz.ScopeInternetMail, ClientID: "mta@a.test"}, Family: "fam-sg", MessageID: x.msgid}
+			Scope: federation.ScopeInternetMail, ClientID: "mta@a.test"}, Family: "fam-sg", MessageID: x.msgid}
 		edit(&c)
 		return a.sign(t, authz.TypAccessToken, c)
 	}
@@ -191,7 +192,7 @@ func TestExchangeAssertionRefusals(t *testing.T) {
 		{"actor_token without its type", func(f url.Values) { f.Set("actor_token", x.sendGrant) }, proof, 400, "invalid_request"},
 		{"actor_token with its type", func(f url.Values) {
 			f.Set("actor_token", x.sendGrant)
-			f.Set("actor_token_type", authz.TokenTypeAccess)
+			f.Set("actor_token_type", federation.TokenTypeAccess)
 		}, proof, 400, "invalid_request"},
 		{"audience is this domain", func(f url.Values) { f.Set("audience", "a.test") }, proof, 400, "invalid_target"},
 		{"audience not a domain", func(f url.Values) { f.Set("audience", "https://b.test/x") }, proof, 400, "invalid_target"},
@@ -199,18 +200,18 @@ func TestExchangeAssertionRefusals(t *testing.T) {
 		{"scope beyond internet_mail", func(f url.Values) { f.Set("scope", "mail") }, proof, 400, "invalid_scope"},
 		{"client A with client B's token", func(f url.Values) { f.Set("subject_token", otherGrant) }, proof, 400, "invalid_request"},
 		{"subject token expired", func(f url.Values) {
-			f.Set("subject_token", sg(func(c *authz.AccessClaims) {
+			f.Set("subject_token", sg(func(c *federation.Claims) {
 				c.IssuedAt = keys.NewNumericDate(now.Add(-2 * time.Hour))
 				c.Expiry = keys.NewNumericDate(now.Add(-time.Hour))
 			}))
 		}, proof, 400, "invalid_request"},
 		{"subject token revoked", func(f url.Values) {
-			f.Set("subject_token", sg(func(c *authz.AccessClaims) { c.Family = "fam-revoked" }))
+			f.Set("subject_token", sg(func(c *federation.Claims) { c.Family = "fam-revoked" }))
 		}, proof, 400, "invalid_request"},
 		{"subject token foreign", func(f url.Values) { f.Set("subject_token", bGrant) }, proof, 400, "invalid_request"},
 		{"subject token without internet_mail", func(f url.Values) { f.Set("subject_token", webmailTok) }, proof, 400, "invalid_request"},
 		{"subject token not yet valid", func(f url.Values) {
-			f.Set("subject_token", sg(func(c *authz.AccessClaims) { c.NotBefore = keys.NewNumericDate(now.Add(time.Hour)) }))
+			f.Set("subject_token", sg(func(c *federation.Claims) { c.NotBefore = keys.NewNumericDate(now.Add(time.Hour)) }))
 		}, proof, 400, "invalid_request"},
 		{"subject token typ JWT", func(f url.Values) {
 			f.Set("subject_token", a.sign(t, "JWT", claimsOf(t, x.sendGrant)))
@@ -288,14 +289,14 @@ func TestExchangeFetch(t *testing.T) {
 	proofB := func() http.Header { return x.mtaB.proof(t, a.d.URL, a.clock.Now()) }
 
 	r := x.asA.post(t, x.fetchForm(t, assertion), proofB())
-	if r.Status != 200 || r.TokenType != "DPoP" || r.IssuedTokenType != authz.TokenTypeAccess || r.RefreshToken != "" {
+	if r.Status != 200 || r.TokenType != "DPoP" || r.IssuedTokenType != federation.TokenTypeAccess || r.RefreshToken != "" {
 		t.Fatalf("leg (b): %+v", r)
 	}
 	if _, _, err := a.d.Server.Keys.Verify(r.AccessToken, keys.Expect{Typ: authz.TypAccessToken}); err != nil {
 		t.Fatalf("fetch token: %v", err)
 	}
 	c := claimsOf(t, r.AccessToken)
-	if c.Issuer != a.d.URL || len(c.Audience) != 1 || c.Audience[0] != a.d.URL || c.Scope != authz.ScopeFetch ||
+	if c.Issuer != a.d.URL || len(c.Audience) != 1 || c.Audience[0] != a.d.URL || c.Scope != federation.ScopeFetch ||
 		c.MessageID != x.msgid || c.RecipientDomain != "b.test" || c.ClientID != "mta@b.test" ||
 		c.Cnf == nil || c.Cnf.JKT != x.mtaB.dpop.Thumbprint() {
 		t.Errorf("fetch token claims: %+v", c)
@@ -313,7 +314,7 @@ func TestExchangeFetch(t *testing.T) {
 		}
 		return r.AccessToken
 	}()
-	bAssertion := x.b.sign(t, authz.TypAssertion, claimsOf(t, assertion)) // signed by b's key, iss a
+	bAssertion := x.b.sign(t, federation.TypAssertion, claimsOf(t, assertion)) // signed by b's key, iss a
 	dpopProof := dpopOf(x.mtaB.proof(t, a.d.URL, a.clock.Now()))
 	stranger := newMTA(t, "mta@c.test")
 	for _, tc := range []struct {
@@ -369,10 +370,10 @@ func TestExchangeForward(t *testing.T) {
 	proofB := func() http.Header { return x.mtaB.proof(t, b.d.URL, b.clock.Now()) }
 
 	r := x.asB.post(t, x.forwardForm(t, prev, fh), proofB())
-	if r.Status != 200 || r.IssuedTokenType != authz.TokenTypeJWT || r.TokenType != "N_A" {
+	if r.Status != 200 || r.IssuedTokenType != federation.TokenTypeJWT || r.TokenType != "N_A" {
 		t.Fatalf("leg (c): %+v", r)
 	}
-	if _, _, err := b.d.Server.Keys.Verify(r.AccessToken, keys.Expect{Typ: authz.TypAssertion}); err != nil {
+	if _, _, err := b.d.Server.Keys.Verify(r.AccessToken, keys.Expect{Typ: federation.TypAssertion}); err != nil {
 		t.Fatalf("chained assertion: %v", err)
 	}
 	c := claimsOf(t, r.AccessToken)
@@ -390,30 +391,30 @@ func TestExchangeForward(t *testing.T) {
 	// Refusals.
 	now := b.clock.Now()
 	prevClaims := claimsOf(t, prev)
-	own := func(edit func(*authz.AccessClaims)) string { // an assertion b's own AS issued to b.test
+	own := func(edit func(*federation.Claims)) string { // an assertion b's own AS issued to b.test
 		c := prevClaims
 		c.Issuer = b.d.URL
 		edit(&c)
-		return b.sign(t, authz.TypAssertion, c)
+		return b.sign(t, federation.TypAssertion, c)
 	}
-	fromA := func(edit func(*authz.AccessClaims)) string { // an assertion signed by a's key
+	fromA := func(edit func(*federation.Claims)) string { // an assertion signed by a's key
 		c := prevClaims
 		edit(&c)
-		return x.a.sign(t, authz.TypAssertion, c)
+		return x.a.sign(t, federation.TypAssertion, c)
 	}
-	deep := own(func(c *authz.AccessClaims) { c.Hop = 8; c.Path = []string{"x1.test", "x2.test"} })
-	loop := own(func(c *authz.AccessClaims) { c.Hop = 2; c.Path = []string{"c.test", "a.test"} })
-	yearAway := fromA(func(c *authz.AccessClaims) { c.Expiry = keys.NewNumericDate(now.Add(365 * 24 * time.Hour)) })
-	notYet := fromA(func(c *authz.AccessClaims) { c.NotBefore = keys.NewNumericDate(now.Add(time.Hour)) })
-	noExp := fromA(func(c *authz.AccessClaims) { c.Expiry = 0 })
-	strangerAud := fromA(func(c *authz.AccessClaims) { c.Audience = keys.Audience{"b.test", "evil.test"} })
-	otherAud := fromA(func(c *authz.AccessClaims) { c.Audience = keys.Audience{"c.test"} })
-	bSignedAsA := b.sign(t, authz.TypAssertion, prevClaims) // iss a, kid only in b's JWKS
-	foreignSub := fromA(func(c *authz.AccessClaims) { c.Subject = "eve@evil.test" })
+	deep := own(func(c *federation.Claims) { c.Hop = 8; c.Path = []string{"x1.test", "x2.test"} })
+	loop := own(func(c *federation.Claims) { c.Hop = 2; c.Path = []string{"c.test", "a.test"} })
+	yearAway := fromA(func(c *federation.Claims) { c.Expiry = keys.NewNumericDate(now.Add(365 * 24 * time.Hour)) })
+	notYet := fromA(func(c *federation.Claims) { c.NotBefore = keys.NewNumericDate(now.Add(time.Hour)) })
+	noExp := fromA(func(c *federation.Claims) { c.Expiry = 0 })
+	strangerAud := fromA(func(c *federation.Claims) { c.Audience = keys.Audience{"b.test", "evil.test"} })
+	otherAud := fromA(func(c *federation.Claims) { c.Audience = keys.Audience{"c.test"} })
+	bSignedAsA := b.sign(t, federation.TypAssertion, prevClaims) // iss a, kid only in b's JWKS
+	foreignSub := fromA(func(c *federation.Claims) { c.Subject = "eve@evil.test" })
 	asBEvil := newRemoteAS(t, b, &remote{issuers: map[string]remoteEntry{"a.test": {"https://evil.test", publicJWKS(t, x.a.d)}}})
 	dave := "dave@b.test"
 	b.d.AddUser(t, dave)
-	setUserSetting(t, b.d, dave, authz.SettingForwarding, "deny")
+	setUserSetting(t, b.d, dave, federation.SettingForwarding, "deny")
 
 	for _, tc := range []struct {
 		name   string
@@ -489,7 +490,7 @@ func TestExchangeForward(t *testing.T) {
 	}
 
 	// The longest chain allowed still works: hop 7 → 8.
-	ok := own(func(c *authz.AccessClaims) { c.Hop = 7; c.Path = []string{"x1.test"} })
+	ok := own(func(c *federation.Claims) { c.Hop = 7; c.Path = []string{"x1.test"} })
 	if r := x.asB.post(t, x.forwardForm(t, ok, forwardHop(t, x.msgid, "Bob <bob@b.test>", "Carol <carol@c.test>", ok)), proofB()); r.Status != 200 {
 		t.Errorf("hop 8: %+v", r)
 	}

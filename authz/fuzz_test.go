@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/meta/sqlite"
@@ -82,8 +83,8 @@ func FuzzTokenEndpoint(f *testing.F) {
 	h := bareAS(f)
 	f.Add("grant_type=authorization_code&client_id=testapp&code=pmc_x&code_verifier="+rfcVerifier+"&redirect_uri=https%3A%2F%2Fapp.test%2Fcb", "")
 	f.Add("grant_type=refresh_token&client_id=testapp&refresh_token=pmr_x", "a.b.c")
-	f.Add("grant_type="+url.QueryEscape(authz.GrantTokenExch)+"&client_id=testapp&subject_token=a.b.c&subject_token_type=x", "")
-	f.Add("client_assertion_type="+url.QueryEscape(authz.ClientAssertionJB)+"&client_assertion=eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.", "")
+	f.Add("grant_type="+url.QueryEscape(federation.GrantTokenExch)+"&client_id=testapp&subject_token=a.b.c&subject_token_type=x", "")
+	f.Add("client_assertion_type="+url.QueryEscape(federation.ClientAssertionJB)+"&client_assertion=eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.", "")
 	f.Add("grant_type=password&username=alice%40a.test&password=x", "")
 	f.Fuzz(func(t *testing.T, body, proof string) {
 		r := httptest.NewRequest(http.MethodPost, authz.PathToken, strings.NewReader(body))

@@ -31,6 +31,7 @@ import (
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
@@ -73,7 +74,7 @@ type env struct {
 	hc    *http.Client
 	user  string
 	uid   int64 // the user's ID
-	md    authz.Metadata
+	md    federation.ASMetadata
 }
 
 func newEnv(t testing.TB, name string) *env {
@@ -103,7 +104,7 @@ func newEnv(t testing.TB, name string) *env {
 	t.Cleanup(tr.CloseIdleConnections)
 	e.hc = &http.Client{Transport: tr, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	res, err := e.hc.Get(d.URL + authz.PathMetadata)
+	res, err := e.hc.Get(d.URL + federation.PathASMetadata)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +425,7 @@ func (e *env) unchanged(t testing.TB, f func()) {
 }
 
 // claimsOf decodes a JWT's payload without verifying it.
-func claimsOf(t testing.TB, compact string) authz.AccessClaims {
+func claimsOf(t testing.TB, compact string) federation.Claims {
 	t.Helper()
 	parts := strings.Split(compact, ".")
 	if len(parts) != 3 {
@@ -434,7 +435,7 @@ func claimsOf(t testing.TB, compact string) authz.AccessClaims {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c authz.AccessClaims
+	var c federation.Claims
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatal(err)
 	}
@@ -458,9 +459,9 @@ func headerOf(t testing.TB, compact string) map[string]any {
 
 // accessClaims are the claims of a well-formed access token for alice,
 // which tests then spoil one at a time and sign with the domain's own key.
-func (e *env) accessClaims() authz.AccessClaims {
+func (e *env) accessClaims() federation.Claims {
 	now := e.clock.Now()
-	return authz.AccessClaims{Claims: keys.Claims{Issuer: e.d.URL, Subject: e.user, Audience: keys.Audience{e.d.URL},
+	return federation.Claims{Claims: keys.Claims{Issuer: e.d.URL, Subject: e.user, Audience: keys.Audience{e.d.URL},
 		IssuedAt: keys.NewNumericDate(now), Expiry: keys.NewNumericDate(now.Add(5 * time.Minute)), ID: "x",
 		Scope: authz.ScopeMail, ClientID: webmail}, UserID: e.uid}
 }
@@ -562,7 +563,7 @@ func (m *mta) clientAssertion(t testing.TB, issuer string, now time.Time, edit f
 
 // auth is the client authentication parameters of a request to issuer.
 func (m *mta) auth(t testing.TB, issuer string, now time.Time) url.Values {
-	return url.Values{"client_id": {m.id}, "client_assertion_type": {authz.ClientAssertionJB},
+	return url.Values{"client_id": {m.id}, "client_assertion_type": {federation.ClientAssertionJB},
 		"client_assertion": {m.clientAssertion(t, issuer, now, nil)}}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/federation"
 )
 
 // TestWrongMethodJSON: a method an endpoint does not serve is answered 405
@@ -32,7 +33,7 @@ func TestWrongMethodJSON(t *testing.T) {
 		{http.MethodGet, authz.PathRevoke, "POST"},
 		{http.MethodPatch, authz.PathRevoke, "POST"},
 		{http.MethodGet, authz.PathDeviceAuthz, "POST"},
-		{http.MethodPost, authz.PathMetadata, "GET, HEAD"},
+		{http.MethodPost, federation.PathASMetadata, "GET, HEAD"},
 		{http.MethodPost, authz.PathJWKS, "GET, HEAD"},
 		{http.MethodPut, authz.PathAuthorize, "GET, HEAD, POST"},
 		{http.MethodDelete, authz.PathDevice, "GET, HEAD, POST"},
@@ -73,7 +74,7 @@ func TestWrongMethodJSON(t *testing.T) {
 		}
 	}
 	// The methods served still work (HEAD included).
-	for _, tc := range []struct{ method, path string }{{http.MethodGet, authz.PathMetadata}, {http.MethodHead, authz.PathJWKS}} {
+	for _, tc := range []struct{ method, path string }{{http.MethodGet, federation.PathASMetadata}, {http.MethodHead, authz.PathJWKS}} {
 		req, _ := http.NewRequest(tc.method, direct.URL+tc.path, nil)
 		res, err := direct.Client().Do(req)
 		if err != nil {
@@ -93,7 +94,7 @@ func TestWrongMethodJSON(t *testing.T) {
 // private_key_jwt, and client_secret_basic refused.
 func TestMetadataRevocationAuth(t *testing.T) {
 	e := newEnv(t, "a.test")
-	res, err := e.hc.Get(e.d.URL + authz.PathMetadata)
+	res, err := e.hc.Get(e.d.URL + federation.PathASMetadata)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/server"
@@ -328,7 +329,7 @@ func TestTokenRequestRefusals(t *testing.T) {
 		{"unknown client", func(f url.Values) { f.Set("client_id", "evil") }, "", nil, 401, "invalid_client"},
 		{"client_secret_basic", func(url.Values) {}, "", http.Header{"Authorization": {"Basic d2VibWFpbDp4"}}, 401, "invalid_client"},
 		{"client assertion for a public client", func(f url.Values) {
-			f.Set("client_assertion_type", authz.ClientAssertionJB)
+			f.Set("client_assertion_type", federation.ClientAssertionJB)
 			f.Set("client_assertion", "a.b.c")
 		}, "", nil, 401, "invalid_client"},
 	} {
@@ -644,7 +645,7 @@ func TestMailboxTokenRefusals(t *testing.T) {
 		return rawJWS(map[string]any{"alg": "HS256", "typ": "at+jwt", "kid": kidOf(t, good)}, e.accessClaims(),
 			func(in []byte) []byte { m := hmac.New(sha256.New, secret); m.Write(in); return m.Sum(nil) })
 	}
-	edit := func(f func(*authz.AccessClaims)) string {
+	edit := func(f func(*federation.Claims)) string {
 		c := e.accessClaims()
 		f(&c)
 		return e.sign(t, authz.TypAccessToken, c)
@@ -684,29 +685,29 @@ func TestMailboxTokenRefusals(t *testing.T) {
 			p, _ := json.Marshal(c)
 			return h + "." + base64.RawURLEncoding.EncodeToString(p) + "." + sig
 		}()},
-		{"expired", edit(func(c *authz.AccessClaims) {
+		{"expired", edit(func(c *federation.Claims) {
 			c.IssuedAt = keys.NewNumericDate(now.Add(-time.Hour))
 			c.Expiry = keys.NewNumericDate(now.Add(-time.Minute))
 		})},
-		{"no exp", edit(func(c *authz.AccessClaims) { c.Expiry = 0 })},
-		{"not valid yet (nbf)", edit(func(c *authz.AccessClaims) { c.NotBefore = keys.NewNumericDate(now.Add(time.Hour)) })},
-		{"iat in the future", edit(func(c *authz.AccessClaims) {
+		{"no exp", edit(func(c *federation.Claims) { c.Expiry = 0 })},
+		{"not valid yet (nbf)", edit(func(c *federation.Claims) { c.NotBefore = keys.NewNumericDate(now.Add(time.Hour)) })},
+		{"iat in the future", edit(func(c *federation.Claims) {
 			c.IssuedAt = keys.NewNumericDate(now.Add(time.Hour))
 			c.Expiry = keys.NewNumericDate(now.Add(time.Hour + time.Minute))
 		})},
-		{"exp a year away", edit(func(c *authz.AccessClaims) { c.Expiry = keys.NewNumericDate(now.Add(365 * 24 * time.Hour)) })},
-		{"aud another server", edit(func(c *authz.AccessClaims) { c.Audience = keys.Audience{b.d.URL} })},
-		{"aud array with a stranger", edit(func(c *authz.AccessClaims) { c.Audience = keys.Audience{e.d.URL, "https://evil.test"} })},
-		{"no aud", edit(func(c *authz.AccessClaims) { c.Audience = nil })},
-		{"iss another server", edit(func(c *authz.AccessClaims) { c.Issuer = b.d.URL })},
-		{"scope not mail", edit(func(c *authz.AccessClaims) { c.Scope = authz.ScopeFetch })},
-		{"revoked family", edit(func(c *authz.AccessClaims) { c.Family = revokedFam })},
-		{"unknown user", edit(func(c *authz.AccessClaims) { c.Subject = "nobody@a.test" })},
-		{"no uid (a token of before uid)", edit(func(c *authz.AccessClaims) { c.UserID = 0 })},
-		{"uid of another user (a deleted one)", edit(func(c *authz.AccessClaims) { c.UserID = e.uid + 1000 })},
+		{"exp a year away", edit(func(c *federation.Claims) { c.Expiry = keys.NewNumericDate(now.Add(365 * 24 * time.Hour)) })},
+		{"aud another server", edit(func(c *federation.Claims) { c.Audience = keys.Audience{b.d.URL} })},
+		{"aud array with a stranger", edit(func(c *federation.Claims) { c.Audience = keys.Audience{e.d.URL, "https://evil.test"} })},
+		{"no aud", edit(func(c *federation.Claims) { c.Audience = nil })},
+		{"iss another server", edit(func(c *federation.Claims) { c.Issuer = b.d.URL })},
+		{"scope not mail", edit(func(c *federation.Claims) { c.Scope = federation.ScopeFetch })},
+		{"revoked family", edit(func(c *federation.Claims) { c.Family = revokedFam })},
+		{"unknown user", edit(func(c *federation.Claims) { c.Subject = "nobody@a.test" })},
+		{"no uid (a token of before uid)", edit(func(c *federation.Claims) { c.UserID = 0 })},
+		{"uid of another user (a deleted one)", edit(func(c *federation.Claims) { c.UserID = e.uid + 1000 })},
 		{"typ JWT", e.sign(t, "JWT", e.accessClaims())},
 		{"typ dpop+jwt", e.sign(t, "dpop+jwt", e.accessClaims())},
-		{"an assertion", e.sign(t, authz.TypAssertion, e.accessClaims())},
+		{"an assertion", e.sign(t, federation.TypAssertion, e.accessClaims())},
 		{"a send grant (scope internet_mail, 5 days)", sendGrant},
 		{"another domain's access token", bTok.AccessToken},
 		{"many dots", strings.Repeat(".", 1000)},

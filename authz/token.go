@@ -13,6 +13,7 @@ import (
 
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 )
@@ -28,38 +29,7 @@ type tokenResponse struct {
 	// unsigned holds the claims of AccessToken until it is signed, after
 	// the transaction that issued it commits: no signing (nor the key
 	// file's reads) inside a write transaction.
-	unsigned *AccessClaims
-}
-
-// AccessClaims are the claims of the tokens this server signs: access
-// tokens (RFC 9068), send grants, fetch tokens and assertions.
-type AccessClaims struct {
-	keys.Claims
-	// UserID is the ID of the user the token acts for (sub names their
-	// address): IDs are never reused, so a token minted before the user
-	// was deleted does not open a new account at the same address.
-	UserID int64 `json:"uid,omitempty"`
-	// Family names the grant family; revoking it stops the token.
-	Family string `json:"fam,omitempty"`
-	// MessageID binds a send grant, an assertion or a fetch token to one
-	// message.
-	MessageID string `json:"msgid,omitempty"`
-	// RecipientDomain is the domain a fetch token was issued to.
-	RecipientDomain string `json:"rcpt_domain,omitempty"`
-	// EH is the assertion's envelope-headers binding (docs/PROTOCOL.md §5.3).
-	EH *EnvelopeBinding `json:"eh,omitempty"`
-	// Hop counts an assertion's hops (1: from the author's domain); Path
-	// lists the domains it passed, for loop detection; Prev is the
-	// previous hop's JWT-Assertion-Digest.
-	Hop  int      `json:"hop,omitempty"`
-	Path []string `json:"path,omitempty"`
-	Prev string   `json:"prev,omitempty"`
-}
-
-// EnvelopeBinding is the eh claim: eht over the headers named by ehl.
-type EnvelopeBinding struct {
-	EHT string   `json:"eht"`
-	EHL []string `json:"ehl"`
+	unsigned *federation.Claims
 }
 
 // client is the authenticated party of a token request.
@@ -112,7 +82,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		resp, oe = s.grantRefresh(ctx, c, proof, r)
 	case GrantDeviceCode:
 		resp, oe = s.grantDevice(ctx, c, proof, r)
-	case GrantTokenExch:
+	case federation.GrantTokenExch:
 		resp, oe = s.exchange(ctx, c, proof, r)
 	case "":
 		oe = oerr(400, "invalid_request", "grant_type is required")
@@ -188,8 +158,8 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request) (clien
 		}
 		return client{Client: c}, nil
 	}
-	if at != ClientAssertionJB || assertion == "" {
-		return client{}, oerr(401, "invalid_client", "client_assertion_type must be "+ClientAssertionJB)
+	if at != federation.ClientAssertionJB || assertion == "" {
+		return client{}, oerr(401, "invalid_client", "client_assertion_type must be "+federation.ClientAssertionJB)
 	}
 	iss, err := unverifiedIssuer(assertion)
 	if err != nil || (id != "" && id != iss) {
@@ -414,7 +384,7 @@ func (s *Server) issue(ctx context.Context, tx meta.Tx, c client, userID int64, 
 	if err := tx.AddGrant(ctx, g); err != nil {
 		return tokenResponse{}, err
 	}
-	return tokenResponse{unsigned: &at, IssuedTokenType: TokenTypeAccess, TokenType: tokenType(jkt),
+	return tokenResponse{unsigned: &at, IssuedTokenType: federation.TokenTypeAccess, TokenType: tokenType(jkt),
 		ExpiresIn: int64(s.cfg.AccessTokenTTL / time.Second), RefreshToken: rt, Scope: scope}, nil
 }
 
@@ -432,9 +402,9 @@ func (s *Server) accessToken(sub string, uid int64, clientID, scope, family, jkt
 }
 
 // accessClaims are the claims of such a token.
-func (s *Server) accessClaims(sub string, uid int64, clientID, scope, family, jkt string, ttl time.Duration, msgid, rcptDomain string) AccessClaims {
+func (s *Server) accessClaims(sub string, uid int64, clientID, scope, family, jkt string, ttl time.Duration, msgid, rcptDomain string) federation.Claims {
 	now := s.now()
-	c := AccessClaims{Claims: keys.Claims{
+	c := federation.Claims{Claims: keys.Claims{
 		Issuer: s.cfg.Issuer, Subject: sub, Audience: keys.Audience{s.cfg.Issuer}, IssuedAt: keys.NewNumericDate(now),
 		Expiry: keys.NewNumericDate(now.Add(ttl)), ID: randomID(), Scope: scope, ClientID: clientID,
 	}, UserID: uid, Family: family, MessageID: msgid, RecipientDomain: rcptDomain}
@@ -445,30 +415,30 @@ func (s *Server) accessClaims(sub string, uid int64, clientID, scope, family, jk
 }
 
 // verifyOwn checks a token this server signed, of a type, and its claims.
-func (s *Server) verifyOwn(ctx context.Context, compact, typ string, maxLife time.Duration) (AccessClaims, error) {
+func (s *Server) verifyOwn(ctx context.Context, compact, typ string, maxLife time.Duration) (federation.Claims, error) {
 	payload, _, err := s.cfg.Keys.Verify(compact, keys.Expect{Typ: typ})
 	if err != nil {
-		return AccessClaims{}, err
+		return federation.Claims{}, err
 	}
-	var c AccessClaims
+	var c federation.Claims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return AccessClaims{}, errs.E(errs.Unauthorized, "invalid_token", "malformed claims")
+		return federation.Claims{}, errs.E(errs.Unauthorized, "invalid_token", "malformed claims")
 	}
 	aud := s.cfg.Issuer
-	if typ == TypAssertion && len(c.Audience) == 1 {
+	if typ == federation.TypAssertion && len(c.Audience) == 1 {
 		aud = c.Audience[0] // an assertion's audience is the recipient domain: the caller checks it
 	}
 	if err := c.Validate(keys.ClaimsExpect{Issuer: s.cfg.Issuer, Audience: aud, Now: s.now(), Leeway: 30 * time.Second,
 		MaxLifetime: maxLife, SoleAudience: true}); err != nil {
-		return AccessClaims{}, err
+		return federation.Claims{}, err
 	}
 	if c.Family != "" {
 		revoked, err := s.cfg.Meta.FamilyRevoked(ctx, c.Family)
 		if err != nil {
-			return AccessClaims{}, errs.Wrap(err, errs.Internal, "internal", "family check failed")
+			return federation.Claims{}, errs.Wrap(err, errs.Internal, "internal", "family check failed")
 		}
 		if revoked {
-			return AccessClaims{}, errs.E(errs.Unauthorized, "invalid_token", "the token has been revoked")
+			return federation.Claims{}, errs.E(errs.Unauthorized, "invalid_token", "the token has been revoked")
 		}
 	}
 	return c, nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
 )
@@ -29,11 +30,11 @@ func TestUserDeletedAndAddedAgain(t *testing.T) {
 		t.Fatalf("the access token names uid %d sub %q, want %d %q", c.UserID, c.Subject, e.uid, e.user)
 	}
 	old := e.d.Client(t, e.d.Token(t, e.user, 0))
-	setUserSetting(t, e.d, e.user, authz.SettingAutoForwarding, "allow")
+	setUserSetting(t, e.d, e.user, federation.SettingAutoForwarding, "allow")
 	if _, err := old.SetAutoForward(ctx, mailbox.AutoForwardRequest{To: []string{"bob@a.test"}}); err != nil {
 		t.Fatal(err)
 	}
-	setUserSetting(t, e.d, e.user, authz.SettingForwarding, "deny")
+	setUserSetting(t, e.d, e.user, federation.SettingForwarding, "deny")
 	e.wantMe(t, bearer(bearerTok.AccessToken))
 	e.wantMe(t, e.dpopAuth(t, k, dpopTok.AccessToken))
 
@@ -71,12 +72,12 @@ func TestUserDeletedAndAddedAgain(t *testing.T) {
 	if err != nil || af.Enabled || len(af.To) != 0 || af.Allowed {
 		t.Errorf("the new account's automatic forwarding: %+v, %v; want no rule, not allowed", af, err)
 	}
-	for _, name := range []string{authz.SettingForwarding, authz.SettingAutoForwarding, mailbox.SettingAutoForward} {
+	for _, name := range []string{federation.SettingForwarding, federation.SettingAutoForwarding, mailbox.SettingAutoForward} {
 		if v, err := e.d.Server.Meta.UserSetting(ctx, u.ID, name); !errors.Is(err, meta.ErrNotFound) {
 			t.Errorf("the new account's %s = %q, %v; want unset", name, v, err)
 		}
 	}
-	if denied, err := authz.ForwardingDenied(ctx, e.d.Server.Meta, u.ID); err != nil || denied {
+	if denied, err := federation.ForwardingDenied(ctx, e.d.Server.Meta, u.ID); err != nil || denied {
 		t.Errorf("the new account's forwarding is denied (%v, %v): want the default, allowed", denied, err)
 	}
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/federation"
 )
 
 func TestClientCommands(t *testing.T) {
@@ -23,7 +23,7 @@ func TestClientCommands(t *testing.T) {
 	if c, out, e := run("client", "add", "--data", dir, "webapp", "--public", "--redirect-uri", "https://app.test/cb"); c != 0 || !strings.Contains(out, "registered") {
 		t.Fatalf("public: %d %s", c, e)
 	}
-	key, err := authz.NewClientKey()
+	key, err := federation.NewClientKey()
 	if err != nil {
 		t.Fatal(err)
 	}

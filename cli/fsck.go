@@ -18,7 +18,7 @@ import (
 
 	_ "modernc.org/sqlite" // the driver of PRAGMA integrity_check's own connection
 
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/resource"
@@ -376,16 +376,16 @@ func fsckRepair(ctx context.Context, st meta.Store, store resource.Store, rep *f
 	return nil
 }
 
-// pullsByResource indexes the pull jobs (inbound.PullPayload) by the
+// pullsByResource indexes the pull jobs (federation.PullPayload) by the
 // resources they fetch.
 func pullsByResource(ctx context.Context, st meta.Store) (map[resource.ID][]meta.Job, error) {
-	jobs, err := st.Jobs(ctx, inbound.JobPull, 0)
+	jobs, err := st.Jobs(ctx, federation.JobPull, 0)
 	if err != nil {
 		return nil, err
 	}
 	out := map[resource.ID][]meta.Job{}
 	for _, j := range jobs {
-		var p inbound.PullPayload
+		var p federation.PullPayload
 		if json.Unmarshal(j.Payload, &p) != nil {
 			continue
 		}
@@ -412,7 +412,7 @@ func requeuePull(ctx context.Context, st meta.Store, mbx *mailbox.Service, id in
 		} else if err != nil {
 			return err
 		}
-		var p inbound.PullPayload
+		var p federation.PullPayload
 		if err := json.Unmarshal(j.Payload, &p); err != nil {
 			return fmt.Errorf("pull job %d: %w", id, err)
 		}

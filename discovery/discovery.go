@@ -19,14 +19,14 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 )
 
 // Well-known paths and SRV services.
 const (
-	PathASMetadata = authz.PathMetadata              // RFC 8414 §3
+	PathASMetadata = federation.PathASMetadata       // RFC 8414 §3
 	PathMailbox    = "/.well-known/pullmail-mailbox" // MailboxMetadata
 	ServiceAS      = "_federizer._as._tcp."          // + domain: the authorization server
 	ServiceRS      = "_federizer._rs._tcp."          // + domain: the mailbox service
@@ -349,7 +349,7 @@ func (c *Client) authorityAt(ctx context.Context, base string) (Authority, time.
 	if err != nil {
 		return Authority{}, 0, err
 	}
-	var md authz.Metadata
+	var md federation.ASMetadata
 	if err := decodeObject(body, &md); err != nil {
 		return Authority{}, 0, errs.Wrap(err, errs.Invalid, "bad_metadata", "authorization server metadata at "+base+" is not valid")
 	}

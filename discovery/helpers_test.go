@@ -19,9 +19,9 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/discovery/dnstest"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/tlsca"
 )
@@ -155,7 +155,7 @@ func (a *fakeAS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case a.prefix + PathASMetadata:
 		a.metaHits.Add(1)
-		md := authz.Metadata{Issuer: base, TokenEndpoint: base + "/oauth/token", JWKSURI: base + "/oauth/jwks"}
+		md := federation.ASMetadata{Issuer: base, TokenEndpoint: base + "/oauth/token", JWKSURI: base + "/oauth/jwks"}
 		if a.issuer != nil {
 			md.Issuer = a.issuer(base)
 		}

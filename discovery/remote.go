@@ -4,11 +4,11 @@ import (
 	"context"
 	"strings"
 
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 )
 
-var _ authz.Remote = (*Client)(nil)
+var _ federation.ChainKeys = (*Client)(nil)
 
 // ClientKeys returns the domain and public keys of a remote MTA client:
 // client_id "mta@DOMAIN" names its domain, and DOMAIN's mailbox metadata

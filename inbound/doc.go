@@ -7,6 +7,13 @@
 // the envelope it carries names the requesting domain among the recipients of
 // a message stored here.
 //
+// The wire types both endpoints read (federation.Envelope, the chain and its
+// verifier, federation.PathMessages and PathResources) and the pull job a
+// push queues (federation.JobPull, PullPayload) are package federation's;
+// this package holds the two handlers. Its tests drive them over HTTPS and
+// through federation.InProcess (TestPushRefusedInProcess: each refusal
+// below, and that it writes nothing).
+//
 // # Push: POST /federation/v1/messages
 //
 // Receiver checks, in the order of §11.2, and refuses with these codes (the
@@ -43,8 +50,9 @@
 // X-Destination-Mailbox-Service-URL added, the refs to its resources and
 // the envelope as pushed; the recipients' automatic forwarding rules apply
 // there too) and adds a "pull" job keyed
-// "pull:<Message-ID>:<Recipients-Digest>" whose payload is a PullPayload
-// naming every copy made. The answer is 202 {"status":"accepted"}. When
+// "pull:<Message-ID>:<Recipients-Digest>" whose payload is a federation.PullPayload
+// naming every copy made. The answer is 202 {"status":"accepted"}
+// (federation.PushAnswer). When
 // that job key exists already, the push is a retry of a copy accepted before:
 // 200 {"status":"duplicate"}, and nothing changes.
 //

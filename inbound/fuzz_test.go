@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/pullmail/pullmail/errs"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 )
 
 func FuzzParseEnvelope(f *testing.F) {
@@ -13,14 +13,14 @@ func FuzzParseEnvelope(f *testing.F) {
 	f.Add([]byte(`{"placeholder":{},"chain":[{"headers":{},"jwt-assertion":"x"}]} {}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := inbound.ParseEnvelope(data, 1<<16)
+		e, err := federation.ParseEnvelope(data, 1<<16)
 		if err != nil {
 			if k := errs.KindOf(err); k != errs.Invalid && k != errs.TooLarge {
 				t.Fatalf("kind %v: %v", k, err)
 			}
 			return
 		}
-		if len(e.Chain) == 0 || len(e.Chain) > inbound.MaxChain || len(e.Placeholder) == 0 {
+		if len(e.Chain) == 0 || len(e.Chain) > federation.MaxChain || len(e.Placeholder) == 0 {
 			t.Fatalf("accepted %q as %+v", data, e)
 		}
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/inbound"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
@@ -42,21 +43,22 @@ type fed struct {
 }
 
 // fakeDisc implements inbound.Discovery with what discovery would find of a
-// testenv domain: its issuer (the server's URL), the JWKS its authorization
+// domain (a testenv one, or one in process): its issuer (the server's URL), the JWKS its authorization
 // server publishes (its real signing keys) and the mta_client_id of its
 // mailbox metadata. It stands in for discovery.Client because testenv
 // domains publish no SRV records; everything it returns comes from the
 // running domain itself.
 type fakeDisc struct {
-	d        *testenv.Domain
-	clientID string
+	name, issuer string
+	keys         *keys.Set // the domain's signing keys: their public JWKS is what discovery finds
+	clientID     string
 }
 
 func (f *fakeDisc) Authority(ctx context.Context, domain string) (discovery.Authority, error) {
-	if domain != f.d.Name {
+	if domain != f.name {
 		return discovery.Authority{}, errs.E(errs.NotFound, "no_srv_record", "no such domain %s", domain)
 	}
-	return discovery.Authority{Issuer: f.d.URL, JWKS: f.d.Server.Keys.PublicJWKS()}, nil
+	return discovery.Authority{Issuer: f.issuer, JWKS: f.keys.PublicJWKS()}, nil
 }
 
 func (f *fakeDisc) RefreshKeys(ctx context.Context, domain string) (discovery.Authority, error) {
@@ -64,7 +66,7 @@ func (f *fakeDisc) RefreshKeys(ctx context.Context, domain string) (discovery.Au
 }
 
 func (f *fakeDisc) Mailbox(ctx context.Context, domain string) (discovery.Mailbox, error) {
-	if domain != f.d.Name {
+	if domain != f.name {
 		return discovery.Mailbox{}, errs.E(errs.NotFound, "no_srv_record", "no such domain %s", domain)
 	}
 	return discovery.Mailbox{MailboxMetadata: discovery.MailboxMetadata{Domain: domain, MTAClientID: f.clientID}}, nil
@@ -79,7 +81,7 @@ func newFed(t *testing.T, clock func() time.Time) *fed {
 	f.aHTTP = alice.HTTP
 	f.b.AddUser(t, "bob@b.test")
 	f.b.AddUser(t, "carol@b.test")
-	f.disc = &fakeDisc{d: f.a, clientID: "mta@a.test"}
+	f.disc = &fakeDisc{name: "a.test", issuer: f.a.URL, keys: f.a.Server.Keys, clientID: "mta@a.test"}
 	var err error
 	if f.mtaKey, err = dpop.NewKey(); err != nil {
 		t.Fatal(err)
@@ -97,12 +99,12 @@ func newFed(t *testing.T, clock func() time.Time) *fed {
 		t.Fatal(err)
 	}
 	f.recv.Config.Handler = rc.Handler()
-	f.recvURL = f.recv.URL + inbound.PathMessages
+	f.recvURL = f.recv.URL + federation.PathMessages
 	// a.test's origin.
 	f.origin = httptest.NewUnstartedServer(nil)
 	f.origin.StartTLS()
 	t.Cleanup(f.origin.Close)
-	f.fetchURL = f.origin.URL + inbound.PathResources
+	f.fetchURL = f.origin.URL + federation.PathResources
 	o, err := inbound.NewOrigin(inbound.OriginConfig{
 		Issuer: f.a.URL, FetchURL: f.fetchURL, Meta: f.a.Server.Meta, Resources: f.a.Server.Store,
 		Keys: f.a.Server.Keys, DPoP: &dpop.Verifier{Replay: f.a.Server.Meta}, Log: testenv.Logger(t),
@@ -177,10 +179,10 @@ func (f *fed) assertion(t *testing.T, m *placeholder.Message, audience string) s
 	}
 	hb, _ := json.Marshal(envelopeHeaders(m))
 	eb, _ := json.Marshal(ehl)
-	form := url.Values{"grant_type": {authz.GrantTokenExch}, "client_id": {srv.MTAClientID()},
-		"client_assertion_type": {authz.ClientAssertionJB}, "client_assertion": {ca},
-		"subject_token": {grant}, "subject_token_type": {authz.TokenTypeAccess},
-		"requested_token_type": {authz.TokenTypeJWT}, "audience": {audience}, "scope": {"internet_mail"},
+	form := url.Values{"grant_type": {federation.GrantTokenExch}, "client_id": {srv.MTAClientID()},
+		"client_assertion_type": {federation.ClientAssertionJB}, "client_assertion": {ca},
+		"subject_token": {grant}, "subject_token_type": {federation.TokenTypeAccess},
+		"requested_token_type": {federation.TokenTypeJWT}, "audience": {audience}, "scope": {"internet_mail"},
 		"envelope_headers": {string(hb)}, "ehl": {string(eb)}}
 	req, _ := http.NewRequest("POST", tokenURL, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -250,8 +252,14 @@ func do(t *testing.T, c *http.Client, target, token, proof string, key *dpop.Key
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, raw: string(b)}
+	return readAnswer(resp.StatusCode, resp.Body), resp
+}
+
+// readAnswer reads a push's or fetch's answer: its status, and its body's
+// status or error code.
+func readAnswer(status int, body io.Reader) answer {
+	b, _ := io.ReadAll(body)
+	a := answer{status: status, raw: string(b)}
 	var out struct {
 		Status string `json:"status"`
 		Error  struct {
@@ -260,7 +268,7 @@ func do(t *testing.T, c *http.Client, target, token, proof string, key *dpop.Key
 	}
 	json.Unmarshal(b, &out)
 	a.code, a.state = out.Error.Code, out.Status
-	return a, resp
+	return a
 }
 
 func (f *fed) push(t *testing.T, token string, data []byte) answer {
@@ -319,7 +327,7 @@ func TestPushAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p inbound.PullPayload
+	var p federation.PullPayload
 	if err := json.Unmarshal(job.Payload, &p); err != nil {
 		t.Fatal(err)
 	}
@@ -355,12 +363,12 @@ func (f *fed) forge(t *testing.T, m *placeholder.Message, iss string) string {
 	t.Helper()
 	eht, _ := placeholder.EHT(envelopeHeaders(m), ehl)
 	now := time.Now()
-	c := authz.AccessClaims{Claims: keys.Claims{Issuer: iss, Subject: "alice@a.test", Audience: keys.Audience{"b.test"},
+	c := federation.Claims{Claims: keys.Claims{Issuer: iss, Subject: "alice@a.test", Audience: keys.Audience{"b.test"},
 		AZP: "mta@a.test", Scope: "internet_mail", Cnf: &keys.Confirmation{JKT: f.mtaKey.Thumbprint()},
 		ID: fmt.Sprint(now.UnixNano()), IssuedAt: keys.NewNumericDate(now), Expiry: keys.NewNumericDate(now.Add(5 * time.Minute))},
-		MessageID: m.Header.Get(placeholder.HMessageID).String(), EH: &authz.EnvelopeBinding{EHT: eht, EHL: ehl},
+		MessageID: m.Header.Get(placeholder.HMessageID).String(), EH: &federation.EnvelopeBinding{EHT: eht, EHL: ehl},
 		Hop: 1, Path: []string{"a.test"}}
-	tok, err := f.b.Server.Keys.Sign(authz.TypAssertion, c)
+	tok, err := f.b.Server.Keys.Sign(federation.TypAssertion, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +404,7 @@ func TestPushSignerBeforeBody(t *testing.T) {
 			}
 			defer c.Close()
 			fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: DPoP %s\r\nDPoP: %s\r\nContent-Length: 1000000\r\n\r\n{",
-				inbound.PathMessages, f.recv.Listener.Addr(), tok, proof)
+				federation.PathMessages, f.recv.Listener.Addr(), tok, proof)
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {

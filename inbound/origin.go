@@ -15,6 +15,7 @@ import (
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/httprange"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
@@ -39,7 +40,7 @@ type OriginConfig struct {
 	// forwarded message passed (package discovery). Without Remote only
 	// chains of one hop verify.
 	Domain string
-	Remote authz.ChainKeys
+	Remote federation.ChainKeys
 	// Served, when set, is told of each resource served and to which
 	// domain (the server counts them: pullmail_origin_served_total).
 	Served func(domain string)
@@ -74,13 +75,13 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 	if lim.MaxDocument == 0 {
 		lim.MaxDocument = placeholder.DefaultLimits().MaxDocument
 	}
-	return &Origin{cfg: cfg, max: lim.MaxDocument + MaxChain*(2*keys.MaxTokenSize) + 1024}, nil
+	return &Origin{cfg: cfg, max: lim.MaxDocument + federation.MaxChain*(2*keys.MaxTokenSize) + 1024}, nil
 }
 
-// Handler serves POST PathResources + "/{cid}".
+// Handler serves POST federation.PathResources + "/{cid}".
 func (o *Origin) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+PathResources+"/{cid}", o.serveHTTP)
+	mux.HandleFunc("POST "+federation.PathResources+"/{cid}", o.serveHTTP)
 	return mux
 }
 
@@ -145,7 +146,7 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 	if err != nil {
 		return nil, fmt.Errorf("fetch token: %w", err)
 	}
-	var ft authz.AccessClaims
+	var ft federation.Claims
 	if err := json.Unmarshal(payload, &ft); err != nil {
 		return nil, fmt.Errorf("fetch token claims: %w", err)
 	}
@@ -155,7 +156,7 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 	}
 	rcpt := strings.ToLower(ft.RecipientDomain)
 	switch {
-	case !hasScope(ft.Scope, authz.ScopeFetch):
+	case !hasScope(ft.Scope, federation.ScopeFetch):
 		return nil, errors.New("fetch token: no fetch scope")
 	case ft.Cnf == nil || ft.Cnf.JKT != proof.Thumbprint:
 		return nil, errors.New("fetch token: cnf.jkt is not the proof's key")
@@ -177,7 +178,7 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 	if err != nil {
 		return nil, err
 	}
-	env, err := ParseEnvelope(data, o.max)
+	env, err := federation.ParseEnvelope(data, o.max)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +189,7 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 	if err != nil {
 		return nil, fmt.Errorf("placeholder: %w", err)
 	}
-	links, err := authz.VerifyChain(ctx, env.Chain, authz.ChainCheck{Final: rcpt, Origin: o.cfg.Issuer,
+	links, err := federation.VerifyChain(ctx, env.Chain, federation.ChainCheck{Final: rcpt, Origin: o.cfg.Issuer,
 		Placeholder: m, Domain: o.cfg.Domain, OwnIssuer: o.cfg.Issuer, Own: o.cfg.Keys, Remote: o.cfg.Remote,
 		Now: now, Limits: o.cfg.Limits})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/dpop"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
@@ -46,7 +47,7 @@ func (f *fed) storeSent(t *testing.T, m *placeholder.Message, data []byte) {
 func (f *fed) fetchToken(t *testing.T, msgid, rcpt string, key *dpop.Key, scope string) string {
 	t.Helper()
 	now := time.Now()
-	c := authz.AccessClaims{Claims: keys.Claims{Issuer: f.a.URL, Audience: keys.Audience{f.a.URL},
+	c := federation.Claims{Claims: keys.Claims{Issuer: f.a.URL, Audience: keys.Audience{f.a.URL},
 		IssuedAt: keys.NewNumericDate(now), Expiry: keys.NewNumericDate(now.Add(time.Hour)), ID: now.String(),
 		Scope: scope, ClientID: "mta@" + rcpt, Cnf: &keys.Confirmation{JKT: key.Thumbprint()}},
 		MessageID: msgid, RecipientDomain: rcpt}

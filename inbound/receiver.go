@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/account"
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
@@ -61,8 +61,6 @@ const (
 	Skew = 60 * time.Second
 	// DefaultPullHorizon is how long the queued pull may keep trying.
 	DefaultPullHorizon = 5 * 24 * time.Hour
-	// JobPull is the kind of the job a push queues.
-	JobPull = "pull"
 )
 
 // Config configures a Receiver.
@@ -70,7 +68,7 @@ type Config struct {
 	// Domain is this domain: the only audience accepted.
 	Domain string
 	// MailboxURL is this mailbox's external base URL, e.g.
-	// "https://mbx.b.test": the DPoP htu is MailboxURL + PathMessages, and
+	// "https://mbx.b.test": the DPoP htu is MailboxURL + federation.PathMessages, and
 	// received copies carry it as X-Destination-Mailbox-Service-URL.
 	MailboxURL string
 	Meta       meta.Store
@@ -78,7 +76,7 @@ type Config struct {
 	// that queues its pull.
 	Mailbox Mailbox
 	// Resources, when set, is asked which resources are already held, to
-	// fill PullPayload.Missing; the pull runner checks again anyway.
+	// fill federation.PullPayload.Missing; the pull runner checks again anyway.
 	Resources resource.Statter
 	Discovery Discovery
 	// DPoP verifies the push's proof; its Replay must be the domain's
@@ -100,27 +98,6 @@ type Receiver struct {
 	cfg Config
 	htu string
 	max int // bytes of a request body
-}
-
-// PullPayload is the payload of the pull job a push queues: everything the
-// pull runner needs to fetch the message's resources from the origin
-// (docs/PROTOCOL.md §11.3) and to update the local copies.
-type PullPayload struct {
-	Origin      string          `json:"origin"`      // the From domain
-	MessageID   string          `json:"message_id"`  // with angle brackets
-	Placeholder json.RawMessage `json:"placeholder"` // exactly as received, without the headers added here
-	Chain       []ChainElement  `json:"chain"`       // as pushed
-	Messages    []MessageRef    `json:"messages"`    // the inbox copies made
-	Resources   []meta.Ref      `json:"resources"`   // every resource the placeholder names, once each
-	// Missing lists those not held when the push was accepted (nil when
-	// Config.Resources is nil: then all of them may be missing).
-	Missing []resource.ID `json:"missing,omitempty"`
-}
-
-// MessageRef names one stored copy.
-type MessageRef struct {
-	UserID int64  `json:"user_id"`
-	ID     string `json:"id"`
 }
 
 // NewReceiver checks cfg and returns a Receiver.
@@ -145,14 +122,14 @@ func NewReceiver(cfg Config) (*Receiver, error) {
 	}
 	// The placeholder, plus one chain element per hop (headers and an
 	// assertion of at most keys.MaxTokenSize each).
-	max := lim.MaxDocument + MaxChain*(2*keys.MaxTokenSize) + 1024
-	return &Receiver{cfg: cfg, htu: cfg.MailboxURL + PathMessages, max: max}, nil
+	max := lim.MaxDocument + federation.MaxChain*(2*keys.MaxTokenSize) + 1024
+	return &Receiver{cfg: cfg, htu: cfg.MailboxURL + federation.PathMessages, max: max}, nil
 }
 
-// Handler serves POST PathMessages.
+// Handler serves POST federation.PathMessages.
 func (rc *Receiver) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+PathMessages, rc.serveHTTP)
+	mux.HandleFunc("POST "+federation.PathMessages, rc.serveHTTP)
 	return mux
 }
 
@@ -176,13 +153,13 @@ func (rc *Receiver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if status == http.StatusOK {
-		writeJSON(w, status, map[string]string{"status": "duplicate"})
+		writeJSON(w, status, federation.PushAnswer{Status: federation.PushDuplicate})
 		return
 	}
 	if rc.cfg.Accepted != nil {
 		rc.cfg.Accepted() // a pull job is committed: wake its runner
 	}
-	writeJSON(w, status, map[string]string{"status": "accepted"})
+	writeJSON(w, status, federation.PushAnswer{Status: federation.PushAccepted})
 }
 
 func refuse(kind errs.Kind, code, format string, args ...any) error {
@@ -203,13 +180,13 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var peek authz.AccessClaims
+	var peek federation.Claims
 	typ, err := keys.Peek(compact, &peek)
 	if err != nil || len(compact) > keys.MaxTokenSize {
 		return 0, errs.Wrap(err, errs.Unauthorized, "invalid_token", "the assertion is not a compact JWS")
 	}
-	if !keys.SameType(typ, authz.TypAssertion) {
-		return 0, refuse(errs.Unauthorized, "invalid_token", "the token is not of typ %s", authz.TypAssertion)
+	if !keys.SameType(typ, federation.TypAssertion) {
+		return 0, refuse(errs.Unauthorized, "invalid_token", "the token is not of typ %s", federation.TypAssertion)
 	}
 	if peek.Cnf == nil || peek.Cnf.JKT != proof.Thumbprint {
 		return 0, refuse(errs.Unauthorized, "dpop_key_mismatch", "the DPoP proof is not by the assertion's cnf.jkt key")
@@ -227,7 +204,7 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	env, err := ParseEnvelope(data, rc.max)
+	env, err := federation.ParseEnvelope(data, rc.max)
 	if err != nil {
 		return 0, err
 	}
@@ -237,7 +214,7 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 	if env.Chain[0].Assertion != compact {
 		return 0, refuse(errs.Invalid, "bad_chain", "the chain's newest jwt-assertion is not the assertion presented")
 	}
-	links, err := authz.VerifyChain(ctx, env.Chain, authz.ChainCheck{Final: rc.cfg.Domain,
+	links, err := federation.VerifyChain(ctx, env.Chain, federation.ChainCheck{Final: rc.cfg.Domain,
 		Remote: chainKeys{rc.cfg.Discovery}, Refresh: chainKeys{rc.cfg.Discovery}.refresh, Now: now, Limits: rc.cfg.Limits})
 	if err != nil {
 		if errs.CodeOf(err) == "" {
@@ -283,7 +260,7 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := authz.CheckChainMessage(links, m); err != nil {
+	if err := federation.CheckChainMessage(links, m); err != nil {
 		return 0, err
 	}
 	msgid := m.Header.Get(placeholder.HMessageID).String()
@@ -372,7 +349,7 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 		} else if !errors.Is(err, meta.ErrNotFound) {
 			return err
 		}
-		p := PullPayload{Origin: fromDomain, MessageID: msgid, Placeholder: env.Placeholder, Chain: env.Chain,
+		p := federation.PullPayload{Origin: fromDomain, MessageID: msgid, Placeholder: env.Placeholder, Chain: env.Chain,
 			Resources: refs, Missing: missing}
 		copies, err := rc.cfg.Mailbox.Receive(ctx, tx, local, meta.Message{MessageID: msgid,
 			ThreadID: m.Header.Get(placeholder.HThreadID).String(), From: m.Header.Get(placeholder.HFrom).String(),
@@ -382,7 +359,7 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 			return err
 		}
 		for _, c := range copies {
-			p.Messages = append(p.Messages, MessageRef{UserID: c.UserID, ID: c.ID})
+			p.Messages = append(p.Messages, federation.MessageRef{UserID: c.UserID, ID: c.ID})
 		}
 		var pb bytes.Buffer
 		enc := json.NewEncoder(&pb)
@@ -390,7 +367,7 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 		if err := enc.Encode(p); err != nil {
 			return fmt.Errorf("pull payload: %w", err)
 		}
-		_, err = tx.AddJob(ctx, meta.Job{Kind: JobPull, Key: key, Payload: bytes.TrimSpace(pb.Bytes()), NextTry: now,
+		_, err = tx.AddJob(ctx, meta.Job{Kind: federation.JobPull, Key: key, Payload: bytes.TrimSpace(pb.Bytes()), NextTry: now,
 			Created: now, Updated: now, Expires: now.Add(rc.cfg.PullHorizon)})
 		if errors.Is(err, meta.ErrExists) {
 			return errDuplicate // a concurrent push of the same copy won
@@ -447,9 +424,9 @@ func (rc *Receiver) localRecipients(h placeholder.Header, names []string) ([]str
 }
 
 // checkSigner verifies the presented assertion's signature with the keys of
-// its sender's domain (the domain of its sub, as authz.VerifyChain finds it),
+// its sender's domain (the domain of its sub, as federation.VerifyChain finds it),
 // refetching them once when it does not verify.
-func (rc *Receiver) checkSigner(ctx context.Context, compact string, peek authz.AccessClaims) error {
+func (rc *Receiver) checkSigner(ctx context.Context, compact string, peek federation.Claims) error {
 	domain := domainOf(peek.Subject)
 	if domain == "" {
 		return refuse(errs.Unauthorized, "invalid_token", "the assertion names no sender (sub)")
@@ -476,12 +453,12 @@ func verifyAssertion(compact string, jwks []byte) error {
 	if err != nil {
 		return err
 	}
-	_, _, err = keys.Verify(compact, set, keys.Expect{Typ: authz.TypAssertion})
+	_, _, err = keys.Verify(compact, set, keys.Expect{Typ: federation.TypAssertion})
 	return err
 }
 
 // chainKeys finds other domains' authorization servers for
-// authz.VerifyChain through discovery.
+// federation.VerifyChain through discovery.
 type chainKeys struct{ d Discovery }
 
 func (k chainKeys) IssuerKeys(ctx context.Context, domain string) (string, []byte, error) {

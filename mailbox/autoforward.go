@@ -12,8 +12,8 @@ import (
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/auth"
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 )
@@ -47,14 +47,14 @@ const SettingAutoForward = "autoforward"
 
 // SettingAutoForwarding is the user's automatic forwarding policy, read by
 // the mailbox and the AS: "allow" permits rules; unset denies.
-const SettingAutoForwarding = authz.SettingAutoForwarding
+const SettingAutoForwarding = federation.SettingAutoForwarding
 
 // Results of a rule, for the log and pullmail_autoforwards_total{result}.
 const (
 	AutoQueued        = "queued"         // the forward was queued
 	AutoSkippedPolicy = "skipped_policy" // the policy does not allow it (any longer)
 	AutoSkippedLoop   = "skipped_loop"   // every target already holds it, or the user forwarded it before
-	AutoSkippedLimit  = "skipped_limit"  // one more hop would pass authz.MaxChainHops
+	AutoSkippedLimit  = "skipped_limit"  // one more hop would pass federation.MaxChainHops
 	AutoSkippedAuto   = "skipped_auto"   // a local message that a rule made (Auto-Submitted)
 	AutoFailed        = "failed"         // the rule could not apply (logged)
 )
@@ -64,7 +64,7 @@ type storedRule struct {
 }
 
 // rule reads a user's rule; nil when none.
-func rule(ctx context.Context, r authz.UserSettingReader, userID int64) ([]string, error) {
+func rule(ctx context.Context, r federation.UserSettingReader, userID int64) ([]string, error) {
 	v, err := r.UserSetting(ctx, userID, SettingAutoForward)
 	if errors.Is(err, meta.ErrNotFound) || (err == nil && v == "") {
 		return nil, nil
@@ -100,7 +100,7 @@ func readAutoForward(ctx context.Context, r meta.Reader, userID int64) (AutoForw
 	if err != nil {
 		return AutoForward{}, err
 	}
-	allowed, err := authz.AutoForwardAllowed(ctx, r, userID)
+	allowed, err := federation.AutoForwardAllowed(ctx, r, userID)
 	if err != nil {
 		return AutoForward{}, err
 	}
@@ -128,7 +128,7 @@ func (s *Service) SetAutoForward(ctx context.Context, req AutoForwardRequest) (A
 	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
 		value := ""
 		if len(to) > 0 {
-			ok, err := authz.AutoForwardAllowed(ctx, tx, p.UserID)
+			ok, err := federation.AutoForwardAllowed(ctx, tx, p.UserID)
 			if err != nil {
 				return err
 			}
@@ -212,12 +212,12 @@ func (s *Service) applyRules(ctx context.Context, tx meta.Tx, pre *prepared, al 
 		}
 		attrs := []any{"user", u.Address, "msgid", row.MessageID}
 		if env == nil {
-			if m, err := placeholder.Parse(row.Placeholder, placeholder.Limits{}); err != nil || m.Header.Has(authz.HAutoSubmitted) {
+			if m, err := placeholder.Parse(row.Placeholder, placeholder.Limits{}); err != nil || m.Header.Has(federation.HAutoSubmitted) {
 				al.add(slog.LevelInfo, AutoSkippedAuto, "autoforward skipped: the message was made by a rule", attrs...)
 				continue
 			}
 		}
-		ok, err := authz.AutoForwardAllowed(ctx, tx, u.ID)
+		ok, err := federation.AutoForwardAllowed(ctx, tx, u.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -257,7 +257,7 @@ func (s *Service) applyRules(ctx context.Context, tx meta.Tx, pre *prepared, al 
 			continue
 		}
 		fwd, isFwd := s.cfg.Outbound.(Forwarder)
-		var e envelope
+		var e federation.Envelope
 		if err := json.Unmarshal(env, &e); err != nil || len(e.Chain) == 0 || !isFwd {
 			al.add(slog.LevelError, AutoFailed, "autoforward: no envelope or no MTA to forward with", append(attrs, "err", err)...)
 			continue
@@ -322,19 +322,19 @@ func (l autoLog) flush(s *Service) {
 
 // autoTargets decides which of a rule's targets a received copy goes on
 // to (docs/PROTOCOL.md §12.6): none when one more hop would pass
-// authz.MaxChainHops, or when the user forwarded the message before (a
+// federation.MaxChainHops, or when the user forwarded the message before (a
 // chain loop); without every target the chain already names (its author,
 // recipients, forwarders and forwards' recipients) or whose domain already
 // sent a hop (the AS would refuse: §10.7). It returns a result when
 // nothing is left, with the reason.
-func autoTargets(env envelope, self string, targets []string, domain string) ([]*mail.Address, string, string) {
-	if len(env.Chain)+1 > authz.MaxChainHops {
-		return nil, AutoSkippedLimit, fmt.Sprintf("the chain has %d hops, the most is %d", len(env.Chain), authz.MaxChainHops)
+func autoTargets(env federation.Envelope, self string, targets []string, domain string) ([]*mail.Address, string, string) {
+	if len(env.Chain)+1 > federation.MaxChainHops {
+		return nil, AutoSkippedLimit, fmt.Sprintf("the chain has %d hops, the most is %d", len(env.Chain), federation.MaxChainHops)
 	}
 	seen := map[string]bool{}
 	domains := map[string]bool{}
 	add := func(v placeholder.Value) {
-		for _, a := range authz.Addresses(v) {
+		for _, a := range federation.Addresses(v) {
 			seen[strings.ToLower(a)] = true
 		}
 	}
@@ -342,7 +342,7 @@ func autoTargets(env envelope, self string, targets []string, domain string) ([]
 		for _, n := range []string{placeholder.HFrom, placeholder.HTo, placeholder.HCc} {
 			add(m.Header.Get(n))
 		}
-		if from := authz.Addresses(m.Header.Get(placeholder.HFrom)); len(from) == 1 {
+		if from := federation.Addresses(m.Header.Get(placeholder.HFrom)); len(from) == 1 {
 			_, d, _ := strings.Cut(from[0], "@")
 			domains[strings.ToLower(d)] = true
 		}
@@ -352,7 +352,7 @@ func autoTargets(env envelope, self string, targets []string, domain string) ([]
 		if err != nil {
 			continue
 		}
-		from := authz.Addresses(h.Get(placeholder.HForwardedFrom))
+		from := federation.Addresses(h.Get(placeholder.HForwardedFrom))
 		if len(from) == 1 {
 			if strings.EqualFold(from[0], self) {
 				return nil, AutoSkippedLoop, "the user forwarded this message before"

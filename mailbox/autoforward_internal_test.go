@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullmail/pullmail/auth"
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/meta/sqlite"
 	"github.com/pullmail/pullmail/placeholder"
@@ -227,7 +227,7 @@ func wantCodeIs(t *testing.T, err error, code string) {
 // bob@b.test, then forwarding hops by each forwarder in turn (the last one
 // forwarding to carol@c.test), with opaque assertions: the rule's checks
 // read the headers, the AS and the receiver verify.
-func chainFor(t *testing.T, forwarders ...string) (envelope, []byte, []byte) {
+func chainFor(t *testing.T, forwarders ...string) (federation.Envelope, []byte, []byte) {
 	t.Helper()
 	m := placeholder.New("alice@a.test", []string{"bob@b.test"}, nil, nil, "Photo")
 	m.Header.SetString(placeholder.HMessageID, "<m1@a.test>")
@@ -238,9 +238,9 @@ func chainFor(t *testing.T, forwarders ...string) (envelope, []byte, []byte) {
 	}
 	m.Parts = append(m.Parts, leaf)
 	doc := m.Canonical()
-	env := envelope{Placeholder: doc}
+	env := federation.Envelope{Placeholder: doc}
 	hb, _ := json.Marshal(m.Header)
-	env.Chain = []authz.ChainElement{{Headers: hb, Assertion: "hop1.a.test"}}
+	env.Chain = []federation.ChainElement{{Headers: hb, Assertion: "hop1.a.test"}}
 	for i, fwd := range forwarders {
 		to := "carol@c.test"
 		if i+1 < len(forwarders) {
@@ -251,7 +251,7 @@ func chainFor(t *testing.T, forwarders ...string) (envelope, []byte, []byte) {
 		h.SetString(placeholder.HForwardedFrom, fwd)
 		h.SetString(placeholder.HForwardedTo, to)
 		b, _ := json.Marshal(h)
-		env.Chain = append([]authz.ChainElement{{Headers: b, Assertion: fmt.Sprintf("hop%d", i+2)}}, env.Chain...)
+		env.Chain = append([]federation.ChainElement{{Headers: b, Assertion: fmt.Sprintf("hop%d", i+2)}}, env.Chain...)
 	}
 	raw, err := json.Marshal(env)
 	if err != nil {
@@ -427,7 +427,7 @@ func TestAutoForwardLocal(t *testing.T) {
 		t.Fatalf("erin's inbox: %+v", in)
 	}
 	pm, err := placeholder.Parse(in[0].Placeholder, placeholder.Limits{})
-	if err != nil || pm.Header.Get(authz.HAutoSubmitted).String() != authz.AutoForwarded {
+	if err != nil || pm.Header.Get(federation.HAutoSubmitted).String() != federation.AutoForwarded {
 		t.Fatalf("erin's copy is not marked automatic: %v", err)
 	}
 	if len(f.out.sends) != 1 || f.out.sends[0].Domain != "d.test" {

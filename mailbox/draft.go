@@ -8,8 +8,8 @@ import (
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/auth"
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 )
@@ -176,7 +176,7 @@ func (s *Service) view(row meta.Message, full bool) Message {
 	v.InReplyTo = d.inReplyTo()
 	if h := d.m.Header; h.Has(placeholder.HForwardedFrom) {
 		v.Forward = &ForwardInfo{From: h.Get(placeholder.HForwardedFrom).String(),
-			To: authz.Addresses(h.Get(placeholder.HForwardedTo)), ID: h.Get(placeholder.HForwardedMessageID).String(),
+			To: federation.Addresses(h.Get(placeholder.HForwardedTo)), ID: h.Get(placeholder.HForwardedMessageID).String(),
 			Note: h.Get(placeholder.HForwardedNote).String()}
 	}
 	v.all = d.leaves()

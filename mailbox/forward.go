@@ -13,8 +13,8 @@ import (
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/auth"
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 	"github.com/pullmail/pullmail/resource"
@@ -50,9 +50,9 @@ type Forwarded struct {
 // ForwardCopy is one domain's part of a chain forward, for Outbound.
 type ForwardCopy struct {
 	Domain      string
-	Placeholder json.RawMessage      // as received
-	Chain       []authz.ChainElement // as received
-	Recipients  []string             // at Domain
+	Placeholder json.RawMessage           // as received
+	Chain       []federation.ChainElement // as received
+	Recipients  []string                  // at Domain
 }
 
 // Forwarder queues the pushes of a chain forward inside the transaction
@@ -74,15 +74,9 @@ type ForwardHop struct {
 	Auto      bool // made by the user's rule (autoforward.go)
 }
 
-// envelope is the stored form of what a copy arrived with (meta.Envelope).
-type envelope struct {
-	Placeholder json.RawMessage      `json:"placeholder"`
-	Chain       []authz.ChainElement `json:"chain"`
-}
-
 // SettingForwarding is the user's forwarding policy (authz reads the same
 // setting when it issues a chained assertion): "deny" forbids forwards.
-const SettingForwarding = authz.SettingForwarding
+const SettingForwarding = federation.SettingForwarding
 
 // Forward implements API: a received message goes on with its chain; a
 // message of this domain goes as a new message.
@@ -95,7 +89,7 @@ func (s *Service) Forward(ctx context.Context, id string, req ForwardRequest) (F
 	if err != nil {
 		return Forwarded{}, err
 	}
-	if denied, err := authz.ForwardingDenied(ctx, s.cfg.Meta, p.UserID); err != nil {
+	if denied, err := federation.ForwardingDenied(ctx, s.cfg.Meta, p.UserID); err != nil {
 		return Forwarded{}, internal(err, "reading the forwarding policy failed")
 	} else if denied {
 		return Forwarded{}, errs.E(errs.Forbidden, "forwarding_denied", "your forwarding policy forbids forwards")
@@ -143,7 +137,7 @@ func checkForwardRequest(req ForwardRequest) ([]*mail.Address, error) {
 // recipients get it by a push job per domain, local ones a copy by
 // reference, and the forward is recorded in sent, all in one commit.
 func (s *Service) forwardChain(ctx context.Context, p auth.Principal, row meta.Message, raw []byte, to []*mail.Address, note string) (Forwarded, error) {
-	var env envelope
+	var env federation.Envelope
 	if err := json.Unmarshal(raw, &env); err != nil || len(env.Chain) == 0 {
 		return Forwarded{}, internal(fmt.Errorf("envelope of %s: %v", row.ID, err), "the stored envelope is unreadable")
 	}
@@ -182,7 +176,7 @@ type chainPlan struct {
 
 // planChain resolves a chain forward's recipients and builds what it
 // writes; auto marks a forward made by the user's rule.
-func (s *Service) planChain(ctx context.Context, r meta.Reader, p auth.Principal, row meta.Message, env envelope, to []*mail.Address, note string, auto bool) (chainPlan, error) {
+func (s *Service) planChain(ctx context.Context, r meta.Reader, p auth.Principal, row meta.Message, env federation.Envelope, to []*mail.Address, note string, auto bool) (chainPlan, error) {
 	stored, err := placeholder.Parse(row.Placeholder, placeholder.Limits{})
 	if err != nil {
 		return chainPlan{}, internal(err, "the stored message is unreadable")
@@ -372,7 +366,7 @@ func forwardDoc(row meta.Message, to []*mail.Address, text *placeholder.Part, au
 	refs := append(orig.Header.Get(placeholder.HReferences).List(), row.MessageID)
 	m.Header.SetString(placeholder.HReferences, strings.Join(lastN(refs, maxReferences), " "))
 	if auto {
-		m.Header.SetString(authz.HAutoSubmitted, authz.AutoForwarded)
+		m.Header.SetString(federation.HAutoSubmitted, federation.AutoForwarded)
 	}
 	if text != nil {
 		m.Parts = append(m.Parts, *text)
@@ -511,14 +505,14 @@ type ChainHop struct {
 // chainView decodes a stored envelope for display, oldest hop first; an
 // unreadable one shows nothing.
 func chainView(raw []byte) []ChainHop {
-	var env envelope
+	var env federation.Envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
 		return nil
 	}
 	out := make([]ChainHop, 0, len(env.Chain))
 	for i := len(env.Chain) - 1; i >= 0; i-- {
 		el := env.Chain[i]
-		var c authz.AccessClaims
+		var c federation.Claims
 		if parts := strings.Split(el.Assertion, "."); len(parts) == 3 {
 			if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
 				json.Unmarshal(b, &c)
@@ -527,7 +521,7 @@ func chainView(raw []byte) []ChainHop {
 		h, _ := placeholder.ParseHeader(el.Headers, placeholder.Limits{})
 		hop := ChainHop{Hop: c.Hop, Issuer: c.Issuer, Subject: c.Subject, Headers: el.Headers,
 			AssertionDigest: placeholder.JWTAssertionDigest(el.Assertion),
-			ForwardedTo:     authz.Addresses(h.Get(placeholder.HForwardedTo)),
+			ForwardedTo:     federation.Addresses(h.Get(placeholder.HForwardedTo)),
 			ForwardID:       h.Get(placeholder.HForwardedMessageID).String(), Note: h.Get(placeholder.HForwardedNote).String()}
 		if _, d, ok := strings.Cut(c.Subject, "@"); ok {
 			hop.Domain = d

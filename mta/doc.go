@@ -15,6 +15,14 @@
 // minute) every third of it, so that a long pull keeps its job while a
 // worker that died loses its jobs within a minute.
 //
+// Every request the MTA makes (a push, a token exchange, a fetch) goes
+// through a federation.Transport (Config.Transport): federation.HTTPS
+// between servers, federation.InProcess in tests that run domains in one
+// process without sockets. The MTA signs each request's DPoP proof and
+// answers a use_dpop_nonce challenge; the transport only carries it. The
+// bodies and the pull job's payload are federation's wire types: the MTA
+// does not import the receiving side (package inbound).
+//
 // # Push
 //
 // For each attempt the MTA discovers the recipient domain's mailbox, trades

@@ -10,8 +10,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/pullmail/pullmail/authz"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 )
@@ -21,7 +20,7 @@ import (
 // block holds.
 var ForwardEHL = []string{placeholder.HMessageID, placeholder.HForwardedFrom, placeholder.HRecipientsDigest,
 	placeholder.HJWTAssertionDigest, placeholder.HForwardedTo, placeholder.HForwardedMessageID,
-	placeholder.HForwardedNote, placeholder.HReceived, authz.HAutoSubmitted}
+	placeholder.HForwardedNote, placeholder.HReceived, federation.HAutoSubmitted}
 
 // Hop describes a forwarding hop to build.
 type Hop struct {
@@ -66,7 +65,7 @@ func (h Hop) Header() (placeholder.Header, error) {
 		hdr.SetString(placeholder.HReceived, h.Received)
 	}
 	if h.Auto {
-		hdr.SetString(authz.HAutoSubmitted, authz.AutoForwarded)
+		hdr.SetString(federation.HAutoSubmitted, federation.AutoForwarded)
 	}
 	return hdr, nil
 }
@@ -87,7 +86,7 @@ type Forward struct {
 	Domain string
 	// Placeholder and Chain are the envelope the copy arrived with.
 	Placeholder json.RawMessage
-	Chain       []authz.ChainElement
+	Chain       []federation.ChainElement
 	// Hop is the new hop's header block (Hop.Header), the same for every
 	// domain of one forward.
 	Hop        placeholder.Header
@@ -137,14 +136,14 @@ func (m *MTA) forwardAttempt(ctx context.Context, p PushPayload) (string, []byte
 	}
 	eb, _ := json.Marshal(hopEHL(hop))
 	assertion, err := m.exchange(ctx, m.tokenURL, url.Values{
-		"subject_token": {p.Chain[0].Assertion}, "subject_token_type": {authz.TokenTypeJWT},
-		"requested_token_type": {authz.TokenTypeJWT}, "audience": {p.Domain},
+		"subject_token": {p.Chain[0].Assertion}, "subject_token_type": {federation.TokenTypeJWT},
+		"requested_token_type": {federation.TokenTypeJWT}, "audience": {p.Domain},
 		"envelope_headers": {string(p.Hop)}, "ehl": {string(eb)}})
 	if err != nil {
 		return "", nil, fmt.Errorf("obtaining the chained assertion: %w", err)
 	}
-	chain := append([]authz.ChainElement{{Headers: p.Hop, Assertion: assertion}}, p.Chain...)
-	body, err := envelope(inbound.Envelope{Placeholder: p.Placeholder, Chain: chain})
+	chain := append([]federation.ChainElement{{Headers: p.Hop, Assertion: assertion}}, p.Chain...)
+	body, err := federation.Envelope{Placeholder: p.Placeholder, Chain: chain}.Encode()
 	if err != nil {
 		return "", nil, final(fmt.Errorf("encoding the forward: %w", err))
 	}

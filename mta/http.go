@@ -8,11 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 )
 
 // maxAnswer bounds the JSON answers read.
@@ -26,12 +24,17 @@ func (m *MTA) exchange(ctx context.Context, tokenURL string, form url.Values) (s
 	if err != nil {
 		return "", final(fmt.Errorf("signing the client assertion: %w", err))
 	}
-	form.Set("grant_type", authz.GrantTokenExch)
+	form.Set("grant_type", federation.GrantTokenExch)
 	form.Set("client_id", m.cfg.ClientID)
-	form.Set("client_assertion_type", authz.ClientAssertionJB)
+	form.Set("client_assertion_type", federation.ClientAssertionJB)
 	form.Set("client_assertion", ca)
-	body := form.Encode()
-	resp, data, err := m.post(ctx, tokenURL, "", "application/x-www-form-urlencoded", func() io.Reader { return strings.NewReader(body) }, nil)
+	tr := m.tr
+	if tokenURL == m.tokenURL {
+		tr = m.own // this domain's AS: in process when Config.OwnAS is set
+	}
+	resp, data, err := m.post(ctx, tokenURL, "", func(proof string) (*federation.Answer, error) {
+		return tr.Exchange(ctx, federation.TokenRequest{Endpoint: tokenURL, DPoP: proof, Form: form})
+	})
 	if err != nil {
 		return "", err
 	}
@@ -45,11 +48,11 @@ func (m *MTA) exchange(ctx context.Context, tokenURL string, form url.Values) (s
 		Description string `json:"error_description"`
 	}
 	json.Unmarshal(data, &out)
-	if resp.StatusCode == http.StatusOK && out.AccessToken != "" {
+	if resp.Status == http.StatusOK && out.AccessToken != "" {
 		return out.AccessToken, nil
 	}
-	err = fmt.Errorf("token endpoint %s: %d %s: %s", tokenURL, resp.StatusCode, out.Error, out.Description)
-	if resp.StatusCode >= 400 && resp.StatusCode < 500 && !retryable(resp.StatusCode) && out.Error != "invalid_client" {
+	err = fmt.Errorf("token endpoint %s: %d %s: %s", tokenURL, resp.Status, out.Error, out.Description)
+	if resp.Status >= 400 && resp.Status < 500 && !retryable(resp.Status) && out.Error != "invalid_client" {
 		return "", refused(err)
 	}
 	return "", temporary(err)
@@ -60,35 +63,24 @@ func retryable(status int) bool {
 	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests
 }
 
-// post sends one POST with a fresh DPoP proof (and token, when not empty,
-// as "Authorization: DPoP"), answering a use_dpop_nonce challenge once. It
-// returns the response with its body unread when the status is 200 or 206
-// (the caller closes it), and otherwise the first maxAnswer bytes of the
-// body, already closed. Network errors are temporary.
-func (m *MTA) post(ctx context.Context, target, token, ctype string, body func() io.Reader, hdr http.Header) (*http.Response, []byte, error) {
+// post makes one request through the transport, with a fresh DPoP proof for
+// target (and token, when not empty), answering a use_dpop_nonce challenge
+// once: send makes the request with the proof given. It returns the answer
+// with its body unread when the status is 200 or 206 (the caller closes
+// it), and otherwise the first maxAnswer bytes of the body, already closed.
+// Transport errors are temporary.
+func (m *MTA) post(ctx context.Context, target, token string, send func(proof string) (*federation.Answer, error)) (*federation.Answer, []byte, error) {
 	nonce := ""
 	for try := 0; ; try++ {
 		proof, err := m.cfg.DPoPKey.Proof(http.MethodPost, target, token, nonce, m.cfg.Clock())
 		if err != nil {
 			return nil, nil, final(fmt.Errorf("signing the DPoP proof: %w", err))
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, body())
+		resp, err := send(proof)
 		if err != nil {
-			return nil, nil, final(fmt.Errorf("request to %s: %w", target, err))
+			return nil, nil, temporary(err)
 		}
-		for k, v := range hdr {
-			req.Header[k] = v
-		}
-		req.Header.Set("Content-Type", ctype)
-		req.Header.Set("DPoP", proof)
-		if token != "" {
-			req.Header.Set("Authorization", "DPoP "+token)
-		}
-		resp, err := m.cfg.HTTP.Do(req)
-		if err != nil {
-			return nil, nil, temporary(fmt.Errorf("POST %s: %w", target, err))
-		}
-		if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
+		if resp.Status == http.StatusOK || resp.Status == http.StatusPartialContent {
 			return resp, nil, nil
 		}
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
@@ -99,18 +91,6 @@ func (m *MTA) post(ctx context.Context, target, token, ctype string, body func()
 		}
 		return resp, data, nil
 	}
-}
-
-// envelope encodes a push or fetch body; the placeholder goes out as the
-// exact bytes given (no HTML escaping).
-func envelope(e inbound.Envelope) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSpace(b.Bytes()), nil
 }
 
 // answerError describes a failed answer of a peer: its JSON error (§7) or

@@ -10,16 +10,16 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/upload"
@@ -28,7 +28,7 @@ import (
 // Job kinds run by the MTA.
 const (
 	JobPush = "push"
-	JobPull = inbound.JobPull
+	JobPull = federation.JobPull
 )
 
 // Defaults.
@@ -76,6 +76,9 @@ type Config struct {
 	// also its authorization server's issuer.
 	Domain    string
 	PublicURL string
+	// TokenURL is the token endpoint of this domain's authorization
+	// server, where the MTA trades send grants and received assertions.
+	TokenURL  string
 	Meta      meta.Store
 	Resources resource.Store
 	Discovery Discovery
@@ -83,15 +86,24 @@ type Config struct {
 	// ClientID is this domain's MTA client ("mta@DOMAIN"); ClientKey signs
 	// its client assertions; DPoPKey binds its tokens.
 	ClientID  string
-	ClientKey *authz.ClientKey
+	ClientKey *federation.ClientKey
 	DPoPKey   *dpop.Key
 	// SendGrant issues the send grant of a message (authz.Server.IssueSendGrant
 	// bound to ClientID): MTA.SendGrant, which the mailbox calls before the
 	// send's transaction.
 	SendGrant func(author, messageID string) (string, error)
-	// HTTP talks to other domains and to this domain's token endpoint;
-	// it must verify TLS.
-	HTTP  *http.Client
+	// Transport carries the MTA's requests to other domains and to this
+	// domain's token endpoint; nil is federation.HTTPS over HTTP, which
+	// must verify TLS. Tests run domains in one process with a
+	// federation.InProcess.
+	Transport federation.Transport
+	HTTP      *http.Client
+	// OwnAS, when set, is this domain's authorization server (its
+	// Handler): the MTA's token requests at TokenURL (send grants and
+	// received assertions traded for this domain's own assertions,
+	// docs/PROTOCOL.md §10.5, §10.7) are served by it in process, the same
+	// requests with the same proofs, without the network.
+	OwnAS http.Handler
 	Clock func() time.Time // default time.Now
 	Log   *slog.Logger     // default slog.Default()
 	// Horizon is how long a push keeps trying (default 5 days); pulls
@@ -123,6 +135,8 @@ type Config struct {
 type MTA struct {
 	cfg      Config
 	tokenURL string
+	tr       federation.Transport
+	own      federation.Transport // to this domain's token endpoint (tokenURL)
 	kick     [len(kinds)]chan struct{}
 
 	metrics  *metrics
@@ -138,9 +152,22 @@ type MTA struct {
 
 // New checks cfg and returns an MTA.
 func New(cfg Config) (*MTA, error) {
-	if cfg.Domain == "" || cfg.PublicURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Discovery == nil ||
-		cfg.Mailbox == nil || cfg.ClientID == "" || cfg.ClientKey == nil || cfg.DPoPKey == nil || cfg.SendGrant == nil || cfg.HTTP == nil {
-		return nil, errors.New("mta: Domain, PublicURL, Meta, Resources, Discovery, Mailbox, ClientID, ClientKey, DPoPKey, SendGrant and HTTP are required")
+	if cfg.Domain == "" || cfg.PublicURL == "" || cfg.TokenURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Discovery == nil ||
+		cfg.Mailbox == nil || cfg.ClientID == "" || cfg.ClientKey == nil || cfg.DPoPKey == nil || cfg.SendGrant == nil || (cfg.HTTP == nil && cfg.Transport == nil) {
+		return nil, errors.New("mta: Domain, PublicURL, TokenURL, Meta, Resources, Discovery, Mailbox, ClientID, ClientKey, DPoPKey, SendGrant and HTTP or Transport are required")
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = federation.HTTPS{Client: cfg.HTTP}
+	}
+	var own federation.Transport = cfg.Transport
+	if cfg.OwnAS != nil {
+		u, err := url.Parse(cfg.TokenURL)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("mta: TokenURL %q is not a URL", cfg.TokenURL)
+		}
+		in := &federation.InProcess{}
+		in.Handle(u.Host, cfg.OwnAS)
+		own = in
 	}
 	cfg.Domain = strings.ToLower(cfg.Domain)
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
@@ -168,7 +195,7 @@ func New(cfg Config) (*MTA, error) {
 	if cfg.StageAbove <= 0 {
 		cfg.StageAbove = DefaultStageAbove
 	}
-	m := &MTA{cfg: cfg, tokenURL: cfg.PublicURL + authz.PathToken, pulling: map[resource.ID]*digestLock{},
+	m := &MTA{cfg: cfg, tokenURL: cfg.TokenURL, tr: cfg.Transport, own: own, pulling: map[resource.ID]*digestLock{},
 		waiting: map[string]map[int64]bool{}}
 	for i := range m.kick {
 		m.kick[i] = make(chan struct{}, 1)
@@ -216,8 +243,8 @@ type PushPayload struct {
 	Grant string `json:"grant,omitempty"`
 	// Chain and Hop make the job a forward (QueueForward): the chain the
 	// copy arrived with, and the new hop's header block.
-	Chain []authz.ChainElement `json:"chain,omitempty"`
-	Hop   json.RawMessage      `json:"hop,omitempty"`
+	Chain []federation.ChainElement `json:"chain,omitempty"`
+	Hop   json.RawMessage           `json:"hop,omitempty"`
 }
 
 // SendGrant signs the send grant of an author's message (docs/PROTOCOL.md

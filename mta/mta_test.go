@@ -19,6 +19,7 @@ import (
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/inbound"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
@@ -40,7 +41,7 @@ type domain struct {
 	Store   resource.Store
 	Mailbox *mailbox.Service // the writer of its mailbox rows, for its MTA and Receiver
 	Keys    *keys.Set
-	MTAKey  *authz.ClientKey
+	MTAKey  *federation.ClientKey
 }
 
 func newDomain(t testing.TB, name string, users ...string) *domain {
@@ -60,7 +61,7 @@ func newDomain(t testing.TB, name string, users ...string) *domain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, err := authz.NewClientKey()
+	ck, err := federation.NewClientKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,12 +84,14 @@ func newDomain(t testing.TB, name string, users ...string) *domain {
 }
 
 // world is a.test (alice) and b.test (bob), each served on a TLS listener
-// of its own: a.test's authorization server and Origin, b.test's Receiver.
-// Discovery is a table of what each domain's SRV records would lead to;
-// everything in it comes from the running servers.
+// of its own (newWorld) or in this process through a federation.InProcess
+// transport (newWorldInProcess): a.test's authorization server and Origin,
+// b.test's Receiver. Discovery is a table of what each domain's SRV records
+// would lead to; everything in it comes from the running servers.
 type world struct {
 	a, b       *domain
-	aSrv, bSrv *httptest.Server
+	aURL, bURL string
+	client     *http.Client // to the TLS listeners (nil in process)
 	authzA     *authz.Server
 	disc       *fakeDisc
 	mtaA, mtaB *mta.MTA
@@ -199,28 +202,54 @@ func (r remote) IssuerKeys(ctx context.Context, domain string) (string, []byte, 
 	return "", nil, errs.E(errs.NotFound, "no_srv_record", "no issuer for %s", domain)
 }
 
-func newWorld(t testing.TB, opt mta.Config) *world {
+// newWorld serves each domain on a TLS listener.
+func newWorld(t testing.TB, opt mta.Config) *world { return newWorldOver(t, opt, false) }
+
+// newWorldInProcess serves both domains' handlers in process: no sockets.
+func newWorldInProcess(t testing.TB, opt mta.Config) *world { return newWorldOver(t, opt, true) }
+
+// transports runs test over HTTPS and in process.
+func transports(t *testing.T, test func(t *testing.T, newWorld func(testing.TB, mta.Config) *world)) {
+	t.Run("https", func(t *testing.T) { test(t, newWorld) })
+	t.Run("inprocess", func(t *testing.T) { test(t, newWorldInProcess) })
+}
+
+func newWorldOver(t testing.TB, opt mta.Config, inProcess bool) *world {
 	t.Helper()
 	w := &world{opt: opt, disc: &fakeDisc{auth: map[string]discovery.Authority{}, mbx: map[string]discovery.Mailbox{}}}
 	w.a = newDomain(t, "a.test", "alice@a.test")
 	w.b = newDomain(t, "b.test", "bob@b.test")
 	log := testenv.Logger(t)
 
-	w.aSrv = httptest.NewUnstartedServer(nil)
-	w.aSrv.StartTLS()
-	t.Cleanup(w.aSrv.Close)
-	w.bSrv = httptest.NewUnstartedServer(nil)
-	w.bSrv.StartTLS()
-	t.Cleanup(w.bSrv.Close)
+	var tr *federation.InProcess
+	var client *http.Client
+	var serveA, serveB func(http.Handler)
+	if inProcess {
+		tr = &federation.InProcess{}
+		w.aURL, w.bURL = "https://a.test", "https://b.test"
+		serveA = func(h http.Handler) { tr.Handle("a.test", h) }
+		serveB = func(h http.Handler) { tr.Handle("b.test", h) }
+	} else {
+		aSrv := httptest.NewUnstartedServer(nil)
+		aSrv.StartTLS()
+		t.Cleanup(aSrv.Close)
+		bSrv := httptest.NewUnstartedServer(nil)
+		bSrv.StartTLS()
+		t.Cleanup(bSrv.Close)
+		w.aURL, w.bURL, client = aSrv.URL, bSrv.URL, aSrv.Client() // httptest servers share one test certificate
+		w.client = client
+		serveA = func(h http.Handler) { aSrv.Config.Handler = h }
+		serveB = func(h http.Handler) { bSrv.Config.Handler = h }
+	}
 
 	// a.test: its authorization server and Origin on aSrv.
 	var err error
-	w.authzA, err = authz.New(authz.Config{Issuer: w.aSrv.URL, Domain: "a.test", Meta: w.a.Meta,
+	w.authzA, err = authz.New(authz.Config{Issuer: w.aURL, Domain: "a.test", Meta: w.a.Meta,
 		Keys: w.a.Keys, Log: log, Remote: remote{w.b}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: w.aSrv.URL, FetchURL: w.aSrv.URL + inbound.PathResources,
+	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: w.aURL, FetchURL: w.aURL + federation.PathResources,
 		Meta: w.a.Meta, Resources: w.a.Store, Keys: w.a.Keys, Domain: "a.test",
 		DPoP: &dpop.Verifier{Replay: w.a.Meta}, Log: log})
 	if err != nil {
@@ -228,16 +257,16 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 	}
 	muxA := http.NewServeMux()
 	muxA.Handle("/oauth/", w.authzA.Handler())
-	muxA.Handle(inbound.PathResources+"/", origin.Handler())
-	w.aSrv.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, inbound.PathResources+"/") {
+	muxA.Handle(federation.PathResources+"/", origin.Handler())
+	serveA(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, federation.PathResources+"/") {
 			w.aRanges.Store(r.Header.Get("Range"))
 		}
-		if strings.HasPrefix(r.URL.Path, inbound.PathResources+"/") && w.aGate.Add(-1) >= 0 {
+		if strings.HasPrefix(r.URL.Path, federation.PathResources+"/") && w.aGate.Add(-1) >= 0 {
 			http.Error(rw, `{"error":{"code":"temporarily_unavailable","message":"down for a moment"}}`, http.StatusServiceUnavailable)
 			return
 		}
-		if strings.HasPrefix(r.URL.Path, inbound.PathResources+"/") {
+		if strings.HasPrefix(r.URL.Path, federation.PathResources+"/") {
 			if a := w.aAnswer.Load(); a != nil {
 				rw.Header().Set("Content-Type", "application/json")
 				rw.WriteHeader(a.status)
@@ -261,30 +290,30 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 			}
 		}
 		muxA.ServeHTTP(rw, r)
-	})
+	}))
 
 	// b.test: its Receiver on bSrv, behind a gate that can answer 503.
-	recv, err := inbound.NewReceiver(inbound.Config{Domain: "b.test", MailboxURL: w.bSrv.URL, Meta: w.b.Meta,
+	recv, err := inbound.NewReceiver(inbound.Config{Domain: "b.test", MailboxURL: w.bURL, Meta: w.b.Meta,
 		Mailbox: w.b.Mailbox, Resources: w.b.Store, Discovery: w.disc, DPoP: &dpop.Verifier{Replay: w.b.Meta}, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rh := recv.Handler()
-	w.bSrv.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	serveB(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if w.bGate.Add(-1) >= 0 {
 			http.Error(rw, `{"error":{"code":"temporarily_unavailable","message":"down for a moment"}}`, http.StatusServiceUnavailable)
 			return
 		}
 		rh.ServeHTTP(rw, r)
-	})
+	}))
 
-	w.disc.auth["a.test"] = discovery.Authority{Issuer: w.aSrv.URL, TokenEndpoint: w.aSrv.URL + authz.PathToken,
+	w.disc.auth["a.test"] = discovery.Authority{Issuer: w.aURL, TokenEndpoint: w.aURL + authz.PathToken,
 		JWKS: w.a.Keys.PublicJWKS()}
-	w.disc.mbx["a.test"] = discovery.Mailbox{MailboxMetadata: discovery.MailboxMetadata{Domain: "a.test", URL: w.aSrv.URL,
-		InboundEndpoint: w.aSrv.URL + inbound.PathMessages, FetchEndpoint: w.aSrv.URL + inbound.PathResources,
+	w.disc.mbx["a.test"] = discovery.Mailbox{MailboxMetadata: discovery.MailboxMetadata{Domain: "a.test", URL: w.aURL,
+		InboundEndpoint: w.aURL + federation.PathMessages, FetchEndpoint: w.aURL + federation.PathResources,
 		MTAClientID: "mta@a.test"}}
-	w.disc.mbx["b.test"] = discovery.Mailbox{MailboxMetadata: discovery.MailboxMetadata{Domain: "b.test", URL: w.bSrv.URL,
-		InboundEndpoint: w.bSrv.URL + inbound.PathMessages, FetchEndpoint: w.bSrv.URL + inbound.PathResources,
+	w.disc.mbx["b.test"] = discovery.Mailbox{MailboxMetadata: discovery.MailboxMetadata{Domain: "b.test", URL: w.bURL,
+		InboundEndpoint: w.bURL + federation.PathMessages, FetchEndpoint: w.bURL + federation.PathResources,
 		MTAClientID: "mta@b.test"}}
 
 	w.mk = func(d *domain, publicURL string, cfg mta.Config) *mta.MTA {
@@ -293,8 +322,12 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 			t.Fatal(err)
 		}
 		cfg.Domain, cfg.PublicURL, cfg.Meta, cfg.Resources, cfg.Mailbox = d.Name, publicURL, d.Meta, d.Store, d.Mailbox
+		cfg.TokenURL = publicURL + authz.PathToken
 		cfg.Discovery, cfg.ClientID, cfg.ClientKey, cfg.DPoPKey = w.disc, "mta@"+d.Name, d.MTAKey, key
-		cfg.HTTP, cfg.Log = w.aSrv.Client(), log // httptest servers share one test certificate
+		cfg.HTTP, cfg.Log = client, log
+		if tr != nil {
+			cfg.Transport = tr
+		}
 		cfg.SendGrant = func(author, msgid string) (string, error) {
 			return w.authzA.IssueSendGrant(author, "mta@a.test", msgid)
 		}
@@ -304,7 +337,7 @@ func newWorld(t testing.TB, opt mta.Config) *world {
 		}
 		return m
 	}
-	w.mtaA = w.mk(w.a, w.aSrv.URL, opt)
+	w.mtaA = w.mk(w.a, w.aURL, opt)
 	w.mtaB = w.mk(w.b, "https://b.test.invalid", opt)
 	return w
 }
@@ -319,7 +352,7 @@ func (w *world) restartB(cfg mta.Config) *mta.MTA {
 
 // restartA does the same for a.test.
 func (w *world) restartA(cfg mta.Config) *mta.MTA {
-	w.mtaA = w.mk(w.a, w.aSrv.URL, cfg)
+	w.mtaA = w.mk(w.a, w.aURL, cfg)
 	return w.mtaA
 }
 
@@ -345,17 +378,27 @@ func (c *cutter) Write(p []byte) (int, error) {
 // its copy for b.test as the mailbox does, in one transaction.
 func (w *world) send(t testing.TB, data []byte, to []string) meta.Message {
 	t.Helper()
+	return w.sendParts(t, to, data)
+}
+
+// sendParts is send with one attachment for each of datas.
+func (w *world) sendParts(t testing.TB, to []string, datas ...[]byte) meta.Message {
+	t.Helper()
 	ctx := context.Background()
-	info, err := w.a.Store.Put(ctx, bytes.NewReader(data), resource.PutOptions{Size: int64(len(data))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := placeholder.New("Alice <alice@a.test>", to, nil, nil, "hello")
-	leaf, err := placeholder.NewLeaf(info.ID, info.Size, "application/octet-stream", "attachment", "f.bin")
-	if err != nil {
-		t.Fatal(err)
+	var refs []meta.Ref
+	for _, data := range datas {
+		info, err := w.a.Store.Put(ctx, bytes.NewReader(data), resource.PutOptions{Size: int64(len(data))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := placeholder.NewLeaf(info.ID, info.Size, "application/octet-stream", "attachment", "f.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Parts = append(m.Parts, leaf)
+		refs = append(refs, meta.Ref{ID: info.ID, Size: info.Size})
 	}
-	m.Parts = append(m.Parts, leaf)
 	m.Header.SetString(placeholder.HDate, placeholder.FormatDate(time.Now()))
 	m.Header.SetString(placeholder.HMessageID, placeholder.NewMessageID("a.test"))
 	m.Header.SetString(placeholder.HThreadID, placeholder.NewMessageID("a.test"))
@@ -375,7 +418,7 @@ func (w *world) send(t testing.TB, data []byte, to []string) meta.Message {
 	now := time.Now()
 	sent := meta.Message{ID: "sent-" + string(resource.IDOf(m.Canonical()))[:12], UserID: alice.ID, Folder: meta.Sent,
 		MessageID: m.Header.Get(placeholder.HMessageID).String(), Status: meta.StatusSent, Date: now, Created: now,
-		Updated: now, Placeholder: m.Canonical(), Refs: []meta.Ref{{ID: info.ID, Size: info.Size}}}
+		Updated: now, Placeholder: m.Canonical(), Refs: refs}
 	copies := []mta.Copy{{Domain: "b.test", Placeholder: m.Canonical(), Recipients: to}}
 	grant, err := w.mtaA.SendGrant("alice@a.test", sent.MessageID) // before the transaction, as the mailbox does
 	if err != nil {
@@ -443,48 +486,51 @@ func read(t testing.TB, st resource.Fetcher, id resource.ID) []byte {
 }
 
 func TestPushThenPull(t *testing.T) {
-	w := newWorld(t, mta.Config{})
-	ctx := context.Background()
-	data := bytes.Repeat([]byte("pullmail "), 100_000)
-	sent := w.send(t, data, []string{"Bob <bob@b.test>"})
+	transports(t, func(t *testing.T, newWorld func(testing.TB, mta.Config) *world) {
+		w := newWorld(t, mta.Config{})
+		ctx := context.Background()
+		data := bytes.Repeat([]byte("pullmail "), 100_000)
+		sent := w.send(t, data, []string{"Bob <bob@b.test>"})
 
-	pushes := jobs(t, w.a.Meta, mta.JobPush)
-	if len(pushes) != 1 || !strings.HasPrefix(pushes[0].Key, "push:"+sent.ID+":b.test:") {
-		t.Fatalf("push jobs: %+v", pushes)
-	}
-	w.mtaA.RunDue(ctx)
-	if j := jobs(t, w.a.Meta, mta.JobPush)[0]; j.State != meta.JobDone || j.Attempts != 1 {
-		t.Fatalf("push job after the run: %s", show(j))
-	}
-	in := inbox(t, w.b, "bob@b.test")
-	if len(in) != 1 || in[0].Status != meta.StatusFetching || in[0].MessageID != sent.MessageID {
-		t.Fatalf("bob's inbox after the push: %+v", in)
-	}
-	if _, err := w.b.Store.Stat(ctx, sent.Refs[0].ID); err == nil {
-		t.Fatal("b.test holds the resource before the pull")
-	}
+		pushes := jobs(t, w.a.Meta, mta.JobPush)
+		if len(pushes) != 1 || !strings.HasPrefix(pushes[0].Key, "push:"+sent.ID+":b.test:") {
+			t.Fatalf("push jobs: %+v", pushes)
+		}
+		w.mtaA.RunDue(ctx)
+		if j := jobs(t, w.a.Meta, mta.JobPush)[0]; j.State != meta.JobDone || j.Attempts != 1 {
+			t.Fatalf("push job after the run: %s", show(j))
+		}
+		in := inbox(t, w.b, "bob@b.test")
+		if len(in) != 1 || in[0].Status != meta.StatusFetching || in[0].MessageID != sent.MessageID {
+			t.Fatalf("bob's inbox after the push: %+v", in)
+		}
+		if _, err := w.b.Store.Stat(ctx, sent.Refs[0].ID); err == nil {
+			t.Fatal("b.test holds the resource before the pull")
+		}
 
-	w.mtaB.RunDue(ctx)
-	pulls := jobs(t, w.b.Meta, mta.JobPull)
-	if len(pulls) != 1 {
-		t.Fatalf("%d pull jobs", len(pulls))
-	}
-	if pulls[0].State != meta.JobDone {
-		t.Fatalf("pull job: %s", show(pulls[0]))
-	}
-	if got := read(t, w.b.Store, sent.Refs[0].ID); !bytes.Equal(got, data) {
-		t.Fatalf("pulled %d bytes, want %d identical", len(got), len(data))
-	}
-	in = inbox(t, w.b, "bob@b.test")
-	if len(in) != 1 || in[0].Status != meta.StatusComplete {
-		t.Fatalf("bob's copy after the pull: %+v", in)
-	}
-	// Nothing is left to run, and alice got no notice.
-	w.mtaA.RunDue(ctx)
-	w.mtaB.RunDue(ctx)
-	if n := len(inbox(t, w.a, "alice@a.test")); n != 0 {
-		t.Fatalf("alice's inbox holds %d messages", n)
-	}
+		w.mtaB.RunDue(ctx)
+		pulls := jobs(t, w.b.Meta, mta.JobPull)
+		if len(pulls) != 1 {
+			t.Fatalf("%d pull jobs", len(pulls))
+		}
+		if pulls[0].State != meta.JobDone {
+			t.Fatalf("pull job: %s", show(pulls[0]))
+		}
+		if got := read(t, w.b.Store, sent.Refs[0].ID); !bytes.Equal(got, data) {
+			t.Fatalf("pulled %d bytes, want %d identical", len(got), len(data))
+		}
+		in = inbox(t, w.b, "bob@b.test")
+		if len(in) != 1 || in[0].Status != meta.StatusComplete {
+			t.Fatalf("bob's copy after the pull: %+v", in)
+		}
+		// Nothing is left to run, and alice got no notice.
+		w.mtaA.RunDue(ctx)
+		w.mtaB.RunDue(ctx)
+		if n := len(inbox(t, w.a, "alice@a.test")); n != 0 {
+			t.Fatalf("alice's inbox holds %d messages", n)
+		}
+
+	})
 }
 
 // notice returns alice's one delivery-status notice and its text.
@@ -505,158 +551,173 @@ func notice(t *testing.T, w *world) (meta.Message, string) {
 }
 
 func TestPushRefused(t *testing.T) {
-	w := newWorld(t, mta.Config{})
-	w.send(t, []byte("x"), []string{"nobody@b.test"})
-	w.mtaA.RunDue(context.Background())
-	j := jobs(t, w.a.Meta, mta.JobPush)[0]
-	if j.State != meta.JobFailed || j.Attempts != 1 || !strings.Contains(j.LastError, "unknown_recipient") {
-		t.Fatalf("push job: %s", show(j))
-	}
-	_, text := notice(t, w)
-	if !strings.Contains(text, "nobody@b.test") || !strings.Contains(text, "unknown_recipient") {
-		t.Fatalf("notice text: %q", text)
-	}
+	transports(t, func(t *testing.T, newWorld func(testing.TB, mta.Config) *world) {
+		w := newWorld(t, mta.Config{})
+		w.send(t, []byte("x"), []string{"nobody@b.test"})
+		w.mtaA.RunDue(context.Background())
+		j := jobs(t, w.a.Meta, mta.JobPush)[0]
+		if j.State != meta.JobFailed || j.Attempts != 1 || !strings.Contains(j.LastError, "unknown_recipient") {
+			t.Fatalf("push job: %s", show(j))
+		}
+		_, text := notice(t, w)
+		if !strings.Contains(text, "nobody@b.test") || !strings.Contains(text, "unknown_recipient") {
+			t.Fatalf("notice text: %q", text)
+		}
+
+	})
 }
 
 func TestPushRetry(t *testing.T) {
-	tests := []struct {
-		name      string
-		cfg       mta.Config
-		down      int32
-		state     meta.JobState
-		attempts  int
-		delivered bool
-	}{
-		{"delivered on the second try", mta.Config{Backoff: func(int) time.Duration { return 0 }}, 1, meta.JobDone, 2, true},
-		{"the last retry at the horizon", mta.Config{Backoff: func(int) time.Duration { return time.Hour }, Horizon: time.Minute}, 1, meta.JobQueued, 1, false},
-		{"queued for later", mta.Config{Backoff: func(int) time.Duration { return time.Hour }}, 1, meta.JobQueued, 1, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t, tc.cfg)
-			w.bGate.Store(tc.down)
-			w.send(t, []byte("x"), []string{"bob@b.test"})
-			w.mtaA.RunDue(context.Background())
-			j := jobs(t, w.a.Meta, mta.JobPush)[0]
-			if j.State != tc.state || j.Attempts != tc.attempts {
-				t.Fatalf("push job: %s", show(j))
-			}
-			if got := len(inbox(t, w.b, "bob@b.test")) == 1; got != tc.delivered {
-				t.Fatalf("delivered: %v", got)
-			}
-			switch tc.state {
-			case meta.JobFailed:
-				if _, text := notice(t, w); !strings.Contains(text, "503") {
-					t.Fatalf("notice text: %q", text)
+	transports(t, func(t *testing.T, newWorld func(testing.TB, mta.Config) *world) {
+		tests := []struct {
+			name      string
+			cfg       mta.Config
+			down      int32
+			state     meta.JobState
+			attempts  int
+			delivered bool
+		}{
+			{"delivered on the second try", mta.Config{Backoff: func(int) time.Duration { return 0 }}, 1, meta.JobDone, 2, true},
+			{"the last retry at the horizon", mta.Config{Backoff: func(int) time.Duration { return time.Hour }, Horizon: time.Minute}, 1, meta.JobQueued, 1, false},
+			{"queued for later", mta.Config{Backoff: func(int) time.Duration { return time.Hour }}, 1, meta.JobQueued, 1, false},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				w := newWorld(t, tc.cfg)
+				w.bGate.Store(tc.down)
+				w.send(t, []byte("x"), []string{"bob@b.test"})
+				w.mtaA.RunDue(context.Background())
+				j := jobs(t, w.a.Meta, mta.JobPush)[0]
+				if j.State != tc.state || j.Attempts != tc.attempts {
+					t.Fatalf("push job: %s", show(j))
 				}
-			case meta.JobQueued:
-				if tc.cfg.Horizon > 0 {
-					if !j.NextTry.Equal(j.Expires) {
-						t.Fatalf("queued job: %s, want the next try at the horizon %s", show(j), j.Expires)
+				if got := len(inbox(t, w.b, "bob@b.test")) == 1; got != tc.delivered {
+					t.Fatalf("delivered: %v", got)
+				}
+				switch tc.state {
+				case meta.JobFailed:
+					if _, text := notice(t, w); !strings.Contains(text, "503") {
+						t.Fatalf("notice text: %q", text)
 					}
-				} else if !strings.Contains(j.LastError, "503") || !j.NextTry.After(time.Now().Add(50*time.Minute)) {
-					t.Fatalf("queued job: %s", show(j))
+				case meta.JobQueued:
+					if tc.cfg.Horizon > 0 {
+						if !j.NextTry.Equal(j.Expires) {
+							t.Fatalf("queued job: %s, want the next try at the horizon %s", show(j), j.Expires)
+						}
+					} else if !strings.Contains(j.LastError, "503") || !j.NextTry.After(time.Now().Add(50*time.Minute)) {
+						t.Fatalf("queued job: %s", show(j))
+					}
 				}
-			}
-		})
-	}
+			})
+		}
+
+	})
 }
 
 func TestPull(t *testing.T) {
-	tests := []struct {
-		name   string
-		down   int32
-		unsend bool // alice's sent copy is gone: the origin answers 404
-		state  meta.JobState
-		status meta.Status
-	}{
-		{"after a 503", 1, false, meta.JobDone, meta.StatusComplete},
-		{"refused", 0, true, meta.JobFailed, meta.StatusFailed},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t, mta.Config{Backoff: func(int) time.Duration { return 0 }})
-			ctx := context.Background()
-			data := []byte("the attachment")
-			sent := w.send(t, data, []string{"bob@b.test"})
-			w.mtaA.RunDue(ctx)
-			if tc.unsend {
-				if err := w.a.Meta.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, sent.UserID, sent.ID) }); err != nil {
-					t.Fatal(err)
+	transports(t, func(t *testing.T, newWorld func(testing.TB, mta.Config) *world) {
+		tests := []struct {
+			name   string
+			down   int32
+			unsend bool // alice's sent copy is gone: the origin answers 404
+			state  meta.JobState
+			status meta.Status
+		}{
+			{"after a 503", 1, false, meta.JobDone, meta.StatusComplete},
+			{"refused", 0, true, meta.JobFailed, meta.StatusFailed},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				w := newWorld(t, mta.Config{Backoff: func(int) time.Duration { return 0 }})
+				ctx := context.Background()
+				data := []byte("the attachment")
+				sent := w.send(t, data, []string{"bob@b.test"})
+				w.mtaA.RunDue(ctx)
+				if tc.unsend {
+					if err := w.a.Meta.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, sent.UserID, sent.ID) }); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			w.aGate.Store(tc.down)
-			w.mtaB.RunDue(ctx)
-			pulls := jobs(t, w.b.Meta, mta.JobPull)
-			if len(pulls) != 1 || pulls[0].State != tc.state || pulls[0].Attempts != int(tc.down)+1 {
-				t.Fatalf("pull jobs: %d, %s", len(pulls), show(pulls[0]))
-			}
-			in := inbox(t, w.b, "bob@b.test")
-			if len(in) != 1 || in[0].Status != tc.status {
-				t.Fatalf("bob's copy: %+v", in)
-			}
-			_, err := w.b.Store.Stat(ctx, sent.Refs[0].ID)
-			switch tc.status {
-			case meta.StatusComplete:
-				if err != nil || !bytes.Equal(read(t, w.b.Store, sent.Refs[0].ID), data) {
-					t.Fatalf("pulled resource: %v", err)
+				w.aGate.Store(tc.down)
+				w.mtaB.RunDue(ctx)
+				pulls := jobs(t, w.b.Meta, mta.JobPull)
+				if len(pulls) != 1 || pulls[0].State != tc.state || pulls[0].Attempts != int(tc.down)+1 {
+					t.Fatalf("pull jobs: %d, %s", len(pulls), show(pulls[0]))
 				}
-			case meta.StatusFailed:
-				if err == nil || !strings.Contains(in[0].StatusReason, "not_found") {
-					t.Fatalf("failed copy: reason %q, resource held: %v", in[0].StatusReason, err == nil)
+				in := inbox(t, w.b, "bob@b.test")
+				if len(in) != 1 || in[0].Status != tc.status {
+					t.Fatalf("bob's copy: %+v", in)
 				}
-			}
-		})
-	}
+				_, err := w.b.Store.Stat(ctx, sent.Refs[0].ID)
+				switch tc.status {
+				case meta.StatusComplete:
+					if err != nil || !bytes.Equal(read(t, w.b.Store, sent.Refs[0].ID), data) {
+						t.Fatalf("pulled resource: %v", err)
+					}
+				case meta.StatusFailed:
+					if err == nil || !strings.Contains(in[0].StatusReason, "not_found") {
+						t.Fatalf("failed copy: reason %q, resource held: %v", in[0].StatusReason, err == nil)
+					}
+				}
+			})
+		}
+
+	})
 }
 
 // TestPullResumed: a transfer cut midway goes on with Range from where it
 // stopped, in the same attempt, and the stored bytes are the origin's.
 func TestPullResumed(t *testing.T) {
-	w := newWorld(t, mta.Config{})
-	ctx := context.Background()
-	data := make([]byte, 1<<20)
-	for i := range data {
-		data[i] = byte(i * 7)
-	}
-	sent := w.send(t, data, []string{"bob@b.test"})
-	w.mtaA.RunDue(ctx)
-	w.aCut.Store(300_000)
-	w.mtaB.RunDue(ctx)
-	if j := jobs(t, w.b.Meta, mta.JobPull)[0]; j.State != meta.JobDone || j.Attempts != 1 {
-		t.Fatalf("pull job: %s", show(j))
-	}
-	rg, _ := w.aRanges.Load().(string)
-	var at int64
-	if _, err := fmt.Sscanf(rg, "bytes=%d-", &at); err != nil || at < 1 || at > 300_000 {
-		t.Fatalf("the last fetch asked for %q", rg)
-	}
-	if !bytes.Equal(read(t, w.b.Store, sent.Refs[0].ID), data) {
-		t.Fatal("the resumed resource differs")
-	}
+	transports(t, func(t *testing.T, newWorld func(testing.TB, mta.Config) *world) {
+		w := newWorld(t, mta.Config{})
+		ctx := context.Background()
+		data := make([]byte, 1<<20)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		sent := w.send(t, data, []string{"bob@b.test"})
+		w.mtaA.RunDue(ctx)
+		w.aCut.Store(300_000)
+		w.mtaB.RunDue(ctx)
+		if j := jobs(t, w.b.Meta, mta.JobPull)[0]; j.State != meta.JobDone || j.Attempts != 1 {
+			t.Fatalf("pull job: %s", show(j))
+		}
+		rg, _ := w.aRanges.Load().(string)
+		var at int64
+		if _, err := fmt.Sscanf(rg, "bytes=%d-", &at); err != nil || at < 1 || at > 300_000 {
+			t.Fatalf("the last fetch asked for %q", rg)
+		}
+		if !bytes.Equal(read(t, w.b.Store, sent.Refs[0].ID), data) {
+			t.Fatal("the resumed resource differs")
+		}
+
+	})
 }
 
 // TestPullHeld: a resource the domain holds already is not pulled again.
 func TestPullHeld(t *testing.T) {
-	w := newWorld(t, mta.Config{})
-	ctx := context.Background()
-	data := []byte("already here")
-	if _, err := w.b.Store.Put(ctx, bytes.NewReader(data), resource.PutOptions{Size: int64(len(data))}); err != nil {
-		t.Fatal(err)
-	}
-	w.send(t, data, []string{"bob@b.test"})
-	w.mtaA.RunDue(ctx)
-	w.aGate.Store(1000) // any fetch would fail
-	w.mtaB.RunDue(ctx)
-	if j := jobs(t, w.b.Meta, mta.JobPull)[0]; j.State != meta.JobDone || j.Attempts != 1 {
-		t.Fatalf("pull job: %s", show(j))
-	}
-	if n := w.aGate.Load(); n != 1000 {
-		t.Fatalf("%d fetches made", 1000-n)
-	}
-	if in := inbox(t, w.b, "bob@b.test"); len(in) != 1 || in[0].Status != meta.StatusComplete {
-		t.Fatalf("bob's copy: %+v", in)
-	}
+	transports(t, func(t *testing.T, newWorld func(testing.TB, mta.Config) *world) {
+		w := newWorld(t, mta.Config{})
+		ctx := context.Background()
+		data := []byte("already here")
+		if _, err := w.b.Store.Put(ctx, bytes.NewReader(data), resource.PutOptions{Size: int64(len(data))}); err != nil {
+			t.Fatal(err)
+		}
+		w.send(t, data, []string{"bob@b.test"})
+		w.mtaA.RunDue(ctx)
+		w.aGate.Store(1000) // any fetch would fail
+		w.mtaB.RunDue(ctx)
+		if j := jobs(t, w.b.Meta, mta.JobPull)[0]; j.State != meta.JobDone || j.Attempts != 1 {
+			t.Fatalf("pull job: %s", show(j))
+		}
+		if n := w.aGate.Load(); n != 1000 {
+			t.Fatalf("%d fetches made", 1000-n)
+		}
+		if in := inbox(t, w.b, "bob@b.test"); len(in) != 1 || in[0].Status != meta.StatusComplete {
+			t.Fatalf("bob's copy: %+v", in)
+		}
+
+	})
 }
 
 func TestBackoff(t *testing.T) {
@@ -694,51 +755,57 @@ func TestPayloadRoundTrip(t *testing.T) {
 // TestRun: Run, woken by Kick after a send, carries the message; it returns
 // when its context ends.
 func TestRun(t *testing.T) {
-	w := newWorld(t, mta.Config{Poll: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { w.mtaA.Run(ctx) })
-	wg.Go(func() { w.mtaB.Run(ctx) })
-	sent := w.send(t, []byte("run"), []string{"bob@b.test"})
-	w.mtaA.Kick()
-	for i := 0; ; i++ {
-		// Bob's copy goes complete when b.test's MTA pulls; its poll is an
-		// hour, so kick it until then.
-		w.mtaB.Kick()
-		in := inbox(t, w.b, "bob@b.test")
-		if len(in) == 1 && in[0].Status == meta.StatusComplete && in[0].MessageID == sent.MessageID {
-			break
+	transports(t, func(t *testing.T, newWorld func(testing.TB, mta.Config) *world) {
+		w := newWorld(t, mta.Config{Poll: time.Hour})
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { w.mtaA.Run(ctx) })
+		wg.Go(func() { w.mtaB.Run(ctx) })
+		sent := w.send(t, []byte("run"), []string{"bob@b.test"})
+		w.mtaA.Kick()
+		for i := 0; ; i++ {
+			// Bob's copy goes complete when b.test's MTA pulls; its poll is an
+			// hour, so kick it until then.
+			w.mtaB.Kick()
+			in := inbox(t, w.b, "bob@b.test")
+			if len(in) == 1 && in[0].Status == meta.StatusComplete && in[0].MessageID == sent.MessageID {
+				break
+			}
+			if i == 1000 {
+				t.Fatalf("not delivered: %+v", in)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if i == 1000 {
-			t.Fatalf("not delivered: %+v", in)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	wg.Wait()
+		cancel()
+		wg.Wait()
+
+	})
 }
 
 // TestPullOncePerDomain: two pull jobs that want the same resource (two
 // messages with one attachment, or two Bcc copies to one domain) run
 // together, and the origin serves it once.
 func TestPullOncePerDomain(t *testing.T) {
-	w := newWorld(t, mta.Config{})
-	ctx := context.Background()
-	data := bytes.Repeat([]byte("one attachment, two messages "), 20000)
-	w.send(t, data, []string{"bob@b.test"})
-	w.send(t, data, []string{"bob@b.test"})
-	w.mtaA.RunDue(ctx)
-	if n := len(jobs(t, w.b.Meta, mta.JobPull)); n != 2 {
-		t.Fatalf("%d pull jobs, want 2", n)
-	}
-	w.aGate.Store(0) // every fetch now counts one below zero
-	w.mtaB.RunDue(ctx)
-	for _, j := range jobs(t, w.b.Meta, mta.JobPull) {
-		if j.State != meta.JobDone {
-			t.Fatalf("pull job: %s", show(j))
+	transports(t, func(t *testing.T, newWorld func(testing.TB, mta.Config) *world) {
+		w := newWorld(t, mta.Config{})
+		ctx := context.Background()
+		data := bytes.Repeat([]byte("one attachment, two messages "), 20000)
+		w.send(t, data, []string{"bob@b.test"})
+		w.send(t, data, []string{"bob@b.test"})
+		w.mtaA.RunDue(ctx)
+		if n := len(jobs(t, w.b.Meta, mta.JobPull)); n != 2 {
+			t.Fatalf("%d pull jobs, want 2", n)
 		}
-	}
-	if fetches := -w.aGate.Load(); fetches != 1 {
-		t.Fatalf("the origin served the resource %d times, want 1", fetches)
-	}
+		w.aGate.Store(0) // every fetch now counts one below zero
+		w.mtaB.RunDue(ctx)
+		for _, j := range jobs(t, w.b.Meta, mta.JobPull) {
+			if j.State != meta.JobDone {
+				t.Fatalf("pull job: %s", show(j))
+			}
+		}
+		if fetches := -w.aGate.Load(); fetches != 1 {
+			t.Fatalf("the origin served the resource %d times, want 1", fetches)
+		}
+
+	})
 }

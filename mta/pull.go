@@ -1,7 +1,6 @@
 package mta
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
@@ -15,15 +14,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pullmail/pullmail/authz"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/upload"
 )
 
 func (m *MTA) runPull(ctx context.Context, j meta.Job) error {
-	var p inbound.PullPayload
+	var p federation.PullPayload
 	attempt := json.Unmarshal(j.Payload, &p)
 	if attempt != nil {
 		attempt = final(fmt.Errorf("pull payload: %w", attempt))
@@ -51,7 +49,7 @@ func (m *MTA) runPull(ctx context.Context, j meta.Job) error {
 // pullReason is a failed pull's status_reason: its stable code (Reason*),
 // a colon, and what happened in words for the recipient
 // (docs/PROTOCOL.md §11.4).
-func pullReason(p inbound.PullPayload, j meta.Job, o outcome) string {
+func pullReason(p federation.PullPayload, j meta.Job, o outcome) string {
 	origin := p.Origin
 	if origin == "" {
 		origin = "the sender's domain"
@@ -85,7 +83,7 @@ func span(d time.Duration) string {
 
 // setStatus moves the local copies still fetching to status, through the
 // mailbox. A copy gone (deleted by its owner) is skipped.
-func (m *MTA) setStatus(ctx context.Context, tx meta.Tx, refs []inbound.MessageRef, status meta.Status, reason string) error {
+func (m *MTA) setStatus(ctx context.Context, tx meta.Tx, refs []federation.MessageRef, status meta.Status, reason string) error {
 	for _, r := range refs {
 		if err := m.cfg.Mailbox.SetPullOutcome(ctx, tx, r.UserID, r.ID, status, reason); err != nil {
 			return err
@@ -96,7 +94,7 @@ func (m *MTA) setStatus(ctx context.Context, tx meta.Tx, refs []inbound.MessageR
 
 // pull makes one attempt at holding every resource of p; expires is the
 // job's horizon (how long staged bytes are worth keeping).
-func (m *MTA) pull(ctx context.Context, p inbound.PullPayload, expires time.Time) error {
+func (m *MTA) pull(ctx context.Context, p federation.PullPayload, expires time.Time) error {
 	var missing []meta.Ref
 	for _, r := range p.Resources {
 		_, err := m.cfg.Resources.Stat(ctx, r.ID)
@@ -123,8 +121,8 @@ func (m *MTA) pull(ctx context.Context, p inbound.PullPayload, expires time.Time
 		return discoveryError(p.Origin, err)
 	}
 	form := url.Values{
-		"subject_token": {p.Chain[len(p.Chain)-1].Assertion}, "subject_token_type": {authz.TokenTypeJWT},
-		"requested_token_type": {authz.TokenTypeAccess}, "resource": {auth.Issuer}}
+		"subject_token": {p.Chain[len(p.Chain)-1].Assertion}, "subject_token_type": {federation.TokenTypeJWT},
+		"requested_token_type": {federation.TokenTypeAccess}, "resource": {auth.Issuer}}
 	if len(p.Chain) > 1 {
 		// A forwarded message: the origin's AS checks the chain from its
 		// own assertion to us (docs/PROTOCOL.md §12.4).
@@ -138,7 +136,7 @@ func (m *MTA) pull(ctx context.Context, p inbound.PullPayload, expires time.Time
 	if err != nil {
 		return fmt.Errorf("obtaining the fetch token from %s: %w", p.Origin, err)
 	}
-	body, err := envelope(inbound.Envelope{Placeholder: p.Placeholder, Chain: p.Chain})
+	body, err := federation.Envelope{Placeholder: p.Placeholder, Chain: p.Chain}.Encode()
 	if err != nil {
 		return final(fmt.Errorf("encoding the fetch: %w", err))
 	}
@@ -380,34 +378,34 @@ func (rd *resumer) close() {
 func (rd *resumer) open() error {
 	fresh := rd.fresh
 	rd.fresh = false
-	var hdr http.Header
-	if rd.n > 0 {
-		// If-Range: the origin's ETag is the quoted Content-ID
-		// (docs/PROTOCOL.md §11.3); should the bytes under it differ, it
-		// sends them whole.
-		hdr = http.Header{"Range": {fmt.Sprintf("bytes=%d-", rd.n)}, "If-Range": {`"` + string(rd.f.ref.ID) + `"`}}
-	}
-	resp, data, err := rd.m.post(rd.ctx, rd.f.target, rd.f.tok, "application/json", func() io.Reader { return bytes.NewReader(rd.f.body) }, hdr)
+	// If-Range: the origin's ETag is the quoted Content-ID
+	// (docs/PROTOCOL.md §11.3); should the bytes under it differ, it sends
+	// them whole.
+	from, target := rd.n, rd.f.target
+	resp, data, err := rd.m.post(rd.ctx, target, rd.f.tok, func(proof string) (*federation.Answer, error) {
+		return rd.m.tr.Fetch(rd.ctx, federation.FetchRequest{Endpoint: target, Token: rd.f.tok, DPoP: proof, Body: rd.f.body,
+			From: from, IfRange: `"` + string(rd.f.ref.ID) + `"`})
+	})
 	if err != nil {
 		return err
 	}
 	switch {
-	case rd.n > 0 && fresh && resp.StatusCode == http.StatusOK:
+	case rd.n > 0 && fresh && resp.Status == http.StatusOK:
 		rd.n = 0 // the whole resource: the caller starts over
-	case rd.n > 0 && fresh && resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+	case rd.n > 0 && fresh && resp.Status == http.StatusRequestedRangeNotSatisfiable:
 		rd.n = 0 // the staged bytes run past what the origin holds
 		return rd.open()
-	case rd.n > 0 && resp.StatusCode == http.StatusPartialContent:
+	case rd.n > 0 && resp.Status == http.StatusPartialContent:
 		if !strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", rd.n)) {
 			resp.Body.Close()
 			return temporary(fmt.Errorf("fetching %s: resumed at %q, not at byte %d", rd.f.ref.ID, resp.Header.Get("Content-Range"), rd.n))
 		}
-	case rd.n == 0 && resp.StatusCode == http.StatusOK:
+	case rd.n == 0 && resp.Status == http.StatusOK:
 	default:
 		if data == nil {
 			resp.Body.Close()
 		}
-		return fetchError(rd.f.ref.ID, resp.StatusCode, data)
+		return fetchError(rd.f.ref.ID, resp.Status, data)
 	}
 	rd.cur = resp.Body
 	return nil

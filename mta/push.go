@@ -1,19 +1,16 @@
 package mta
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/errs"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
 )
@@ -82,21 +79,22 @@ func (m *MTA) push(ctx context.Context, p PushPayload) error {
 	if err != nil {
 		return err
 	}
-	resp, data, err := m.post(ctx, mb.InboundEndpoint, assertion, "application/json",
-		func() io.Reader { return bytes.NewReader(body) }, nil)
+	resp, data, err := m.post(ctx, mb.InboundEndpoint, assertion, func(proof string) (*federation.Answer, error) {
+		return m.tr.Push(ctx, federation.PushRequest{Endpoint: mb.InboundEndpoint, Assertion: assertion, DPoP: proof, Body: body})
+	})
 	if err != nil {
 		return err
 	}
 	switch {
-	case resp.StatusCode == http.StatusOK:
+	case resp.Status == http.StatusOK:
 		resp.Body.Close()
 		return nil
-	case resp.StatusCode == http.StatusAccepted:
+	case resp.Status == http.StatusAccepted:
 		return nil
-	case resp.StatusCode >= 400 && resp.StatusCode < 500 && !retryable(resp.StatusCode):
-		return refused(answerError(p.Domain+" refused the message", resp.StatusCode, data))
+	case resp.Status >= 400 && resp.Status < 500 && !retryable(resp.Status):
+		return refused(answerError(p.Domain+" refused the message", resp.Status, data))
 	}
-	return temporary(answerError(p.Domain+" did not take the message", resp.StatusCode, data))
+	return temporary(answerError(p.Domain+" did not take the message", resp.Status, data))
 }
 
 // firstHopAttempt obtains a fresh assertion for the author's hop and
@@ -120,14 +118,14 @@ func (m *MTA) firstHopAttempt(ctx context.Context, p PushPayload, msg *placehold
 	}
 	eb, _ := json.Marshal(ehl)
 	assertion, err := m.exchange(ctx, m.tokenURL, url.Values{
-		"subject_token": {p.Grant}, "subject_token_type": {authz.TokenTypeAccess},
-		"requested_token_type": {authz.TokenTypeJWT}, "audience": {p.Domain}, "scope": {authz.ScopeInternetMail},
+		"subject_token": {p.Grant}, "subject_token_type": {federation.TokenTypeAccess},
+		"requested_token_type": {federation.TokenTypeJWT}, "audience": {p.Domain}, "scope": {federation.ScopeInternetMail},
 		"envelope_headers": {string(hb)}, "ehl": {string(eb)}})
 	if err != nil {
 		return "", nil, fmt.Errorf("obtaining the assertion: %w", err)
 	}
-	body, err := envelope(inbound.Envelope{Placeholder: p.Placeholder,
-		Chain: []inbound.ChainElement{{Headers: hb, Assertion: assertion}}})
+	body, err := federation.Envelope{Placeholder: p.Placeholder,
+		Chain: []federation.ChainElement{{Headers: hb, Assertion: assertion}}}.Encode()
 	if err != nil {
 		return "", nil, final(fmt.Errorf("encoding the push: %w", err))
 	}

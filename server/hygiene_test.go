@@ -26,7 +26,7 @@ import (
 	"github.com/pullmail/pullmail/discovery/dnstest"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
-	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/server"
@@ -163,8 +163,8 @@ func TestSlowBodiesCut(t *testing.T) {
 		{"/oauth/authorize", http.StatusRequestTimeout},
 		{"/oauth/device_authorization", http.StatusRequestTimeout},
 		{"/oauth/revoke", http.StatusRequestTimeout},
-		{inbound.PathMessages, http.StatusUnauthorized},
-		{inbound.PathResources + "/sha256-x", http.StatusNotFound},
+		{federation.PathMessages, http.StatusUnauthorized},
+		{federation.PathResources + "/sha256-x", http.StatusNotFound},
 	}
 
 	tc := &tls.Config{RootCAs: l.pool}
@@ -336,7 +336,7 @@ func (r *slowReader) Read(p []byte) (int, error) {
 // nosniff and a request id.
 func TestSecurityHeaders(t *testing.T) {
 	l := serve(t, server.Config{})
-	for _, path := range []string{"/healthz", "/nowhere", "/webmail/", "/openapi.json", inbound.PathMessages} {
+	for _, path := range []string{"/healthz", "/nowhere", "/webmail/", "/openapi.json", federation.PathMessages} {
 		resp, _ := l.do(t, "GET", path, "", nil)
 		h := resp.Header
 		if h.Get("Strict-Transport-Security") != "max-age=63072000" || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Request-ID") == "" {
@@ -355,10 +355,10 @@ func TestWrongMethodJSON(t *testing.T) {
 		method, path string
 		allow        string
 	}{
-		{"GET", inbound.PathMessages, "POST"},
-		{"PUT", inbound.PathMessages, "POST"},
-		{"GET", inbound.PathResources + "/sha256-x", "POST"},
-		{"DELETE", inbound.PathResources + "/sha256-x", "POST"},
+		{"GET", federation.PathMessages, "POST"},
+		{"PUT", federation.PathMessages, "POST"},
+		{"GET", federation.PathResources + "/sha256-x", "POST"},
+		{"DELETE", federation.PathResources + "/sha256-x", "POST"},
 		{"GET", "/oauth/token", "POST"},
 		{"GET", "/oauth/revoke", "POST"},
 	} {
@@ -383,7 +383,7 @@ func TestInternalErrorLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	const token = "e30.e30.sig"
-	proof, err := dk.Proof("POST", l.url+inbound.PathMessages, token, "", time.Now())
+	proof, err := dk.Proof("POST", l.url+federation.PathMessages, token, "", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestInternalErrorLogged(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logs.Reset()
-			req, _ := http.NewRequest("POST", l.url+inbound.PathMessages, strings.NewReader("{}"))
+			req, _ := http.NewRequest("POST", l.url+federation.PathMessages, strings.NewReader("{}"))
 			req.Header.Set("Authorization", "DPoP "+token)
 			req.Header.Set("DPoP", proof)
 			if tc.sent != "" {

@@ -31,6 +31,7 @@ import (
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/inbound"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
@@ -117,7 +118,7 @@ type Server struct {
 	Store     *fsstore.Store
 	Mailbox   *mailbox.Service
 	Authz     *authz.Server
-	MTAKey    *authz.ClientKey // the MTA's private_key_jwt key
+	MTAKey    *federation.ClientKey // the MTA's private_key_jwt key
 	Discovery *discovery.Client
 	MTA       *mta.MTA
 	Keys      *keys.Set
@@ -227,7 +228,7 @@ func (s *Server) open(ctx context.Context) error {
 		Log: s.log, Clock: cfg.Clock, DeviceInterval: cfg.DeviceInterval}); err != nil {
 		return err
 	}
-	if s.MTAKey, err = authz.LoadOrCreateClientKey(filepath.Join(cfg.DataDir, "keys", "mta-client.json")); err != nil {
+	if s.MTAKey, err = federation.LoadOrCreateClientKey(filepath.Join(cfg.DataDir, "keys", "mta-client.json")); err != nil {
 		return fmt.Errorf("the MTA's client key: %w", err)
 	}
 	if err := ensureBuiltinClients(ctx, s.Meta, s.PublicURL(), s.MTAClientID(), s.MTAKey.JWKS()); err != nil {
@@ -257,13 +258,13 @@ func (s *Server) open(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", auth.Middleware(authn, mailbox.NewHandler(s.Mailbox)))
 	asHandler := s.Authz.Handler()
-	for _, p := range []string{authz.PathMetadata, authz.PathJWKS, authz.PathAuthorize, authz.PathToken, authz.PathRevoke,
+	for _, p := range []string{federation.PathASMetadata, authz.PathJWKS, authz.PathAuthorize, authz.PathToken, authz.PathRevoke,
 		authz.PathDeviceAuthz, authz.PathDevice} {
 		mux.Handle(p, asHandler)
 	}
 	base := s.PublicURL()
 	mux.Handle(discovery.PathMailbox, discovery.MailboxHandler(discovery.MailboxMetadata{
-		Domain: domain, URL: base, InboundEndpoint: base + inbound.PathMessages, FetchEndpoint: base + inbound.PathResources,
+		Domain: domain, URL: base, InboundEndpoint: base + federation.PathMessages, FetchEndpoint: base + federation.PathResources,
 		MTAClientID: s.MTAClientID(), MTAJWKS: s.MTAKey.JWKS(),
 	}))
 	if err := s.federation(mux); err != nil {
@@ -353,8 +354,8 @@ func ensureBuiltinClients(ctx context.Context, st meta.Store, publicURL, mtaID s
 
 // openMTA makes this domain's MTA: its DPoP key (DATA/keys/mta-dpop.json),
 // an HTTP client that trusts the system's CAs, the peer CAs and this
-// server's own local CA (for its own token endpoint), and the send grants
-// of its authorization server.
+// server's own local CA, and its authorization server: the send grants,
+// and the token requests of the MTA served in process (mta.Config.OwnAS).
 func (s *Server) openMTA() error {
 	dk, err := loadOrCreateDPoPKey(filepath.Join(s.cfg.DataDir, "keys", "mta-dpop.json"))
 	if err != nil {
@@ -387,7 +388,9 @@ func (s *Server) openMTA() error {
 	id := s.MTAClientID()
 	s.MTA, err = mta.New(mta.Config{
 		Domain: s.Domain, PublicURL: s.PublicURL(), Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
-		Mailbox: s.Mailbox, ClientID: id, ClientKey: s.MTAKey, DPoPKey: dk, HTTP: &http.Client{Transport: tr},
+		TokenURL: s.PublicURL() + authz.PathToken,
+		Mailbox:  s.Mailbox, ClientID: id, ClientKey: s.MTAKey, DPoPKey: dk, HTTP: &http.Client{Transport: tr},
+		OwnAS:     s.Authz.Handler(), // this domain's assertions are had in process
 		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
 		Metrics: s.Registry, Staging: pulls,
@@ -483,14 +486,14 @@ func (s *Server) federation(mux *http.ServeMux) error {
 	served := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullmail_origin_served_total",
 		Help: "Resources served to other domains' pulls, by recipient domain."}, []string{"domain"})
 	s.Registry.MustRegister(served)
-	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: base, FetchURL: base + inbound.PathResources, Meta: s.Meta,
+	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: base, FetchURL: base + federation.PathResources, Meta: s.Meta,
 		Resources: s.Store, Keys: s.Keys, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Domain: s.Domain,
 		Remote: s.Discovery, Served: func(d string) { served.WithLabelValues(d).Inc() }})
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
-	mux.Handle(inbound.PathMessages, recv.Handler())
-	mux.Handle(inbound.PathResources+"/", origin.Handler())
+	mux.Handle(federation.PathMessages, recv.Handler())
+	mux.Handle(federation.PathResources+"/", origin.Handler())
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/placeholder"
@@ -132,10 +133,10 @@ func TestMTAAssertion(t *testing.T) {
 		hh := h.Clone()
 		hh.SetString(placeholder.HFrom, from)
 		hb, _ = json.Marshal(hh)
-		form := url.Values{"grant_type": {authz.GrantTokenExch}, "client_id": {srv.MTAClientID()},
-			"client_assertion_type": {authz.ClientAssertionJB}, "client_assertion": {ca},
-			"subject_token": {grant}, "subject_token_type": {authz.TokenTypeAccess},
-			"requested_token_type": {authz.TokenTypeJWT}, "audience": {"b.test"}, "scope": {"internet_mail"},
+		form := url.Values{"grant_type": {federation.GrantTokenExch}, "client_id": {srv.MTAClientID()},
+			"client_assertion_type": {federation.ClientAssertionJB}, "client_assertion": {ca},
+			"subject_token": {grant}, "subject_token_type": {federation.TokenTypeAccess},
+			"requested_token_type": {federation.TokenTypeJWT}, "audience": {"b.test"}, "scope": {"internet_mail"},
 			"envelope_headers": {string(hb)}, "ehl": {string(eb)}}
 		req, _ := http.NewRequest("POST", tokenURL, strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -150,14 +151,14 @@ func TestMTAAssertion(t *testing.T) {
 		return resp.StatusCode, out
 	}
 	status, out := exchange("Alice <alice@a.test>")
-	if status != 200 || out["issued_token_type"] != authz.TokenTypeJWT || out["token_type"] != "N_A" {
+	if status != 200 || out["issued_token_type"] != federation.TokenTypeJWT || out["token_type"] != "N_A" {
 		t.Fatalf("exchange: %d %v", status, out)
 	}
-	payload, _, err := srv.Keys.Verify(out["access_token"].(string), keys.Expect{Typ: authz.TypAssertion})
+	payload, _, err := srv.Keys.Verify(out["access_token"].(string), keys.Expect{Typ: federation.TypAssertion})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a authz.AccessClaims
+	var a federation.Claims
 	json.Unmarshal(payload, &a)
 	eht, _ := placeholder.EHT(h, ehl)
 	if a.Issuer != d.URL || a.Subject != "alice@a.test" || len(a.Audience) != 1 || a.Audience[0] != "b.test" ||

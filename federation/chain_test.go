@@ -1,4 +1,4 @@
-package authz
+package federation
 
 import (
 	"context"
@@ -64,7 +64,7 @@ func (w *chainWorld) sign(signer, iss, sub, aud string, hop int, path []string, 
 		w.t.Fatal(err)
 	}
 	_, d, _ := cutAt(sub)
-	a, err := w.sets[signer].Sign(TypAssertion, AccessClaims{Claims: keys.Claims{Issuer: iss, Subject: sub,
+	a, err := w.sets[signer].Sign(TypAssertion, Claims{Claims: keys.Claims{Issuer: iss, Subject: sub,
 		Audience: keys.Audience{aud}, AZP: "mta@" + d, Scope: ScopeInternetMail, ID: fmt.Sprint(hop, aud),
 		IssuedAt: keys.NewNumericDate(w.now), Expiry: keys.NewNumericDate(w.now.Add(5 * time.Minute))},
 		MessageID: "<m1@a.test>", EH: &EnvelopeBinding{EHT: eht, EHL: ehl}, Hop: hop, Path: path, Prev: prev})

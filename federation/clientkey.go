@@ -1,4 +1,4 @@
-package authz
+package federation
 
 import (
 	"crypto/ecdsa"
@@ -95,7 +95,7 @@ func (k *ClientKey) Assertion(clientID, tokenEndpoint string, now time.Time) (st
 		return "", err
 	}
 	return jwt.Signed(signer).Claims(jwt.Claims{
-		Issuer: clientID, Subject: clientID, Audience: jwt.Audience{tokenEndpoint}, ID: randomID(),
+		Issuer: clientID, Subject: clientID, Audience: jwt.Audience{tokenEndpoint}, ID: rand.Text(),
 		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute)),
 	}).Serialize()
 }

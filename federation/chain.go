@@ -1,4 +1,4 @@
-package authz
+package federation
 
 import (
 	"context"
@@ -64,7 +64,7 @@ const MaxChainHops = 8
 
 // Link is one verified hop.
 type Link struct {
-	Claims  AccessClaims
+	Claims  Claims
 	Headers placeholder.Header
 	// Domain is the domain that sent the hop: its assertion's sub's domain.
 	Domain string
@@ -102,7 +102,7 @@ func VerifyChain(ctx context.Context, chain []ChainElement, c ChainCheck) ([]Lin
 	// before any signature is checked.
 	hops := make([]int, n)
 	for i, el := range chain {
-		var peek AccessClaims
+		var peek Claims
 		if _, err := keys.Peek(el.Assertion, &peek); err != nil {
 			return nil, errs.Wrap(err, errs.Unauthorized, "invalid_token", fmt.Sprintf("hop %d: the assertion is not a JWT", n-i))
 		}
@@ -201,7 +201,7 @@ func checkHopNumbers(hops []int) error {
 // verifyLink checks hop number hop, given the verified hop before it (nil
 // for the first).
 func (c *ChainCheck) verifyLink(ctx context.Context, el ChainElement, hop int, older *Link, olderAssertion string) (Link, error) {
-	var peek AccessClaims
+	var peek Claims
 	typ, err := keys.Peek(el.Assertion, &peek)
 	if err != nil || !keys.SameType(typ, TypAssertion) {
 		return Link{}, errs.E(errs.Unauthorized, "invalid_token", "hop %d: not a %s", hop, TypAssertion)
@@ -226,7 +226,7 @@ func (c *ChainCheck) verifyLink(ctx context.Context, el ChainElement, hop int, o
 	if err != nil {
 		return Link{}, err
 	}
-	var a AccessClaims
+	var a Claims
 	if err := json.Unmarshal(payload, &a); err != nil {
 		return Link{}, errs.Wrap(err, errs.Unauthorized, "invalid_token", fmt.Sprintf("hop %d: malformed claims", hop))
 	}
@@ -239,7 +239,7 @@ func (c *ChainCheck) verifyLink(ctx context.Context, el ChainElement, hop int, o
 		return Link{}, errs.E(errs.Unauthorized, "expired_assertion", "hop %d: an assertion lives at most 10 minutes", hop)
 	case iat.After(c.Now.Add(time.Minute)):
 		return Link{}, errs.E(errs.Unauthorized, "expired_assertion", "hop %d: the assertion is not valid yet", hop)
-	case !hasScope(a.Scope, ScopeInternetMail):
+	case !HasScope(a.Scope, ScopeInternetMail):
 		return Link{}, errs.E(errs.Forbidden, "invalid_token", "hop %d: the assertion does not grant %s", hop, ScopeInternetMail)
 	case len(a.Audience) != 1 || account.CheckDomain(a.Audience[0]) != nil:
 		return Link{}, errs.E(errs.Forbidden, "wrong_audience", "hop %d: an assertion names one domain", hop)
