@@ -14,6 +14,7 @@ import (
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
@@ -240,17 +241,15 @@ type ForwardingPolicy struct {
 
 func readPolicy(ctx context.Context, r meta.Reader, u meta.User) (ForwardingPolicy, error) {
 	p := ForwardingPolicy{Address: u.Address, Forwarding: "allow", Auto: "deny"}
-	v, err := r.UserSetting(ctx, u.ID, mailbox.SettingForwarding)
-	if err == nil && v == "deny" {
+	if on, err := federation.Forwarding.Get(ctx, r, u.ID); err != nil {
+		return p, err
+	} else if !on {
 		p.Forwarding = "deny"
-	} else if err != nil && !isNotFound(err) {
-		return p, err
 	}
-	v, err = r.UserSetting(ctx, u.ID, mailbox.SettingAutoForwarding)
-	if err == nil && v == "allow" {
-		p.Auto = "allow"
-	} else if err != nil && !isNotFound(err) {
+	if on, err := federation.AutoForwarding.Get(ctx, r, u.ID); err != nil {
 		return p, err
+	} else if on {
+		p.Auto = "allow"
 	}
 	return p, nil
 }

@@ -2,8 +2,6 @@ package federation
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/pullmail/pullmail/meta"
 )
@@ -34,20 +32,20 @@ const (
 )
 
 // UserSettingReader reads per-user settings (meta.Reader has it).
-type UserSettingReader interface {
-	UserSetting(ctx context.Context, userID int64, name string) (string, error)
-}
+type UserSettingReader = meta.UserSettingReader
+
+// The policies as typed settings: forwarding is allowed unless "deny",
+// automatic forwarding denied unless "allow".
+var (
+	Forwarding     = meta.Switch(SettingForwarding, true)
+	AutoForwarding = meta.Switch(SettingAutoForwarding, false)
+)
 
 // ForwardingDenied reports whether the user's forwarding policy forbids
 // their forwards ("deny"; unset allows them).
 func ForwardingDenied(ctx context.Context, r UserSettingReader, userID int64) (bool, error) {
-	v, err := r.UserSetting(ctx, userID, SettingForwarding)
-	if errors.Is(err, meta.ErrNotFound) {
-		return false, nil
-	} else if err != nil {
-		return false, fmt.Errorf("reading the forwarding policy of user %d: %w", userID, err)
-	}
-	return v == "deny", nil
+	allowed, err := Forwarding.Get(ctx, r, userID)
+	return !allowed, err
 }
 
 // AutoForwardAllowed reports whether the user may forward automatically:
@@ -57,11 +55,5 @@ func AutoForwardAllowed(ctx context.Context, r UserSettingReader, userID int64) 
 	if denied, err := ForwardingDenied(ctx, r, userID); err != nil || denied {
 		return false, err
 	}
-	auto, err := r.UserSetting(ctx, userID, SettingAutoForwarding)
-	if errors.Is(err, meta.ErrNotFound) {
-		return false, nil
-	} else if err != nil {
-		return false, fmt.Errorf("reading the automatic forwarding policy of user %d: %w", userID, err)
-	}
-	return auto == "allow", nil
+	return AutoForwarding.Get(ctx, r, userID)
 }

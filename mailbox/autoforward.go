@@ -63,19 +63,13 @@ type storedRule struct {
 	To []string `json:"to"`
 }
 
+// autoForwardRule is SettingAutoForward as a typed setting.
+var autoForwardRule = meta.JSONKey[storedRule](SettingAutoForward)
+
 // rule reads a user's rule; nil when none.
 func rule(ctx context.Context, r federation.UserSettingReader, userID int64) ([]string, error) {
-	v, err := r.UserSetting(ctx, userID, SettingAutoForward)
-	if errors.Is(err, meta.ErrNotFound) || (err == nil && v == "") {
-		return nil, nil
-	} else if err != nil {
-		return nil, fmt.Errorf("reading the forwarding rule of user %d: %w", userID, err)
-	}
-	var sr storedRule
-	if err := json.Unmarshal([]byte(v), &sr); err != nil {
-		return nil, fmt.Errorf("the forwarding rule of user %d is unreadable: %w", userID, err)
-	}
-	return sr.To, nil
+	sr, err := autoForwardRule.Get(ctx, r, userID)
+	return sr.To, err
 }
 
 // AutoForward implements API.
@@ -126,7 +120,7 @@ func (s *Service) SetAutoForward(ctx context.Context, req AutoForwardRequest) (A
 	}
 	var out AutoForward
 	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
-		value := ""
+		var rule storedRule
 		if len(to) > 0 {
 			ok, err := federation.AutoForwardAllowed(ctx, tx, p.UserID)
 			if err != nil {
@@ -135,7 +129,6 @@ func (s *Service) SetAutoForward(ctx context.Context, req AutoForwardRequest) (A
 			if !ok {
 				return errs.E(errs.Forbidden, "forwarding_denied", "your forwarding policy does not allow automatic forwarding")
 			}
-			var list []string
 			seen := map[string]bool{}
 			for _, a := range to {
 				norm, _ := account.NormalizeAddress(a.Address)
@@ -155,15 +148,15 @@ func (s *Service) SetAutoForward(ctx context.Context, req AutoForwardRequest) (A
 				} else if s.cfg.Outbound == nil {
 					return errs.E(errs.Invalid, "remote_delivery_unavailable", "this server does not deliver to other domains")
 				}
-				list = append(list, formatAddress(a))
+				rule.To = append(rule.To, formatAddress(a))
 			}
-			b, err := json.Marshal(storedRule{To: list})
-			if err != nil {
-				return err
-			}
-			value = string(b)
 		}
-		if err := tx.SetUserSetting(ctx, p.UserID, SettingAutoForward, value); err != nil {
+		if len(rule.To) > 0 {
+			err = autoForwardRule.Set(ctx, tx, p.UserID, rule)
+		} else {
+			err = autoForwardRule.Clear(ctx, tx, p.UserID)
+		}
+		if err != nil {
 			return err
 		}
 		out, err = readAutoForward(ctx, tx, p.UserID)

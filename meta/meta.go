@@ -239,22 +239,71 @@ type ListKey struct {
 // KeyOf returns m's position in a listing.
 func KeyOf(m Message) ListKey { return ListKey{Date: m.Date, Created: m.Created, ID: m.ID} }
 
-// Reader is the read side, shared by Store and Tx.
-type Reader interface {
+// The store's methods are grouped by concern, each with a read side and a
+// write side, so that code names only the part it uses (the authorization
+// server its grants, the MTA its jobs, a forwarding policy a user's
+// settings) while every write still joins the one transaction type, Tx:
+// what the mailbox, the AS and the MTA decide together commits together.
+// Reader and Tx are the unions; Store adds Update, View and the work done
+// outside a caller's transaction (claims, pruning).
+
+// SettingsReader reads the domain's settings and the users' own.
+type SettingsReader interface {
 	Setting(ctx context.Context, key string) (string, error) // ErrNotFound if unset
+	UserSettingReader
+}
+
+// UserSettingReader reads the users' own settings; UserKey gives them
+// types.
+type UserSettingReader interface {
 	// UserSetting returns one of a user's own settings (a forwarding
 	// policy, a forwarding rule): ErrNotFound if unset or if there is no
 	// such user. Per-user settings are keyed by the user's ID, never by
 	// their address, so that they go with the user (DeleteUser) and a new
 	// account at the same address starts from the defaults.
 	UserSetting(ctx context.Context, userID int64, name string) (string, error)
+}
+
+// SettingsWriter writes settings.
+type SettingsWriter interface {
+	SetSetting(ctx context.Context, key, value string) error
+	UserSettingWriter
+}
+
+// UserSettingWriter writes the users' own settings.
+type UserSettingWriter interface {
+	// SetUserSetting sets one of a user's settings; an empty value unsets
+	// it. ErrNotFound when there is no such user.
+	SetUserSetting(ctx context.Context, userID int64, name, value string) error
+}
+
+// AccountReader reads users and their API tokens.
+type AccountReader interface {
 	UserByAddress(ctx context.Context, address string) (User, error)
 	UserByID(ctx context.Context, id int64) (User, error)
 	Users(ctx context.Context) ([]User, error) // ordered by address
 	// TokenByHash returns the token with that hash, expired or not: the
 	// caller decides what expiry means.
 	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+}
 
+// AccountWriter writes users and their API tokens.
+type AccountWriter interface {
+	AddUser(ctx context.Context, u User) (User, error) // ErrExists; returns it with ID and Created set
+	SetPassword(ctx context.Context, userID int64, hash string) error
+	// DeleteUser removes the user with everything of theirs: tokens,
+	// per-user settings, uploads, messages (and their envelopes), changes
+	// and the grants issued to them. Their resources become unreferenced
+	// unless others hold them. Their ID is never given to another user.
+	DeleteUser(ctx context.Context, userID int64) error
+
+	AddToken(ctx context.Context, t Token) error
+	DeleteToken(ctx context.Context, hash []byte) error
+}
+
+// MailboxReader reads the users' messages, the resources they reference
+// and the change feed.
+type MailboxReader interface {
 	Message(ctx context.Context, userID int64, id string) (Message, error)
 	// MessagesByMessageID returns the user's copies with that Message-ID.
 	MessagesByMessageID(ctx context.Context, userID int64, messageID string) ([]Message, error)
@@ -277,62 +326,23 @@ type Reader interface {
 	// Cursor is the newest Seq in the store (0 when there are none): a
 	// listing taken in the same transaction is current as of it.
 	Cursor(ctx context.Context) (int64, error)
-	Client(ctx context.Context, id string) (Client, error)
-	Clients(ctx context.Context) ([]Client, error) // ordered by ID
-	GrantByHash(ctx context.Context, hash []byte) (Grant, error)
-	// GrantByUserCode finds a device grant by its user code.
-	GrantByUserCode(ctx context.Context, userCode string) (Grant, error)
-	// FamilyRevoked reports whether a grant family has been revoked; an
-	// unknown family is not revoked.
-	FamilyRevoked(ctx context.Context, family string) (bool, error)
-
 	// Changes returns the user's changes with Seq > since, oldest first, at
 	// most limit of them (limit <= 0: all). It returns ErrCursorGone when
-	// changes after since have been pruned.
+	// changes after since have been pruned. A reader that resumes from
+	// any cursor it was given misses no change, however many writers
+	// commit at once (metatest FeedRace): Seq order is commit order.
 	Changes(ctx context.Context, userID int64, since int64, limit int) ([]Change, error)
-
-	// Job returns the job with the ID (ErrNotFound if none).
-	Job(ctx context.Context, id int64) (Job, error)
-	// JobByKey returns the job with the key (ErrNotFound if none).
-	JobByKey(ctx context.Context, key string) (Job, error)
-	// Jobs lists the jobs of a kind ("" for every kind) newest first, by
-	// Created then ID, at most limit of them (limit <= 0: all); for status
-	// displays, not for finding work (that is ClaimJobs).
-	Jobs(ctx context.Context, kind string, limit int) ([]Job, error)
-	// CountJobs counts the jobs of a kind still to finish (queued or
-	// running) whose Key starts with keyPrefix ("" for every one): the
-	// depth of a queue, for metrics, without reading the jobs.
-	CountJobs(ctx context.Context, kind, keyPrefix string) (int, error)
 }
 
-// Tx is a transaction: reads see its own writes. It must not be used after
-// the function given to Update returns. A method that returns ErrExists or
-// ErrNotFound leaves the transaction usable (a caller may go on, e.g. after
-// adding a job that was already queued); after any other error the
-// transaction may be aborted (PostgreSQL), and fn should return an error.
-type Tx interface {
-	Reader
-
-	SetSetting(ctx context.Context, key, value string) error
-	// SetUserSetting sets one of a user's settings; an empty value unsets
-	// it. ErrNotFound when there is no such user.
-	SetUserSetting(ctx context.Context, userID int64, name, value string) error
+// MailboxWriter writes messages, envelopes and uploads. Outside meta's
+// implementations only the mailbox service calls InsertMessage,
+// UpdateMessage, DeleteMessage and SetEnvelope (mailbox.TestOneRowWriter).
+type MailboxWriter interface {
 	// SetEnvelope keeps, with message id, the envelope it arrived with
 	// from another domain: the placeholder as received and the chain of
 	// signed envelope headers (docs/PROTOCOL.md §12), which a forward of
 	// the copy extends. It goes when the message goes.
 	SetEnvelope(ctx context.Context, id string, envelope []byte) error
-
-	AddUser(ctx context.Context, u User) (User, error) // ErrExists; returns it with ID and Created set
-	SetPassword(ctx context.Context, userID int64, hash string) error
-	// DeleteUser removes the user with everything of theirs: tokens,
-	// per-user settings, uploads, messages (and their envelopes), changes
-	// and the grants issued to them. Their resources become unreferenced
-	// unless others hold them. Their ID is never given to another user.
-	DeleteUser(ctx context.Context, userID int64) error
-
-	AddToken(ctx context.Context, t Token) error
-	DeleteToken(ctx context.Context, hash []byte) error
 
 	// AddUpload records that the user uploaded the resource (idempotent:
 	// it refreshes the upload's time).
@@ -349,7 +359,23 @@ type Tx interface {
 	// DeleteMessage removes it (ErrNotFound if not the user's) and logs a
 	// Deleted change.
 	DeleteMessage(ctx context.Context, userID int64, id string) error
+}
 
+// AuthReader reads the authorization server's state: clients, grants and
+// revoked grant families.
+type AuthReader interface {
+	Client(ctx context.Context, id string) (Client, error)
+	Clients(ctx context.Context) ([]Client, error) // ordered by ID
+	GrantByHash(ctx context.Context, hash []byte) (Grant, error)
+	// GrantByUserCode finds a device grant by its user code.
+	GrantByUserCode(ctx context.Context, userCode string) (Grant, error)
+	// FamilyRevoked reports whether a grant family has been revoked; an
+	// unknown family is not revoked.
+	FamilyRevoked(ctx context.Context, family string) (bool, error)
+}
+
+// AuthWriter writes the authorization server's state.
+type AuthWriter interface {
 	AddClient(ctx context.Context, c Client) error // ErrExists
 	// DeleteClient removes the client and its grants (ErrNotFound if none).
 	DeleteClient(ctx context.Context, id string) error
@@ -361,7 +387,26 @@ type Tx interface {
 	// the family as revoked (for FamilyRevoked) even once its grants are
 	// pruned, until the time given.
 	RevokeFamily(ctx context.Context, family string, until time.Time) error
+}
 
+// JobReader reads the durable job queue (the MTA's pushes and pulls).
+type JobReader interface {
+	// Job returns the job with the ID (ErrNotFound if none).
+	Job(ctx context.Context, id int64) (Job, error)
+	// JobByKey returns the job with the key (ErrNotFound if none).
+	JobByKey(ctx context.Context, key string) (Job, error)
+	// Jobs lists the jobs of a kind ("" for every kind) newest first, by
+	// Created then ID, at most limit of them (limit <= 0: all); for status
+	// displays, not for finding work (that is Store.ClaimJobs).
+	Jobs(ctx context.Context, kind string, limit int) ([]Job, error)
+	// CountJobs counts the jobs of a kind still to finish (queued or
+	// running) whose Key starts with keyPrefix ("" for every one): the
+	// depth of a queue, for metrics, without reading the jobs.
+	CountJobs(ctx context.Context, kind, keyPrefix string) (int, error)
+}
+
+// JobWriter adds and finishes jobs.
+type JobWriter interface {
 	// AddJob stores a new job and returns it with ID set, State queued
 	// when it was empty, NextTry now when it was zero, and Created and
 	// Updated now when they were zero. A job whose Key is taken, whatever
@@ -376,7 +421,11 @@ type Tx interface {
 	// check that it is still running with the Attempts it was claimed
 	// with: otherwise its lease ended and another worker holds the job.
 	UpdateJob(ctx context.Context, j Job) error
+}
 
+// IdempotencyWriter keeps the answers to requests made with an
+// Idempotency-Key (docs/PROTOCOL.md §8.9).
+type IdempotencyWriter interface {
 	// Idempotency returns the user's record for an Idempotency-Key,
 	// expired or not (the caller compares Expires with its clock);
 	// ErrNotFound when there is none.
@@ -386,6 +435,30 @@ type Tx interface {
 	// Call it in the transaction that does the request's work, so that the
 	// work and its record commit together.
 	PutIdempotency(ctx context.Context, r Idempotency) error
+}
+
+// Reader is the read side, shared by Store and Tx: every concern's.
+type Reader interface {
+	SettingsReader
+	AccountReader
+	MailboxReader
+	AuthReader
+	JobReader
+}
+
+// Tx is a transaction: reads see its own writes. It must not be used after
+// the function given to Update returns. A method that returns ErrExists or
+// ErrNotFound leaves the transaction usable (a caller may go on, e.g. after
+// adding a job that was already queued); after any other error the
+// transaction may be aborted (PostgreSQL), and fn should return an error.
+type Tx interface {
+	Reader
+	SettingsWriter
+	AccountWriter
+	MailboxWriter
+	AuthWriter
+	JobWriter
+	IdempotencyWriter
 }
 
 // Idempotency is the remembered answer to a request made with an
@@ -418,6 +491,7 @@ type Once interface {
 type Store interface {
 	Reader
 	Once
+	JobQueue
 	// Update runs fn in a write transaction and commits if fn returns nil;
 	// otherwise, or on panic, it rolls back and returns fn's error.
 	//
@@ -451,6 +525,13 @@ type Store interface {
 	// families remembered until before it.
 	PruneGrants(ctx context.Context, before time.Time) (int, error)
 
+	Close() error
+}
+
+// JobQueue is the store's side of the durable job queue: claims with
+// leases and pruning, each a transaction of its own (adding and finishing
+// jobs is JobWriter's, in the caller's transaction).
+type JobQueue interface {
 	// ClaimJobs atomically takes up to n jobs of the kind that are due at
 	// now: queued with NextTry <= now, or running with NextTry <= now (the
 	// lease of a worker that crashed or stalled has ended). It marks them
@@ -469,8 +550,6 @@ type Store interface {
 	// PruneJobs deletes done and failed jobs last updated before the time
 	// and returns how many; their keys become free again.
 	PruneJobs(ctx context.Context, before time.Time) (int, error)
-
-	Close() error
 }
 
 // Notifier is implemented by stores that can tell of commits to users'
