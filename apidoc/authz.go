@@ -73,7 +73,7 @@ var authzOps = []Op{
 			FormField{Name: "resource", Description: "token-exchange: the resource the token is for."},
 			FormField{Name: "envelope_headers", Description: "token-exchange: the envelope headers (JSON) the assertion signs (docs/PROTOCOL.md §5.3)."},
 			FormField{Name: "ehl", Description: "token-exchange: the names of the envelope headers, in order (§5.3)."},
-			FormField{Name: "chain", Description: "token-exchange: the chain of a forward (JSON, docs/PROTOCOL.md §10.7)."},
+			FormField{Name: "chain", Description: "token-exchange for a fetch token: the chain as pushed, newest hop first, its oldest assertion the subject_token (JSON; one element for a message not forwarded; docs/PROTOCOL.md §10.6, §12.4)."},
 		)...)}}},
 		Responses: []Response{
 			{Status: 200, Description: "The token.", Content: []Content{JSON[authz.TokenResponse]()}},

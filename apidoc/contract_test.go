@@ -68,7 +68,7 @@ func TestRoutes(t *testing.T) {
 		"get /.well-known/oauth-authorization-server", "get /.well-known/pullmail-mailbox", "get /oauth/jwks",
 		"get /oauth/authorize", "post /oauth/authorize", "post /oauth/token", "post /oauth/revoke",
 		"post /oauth/device_authorization", "get /oauth/device", "post /oauth/device",
-		"post /federation/v1/messages", "post /federation/v1/resources/{cid}"} {
+		"post /federation/v1/messages", "get /federation/v1/resources/{cid}"} {
 		if ops[key] == nil {
 			t.Errorf("the document does not describe %s", key)
 		}
@@ -166,7 +166,7 @@ func TestStatusCodes(t *testing.T) {
 		{"delete /api/v1/uploads/{upload_id}", http.StatusNoContent},
 		{"post /federation/v1/messages", http.StatusAccepted},
 		{"post /federation/v1/messages", http.StatusOK},
-		{"post /federation/v1/resources/{cid}", http.StatusPartialContent},
+		{"get /federation/v1/resources/{cid}", http.StatusPartialContent},
 		{"post /oauth/authorize", http.StatusSeeOther},
 		{"get /readyz", http.StatusServiceUnavailable},
 	}

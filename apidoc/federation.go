@@ -25,21 +25,20 @@ var federationOps = []Op{
 		},
 	},
 	{
-		Method: "POST", Path: federation.PathResources + "/{cid}", ID: "federationFetch", Tags: []string{"federation"}, Auth: DPoP,
+		Method: "GET", Path: federation.PathResources + "/{cid}", ID: "federationFetch", Tags: []string{"federation"}, Auth: DPoP,
 		Summary: "Pull a resource (another domain's MTA)",
-		Description: "The recipient's MTA fetches one resource of a message it accepted (docs/PROTOCOL.md §11.3) with `Authorization: DPoP <fetch token>` (this domain's `at+jwt`, scope `fetch`, §10.6) and a proof by the token's key. POST, not GET: the body is the envelope as pushed, the request's access control list, and nothing may cache the answer. " +
-			"`Range`, `If-Range`, `If-Match` and `If-None-Match` apply as to a GET (one range). Any refusal answers 404 `not_found`, exactly as for a resource that does not exist.",
+		Description: "The recipient's MTA fetches one resource of a message it accepted (docs/PROTOCOL.md §11.3) with `Authorization: DPoP <fetch token>` (this domain's `at+jwt`, scope `fetch`, §10.6) and a proof by the token's key. The token carries this domain's verdict on the message's chain (its claim `fetch`), reached once when it was issued: the request carries nothing else, and the answer is `Cache-Control: no-store`. " +
+			"`Range`, `If-Range`, `If-Match` and `If-None-Match` apply as to any GET (one range). Any refusal answers 404 `not_found`, exactly as for a resource that does not exist.",
 		Params: []Param{dpopProof(true),
 			{Name: "Range", In: "header", Description: "One byte range, to resume after a cut: `bytes=N-`.", Schema: Schema{"type": "string"}},
 			{Name: "If-Range", In: "header", Description: "The resource's ETag, `\"<content-id>\"`.", Schema: Schema{"type": "string"}}},
-		Body: &Body{Description: "The placeholder as received (without the headers the recipient added) and the chain as pushed.", Content: []Content{JSON[federation.Envelope]()}},
 		Responses: []Response{
 			{Status: 200, Description: "The bytes.", Headers: map[string]Header{"ETag": {Ref: "ETag"}}, Content: []Content{{Media: "application/octet-stream", Schema: Schema{"type": "string", "contentMediaType": "application/octet-stream"}}}},
 			{Status: 206, Description: "The range asked for.", Headers: map[string]Header{"ETag": {Ref: "ETag"}, "Content-Range": {Description: "`bytes FIRST-LAST/SIZE`.", Schema: Schema{"type": "string"}}}, Content: []Content{{Media: "application/octet-stream", Schema: Schema{"type": "string", "contentMediaType": "application/octet-stream"}}}},
 			{Status: 304, Description: "Not modified (`If-None-Match`)."},
 			{Status: 401, Description: "`use_dpop_nonce`: retry with the `DPoP-Nonce`.", Content: errorJSON,
 				Headers: map[string]Header{"WWW-Authenticate": {Ref: "DPoPAuthenticate"}, "DPoP-Nonce": {Ref: "DPoPNonce"}}},
-			{Status: 404, Description: "`not_found`: a refused token, proof, envelope or recipient, a content-id the message does not reference, or no such resource (all alike).", Content: errorJSON},
+			{Status: 404, Description: "`not_found`: a refused token or proof, a sent copy no longer stored, a content-id the message does not reference, or no such resource (all alike).", Content: errorJSON},
 			{Status: 412, Description: "`precondition_failed`: an `If-Match` that does not name the ETag.", Content: errorJSON},
 			{Status: 416, Description: "`range_not_satisfiable`: `Content-Range: bytes */SIZE` tells the size.", Content: errorJSON},
 			{Status: 500, Ref: "Internal"},
@@ -49,7 +48,7 @@ var federationOps = []Op{
 }
 
 var federationTypes = []Type{
-	{Go: TypeOf[federation.Envelope](), Name: "Envelope", Description: "A push's or a fetch's body (docs/PROTOCOL.md §11.2, §11.3).", Fields: map[string]Schema{
+	{Go: TypeOf[federation.Envelope](), Name: "Envelope", Description: "A push's body (docs/PROTOCOL.md §11.2).", Fields: map[string]Schema{
 		"placeholder": Ref("PlaceholderMessage"),
 		"chain":       {"minItems": 1, "maxItems": federation.MaxChain, "description": "The signed envelope headers, newest hop first."},
 	}},

@@ -43,7 +43,7 @@ func (a accessAuth) Authenticate(ctx context.Context, r *http.Request) (auth.Pri
 	if strings.Count(tok, ".") != 2 {
 		return invalid("not an access token of this server")
 	}
-	c, err := s.verifyOwn(ctx, tok, TypAccessToken, s.cfg.AccessTokenTTL+time.Minute)
+	c, err := s.verifyOwn(ctx, tok, federation.TypAccessToken, s.cfg.AccessTokenTTL+time.Minute)
 	if err != nil {
 		return auth.Principal{}, err
 	}

@@ -64,11 +64,6 @@ const (
 	GrantDeviceCode  = "urn:ietf:params:oauth:grant-type:device_code"
 )
 
-// TypAccessToken is the JWT type (RFC 8725 §3.11) of access tokens (RFC
-// 9068): each kind of token has its own, so that none passes for another
-// (federation.TypAssertion is the assertions').
-const TypAccessToken = "at+jwt"
-
 // Config configures the authorization server of one domain.
 type Config struct {
 	// Issuer is the server's external base URL, e.g. "https://a.test"; the
@@ -99,6 +94,11 @@ type Config struct {
 	SendGrantTTL time.Duration
 	// MaxChain is the most hops a forwarding chain may have (default 8).
 	MaxChain int
+	// ChainVerified, when set, is told of each chain verified for a fetch
+	// token, with its number of hops: the one verification of a delivery
+	// at the origin (docs/PROTOCOL.md §10.6); the server counts them in
+	// pullmail_chains_verified_total.
+	ChainVerified func(hops int)
 }
 
 // Remote is what the authorization server needs to know of other domains.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/dpop"
+	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/placeholder"
@@ -117,7 +118,7 @@ func (s *Server) exchangeAssertion(ctx context.Context, c client, proof *dpop.Pr
 	if c.remote || c.Public {
 		return tokenResponse{}, oerr(400, "unauthorized_client", "only this domain's MTA may obtain assertions")
 	}
-	sg, err := s.verifyOwn(ctx, st, TypAccessToken, s.cfg.SendGrantTTL+time.Minute)
+	sg, err := s.verifyOwn(ctx, st, federation.TypAccessToken, s.cfg.SendGrantTTL+time.Minute)
 	if err != nil {
 		return tokenResponse{}, oerr(400, "invalid_request", "subject_token: "+err.Error())
 	}
@@ -170,30 +171,9 @@ func (s *Server) exchangeFetch(ctx context.Context, c client, proof *dpop.Proof,
 		return tokenResponse{}, oerr(400, "invalid_request", "subject_token: malformed claims")
 	}
 	now := s.now()
-	// A forwarded message: the chain from our assertion (the subject token,
-	// its oldest hop) to the client's domain (docs/PROTOCOL.md §12.4).
-	finalDomain := a.Audience
-	if raw := get("chain"); raw != "" {
-		var chain []federation.ChainElement
-		if err := json.Unmarshal([]byte(raw), &chain); err != nil || len(chain) == 0 {
-			return tokenResponse{}, oerr(400, "invalid_request", "chain must be a JSON array of {headers, jwt-assertion}")
-		}
-		if chain[len(chain)-1].Assertion != st {
-			return tokenResponse{}, oerr(400, "invalid_request", "the subject token must be the chain's oldest assertion")
-		}
-		_, err := federation.VerifyChain(ctx, chain, federation.ChainCheck{Final: c.domain, Origin: s.cfg.Issuer, Domain: s.cfg.Domain,
-			OwnIssuer: s.cfg.Issuer, Own: s.cfg.Keys, Remote: s.cfg.Remote, Now: now, Limits: placeholder.DefaultLimits(),
-			MaxHops: s.cfg.MaxChain})
-		if err != nil {
-			return tokenResponse{}, oerr(400, "invalid_request", "chain: "+err.Error())
-		}
-		finalDomain = []string{c.domain}
-	}
 	switch {
 	case a.Issuer != s.cfg.Issuer:
 		return tokenResponse{}, oerr(400, "invalid_request", "the assertion was not issued here")
-	case len(finalDomain) != 1 || finalDomain[0] != c.domain:
-		return tokenResponse{}, oerr(400, "invalid_request", "the assertion was issued for another domain")
 	case a.Expiry == 0 || !now.Before(a.Expiry.Time().Add(s.cfg.SendGrantTTL)):
 		return tokenResponse{}, oerr(400, "invalid_request", "the assertion is too old to trade")
 	case a.IssuedAt.Time().After(now.Add(time.Minute)):
@@ -204,7 +184,45 @@ func (s *Server) exchangeFetch(ctx context.Context, c client, proof *dpop.Proof,
 	if res := get("resource"); res != "" && strings.TrimRight(res, "/") != s.cfg.Issuer {
 		return tokenResponse{}, oerr(400, "invalid_target", "the resource is this domain's mailbox: "+s.cfg.Issuer)
 	}
-	tok, err := s.accessToken("", 0, c.ID, federation.ScopeFetch, "", proof.Thumbprint, s.cfg.FetchTokenTTL, a.MessageID, c.domain)
+	// The chain, from our assertion (the subject token, its oldest hop) to
+	// the client's domain (VerifyChain checks that its newest hop is
+	// addressed to it alone), is verified here once for the whole delivery;
+	// the fetch token carries the verdict (docs/PROTOCOL.md §10.6, §12.4).
+	raw := get("chain")
+	if raw == "" {
+		return tokenResponse{}, oerr(400, "invalid_request", "chain is required: the chain as pushed, oldest element the subject token")
+	}
+	var chain []federation.ChainElement
+	if err := json.Unmarshal([]byte(raw), &chain); err != nil || len(chain) == 0 {
+		return tokenResponse{}, oerr(400, "invalid_request", "chain must be a JSON array of {headers, jwt-assertion}")
+	}
+	if chain[len(chain)-1].Assertion != st {
+		return tokenResponse{}, oerr(400, "invalid_request", "the subject token must be the chain's oldest assertion")
+	}
+	links, err := federation.VerifyChain(ctx, chain, federation.ChainCheck{Final: c.domain, Origin: s.cfg.Issuer, Domain: s.cfg.Domain,
+		OwnIssuer: s.cfg.Issuer, Own: s.cfg.Keys, Remote: s.cfg.Remote, Now: now, Limits: placeholder.DefaultLimits(),
+		MaxHops: s.cfg.MaxChain})
+	if err != nil {
+		if errs.KindOf(err) == errs.Internal {
+			s.log.Warn("verifying a chain", "client", c.ID, "err", err)
+			return tokenResponse{}, oerr(503, "temporarily_unavailable", "the chain's keys could not be read; try again")
+		}
+		return tokenResponse{}, oerr(400, "invalid_request", "chain: "+err.Error())
+	}
+	if s.cfg.ChainVerified != nil {
+		s.cfg.ChainVerified(len(links))
+	}
+	grant, err := federation.GrantFetch(ctx, s.cfg.Meta, links)
+	if err != nil {
+		if errs.KindOf(err) == errs.Internal {
+			s.log.Error("deciding a fetch grant", "msgid", a.MessageID, "err", err)
+			return tokenResponse{}, oerr(500, "server_error", "reading the sent message failed")
+		}
+		return tokenResponse{}, oerr(400, "invalid_request", err.Error())
+	}
+	claims := s.accessClaims("", 0, c.ID, federation.ScopeFetch, "", proof.Thumbprint, s.cfg.FetchTokenTTL, a.MessageID, c.domain)
+	claims.Fetch = &grant
+	tok, err := s.cfg.Keys.Sign(federation.TypAccessToken, claims)
 	if err != nil {
 		return tokenResponse{}, oerr(500, "server_error", "signing failed")
 	}

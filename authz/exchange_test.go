@@ -14,6 +14,7 @@ import (
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/placeholder"
+	"github.com/pullmail/pullmail/resource"
 )
 
 // xenv is the Cross-Domain Authorization Grant's cast: a.test (Alice's
@@ -28,6 +29,7 @@ type xenv struct {
 	sendGrant  string
 	hdr        placeholder.Header
 	ehl        []string
+	sentID     string // alice's sent copy at a.test
 }
 
 func newXEnv(t *testing.T) *xenv {
@@ -45,7 +47,45 @@ func newXEnv(t *testing.T) *xenv {
 	}
 	x.hdr = firstHop(t, "Alice <alice@a.test>", "Bob <bob@b.test>", x.msgid)
 	x.ehl = placeholder.FirstHop.RequiredEHL()
+	x.storeSent(t)
 	return x
+}
+
+// storeSent stores alice's sent copy of the message at a.test, the one a
+// fetch grant must find (docs/PROTOCOL.md §10.6), and makes the envelope's
+// Body-Digest its own.
+func (x *xenv) storeSent(t testing.TB) {
+	t.Helper()
+	m := placeholder.New("Alice <alice@a.test>", []string{"Bob <bob@b.test>"}, nil, nil, "hello")
+	leaf, err := placeholder.NewLeaf(resource.IDOf([]byte("hello")), 5, "text/plain; charset=utf-8", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Parts = append(m.Parts, leaf)
+	m.Header.SetString(placeholder.HMessageID, x.msgid)
+	m.Header.SetString(placeholder.HBodyDigest, placeholder.BodyDigest(m))
+	x.hdr.SetString(placeholder.HBodyDigest, placeholder.BodyDigest(m))
+	x.sentID = "sent-1"
+	now := time.Now()
+	ctx := context.Background()
+	if err := x.a.d.Server.Meta.Update(ctx, func(tx meta.Tx) error {
+		return tx.InsertMessage(ctx, meta.Message{ID: x.sentID, UserID: x.a.uid, Folder: meta.Sent, MessageID: x.msgid,
+			Status: meta.StatusSent, Date: now, Created: now, Updated: now, Placeholder: m.Canonical(),
+			Refs: []meta.Ref{{ID: resource.IDOf([]byte("hello")), Size: 5}}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// chain is the chain of one hop that b.test's MTA received with assertion
+// and sends with its fetch token request: the signed headers alone.
+func (x *xenv) chain(t testing.TB, assertion string, h placeholder.Header) string {
+	t.Helper()
+	var signed placeholder.Header
+	for _, n := range x.ehl {
+		signed.Set(n, h.Get(n))
+	}
+	return jsonString(t, []federation.ChainElement{{Headers: []byte(jsonString(t, signed)), Assertion: assertion}})
 }
 
 // assertionForm is leg (a)'s request: the send grant for an assertion.
@@ -79,6 +119,7 @@ func (x *xenv) fetchForm(t testing.TB, assertion string) url.Values {
 	f.Set("subject_token_type", federation.TokenTypeJWT)
 	f.Set("requested_token_type", federation.TokenTypeAccess)
 	f.Set("resource", x.a.d.URL)
+	f.Set("chain", x.chain(t, assertion, x.hdr))
 	return f
 }
 
@@ -149,7 +190,7 @@ func TestExchangeAssertionRefusals(t *testing.T) {
 			IssuedAt: keys.NewNumericDate(now), Expiry: keys.NewNumericDate(now.Add(time.Hour)), ID: "sg",
 			Scope: federation.ScopeInternetMail, ClientID: "mta@a.test"}, Family: "fam-sg", MessageID: x.msgid}
 		edit(&c)
-		return a.sign(t, authz.TypAccessToken, c)
+		return a.sign(t, federation.TypAccessToken, c)
 	}
 	if err := a.d.Server.Meta.Update(ctx, func(tx meta.Tx) error {
 		return tx.RevokeFamily(ctx, "fam-revoked", now.Add(time.Hour))
@@ -292,7 +333,7 @@ func TestExchangeFetch(t *testing.T) {
 	if r.Status != 200 || r.TokenType != "DPoP" || r.IssuedTokenType != federation.TokenTypeAccess || r.RefreshToken != "" {
 		t.Fatalf("leg (b): %+v", r)
 	}
-	if _, _, err := a.d.Server.Keys.Verify(r.AccessToken, keys.Expect{Typ: authz.TypAccessToken}); err != nil {
+	if _, _, err := a.d.Server.Keys.Verify(r.AccessToken, keys.Expect{Typ: federation.TypAccessToken}); err != nil {
 		t.Fatalf("fetch token: %v", err)
 	}
 	c := claimsOf(t, r.AccessToken)
@@ -300,6 +341,12 @@ func TestExchangeFetch(t *testing.T) {
 		c.MessageID != x.msgid || c.RecipientDomain != "b.test" || c.ClientID != "mta@b.test" ||
 		c.Cnf == nil || c.Cnf.JKT != x.mtaB.dpop.Thumbprint() {
 		t.Errorf("fetch token claims: %+v", c)
+	}
+	// The verdict on the chain, bound in the token (§10.6): the fetch
+	// endpoint verifies no chain again.
+	if g := c.Fetch; g == nil || g.Author != "alice@a.test" || g.UserID != a.uid || g.Hops != 1 ||
+		g.BodyDigest != x.hdr.Get(placeholder.HBodyDigest).String() {
+		t.Errorf("fetch grant: %+v", c.Fetch)
 	}
 	// It is no mailbox token.
 	a.wantRefused(t, bearer(r.AccessToken), "invalid_token")
@@ -325,11 +372,22 @@ func TestExchangeFetch(t *testing.T) {
 		want   string
 	}{
 		{"no DPoP proof", func(url.Values) {}, func() http.Header { return nil }, 400, "invalid_dpop_proof"},
-		{"assertion for another audience", func(f url.Values) { f.Set("subject_token", otherAud) }, proofB, 400, "invalid_request"},
+		{"assertion for another audience", func(f url.Values) {
+			f.Set("subject_token", otherAud)
+			f.Set("chain", x.chain(t, otherAud, x.hdr)) // its own chain: refused for its audience
+		}, proofB, 400, "invalid_request"},
 		{"assertion signed by another AS", func(f url.Values) { f.Set("subject_token", bAssertion) }, proofB, 400, "invalid_request"},
 		{"a DPoP proof as the assertion", func(f url.Values) { f.Set("subject_token", dpopProof) }, proofB, 400, "invalid_request"},
 		{"an access token as the assertion", func(f url.Values) { f.Set("subject_token", x.sendGrant) }, proofB, 400, "invalid_request"},
 		{"tampered assertion", func(f url.Values) { f.Set("subject_token", assertion[:len(assertion)-4]+"AAAA") }, proofB, 400, "invalid_request"},
+		{"no chain", func(f url.Values) { f.Del("chain") }, proofB, 400, "invalid_request"},
+		{"a chain that is no JSON array", func(f url.Values) { f.Set("chain", `{"headers":{}}`) }, proofB, 400, "invalid_request"},
+		{"a chain of another assertion", func(f url.Values) { f.Set("chain", x.chain(t, otherAud, x.hdr)) }, proofB, 400, "invalid_request"},
+		{"a chain whose signed headers were altered", func(f url.Values) {
+			h := x.hdr.Clone()
+			h.SetString(placeholder.HBodyDigest, placeholder.BodyDigest(placeholder.New("x@a.test", nil, nil, nil, "")))
+			f.Set("chain", x.chain(t, assertion, h))
+		}, proofB, 400, "invalid_request"},
 		{"resource another server", func(f url.Values) { f.Set("resource", "https://evil.test") }, proofB, 400, "invalid_target"},
 		{"subject_token_type missing", func(f url.Values) { f.Del("subject_token_type") }, proofB, 400, "invalid_request"},
 		{"unknown remote client", func(f url.Values) {
@@ -349,6 +407,23 @@ func TestExchangeFetch(t *testing.T) {
 			a.unchanged(t, func() { wantOAuthError(t, x.asA.post(t, f, tc.hdr()), tc.status, tc.want) })
 		})
 	}
+	// The sent copy deleted: nothing to grant, and no token.
+	t.Run("no sent copy", func(t *testing.T) {
+		ctx := context.Background()
+		m, err := a.d.Server.Meta.Message(ctx, a.uid, x.sentID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.d.Server.Meta.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, a.uid, x.sentID) }); err != nil {
+			t.Fatal(err)
+		}
+		defer a.d.Server.Meta.Update(ctx, func(tx meta.Tx) error { return tx.InsertMessage(ctx, m) })
+		r := x.asA.post(t, x.fetchForm(t, assertion), proofB())
+		wantOAuthError(t, r, 400, "invalid_request")
+		if !strings.Contains(r.Description, federation.CodeNoSentCopy) && !strings.Contains(r.Description, "no sent message") {
+			t.Errorf("the refusal says %q", r.Description)
+		}
+	})
 	// Without a Remote (testenv's AS), no cross-domain client is known.
 	a.unchanged(t, func() {
 		wantOAuthError(t, a.post(t, authz.PathToken, x.fetchForm(t, assertion), proofB()), 401, "invalid_client")

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/pullmail/pullmail/authz"
+	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/server"
 )
 
@@ -94,7 +95,7 @@ func TestOAuth2ClientCodePKCE(t *testing.T) {
 		c.ClientID != webmail || c.Scope != authz.ScopeMail || c.Family == "" {
 		t.Errorf("access token claims: %+v", c)
 	}
-	if typ := headerOf(t, tok.AccessToken)["typ"]; typ != authz.TypAccessToken {
+	if typ := headerOf(t, tok.AccessToken)["typ"]; typ != federation.TypAccessToken {
 		t.Errorf("access token typ %v", typ)
 	}
 

@@ -637,7 +637,7 @@ func TestMailboxTokenRefusals(t *testing.T) {
 	b := newEnv(t, "b.test")
 	other := newProofKey(t)
 	kidOf := func(t *testing.T, tok string) string { return headerOf(t, tok)["kid"].(string) }
-	good := e.sign(t, authz.TypAccessToken, e.accessClaims())
+	good := e.sign(t, federation.TypAccessToken, e.accessClaims())
 	e.wantMe(t, bearer(good))
 	pubJWK, _ := json.Marshal(e.d.Server.Keys.PublicJWKS().Keys[0])
 	pubDER, _ := x509.MarshalPKIXPublicKey(e.d.Server.Keys.PublicJWKS().Keys[0].Key)
@@ -648,7 +648,7 @@ func TestMailboxTokenRefusals(t *testing.T) {
 	edit := func(f func(*federation.Claims)) string {
 		c := e.accessClaims()
 		f(&c)
-		return e.sign(t, authz.TypAccessToken, c)
+		return e.sign(t, federation.TypAccessToken, c)
 	}
 	now := e.clock.Now()
 	revokedFam := "fam-revoked"

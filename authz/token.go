@@ -93,7 +93,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		// The grant's transaction has committed: a failure here leaves the
 		// code or refresh token spent, as any lost answer would.
 		var err error
-		if resp.AccessToken, err = s.cfg.Keys.Sign(TypAccessToken, *resp.unsigned); err != nil {
+		if resp.AccessToken, err = s.cfg.Keys.Sign(federation.TypAccessToken, *resp.unsigned); err != nil {
 			s.log.Error("signing an access token", "client", c.ID, "err", err)
 			oe = oerr(500, "server_error", "the access token could not be signed")
 		}
@@ -398,7 +398,7 @@ func tokenType(jkt string) string {
 // accessToken signs an RFC 9068 access token for this server's resources;
 // uid is the user's ID (0 for a token that acts for no user of this domain).
 func (s *Server) accessToken(sub string, uid int64, clientID, scope, family, jkt string, ttl time.Duration, msgid, rcptDomain string) (string, error) {
-	return s.cfg.Keys.Sign(TypAccessToken, s.accessClaims(sub, uid, clientID, scope, family, jkt, ttl, msgid, rcptDomain))
+	return s.cfg.Keys.Sign(federation.TypAccessToken, s.accessClaims(sub, uid, clientID, scope, family, jkt, ttl, msgid, rcptDomain))
 }
 
 // accessClaims are the claims of such a token.
@@ -460,7 +460,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	family, owner := "", ""
 	if g, err := s.cfg.Meta.GrantByHash(ctx, hashSecret(tok)); err == nil {
 		family, owner = g.Family, g.ClientID
-	} else if cl, err := s.verifyOwn(ctx, tok, TypAccessToken, 0); err == nil {
+	} else if cl, err := s.verifyOwn(ctx, tok, federation.TypAccessToken, 0); err == nil {
 		family, owner = cl.Family, cl.ClientID
 	}
 	if family == "" {

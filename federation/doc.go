@@ -2,12 +2,15 @@
 // (docs/PROTOCOL.md §10–§12), written once for both sides: what travels
 // and how it is checked, with no server in it.
 //
-//   - the push and fetch bodies (Envelope, ParseEnvelope), the push's answer
+//   - the push body (Envelope, ParseEnvelope), the push's answer
 //     (PushAnswer) and the endpoints' paths (PathMessages, PathResources);
 //   - the chain of signed envelope headers (ChainElement) and its
 //     verification (VerifyChain, CheckChainMessage; §12.3), the claims of
-//     the assertions and fetch tokens (Claims), their JWT type, scopes and
+//     the assertions and fetch tokens (Claims), their JWT types, scopes and
 //     the token-exchange URNs (§10);
+//   - the fetch grant, the origin's verdict on a chain signed into the fetch
+//     token (FetchGrant: GrantFetch decides it, Fetchable checks it at each
+//     fetch; §10.6, §11.3);
 //   - the authorization server's metadata document (ASMetadata, RFC 8414),
 //     as discovery reads it and the authorization server serves it;
 //   - the MTA's client key for private_key_jwt (ClientKey, §10.1);

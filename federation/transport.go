@@ -47,14 +47,14 @@ type TokenRequest struct {
 	Form     url.Values
 }
 
-// FetchRequest is the fetch of one resource: POST Endpoint (the origin's
-// PathResources + "/" + content-id) with the Envelope of the message that
-// names it, authorized by a fetch token.
+// FetchRequest is the fetch of one resource: GET Endpoint (the origin's
+// PathResources + "/" + content-id), authorized by a fetch token, which
+// carries the origin's verdict on the message's chain (docs/PROTOCOL.md
+// §11.3): nothing else is sent.
 type FetchRequest struct {
 	Endpoint string
 	Token    string // the fetch token: "Authorization: DPoP <Token>"
 	DPoP     string
-	Body     []byte // an encoded Envelope
 	// From, when above 0, asks for the bytes from From on
 	// ("Range: bytes=From-"), if the resource is still IfRange (its quoted
 	// ETag, If-Range) (RFC 9110 §14.2, §13.1.5).
@@ -79,7 +79,7 @@ func (r TokenRequest) request(ctx context.Context) (*http.Request, error) {
 }
 
 func (r FetchRequest) request(ctx context.Context) (*http.Request, error) {
-	req, err := post(ctx, r.Endpoint, r.Token, r.DPoP, "application/json", r.Body)
+	req, err := newRequest(ctx, http.MethodGet, r.Endpoint, r.Token, r.DPoP, "", nil)
 	if err == nil && r.From > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", r.From))
 		if r.IfRange != "" {
@@ -89,14 +89,25 @@ func (r FetchRequest) request(ctx context.Context) (*http.Request, error) {
 	return req, err
 }
 
-// post is the one shape of every federation request: a POST with a DPoP
-// proof, and a DPoP-bound token when there is one (RFC 9449 §7.1).
+// post is the shape of the federation requests that carry something: a
+// POST with a DPoP proof, and a DPoP-bound token when there is one (RFC
+// 9449 §7.1).
 func post(ctx context.Context, target, token, proof, ctype string, body []byte) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	return newRequest(ctx, http.MethodPost, target, token, proof, ctype, body)
+}
+
+func newRequest(ctx context.Context, method, target, token, proof, ctype string, body []byte) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
 		return nil, fmt.Errorf("request to %s: %w", target, err)
 	}
-	req.Header.Set("Content-Type", ctype)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
 	if proof != "" {
 		req.Header.Set("DPoP", proof)
 	}
@@ -116,7 +127,7 @@ func roundTrip(ctx context.Context, rt func(*http.Request) (*http.Response, erro
 	}
 	resp, err := rt(req)
 	if err != nil {
-		return nil, fmt.Errorf("POST %s: %w", req.URL.Redacted(), err)
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err)
 	}
 	return &Answer{Status: resp.StatusCode, Header: resp.Header, Body: resp.Body}, nil
 }

@@ -59,8 +59,8 @@ func TestTransportRequests(t *testing.T) {
 				}, "POST|" + h + "|/oauth/token|application/x-www-form-urlencoded||P||", "a=b+c"},
 				{"fetch with Range", func() (*federation.Answer, error) {
 					return tc.tr.Fetch(ctx, federation.FetchRequest{Endpoint: tc.base + federation.PathResources + "/cid", Token: "T", DPoP: "P",
-						Body: []byte("{}"), From: 42, IfRange: `"cid"`})
-				}, "POST|" + h + "|/federation/v1/resources/cid|application/json|DPoP T|P|bytes=42-|\"cid\"", "{}"},
+						From: 42, IfRange: `"cid"`})
+				}, "GET|" + h + "|/federation/v1/resources/cid||DPoP T|P|bytes=42-|\"cid\"", ""},
 				{"no proof", func() (*federation.Answer, error) {
 					return tc.tr.Push(ctx, federation.PushRequest{Endpoint: tc.base + federation.PathMessages, Body: []byte("{}")})
 				}, "POST|" + h + "|/federation/v1/messages|application/json||||", "{}"},

@@ -46,6 +46,13 @@ const (
 // Authorization Grant's assertions, so that no other token passes for one.
 const TypAssertion = "pullmail-assertion+jwt"
 
+// TypAccessToken is the JWT type (RFC 8725 §3.11) of access tokens (RFC
+// 9068): the mailbox API's and the fetch tokens an origin's authorization
+// server issues for its fetch endpoint (docs/PROTOCOL.md §10.6). It lives
+// here, with the other wire facts, so that the fetch endpoint (package
+// inbound) checks it without importing the authorization server.
+const TypAccessToken = "at+jwt"
+
 // Claims are the claims of the tokens a domain's authorization server
 // signs: the assertions and fetch tokens other domains verify, and the
 // send grants and access tokens only it reads.
@@ -70,6 +77,9 @@ type Claims struct {
 	Hop  int      `json:"hop,omitempty"`
 	Path []string `json:"path,omitempty"`
 	Prev string   `json:"prev,omitempty"`
+	// Fetch is a fetch token's verdict on the chain it was traded for
+	// (docs/PROTOCOL.md §10.6).
+	Fetch *FetchGrant `json:"fetch,omitempty"`
 }
 
 // EnvelopeBinding is the eh claim: eht over the headers named by ehl.

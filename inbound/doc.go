@@ -4,8 +4,9 @@
 // the External Resources of messages this domain's users sent (Origin, §11.3).
 // Both trust nothing they receive: every claim of a push is checked against
 // what discovery says of the sender's domain, and a fetch is served only when
-// the envelope it carries names the requesting domain among the recipients of
-// a message stored here.
+// its fetch token, which this domain's authorization server issued once it
+// had verified the message's chain (§10.6), names a message stored here that
+// references the resource.
 //
 // The wire types both endpoints read (federation.Envelope, the chain and its
 // verifier, federation.PathMessages and PathResources) and the pull job a

@@ -108,7 +108,6 @@ func newFed(t *testing.T, clock func() time.Time) *fed {
 	o, err := inbound.NewOrigin(inbound.OriginConfig{
 		Issuer: f.a.URL, FetchURL: f.fetchURL, Meta: f.a.Server.Meta, Resources: f.a.Server.Store,
 		Keys: f.a.Server.Keys, DPoP: &dpop.Verifier{Replay: f.a.Server.Meta}, Log: testenv.Logger(t),
-		Domain: "a.test",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -230,15 +229,24 @@ type answer struct {
 // at time at, "-" sends none.
 func do(t *testing.T, c *http.Client, target, token, proof string, key *dpop.Key, at time.Time, data []byte, hdr http.Header) (answer, *http.Response) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", target, bytes.NewReader(data))
-	req.Header.Set("Content-Type", "application/json")
+	// A push carries a body; a fetch (data nil) is a GET.
+	method := http.MethodPost
+	if data == nil {
+		method = http.MethodGet
+	}
+	req, _ := http.NewRequest(method, target, bytes.NewReader(data))
+	if data != nil {
+		req.Header.Set("Content-Type", "application/json")
+	} else {
+		req.Body = http.NoBody
+	}
 	req.Header.Set("Authorization", "DPoP "+token)
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
 	switch proof {
 	case "":
-		p, err := key.Proof("POST", target, token, "", at)
+		p, err := key.Proof(method, target, token, "", at)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/mail"
 	"strings"
 	"time"
 
-	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
@@ -19,7 +17,6 @@ import (
 	"github.com/pullmail/pullmail/httprange"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/meta"
-	"github.com/pullmail/pullmail/placeholder"
 	"github.com/pullmail/pullmail/resource"
 )
 
@@ -36,17 +33,11 @@ type OriginConfig struct {
 	Resources resource.Fetcher
 	Keys      *keys.Set
 	DPoP      *dpop.Verifier
-	// Domain is this domain; Remote finds the keys of the other domains a
-	// forwarded message passed (package discovery). Without Remote only
-	// chains of one hop verify.
-	Domain string
-	Remote federation.ChainKeys
 	// Served, when set, is told of each resource served and to which
 	// domain (the server counts them: pullmail_origin_served_total).
 	Served func(domain string)
 	Clock  func() time.Time // default time.Now
 	Log    *slog.Logger     // default slog.Default()
-	Limits placeholder.Limits
 }
 
 // Origin serves the External Resources of this domain's sent messages to
@@ -54,16 +45,13 @@ type OriginConfig struct {
 // safe for concurrent use.
 type Origin struct {
 	cfg OriginConfig
-	max int
 }
 
 // NewOrigin checks cfg and returns an Origin.
 func NewOrigin(cfg OriginConfig) (*Origin, error) {
-	if cfg.Issuer == "" || cfg.FetchURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Keys == nil || cfg.DPoP == nil ||
-		cfg.Domain == "" {
-		return nil, errors.New("inbound: Issuer, FetchURL, Meta, Resources, Keys, DPoP and Domain are required")
+	if cfg.Issuer == "" || cfg.FetchURL == "" || cfg.Meta == nil || cfg.Resources == nil || cfg.Keys == nil || cfg.DPoP == nil {
+		return nil, errors.New("inbound: Issuer, FetchURL, Meta, Resources, Keys and DPoP are required")
 	}
-	cfg.Domain = strings.ToLower(cfg.Domain)
 	cfg.FetchURL = strings.TrimRight(cfg.FetchURL, "/")
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -71,17 +59,13 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	lim := cfg.Limits
-	if lim.MaxDocument == 0 {
-		lim.MaxDocument = placeholder.DefaultLimits().MaxDocument
-	}
-	return &Origin{cfg: cfg, max: lim.MaxDocument + federation.MaxChain*(2*keys.MaxTokenSize) + 1024}, nil
+	return &Origin{cfg: cfg}, nil
 }
 
-// Handler serves POST federation.PathResources + "/{cid}".
+// Handler serves GET (and HEAD) federation.PathResources + "/{cid}".
 func (o *Origin) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+federation.PathResources+"/{cid}", o.serveHTTP)
+	mux.HandleFunc("GET "+federation.PathResources+"/{cid}", o.serveHTTP)
 	return mux
 }
 
@@ -142,7 +126,7 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 		}
 		return nil, fmt.Errorf("proof: %w", err)
 	}
-	payload, _, err := o.cfg.Keys.Verify(tok, keys.Expect{Typ: authz.TypAccessToken})
+	payload, _, err := o.cfg.Keys.Verify(tok, keys.Expect{Typ: federation.TypAccessToken})
 	if err != nil {
 		return nil, fmt.Errorf("fetch token: %w", err)
 	}
@@ -156,7 +140,7 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 	}
 	rcpt := strings.ToLower(ft.RecipientDomain)
 	switch {
-	case !hasScope(ft.Scope, federation.ScopeFetch):
+	case !federation.HasScope(ft.Scope, federation.ScopeFetch):
 		return nil, errors.New("fetch token: no fetch scope")
 	case ft.Cnf == nil || ft.Cnf.JKT != proof.Thumbprint:
 		return nil, errors.New("fetch token: cnf.jkt is not the proof's key")
@@ -172,77 +156,18 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 			return nil, errors.New("fetch token: family revoked")
 		}
 	}
+	if ft.Fetch == nil {
+		return nil, errors.New("fetch token: no fetch grant")
+	}
 
-	// The envelope.
-	data, err := readBody(r, o.max)
-	if err != nil {
+	// The verdict the token carries: its chain was verified when it was
+	// issued (docs/PROTOCOL.md §10.6); what may have changed since, the
+	// sent copy and the account, is read again.
+	if err := federation.Fetchable(ctx, o.cfg.Meta, *ft.Fetch, ft.MessageID, id); err != nil {
+		if errs.KindOf(err) == errs.Internal {
+			return nil, fail(err)
+		}
 		return nil, err
-	}
-	env, err := federation.ParseEnvelope(data, o.max)
-	if err != nil {
-		return nil, err
-	}
-	// The chain, link by link, from our own assertion to the token's
-	// domain (docs/PROTOCOL.md §12.4); its expiries are not checked: the
-	// pull may come days later (§10.6).
-	m, err := placeholder.Parse(env.Placeholder, o.cfg.Limits)
-	if err != nil {
-		return nil, fmt.Errorf("placeholder: %w", err)
-	}
-	links, err := federation.VerifyChain(ctx, env.Chain, federation.ChainCheck{Final: rcpt, Origin: o.cfg.Issuer,
-		Placeholder: m, Domain: o.cfg.Domain, OwnIssuer: o.cfg.Issuer, Own: o.cfg.Keys, Remote: o.cfg.Remote,
-		Now: now, Limits: o.cfg.Limits})
-	if err != nil {
-		return nil, fmt.Errorf("chain: %w", err)
-	}
-	a := links[len(links)-1].Claims
-	if a.MessageID != ft.MessageID {
-		return nil, errors.New("assertion: another msgid than the token's")
-	}
-	bodyDigest := m.Header.Get(placeholder.HBodyDigest).String()
-	firstDomain := strings.ToLower(a.Audience[0])
-
-	// The sent message stored here under that Message-ID.
-	author, err := o.cfg.Meta.UserByAddress(ctx, a.Subject)
-	if errors.Is(err, meta.ErrNotFound) {
-		return nil, errors.New("author unknown")
-	} else if err != nil {
-		return nil, fail(fmt.Errorf("author: %w", err))
-	}
-	copies, err := o.cfg.Meta.MessagesByMessageID(ctx, author.ID, a.MessageID)
-	if err != nil {
-		return nil, fail(fmt.Errorf("sent copies: %w", err))
-	}
-	var sent *placeholder.Message
-	for _, c := range copies {
-		if c.Folder != meta.Sent {
-			continue
-		}
-		sm, err := placeholder.Parse(c.Placeholder, placeholder.Limits{})
-		if err != nil {
-			return nil, fail(fmt.Errorf("stored sent copy %s: %w", c.ID, err))
-		}
-		if placeholder.BodyDigest(sm) == bodyDigest {
-			sent = sm
-			break
-		}
-	}
-	if sent == nil {
-		return nil, errors.New("no sent copy with that Body-Digest")
-	}
-	if !namesDomain(sent, firstDomain) {
-		return nil, fmt.Errorf("%s has no recipient of the message", firstDomain)
-	}
-	leaves, err := sent.Leaves()
-	if err != nil {
-		return nil, fmt.Errorf("sent copy leaves: %w", err)
-	}
-	referenced := false
-	for _, l := range leaves {
-		referenced = referenced || l.ID == id
-	}
-	if !referenced {
-		return nil, errors.New("the body does not reference the resource")
 	}
 	obj, err := o.cfg.Resources.Open(ctx, id)
 	if errors.Is(err, resource.ErrNotFound) {
@@ -250,7 +175,7 @@ func (o *Origin) authorize(ctx context.Context, r *http.Request, cid string) (re
 	} else if err != nil {
 		return nil, fail(fmt.Errorf("open %s: %w", id, err))
 	}
-	o.cfg.Log.Info("fetch served", "msgid", a.MessageID, "domain", rcpt, "hops", len(links), "cid", cid)
+	o.cfg.Log.Info("fetch served", "msgid", ft.MessageID, "domain", rcpt, "hops", ft.Fetch.Hops, "cid", cid)
 	if o.cfg.Served != nil {
 		o.cfg.Served(rcpt)
 	}
@@ -265,32 +190,3 @@ func (f *failure) Error() string { return f.err.Error() }
 func (f *failure) Unwrap() error { return f.err }
 
 func fail(err error) error { return &failure{err: err} }
-
-// namesDomain reports whether a To, Cc or Bcc recipient of m is at domain.
-func namesDomain(m *placeholder.Message, domain string) bool {
-	for _, name := range []string{placeholder.HTo, placeholder.HCc, placeholder.HBcc} {
-		v := m.Header.Get(name)
-		if v.IsZero() {
-			continue
-		}
-		list, err := mail.ParseAddressList(strings.Join(v.List(), ", "))
-		if err != nil {
-			continue
-		}
-		for _, a := range list {
-			if domainOf(a.Address) == domain {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func hasScope(scope, want string) bool {
-	for _, s := range strings.Fields(scope) {
-		if s == want {
-			return true
-		}
-	}
-	return false
-}

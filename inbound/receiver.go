@@ -90,6 +90,10 @@ type Config struct {
 	// Accepted, when set, is called after a push is committed (the server
 	// wakes its MTA, so the pull starts at once).
 	Accepted func()
+	// ChainVerified, when set, is told of each push's chain verified, with
+	// its number of hops (the server counts them:
+	// pullmail_chains_verified_total).
+	ChainVerified func(hops int)
 }
 
 // Receiver accepts pushed Placeholder Messages (docs/PROTOCOL.md §11.2).
@@ -221,6 +225,9 @@ func (rc *Receiver) receive(ctx context.Context, r *http.Request) (int, error) {
 			return 0, fmt.Errorf("verifying the chain: %w", err) // discovery failed: try again later
 		}
 		return 0, err
+	}
+	if rc.cfg.ChainVerified != nil {
+		rc.cfg.ChainVerified(len(links))
 	}
 	// Each hop's azp is the MTA its domain's mailbox metadata names
 	// (§11.1: the DNS-bound client identity).

@@ -49,9 +49,10 @@
 // # Pull
 //
 // For a pull the MTA skips the resources the domain already holds, trades
-// the assertion the message arrived with for a fetch token at the origin's
-// authorization server (§10.6) and POSTs each missing resource out of the
-// origin's fetch endpoint into the resource store, which checks its size
+// the chain the message arrived with for a fetch token at the origin's
+// authorization server (§10.6), which verifies it once for the whole pull,
+// and GETs each missing resource out of the origin's fetch endpoint with
+// that token alone into the resource store, which checks its size
 // and digest. A transfer cut midway resumes with "Range: bytes=N-" in the
 // same attempt (up to MaxResumes times). A resource of Config.StageAbove
 // bytes or more goes through Config.Staging first (the server's

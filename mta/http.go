@@ -64,15 +64,20 @@ func retryable(status int) bool {
 }
 
 // post makes one request through the transport, with a fresh DPoP proof for
-// target (and token, when not empty), answering a use_dpop_nonce challenge
+// a POST to target (and token, when not empty), answering a use_dpop_nonce challenge
 // once: send makes the request with the proof given. It returns the answer
 // with its body unread when the status is 200 or 206 (the caller closes
 // it), and otherwise the first maxAnswer bytes of the body, already closed.
 // Transport errors are temporary.
 func (m *MTA) post(ctx context.Context, target, token string, send func(proof string) (*federation.Answer, error)) (*federation.Answer, []byte, error) {
+	return m.request(ctx, http.MethodPost, target, token, send)
+}
+
+// request is post for any method: a fetch is a GET.
+func (m *MTA) request(ctx context.Context, method, target, token string, send func(proof string) (*federation.Answer, error)) (*federation.Answer, []byte, error) {
 	nonce := ""
 	for try := 0; ; try++ {
-		proof, err := m.cfg.DPoPKey.Proof(http.MethodPost, target, token, nonce, m.cfg.Clock())
+		proof, err := m.cfg.DPoPKey.Proof(method, target, token, nonce, m.cfg.Clock())
 		if err != nil {
 			return nil, nil, final(fmt.Errorf("signing the DPoP proof: %w", err))
 		}

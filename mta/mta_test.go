@@ -250,7 +250,7 @@ func newWorldOver(t testing.TB, opt mta.Config, inProcess bool) *world {
 		t.Fatal(err)
 	}
 	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: w.aURL, FetchURL: w.aURL + federation.PathResources,
-		Meta: w.a.Meta, Resources: w.a.Store, Keys: w.a.Keys, Domain: "a.test",
+		Meta: w.a.Meta, Resources: w.a.Store, Keys: w.a.Keys,
 		DPoP: &dpop.Verifier{Replay: w.a.Meta}, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -619,7 +619,7 @@ func TestPull(t *testing.T) {
 		tests := []struct {
 			name   string
 			down   int32
-			unsend bool // alice's sent copy is gone: the origin answers 404
+			unsend bool // alice's sent copy is gone: the origin's AS grants no fetch token
 			state  meta.JobState
 			status meta.Status
 		}{
@@ -655,7 +655,7 @@ func TestPull(t *testing.T) {
 						t.Fatalf("pulled resource: %v", err)
 					}
 				case meta.StatusFailed:
-					if err == nil || !strings.Contains(in[0].StatusReason, "not_found") {
+					if err == nil || !strings.Contains(in[0].StatusReason, federation.CodeNoSentCopy) {
 						t.Fatalf("failed copy: reason %q, resource held: %v", in[0].StatusReason, err == nil)
 					}
 				}

@@ -120,28 +120,22 @@ func (m *MTA) pull(ctx context.Context, p federation.PullPayload, expires time.T
 	if err != nil {
 		return discoveryError(p.Origin, err)
 	}
+	// The origin's AS verifies the chain, from its own assertion to us,
+	// once for the whole pull, and signs its verdict into the fetch token
+	// (docs/PROTOCOL.md §10.6, §12.4): the fetches carry nothing else.
+	cb, err := json.Marshal(p.Chain)
+	if err != nil {
+		return final(fmt.Errorf("encoding the chain: %w", err))
+	}
 	form := url.Values{
 		"subject_token": {p.Chain[len(p.Chain)-1].Assertion}, "subject_token_type": {federation.TokenTypeJWT},
-		"requested_token_type": {federation.TokenTypeAccess}, "resource": {auth.Issuer}}
-	if len(p.Chain) > 1 {
-		// A forwarded message: the origin's AS checks the chain from its
-		// own assertion to us (docs/PROTOCOL.md §12.4).
-		cb, err := json.Marshal(p.Chain)
-		if err != nil {
-			return final(fmt.Errorf("encoding the chain: %w", err))
-		}
-		form.Set("chain", string(cb))
-	}
+		"requested_token_type": {federation.TokenTypeAccess}, "resource": {auth.Issuer}, "chain": {string(cb)}}
 	tok, err := m.exchange(ctx, auth.TokenEndpoint, form)
 	if err != nil {
 		return fmt.Errorf("obtaining the fetch token from %s: %w", p.Origin, err)
 	}
-	body, err := federation.Envelope{Placeholder: p.Placeholder, Chain: p.Chain}.Encode()
-	if err != nil {
-		return final(fmt.Errorf("encoding the fetch: %w", err))
-	}
 	for _, r := range missing {
-		f := fetch{target: mb.FetchEndpoint + "/" + string(r.ID), tok: tok, body: body, ref: r, expires: expires}
+		f := fetch{target: mb.FetchEndpoint + "/" + string(r.ID), tok: tok, ref: r, expires: expires}
 		if err := m.fetchOnce(ctx, f); err != nil {
 			return err
 		}
@@ -199,7 +193,6 @@ const MaxResumes = 3
 // fetch is one resource to fetch from its origin.
 type fetch struct {
 	target, tok string
-	body        []byte // the fetch's envelope
 	ref         meta.Ref
 	expires     time.Time // the job's horizon
 }
@@ -382,8 +375,8 @@ func (rd *resumer) open() error {
 	// (docs/PROTOCOL.md §11.3); should the bytes under it differ, it sends
 	// them whole.
 	from, target := rd.n, rd.f.target
-	resp, data, err := rd.m.post(rd.ctx, target, rd.f.tok, func(proof string) (*federation.Answer, error) {
-		return rd.m.tr.Fetch(rd.ctx, federation.FetchRequest{Endpoint: target, Token: rd.f.tok, DPoP: proof, Body: rd.f.body,
+	resp, data, err := rd.m.request(rd.ctx, http.MethodGet, target, rd.f.tok, func(proof string) (*federation.Answer, error) {
+		return rd.m.tr.Fetch(rd.ctx, federation.FetchRequest{Endpoint: target, Token: rd.f.tok, DPoP: proof,
 			From: from, IfRange: `"` + string(rd.f.ref.ID) + `"`})
 	})
 	if err != nil {

@@ -164,7 +164,6 @@ func TestSlowBodiesCut(t *testing.T) {
 		{"/oauth/device_authorization", http.StatusRequestTimeout},
 		{"/oauth/revoke", http.StatusRequestTimeout},
 		{federation.PathMessages, http.StatusUnauthorized},
-		{federation.PathResources + "/sha256-x", http.StatusNotFound},
 	}
 
 	tc := &tls.Config{RootCAs: l.pool}
@@ -357,8 +356,8 @@ func TestWrongMethodJSON(t *testing.T) {
 	}{
 		{"GET", federation.PathMessages, "POST"},
 		{"PUT", federation.PathMessages, "POST"},
-		{"GET", federation.PathResources + "/sha256-x", "POST"},
-		{"DELETE", federation.PathResources + "/sha256-x", "POST"},
+		{"POST", federation.PathResources + "/sha256-x", "GET, HEAD"},
+		{"DELETE", federation.PathResources + "/sha256-x", "GET, HEAD"},
 		{"GET", "/oauth/token", "POST"},
 		{"GET", "/oauth/revoke", "POST"},
 	} {

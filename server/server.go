@@ -123,6 +123,7 @@ type Server struct {
 	MTA       *mta.MTA
 	Keys      *keys.Set
 	Registry  *prometheus.Registry
+	chains    *prometheus.CounterVec // pullmail_chains_verified_total
 	// Events wakes the mailbox's event streams on every commit that
 	// advances a user's change log (docs/PROTOCOL.md §8.13).
 	Events  *mailbox.Hub
@@ -224,8 +225,16 @@ func (s *Server) open(ctx context.Context) error {
 	}
 	s.Discovery = discovery.New(discovery.Config{Resolver: discovery.NewResolver(cfg.DNS), RootCAs: peerCAs,
 		AllowPrivate: cfg.AllowPrivatePeers, Clock: cfg.Clock, Log: s.log})
+	// Chains verified, by where: at a push (the receiver) and at the fetch
+	// token (the origin's AS), once each per delivery (docs/PROTOCOL.md
+	// §10.6).
+	s.chains = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullmail_chains_verified_total",
+		Help: "Chains of signed envelopes verified, by where: push (received here) or fetch_token (this domain's mail pulled elsewhere)."},
+		[]string{"where"})
+	s.Registry.MustRegister(s.chains)
 	if s.Authz, err = authz.New(authz.Config{Remote: s.Discovery, Issuer: s.PublicURL(), Domain: domain, Meta: s.Meta, Keys: s.Keys,
-		Log: s.log, Clock: cfg.Clock, DeviceInterval: cfg.DeviceInterval}); err != nil {
+		Log: s.log, Clock: cfg.Clock, DeviceInterval: cfg.DeviceInterval,
+		ChainVerified: func(int) { s.chains.WithLabelValues("fetch_token").Inc() }}); err != nil {
 		return err
 	}
 	if s.MTAKey, err = federation.LoadOrCreateClientKey(filepath.Join(cfg.DataDir, "keys", "mta-client.json")); err != nil {
@@ -479,7 +488,7 @@ func (s *Server) federation(mux *http.ServeMux) error {
 	proofs := &dpop.Verifier{Replay: s.Meta, Clock: s.cfg.Clock}
 	recv, err := inbound.NewReceiver(inbound.Config{Domain: s.Domain, MailboxURL: base, Meta: s.Meta, Mailbox: s.Mailbox,
 		Resources: s.Store, Discovery: s.Discovery, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Accepted: s.MTA.Kick,
-		PullHorizon: s.cfg.RetryHorizon})
+		PullHorizon: s.cfg.RetryHorizon, ChainVerified: func(int) { s.chains.WithLabelValues("push").Inc() }})
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
 	}
@@ -487,8 +496,7 @@ func (s *Server) federation(mux *http.ServeMux) error {
 		Help: "Resources served to other domains' pulls, by recipient domain."}, []string{"domain"})
 	s.Registry.MustRegister(served)
 	origin, err := inbound.NewOrigin(inbound.OriginConfig{Issuer: base, FetchURL: base + federation.PathResources, Meta: s.Meta,
-		Resources: s.Store, Keys: s.Keys, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Domain: s.Domain,
-		Remote: s.Discovery, Served: func(d string) { served.WithLabelValues(d).Inc() }})
+		Resources: s.Store, Keys: s.Keys, DPoP: proofs, Clock: s.cfg.Clock, Log: s.log, Served: func(d string) { served.WithLabelValues(d).Inc() }})
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}

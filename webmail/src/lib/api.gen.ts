@@ -106,7 +106,7 @@ export type DraftMessage = PlaceholderMessage & {
   headers?: unknown;
 };
 
-/** A push's or a fetch's body (docs/PROTOCOL.md §11.2, §11.3). */
+/** A push's body (docs/PROTOCOL.md §11.2). */
 export interface Envelope {
   /** The signed envelope headers, newest hop first. */
   chain: ChainElement[];
