@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pullmail/pullmail/discovery"
@@ -34,7 +35,13 @@ type Directory struct {
 	Port uint16 // the redirect service's
 	srv  *http.Server
 	done chan struct{}
+	// redirects counts the redirects answered (Redirects).
+	redirects atomic.Int64
 }
+
+// Redirects is the number of discovery redirects the service answered:
+// what a request count per delivery adds to the domains' own requests.
+func (f *Directory) Redirects() int64 { return f.redirects.Load() }
 
 // StartDirectory publishes urls (domain → base URL) with certificates from
 // ca; the redirect service logs its errors to log.
@@ -78,6 +85,7 @@ func StartDirectory(ca *tlsca.CA, urls map[string]string, log *slog.Logger) (*Di
 				http.NotFound(w, r)
 				return
 			}
+			f.redirects.Add(1)
 			http.Redirect(w, r, to.url+to.path, http.StatusFound)
 		}),
 		TLSConfig:         tc,
