@@ -1,12 +1,9 @@
 package mailbox_test
 
 import (
-	"runtime"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
+	"github.com/pullmail/pullmail/internal/memwatch"
 	"github.com/pullmail/pullmail/testenv"
 )
 
@@ -29,28 +26,7 @@ func BenchmarkResumableUpload(b *testing.B) {
 	const size, chunk = 256 << 20, 8 << 20
 	d := testenv.Start(b, "a.test", testenv.Options{})
 	alice := d.AddUser(b, "alice@a.test")
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var ms runtime.MemStats
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				runtime.ReadMemStats(&ms)
-				if ms.HeapInuse > peak.Load() {
-					peak.Store(ms.HeapInuse)
-				}
-			}
-		}
-	}()
-	runtime.GC()
+	peak := memwatch.Start()
 	b.SetBytes(size)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -61,8 +37,7 @@ func BenchmarkResumableUpload(b *testing.B) {
 		// hashes it again but writes no second copy.
 	}
 	b.StopTimer()
-	close(stop)
-	wg.Wait()
+	heap := peak.Stop()
 	b.ReportMetric(float64(size)*float64(b.N)/(1<<20)/b.Elapsed().Seconds(), "MiB/s")
-	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(heap, "peak-heap-MiB")
 }

@@ -228,3 +228,12 @@ func dotAtom(s string) bool {
 	}
 	return true
 }
+
+// CheckField checks one header field by the rules that Validate applies to
+// every field of a headers object (name, value form, size, UTF-8, no CR/LF/NUL
+// and a registered header's syntax). A converter from another format (package
+// mimeconv) uses it to decide, field by field, what it can carry as is.
+func CheckField(name string, v Value, lim Limits) error {
+	h := Header{fields: []Field{{Name: name, Value: v}}}
+	return checkHeader(h, lim.withDefaults())
+}
