@@ -38,8 +38,10 @@ step, and says in plain words what is wrong and how to fix it:
   3. the authorization server's RFC 8414 metadata (reached through at most one redirect;
      its issuer must equal the base URL it was fetched from);
   4. the authorization server's JWKS (at least one usable public signing key);
-  5. the mailbox metadata document (domain, url, endpoints, mta_client_id mta@DOMAIN) and
-  6. the MTA's keys in it.
+  5. the mailbox metadata document (domain, url, endpoints, mta_client_id mta@DOMAIN),
+  6. the MTA's keys in it, and
+  7. how other domains deliver to DOMAIN: Pullmail push (the SRV record) or SMTP (its MX
+     records in preference order, else its own address; a null MX refuses all mail).
 
 A check whose prerequisite failed is skipped (and counts as failed). Exit status 0 when every
 check passes, 1 otherwise. --json prints an array of {"check", "ok", "detail", "fix"}.
@@ -206,7 +208,35 @@ func runDoctor(ctx context.Context, cfg doctorConfig) []doctorCheck {
 			add(keysCheck("MTA keys", "mta_jwks of "+m.MTAClientID, m.MTAKeys.Keys))
 		}
 	}
+
+	// 7. How mail reaches the domain (PROTOCOL §11.1.1): a Pullmail push,
+	// or SMTP to its MX. Either passes; a domain that takes no mail fails.
+	add(peerCheck(ctx, res, d))
 	return out
+}
+
+// peerCheck says whether other domains deliver to d by Pullmail push or by
+// SMTP, and from which records.
+func peerCheck(ctx context.Context, res *net.Resolver, d string) doctorCheck {
+	c := discovery.New(discovery.Config{Resolver: res})
+	defer c.Close()
+	p, err := c.Peer(ctx, d)
+	if err != nil {
+		fix := "check the DNS server (--dns) and try again"
+		switch errs.CodeOf(err) {
+		case "null_mx":
+			fix = "remove the null MX record (\"0 .\") if " + d + " should receive mail"
+		case "no_mail_host":
+			fix = "publish the _federizer._rs._tcp SRV record above to receive Pullmail pushes, or an MX record to receive SMTP"
+		}
+		return doctorCheck{Check: "delivery", Detail: oneLine(err), Fix: fix}
+	}
+	var hosts []string
+	for _, h := range p.Hosts {
+		hosts = append(hosts, h.Host)
+	}
+	return doctorCheck{Check: "delivery", OK: true,
+		Detail: fmt.Sprintf("%s peer (%s): %s", p.Kind, strings.Join(hosts, ", "), p.Why)}
 }
 
 // usable drops the "." targets of SRV records.

@@ -29,6 +29,9 @@ func TestDoctor(t *testing.T) {
 	t.Cleanup(func() { fed.Close() })
 	// b.test publishes only its authorization server.
 	fed.DNS.AddSRV(discovery.ServiceAS+"b.test", 10, 5, fed.Port, "as.a.test", 3600)
+	fed.DNS.AddMX("smtp.test", 20, "mx2.smtp.test")
+	fed.DNS.AddMX("smtp.test", 10, "mx1.smtp.test")
+	fed.DNS.AddMX("null.test", 0, ".")
 	dns := fed.DNS.Addr()
 	port := fed.Port
 
@@ -52,7 +55,8 @@ func TestDoctor(t *testing.T) {
 			{check: "AS JWKS", detail: "kid " + d.Server.Keys.CurrentKID(), ok: true},
 			{check: "mailbox metadata", detail: "mta_client_id mta@a.test", ok: true},
 			{check: "MTA keys", detail: "1 usable key", ok: true},
-		}, 8},
+			{check: "delivery", detail: "pullmail peer (mbx.a.test): SRV _federizer._rs._tcp.a.test names mbx.a.test", ok: true},
+		}, 9},
 		{"no SRV record", []string{"c.test", "--dns", dns, "--ca", d.CA, "--allow-private"}, 1, []want{
 			{check: "SRV _federizer._as._tcp.c.test", detail: "no SRV record", fix: "_federizer._as._tcp.c.test. 3600 IN SRV 10 5 443 c.test."},
 			{check: "SRV _federizer._rs._tcp.c.test", fix: "_federizer._rs._tcp.c.test. 3600 IN SRV 10 5 443 c.test."},
@@ -60,7 +64,8 @@ func TestDoctor(t *testing.T) {
 			{check: "AS JWKS", detail: "skipped"},
 			{check: "mailbox metadata", detail: "skipped"},
 			{check: "MTA keys", detail: "skipped"},
-		}, 6},
+			{check: "delivery", detail: "no_mail_host", fix: "or an MX record"},
+		}, 7},
 		{"one of two records", []string{"b.test", "--dns", dns, "--ca", d.CA, "--allow-private"}, 1, []want{
 			{check: "SRV _federizer._as._tcp.b.test", ok: true},
 			{check: "SRV _federizer._rs._tcp.b.test", fix: fmt.Sprintf("_federizer._rs._tcp.b.test. 3600 IN SRV 10 5 %d as.a.test.", port)},
@@ -70,17 +75,25 @@ func TestDoctor(t *testing.T) {
 			{check: "AS metadata", ok: true},
 			{check: "AS JWKS", ok: true},
 			{check: "mailbox metadata", detail: "skipped"},
-		}, 7},
+			{check: "delivery", detail: "no_mail_host"},
+		}, 8},
 		{"untrusted certificate", []string{"a.test", "--dns", dns, "--allow-private"}, 1, []want{
 			{check: "SRV _federizer._as._tcp.a.test", ok: true},
 			{check: "SRV _federizer._rs._tcp.a.test", ok: true},
 			{check: "TLS as.a.test", detail: "certificate", fix: "--ca FILE"},
 			{check: "TLS mbx.a.test", fix: "--ca FILE"},
 			{check: "AS metadata", detail: "skipped: no SRV target"},
-		}, 8},
+		}, 9},
 		{"private address", []string{"a.test", "--dns", dns, "--ca", d.CA}, 1, []want{
 			{check: "TLS as.a.test", detail: "127.0.0.1, a loopback", fix: "--allow-private"},
-		}, 8},
+		}, 9},
+		{"an SMTP domain", []string{"smtp.test", "--dns", dns}, 1, []want{
+			{check: "SRV _federizer._as._tcp.smtp.test", detail: "no SRV record"},
+			{check: "delivery", detail: "smtp peer (mx1.smtp.test, mx2.smtp.test): no SRV _federizer._rs._tcp.smtp.test; MX mx1.smtp.test (preference 10) and 1 more", ok: true},
+		}, 7},
+		{"a null MX", []string{"null.test", "--dns", dns}, 1, []want{
+			{check: "delivery", detail: "null MX", fix: "remove the null MX"},
+		}, 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, out, errb := testEnv(nil, false)

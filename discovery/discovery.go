@@ -96,6 +96,7 @@ type Client struct {
 	mu          sync.Mutex
 	authorities map[string]entry[Authority]
 	mailboxes   map[string]entry[Mailbox]
+	peers       map[string]entry[Peer]
 	refreshed   map[string]time.Time // last RefreshKeys fetch per domain
 	inflight    map[string]*call
 }
@@ -136,6 +137,7 @@ func New(cfg Config) *Client {
 		randN:       rand.IntN,
 		authorities: make(map[string]entry[Authority]),
 		mailboxes:   make(map[string]entry[Mailbox]),
+		peers:       make(map[string]entry[Peer]),
 		refreshed:   make(map[string]time.Time),
 		inflight:    make(map[string]*call),
 	}

@@ -194,3 +194,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	w.WriteMsg(m)
 }
+
+// AddMX adds an MX record, e.g. AddMX("example.net", 10, "mx1.example.net").
+// AddMX(name, 0, ".") is a null MX: the domain accepts no mail (RFC 7505).
+func (s *Server) AddMX(name string, preference uint16, host string) {
+	s.add(&dns.MX{
+		Hdr:        dns.RR_Header{Name: fqdn(name), Rrtype: dns.TypeMX, Class: dns.ClassINET, Ttl: 300},
+		Preference: preference, Mx: fqdn(host),
+	})
+}
