@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/pullmail/pullmail/client"
 	"github.com/pullmail/pullmail/discovery"
@@ -265,6 +268,27 @@ func TestDev(t *testing.T) {
 	}
 	if _, err := dc.Authority(ctx, "c.test"); errs.CodeOf(err) != "no_srv_record" {
 		t.Errorf("c.test: %v, want no_srv_record", err)
+	}
+	// Any SMTP client reaches a domain's users at its "smtp" address
+	// (STARTTLS with the sandbox's CA); the message is bob's at once.
+	if !strings.HasPrefix(df.Domains["b.test"].SMTP, "127.0.0.1:") || !strings.Contains(out.String(), "smtp "+df.Domains["b.test"].SMTP) {
+		t.Fatalf("b.test's smtp %q, summary %s", df.Domains["b.test"].SMTP, out.String())
+	}
+	sc, err := smtp.DialStartTLS(df.Domains["b.test"].SMTP, &tls.Config{RootCAs: pool, ServerName: "b.test"})
+	if err != nil {
+		t.Fatalf("smtp: %v", err)
+	}
+	msg := "From: Someone <someone@example.org>\r\nTo: bob@b.test\r\nSubject: by smtp\r\nMessage-ID: <dev-1@example.org>\r\n\r\nhello from SMTP\r\n"
+	if err := sc.SendMail("someone@example.org", []string{"bob@b.test"}, strings.NewReader(msg)); err != nil {
+		t.Fatalf("smtp send: %v", err)
+	}
+	sc.Close()
+	l, err := c.List(ctx, mailbox.ListOptions{Folder: "inbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Messages) != 1 || l.Messages[0].Subject != "by smtp" || l.Messages[0].Status != "complete" {
+		t.Fatalf("bob's inbox after an SMTP message: %+v", l.Messages)
 	}
 	c.HTTP.CloseIdleConnections()
 	cancel()

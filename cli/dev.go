@@ -27,6 +27,9 @@ type DevFile struct {
 // DevDomain is one domain of the sandbox.
 type DevDomain struct {
 	URL string `json:"url"`
+	// SMTP is the domain's mail exchanger (host:port): send to its users
+	// with any SMTP client.
+	SMTP string `json:"smtp,omitempty"`
 }
 
 // DevUser is one user of the sandbox.
@@ -112,14 +115,14 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 	// Every domain in this process, each in DIR/<domain> with a copy of
 	// the sandbox's one CA, published by the sandbox's DNS server.
 	sb, err := sandbox.Start(ctx, sandbox.Config{Kind: sandbox.InProcess, Dir: dir, Domains: domains, Users: addrs,
-		Log: log, TokenLabel: "pullmail dev"})
+		Log: log, TokenLabel: "pullmail dev", SMTP: true})
 	if err != nil {
 		return err
 	}
 	defer sb.Close()
 	out := DevFile{CA: sb.CA, DNS: sb.DNS(), Domains: map[string]DevDomain{}, Users: map[string]DevUser{}}
 	for _, d := range sb.Domains() {
-		out.Domains[d.Name] = DevDomain{URL: d.URL}
+		out.Domains[d.Name] = DevDomain{URL: d.URL, SMTP: d.SMTP}
 	}
 	for _, addr := range addrs {
 		u, _ := sb.User(addr)
@@ -134,7 +137,7 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 	w := env.Stdout
 	fmt.Fprintf(w, "Pullmail sandbox in %s (details: %s)\n\n", dir, filepath.Join(dir, "dev.json"))
 	for _, d := range domains {
-		fmt.Fprintf(w, "  %-12s %s\n", d, out.Domains[d].URL)
+		fmt.Fprintf(w, "  %-12s %s   smtp %s\n", d, out.Domains[d].URL, out.Domains[d].SMTP)
 	}
 	fmt.Fprintf(w, "\n  DNS          %s (SRV records of every domain: pass --dns %s)\n\n", out.DNS, out.DNS)
 	for _, addr := range addrs {

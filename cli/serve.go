@@ -51,6 +51,8 @@ created in DIR (DIR/ca.pem: give it to clients as PULLMAIL_CA).
 
 Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /healthz
 (liveness), /readyz (readiness: the stores can write, the disk has room), /metrics (Prometheus).
+--smtp ADDR also runs the domain's mail exchanger: SMTP from other mail systems for this
+domain's users (STARTTLS with the same certificate; never a relay; docs/PROTOCOL.md §13.7).
 A running server locks DIR (DIR/lock): a second serve on it refuses; admin commands work beside it.
 
 --config FILE reads every other flag from FILE, one "key = value" a line (pullmail config
@@ -87,6 +89,8 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest a request body outside /api/ may take to arrive (slow senders are cut with 408)")
 	fs.DurationVar(&cfg.BodyIdleTimeout, "body-idle-timeout", server.DefaultBodyIdleTimeout, "longest a request body under /api/ (uploads) may pause between bytes")
 	fs.Int64Var(&cfg.MaxBody, "max-body", server.DefaultMaxBody, "largest request body outside /api/, in bytes (413 above it)")
+	fs.StringVar(&cfg.SMTP, "smtp", "", "`ADDR`ess for the mail exchanger (SMTP from other mail systems, port 25; default: none)")
+	fs.Int64Var(&cfg.SMTPMaxSize, "smtp-max-size", 1<<30, "largest message accepted by SMTP, in bytes")
 	fs.Uint64Var(&cfg.ReadyMinFree, "ready-min-free", server.DefaultReadyMinFree, "free bytes on the data directory's file system below which /readyz answers 503")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
@@ -126,6 +130,9 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 		defer srv.Close()
 		return srv.ServeListener(ctx, ln, func(url string) {
 			fmt.Fprintf(env.Stdout, "pullmail serving %s at %s\n", srv.Domain, url)
+			if a := srv.SMTPAddr(); a != "" {
+				fmt.Fprintf(env.Stdout, "pullmail smtp for %s at %s\n", srv.Domain, a)
+			}
 		})
 	}
 }

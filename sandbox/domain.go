@@ -33,6 +33,9 @@ type Domain struct {
 	Direct string
 	// Server is the running server (InProcess).
 	Server *server.Server
+	// SMTP is the mail exchanger's address (host:port) with Config.SMTP,
+	// else "".
+	SMTP string
 
 	sb    *Sandbox
 	port  int
@@ -166,7 +169,7 @@ func (d *Domain) startInProcess(ctx context.Context) error {
 		log = slog.New(slog.NewTextHandler(&d.log, &slog.HandlerOptions{Level: level}))
 	}
 	cfg := server.Config{DataDir: d.Dir, Domain: d.Name, Log: log, PublicURL: d.URL,
-		DNS: d.sb.DNS(), PeerCA: d.sb.CA, AllowPrivatePeers: true}
+		DNS: d.sb.DNS(), PeerCA: d.sb.CA, AllowPrivatePeers: true, SMTP: d.SMTP}
 	if d.sb.cfg.Server != nil {
 		d.sb.cfg.Server(&cfg)
 	}
@@ -215,6 +218,9 @@ func (d *Domain) startProcess(ctx context.Context) error {
 	args = append(args, "--data", d.Dir, "--domain", d.Name,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", d.port), "--public-url", d.URL,
 		"--dns", d.sb.DNS(), "--peer-ca", d.sb.CA, "--allow-private-peers", "--log-level", cfg.LogLevel)
+	if d.SMTP != "" {
+		args = append(args, "--smtp", d.SMTP)
+	}
 	args = append(args, cfg.ServeFlags...)
 	cmd := exec.Command(cfg.Binary, args...)
 	stdout, err := cmd.StdoutPipe()

@@ -95,6 +95,9 @@ type Config struct {
 	Command func(domain string) []string
 	// ServeFlags are added to every serve command line (Process).
 	ServeFlags []string
+	// SMTP gives each domain a mail exchanger too, on a port of its own
+	// (Domain.SMTP): mail from SMTP clients for the domain's users.
+	SMTP bool
 }
 
 // Sandbox is a running set of domains.
@@ -341,6 +344,13 @@ func (d *Domain) listen() error {
 	}
 	d.Direct = fmt.Sprintf("https://127.0.0.1:%d", d.port)
 	d.URL = d.Direct
+	if d.sb.cfg.SMTP {
+		p, err := FreePort()
+		if err != nil {
+			return err
+		}
+		d.SMTP = fmt.Sprintf("127.0.0.1:%d", p)
+	}
 	if d.sb.cfg.CountWire {
 		p, err := StartProxy("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", d.port))
 		if err != nil {

@@ -39,6 +39,7 @@ import (
 	"github.com/pullmail/pullmail/meta/sqlite"
 	"github.com/pullmail/pullmail/mta"
 	"github.com/pullmail/pullmail/resource/fsstore"
+	"github.com/pullmail/pullmail/smtpd"
 	"github.com/pullmail/pullmail/tlsca"
 	"github.com/pullmail/pullmail/upload"
 	"github.com/pullmail/pullmail/webui"
@@ -106,6 +107,12 @@ type Config struct {
 	// below which /readyz fails (default DefaultReadyMinFree).
 	ReadyMinFree uint64
 
+	// SMTP is where the mail exchanger listens (host:port, port 25 in
+	// production; package smtpd): mail from SMTP domains for this domain's
+	// users. "" runs none. SMTPMaxSize bounds a message (default 1 GiB).
+	SMTP        string
+	SMTPMaxSize int64
+
 	Log   *slog.Logger
 	Clock func() time.Time
 }
@@ -132,6 +139,8 @@ type Server struct {
 	tls     *tls.Config
 	handler http.Handler
 	url     atomic.Value // string
+	// smtpAddr is where the mail exchanger listens, once it does.
+	smtpAddr atomic.Value // string
 	lock    *os.File     // DATA/lock, held while the server is open
 	readiness
 }
@@ -639,6 +648,14 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	if s.MTA != nil {
 		go s.MTA.Run(gcCtx)
 	}
+	if s.cfg.SMTP != "" {
+		mx, err := s.startSMTP(tc)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer mx.Close()
+	}
 	// Event streams never end by themselves: shutting down ends them.
 	srv.RegisterOnShutdown(s.Events.Close)
 	errc := make(chan error, 1)
@@ -776,3 +793,30 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer (flush,
 // deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// startSMTP starts the mail exchanger on cfg.SMTP, with the HTTPS server's
+// certificate for STARTTLS.
+func (s *Server) startSMTP(tc *tls.Config) (*smtpd.Server, error) {
+	l, err := net.Listen("tcp", s.cfg.SMTP)
+	if err != nil {
+		return nil, fmt.Errorf("listening for SMTP on %s: %w", s.cfg.SMTP, err)
+	}
+	stc := tc.Clone()
+	stc.NextProtos = nil
+	mx := smtpd.New(smtpd.Config{Domain: s.Domain, TLS: stc, Users: s.Meta, Mailbox: s.Mailbox, Resources: s.Store,
+		MaxSize: s.cfg.SMTPMaxSize, Log: s.log, Clock: s.cfg.Clock})
+	s.smtpAddr.Store(l.Addr().String())
+	s.log.Info("smtp listening", "addr", l.Addr().String())
+	go func() {
+		if err := mx.Serve(l); err != nil {
+			s.log.Error("smtp server stopped", "err", err)
+		}
+	}()
+	return mx, nil
+}
+
+// SMTPAddr is the address the mail exchanger listens on ("" if none yet).
+func (s *Server) SMTPAddr() string {
+	a, _ := s.smtpAddr.Load().(string)
+	return a
+}

@@ -1,0 +1,134 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"time"
+
+	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/placeholder"
+	"github.com/pullmail/pullmail/resource"
+)
+
+// HMIMERecord names, in the placeholder of a message that came in by SMTP,
+// the resource holding its mimeconv record (docs/PROTOCOL.md §13.7): what
+// writes the message back byte for byte. The message references it (so it
+// is kept while the message is), but it is not a leaf, so it grants nothing
+// to another domain (§3.5).
+const HMIMERecord = "X-MIME-Record"
+
+// SMTPDelivery is a message that came in by SMTP, converted already: its
+// placeholder, every resource it and its record need (stored), the record's
+// resource, and the trace line to put first in its Received.
+type SMTPDelivery struct {
+	Recipients []string // this domain's addresses, normalised
+	Message    *placeholder.Message
+	Resources  []resource.Info
+	Record     resource.ID
+	Digest     string // the original message's b64u SHA-256 (the record's sha256)
+	Received   string // "from HELO (IP) by HOST with ESMTPS; DATE"
+}
+
+// smtpRetention is how long a delivery by SMTP is remembered, so that a
+// sender that retries after a lost reply (RFC 5321 §4.5.4.1) does not
+// deliver twice.
+const smtpRetention = 7 * 24 * time.Hour
+
+// ReceiveSMTP stores d for each recipient in one transaction: an inbox copy,
+// complete at once (its resources are here). The same message (by its
+// digest) delivered again to a recipient within a week is not stored again:
+// its copy's id is returned instead. A recipient without an account refuses
+// the whole delivery (unknown_recipient) before anything is written; the
+// SMTP server checks each at RCPT already. Automatic forwarding rules do
+// not apply to mail from SMTP yet (they forward by chain, which needs a
+// signed envelope).
+func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) ([]meta.Message, error) {
+	if len(d.Recipients) == 0 || d.Message == nil || d.Digest == "" {
+		return nil, errors.New("mailbox: an SMTP delivery needs recipients, a message and its digest")
+	}
+	m := d.Message.Clone()
+	h := &m.Header
+	if !h.Has(placeholder.HMessageID) {
+		id := placeholder.NewMessageID(s.cfg.Domain)
+		h.SetString(placeholder.HMessageID, id)
+		if !h.Has(placeholder.HThreadID) {
+			h.SetString(placeholder.HThreadID, id)
+		}
+	}
+	if d.Received != "" {
+		if prev := h.Get(placeholder.HReceived); !prev.IsZero() {
+			h.Set(placeholder.HReceived, placeholder.List(append([]string{d.Received}, prev.List()...)...))
+		} else {
+			h.SetString(placeholder.HReceived, d.Received)
+		}
+	}
+	if d.Record != "" {
+		h.SetString(HMIMERecord, d.Record.ContentID())
+	}
+	if err := m.Validate(placeholder.Limits{}); err != nil {
+		return nil, errs.Wrap(err, errs.Invalid, placeholder.CodeDocumentTooLarge, "the converted message is not a valid placeholder")
+	}
+	doc := m.Canonical()
+	var refs []meta.Ref
+	seen := map[resource.ID]bool{}
+	for _, r := range d.Resources {
+		if !seen[r.ID] {
+			seen[r.ID] = true
+			refs = append(refs, meta.Ref{ID: r.ID, Size: r.Size})
+		}
+	}
+	now := s.now()
+	date := now
+	if t, err := mail.ParseDate(h.Get(placeholder.HDate).String()); err == nil {
+		date = t
+	}
+	key := "smtp:" + d.Digest
+	var made []meta.Message
+	err := s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		made = made[:0]
+		var users []int64
+		seenU := map[int64]bool{}
+		for _, addr := range d.Recipients {
+			u, err := tx.UserByAddress(ctx, addr)
+			if errors.Is(err, meta.ErrNotFound) {
+				return errs.E(errs.Invalid, "unknown_recipient", "no such user: %s", addr)
+			} else if err != nil {
+				return fmt.Errorf("looking up %s: %w", addr, err)
+			}
+			if !seenU[u.ID] {
+				seenU[u.ID] = true
+				users = append(users, u.ID)
+			}
+		}
+		for _, uid := range users {
+			if prev, err := tx.Idempotency(ctx, uid, key); err == nil && now.Before(prev.Expires) {
+				if row, err := tx.Message(ctx, uid, string(prev.Result)); err == nil {
+					made = append(made, row)
+					continue
+				}
+			} else if err != nil && !errors.Is(err, meta.ErrNotFound) {
+				return err
+			}
+			row := meta.Message{ID: newID(), UserID: uid, Folder: meta.Inbox,
+				MessageID: h.Get(placeholder.HMessageID).String(), ThreadID: h.Get(placeholder.HThreadID).String(),
+				Status: meta.StatusComplete, From: h.Get(placeholder.HFrom).String(), Subject: h.Get(placeholder.HSubject).String(),
+				Date: date, Created: now, Updated: now, Placeholder: doc, Refs: refs}
+			if err := tx.InsertMessage(ctx, row); err != nil {
+				return fmt.Errorf("storing the copy of user %d: %w", uid, err)
+			}
+			if err := tx.PutIdempotency(ctx, meta.Idempotency{UserID: uid, Key: key, Request: "smtp", Result: []byte(row.ID),
+				Created: now, Expires: now.Add(smtpRetention)}); err != nil {
+				return fmt.Errorf("remembering the delivery: %w", err)
+			}
+			made = append(made, row)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return made, nil
+}

@@ -1,0 +1,353 @@
+package smtpd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/pullmail/pullmail/mailbox"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/memstore"
+	"github.com/pullmail/pullmail/mimeconv"
+	"github.com/pullmail/pullmail/placeholder"
+	"github.com/pullmail/pullmail/resource"
+	rmem "github.com/pullmail/pullmail/resource/memstore"
+	"github.com/pullmail/pullmail/tlsca"
+)
+
+// mx is a.test's mail exchanger on loopback, over real stores and the
+// mailbox service, with users alice and bob.
+type mx struct {
+	addr   string
+	meta   *memstore.Store
+	res    *rmem.Store
+	users  map[string]int64
+	tls    *tls.Config // for clients: trusts the server's CA
+	caFile string      // the same CA as a PEM file, for swaks
+}
+
+func startMX(t *testing.T, maxSize int64) *mx {
+	t.Helper()
+	ctx := context.Background()
+	m := &mx{meta: memstore.New(), res: rmem.New(), users: map[string]int64{}}
+	err := m.meta.Update(ctx, func(tx meta.Tx) error {
+		for _, a := range []string{"alice@a.test", "bob@a.test"} {
+			u, err := tx.AddUser(ctx, meta.User{Address: a, PasswordHash: "x"})
+			if err != nil {
+				return err
+			}
+			m.users[a] = u.ID
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := tlsca.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stc, err := ca.TLSConfig([]string{"mx.a.test", "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.tls = &tls.Config{RootCAs: ca.Pool(), ServerName: "mx.a.test"}
+	m.caFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(m.caFile, ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mb := mailbox.New(mailbox.Config{Domain: "a.test", Meta: m.meta, Resources: m.res})
+	s := New(Config{Domain: "a.test", Hostname: "mx.a.test", TLS: stc, Users: m.meta, Mailbox: mb, Resources: m.res,
+		MaxSize: maxSize, Timeout: 10 * time.Second, TempDir: t.TempDir()})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	m.addr = l.Addr().String()
+	return m
+}
+
+// send delivers msg with go-smtp's client, over STARTTLS.
+func (m *mx) send(t *testing.T, from string, to []string, msg []byte) error {
+	t.Helper()
+	c, err := smtp.DialStartTLS(m.addr, m.tls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.SendMail(from, to, bytes.NewReader(msg))
+}
+
+func (m *mx) inbox(t *testing.T, addr string) []meta.Message {
+	t.Helper()
+	var out []meta.Message
+	ctx := context.Background()
+	ms, err := m.meta.Messages(ctx, m.users[addr], meta.ListOptions{Folder: meta.Inbox})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range ms {
+		full, err := m.meta.Message(ctx, m.users[addr], row.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, full)
+	}
+	return out
+}
+
+func corpus(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "mimeconv", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// rendered writes a stored copy back as RFC 5322 bytes from its record.
+func (m *mx) rendered(t *testing.T, row meta.Message) []byte {
+	t.Helper()
+	ph, err := placeholder.Parse(row.Placeholder, placeholder.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid := ph.Header.Get(mailbox.HMIMERecord).String()
+	id, err := resource.ParseID(strings.Trim(cid, "<>"))
+	if err != nil {
+		t.Fatalf("%s %q: %v", mailbox.HMIMERecord, cid, err)
+	}
+	o, err := m.res.Open(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	var js bytes.Buffer
+	if _, err := js.ReadFrom(o); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := mimeconv.ParseRecord(js.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := mimeconv.Render(context.Background(), &out, rec, m.res); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// TestReceive: a message by SMTP reaches both recipients, complete, with the
+// attachment as the file's own resource and the original recoverable byte
+// for byte.
+func TestReceive(t *testing.T) {
+	m := startMX(t, 0)
+	msg := corpus(t, "corpus/02-attachment.eml")
+	if err := m.send(t, "carol@example.org", []string{"alice@a.test", "Bob@A.test"}, msg); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	file := corpus(t, "attachment.bin")
+	for _, who := range []string{"alice@a.test", "bob@a.test"} {
+		in := m.inbox(t, who)
+		if len(in) != 1 {
+			t.Fatalf("%s has %d messages", who, len(in))
+		}
+		row := in[0]
+		if row.Status != meta.StatusComplete || row.Subject != "a file" || row.MessageID != "<m02@example.org>" {
+			t.Errorf("%s: row %+v", who, row)
+		}
+		ph, _ := placeholder.Parse(row.Placeholder, placeholder.Limits{})
+		if rcv := ph.Header.Get(placeholder.HReceived).String(); !strings.HasPrefix(rcv, "from localhost ([127.0.0.1]) by mx.a.test with ESMTPS;") {
+			t.Errorf("Received %q", rcv)
+		}
+		found := false
+		for _, r := range row.Refs {
+			found = found || r.ID == resource.IDOf(file)
+		}
+		if !found {
+			t.Errorf("%s: the attachment is not the file's resource %s: %+v", who, resource.IDOf(file), row.Refs)
+		}
+		if got := m.rendered(t, row); !bytes.Equal(got, msg) {
+			t.Errorf("%s: the rendered message differs from what was sent (%d vs %d bytes)", who, len(got), len(msg))
+		}
+	}
+}
+
+// TestOnce: a sender that retries the same message (its 250 was lost)
+// delivers it once.
+func TestOnce(t *testing.T) {
+	m := startMX(t, 0)
+	msg := corpus(t, "corpus/01-plain.eml")
+	for range 2 {
+		if err := m.send(t, "carol@example.org", []string{"alice@a.test"}, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(m.inbox(t, "alice@a.test")); n != 1 {
+		t.Fatalf("%d copies after a retry, want 1", n)
+	}
+}
+
+// TestRefusals: each refusal has its reply code and stores nothing.
+func TestRefusals(t *testing.T) {
+	m := startMX(t, 4096)
+	big := append([]byte("From: c@example.org\r\nSubject: big\r\n\r\n"), bytes.Repeat([]byte("0123456789abcdef\r\n"), 400)...)
+	for _, tc := range []struct {
+		name   string
+		to     []string
+		msg    []byte
+		code   int
+		enh    smtp.EnhancedCode
+		reason string
+	}{
+		{"relay", []string{"someone@elsewhere.example"}, corpus(t, "corpus/01-plain.eml"), 550, smtp.EnhancedCode{5, 7, 1}, "never an open relay"},
+		{"unknown user", []string{"nobody@a.test"}, corpus(t, "corpus/01-plain.eml"), 550, smtp.EnhancedCode{5, 1, 1}, ""},
+		{"bad address", []string{"x@-bad-.test"}, corpus(t, "corpus/01-plain.eml"), 553, smtp.EnhancedCode{5, 1, 3}, ""},
+		{"too large", []string{"alice@a.test"}, big, 552, smtp.EnhancedCode{5, 3, 4}, ""},
+		{"too many recipients", slices.Repeat([]string{"alice@a.test"}, 101), corpus(t, "corpus/01-plain.eml"), 452, smtp.EnhancedCode{4, 5, 3}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := m.send(t, "c@example.org", tc.to, tc.msg)
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) || se.Code != tc.code || se.EnhancedCode != tc.enh {
+				t.Fatalf("send: %v, want %d %v", err, tc.code, tc.enh)
+			}
+		})
+	}
+	for _, who := range []string{"alice@a.test", "bob@a.test"} {
+		if n := len(m.inbox(t, who)); n != 0 {
+			t.Errorf("%s has %d messages after refusals", who, n)
+		}
+	}
+}
+
+// TestSmuggling: a bare-LF or bare-CR "dot" inside DATA (SMTP smuggling)
+// never ends the message and never starts a second one.
+func TestSmuggling(t *testing.T) {
+	m := startMX(t, 0)
+	conn, err := net.Dial("tcp", m.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	expect := func(prefix string) string {
+		t.Helper()
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", prefix, err)
+			}
+			if len(line) >= 4 && line[3] == '-' {
+				continue // a multi-line reply
+			}
+			if !strings.HasPrefix(line, prefix) {
+				t.Fatalf("reply %q, want %s", line, prefix)
+			}
+			return line
+		}
+	}
+	send := func(s string) {
+		if _, err := conn.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect("220")
+	send("EHLO smuggler.example\r\n")
+	expect("250")
+	send("MAIL FROM:<c@example.org>\r\n")
+	expect("250")
+	send("RCPT TO:<alice@a.test>\r\n")
+	expect("250")
+	send("DATA\r\n")
+	expect("354")
+	send("Subject: one\r\n\r\nfirst\n.\nMAIL FROM:<c@example.org>\r\nRCPT TO:<bob@a.test>\r\nDATA\r\nSubject: two\r\n\r\nsecond\r.\rthird\r\n.\r\n")
+	reply := expect("")
+	send("QUIT\r\n")
+	a, b := m.inbox(t, "alice@a.test"), m.inbox(t, "bob@a.test")
+	if len(b) != 0 {
+		t.Fatalf("a smuggled second message reached bob: %d", len(b))
+	}
+	switch {
+	case strings.HasPrefix(reply, "250"):
+		if len(a) != 1 || !bytes.Contains(m.rendered(t, a[0]), []byte("\n.\nMAIL FROM:")) {
+			t.Fatalf("accepted (%q) but alice has %d messages, or the body was split", reply, len(a))
+		}
+	case strings.HasPrefix(reply, "5"):
+		if len(a) != 0 {
+			t.Fatalf("refused (%q) but alice has %d messages", reply, len(a))
+		}
+	default:
+		t.Fatalf("reply %q", reply)
+	}
+	t.Logf("the server answered %q", strings.TrimSpace(reply))
+}
+
+// TestSwaks: swaks (Debian's, an SMTP client no one here wrote) sends a
+// message with an attachment over verified STARTTLS; the attachment is the
+// file's own resource and the message renders back as swaks sent it.
+func TestSwaks(t *testing.T) {
+	bin, err := exec.LookPath("swaks")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("swaks is missing (apt install swaks); in CI it must run")
+		}
+		t.Skip("swaks is not installed (apt install swaks)")
+	}
+	m := startMX(t, 0)
+	file := corpus(t, "attachment.bin")
+	path := filepath.Join(t.TempDir(), "data.bin")
+	if err := os.WriteFile(path, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--server", m.addr, "--tls", "--tls-verify", "--tls-ca-path", m.caFile,
+		"--ehlo", "swaks.example", "--from", "someone@example.org", "--to", "alice@a.test",
+		"--header", "Subject: from swaks", "--attach-type", "application/octet-stream", "--attach", "@"+path)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	in := m.inbox(t, "alice@a.test")
+	if len(in) != 1 || in[0].Subject != "from swaks" || in[0].Status != meta.StatusComplete {
+		t.Fatalf("alice's inbox: %+v\n%s", in, out)
+	}
+	found := false
+	for _, r := range in[0].Refs {
+		found = found || r.ID == resource.IDOf(file)
+	}
+	if !found {
+		t.Errorf("the attachment is not the file's resource; refs %+v\nswaks said:\n%s", in[0].Refs, out)
+	}
+	// The rendered message is what swaks wrote: its transcript shows each
+	// line of the data it sent after " > ".
+	got := m.rendered(t, in[0])
+	for _, line := range strings.Split(string(out), "\n") {
+		if sent, ok := strings.CutPrefix(line, " > "); ok && strings.HasPrefix(sent, "Subject:") {
+			if !bytes.Contains(got, []byte(strings.TrimRight(sent, "\r")+"\r\n")) {
+				t.Errorf("swaks sent %q; the rendered message lacks it:\n%s", sent, got)
+			}
+		}
+	}
+	if !bytes.Contains(bytes.ToLower(got), []byte("content-transfer-encoding: base64")) {
+		t.Errorf("rendered message has no base64 part:\n%s", got)
+	}
+	ph, _ := placeholder.Parse(in[0].Placeholder, placeholder.Limits{})
+	if rcv := ph.Header.Get(placeholder.HReceived).String(); !strings.Contains(rcv, "from swaks.example ([127.0.0.1]) by mx.a.test with ESMTPS") {
+		t.Errorf("Received %q", rcv)
+	}
+}
