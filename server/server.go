@@ -91,7 +91,10 @@ type Config struct {
 	// loopback peers.
 	MetricsPublic bool
 	GCInterval    time.Duration // default 1h; < 0 disables the collector
-	GCGrace       time.Duration // default 1h
+	// GCGrace is the age past which a condemnation of garbage collection
+	// is taken for a dead collector's and finished (mailbox.Service.
+	// CollectGarbage); default 1h. No blob's time is trusted.
+	GCGrace time.Duration
 
 	// BodyTimeout bounds the time to receive a request body outside /api/
 	// (the authorization server, federation, device grant, login form:
