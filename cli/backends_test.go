@@ -38,7 +38,8 @@ func run(t *testing.T, vars map[string]string, args ...string) string {
 // --resources: the admin commands make its users (by flags, and by the
 // config file serve reads), serve delivers a message with an attachment
 // from one to the other, doctor names the backends without the password,
-// and the data directory holds neither a database nor a resource.
+// fsck finds them clean, and the data directory holds neither a database
+// nor a resource.
 func TestServeOnPostgresAndS3(t *testing.T) {
 	pg := pgtest.URL(t)
 	s3 := s3test.Start(t)
@@ -130,6 +131,10 @@ func TestServeOnPostgresAndS3(t *testing.T) {
 		t.Fatalf("serve logged the password: %q", errb.String())
 	}
 
+	// fsck checks the same stores (no SQLite pragmas: PostgreSQL).
+	if got := run(t, nil, "fsck", "--config", conf); !strings.Contains(got, "clean") {
+		t.Fatalf("fsck on PostgreSQL and S3: %q", got)
+	}
 	// The bytes are in the bucket, the rows in PostgreSQL; the data
 	// directory has neither.
 	for _, p := range []string{"meta.db", "resources"} {
