@@ -212,3 +212,57 @@ func TestCollectRacesUploads(t *testing.T) {
 		})
 	}
 }
+
+// TestCollectFinishesLeftovers: a condemnation older than the grace is a
+// dead collector's: the next collection removes its blob and releases it.
+// A younger one may be a live collector's, between its condemnation and its
+// removal: it is left alone, and its blob too.
+func TestCollectFinishesLeftovers(t *testing.T) {
+	for _, b := range backends[:2] {
+		t.Run(b.name, func(t *testing.T) {
+			st, rs := b.open(t)
+			ctx := t.Context()
+			now := time.Now()
+			svc := mailbox.New(mailbox.Config{Domain: "a.test", Meta: st, Resources: rs, Clock: func() time.Time { return now }})
+			put := func(s string) resource.ID {
+				info, err := rs.Put(ctx, bytes.NewReader([]byte(s)), resource.PutOptions{Size: int64(len(s))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return info.ID
+			}
+			dead, live := put("a dead collector's"), put("a live collector's")
+			err := st.Update(ctx, func(tx meta.Tx) error {
+				for id, at := range map[resource.ID]time.Time{dead: now.Add(-2 * time.Hour), live: now.Add(-time.Minute)} {
+					if ok, err := tx.Condemn(ctx, id, at); err != nil || !ok {
+						return fmt.Errorf("condemn %s: %v %w", id, ok, err)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := svc.CollectGarbage(ctx, time.Hour)
+			if err != nil || n != 1 {
+				t.Fatalf("CollectGarbage = %d, %v; want the dead collector's one", n, err)
+			}
+			if _, err := rs.Stat(ctx, dead); !errors.Is(err, resource.ErrNotFound) {
+				t.Errorf("the dead collector's blob: %v", err)
+			}
+			if _, err := rs.Stat(ctx, live); err != nil {
+				t.Errorf("the live collector's blob was taken: %v", err)
+			}
+			for id, want := range map[resource.ID]bool{dead: false, live: true} {
+				var c bool
+				if err := st.View(ctx, func(r meta.Reader) error {
+					var err error
+					c, err = r.Condemned(ctx, id)
+					return err
+				}); err != nil || c != want {
+					t.Errorf("Condemned(%s) = %v, %v; want %v", id, c, err, want)
+				}
+			}
+		})
+	}
+}
