@@ -27,11 +27,8 @@ func isTerminal(f any) bool {
 
 // openAdmin opens a data directory for an admin command and checks that
 // address belongs to its domain (binding the domain on first use).
-func openAdmin(ctx context.Context, dir, address string) (meta.Store, string, error) {
-	if dir == "" {
-		return nil, "", usagef("--data DIR is required")
-	}
-	st, err := server.OpenMeta(ctx, dir)
+func openAdmin(ctx context.Context, data *dataFlags, address string) (meta.Store, string, error) {
+	st, err := data.openMeta(ctx)
 	if err != nil {
 		return nil, "", err
 	}
@@ -86,13 +83,13 @@ func init() {
 input (typed without echo on a terminal); it is stored as an argon2id hash. The first user
 of a fresh data directory fixes its domain.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			pass := fs.String("password", "", "the password (else read from stdin)")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
 					return usagef("want exactly one ADDRESS")
 				}
-				st, addr, err := openAdmin(ctx, *data, args[0])
+				st, addr, err := openAdmin(ctx, data, args[0])
 				if err != nil {
 					return err
 				}
@@ -124,13 +121,13 @@ of a fresh data directory fixes its domain.`,
 		short: "list the users",
 		long:  `Lists the users of a data directory, one address a line (or a JSON array with --json).`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 0 {
 					return usagef("no arguments expected")
 				}
-				st, _, err := openAdmin(ctx, *data, "")
+				st, _, err := openAdmin(ctx, data, "")
 				if err != nil {
 					return err
 				}
@@ -163,13 +160,13 @@ of a fresh data directory fixes its domain.`,
 		short: "set a user's password",
 		long:  `Sets a user's password, from --password or the first line of standard input.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			pass := fs.String("password", "", "the new password (else read from stdin)")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
 					return usagef("want exactly one ADDRESS")
 				}
-				st, addr, err := openAdmin(ctx, *data, args[0])
+				st, addr, err := openAdmin(ctx, data, args[0])
 				if err != nil {
 					return err
 				}
@@ -205,12 +202,12 @@ A user added again at the same address is a new account: it starts from the defa
 token of the old one opens it. Resources that no one else references are removed by the
 server's next garbage collection.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
 					return usagef("want exactly one ADDRESS")
 				}
-				st, addr, err := openAdmin(ctx, *data, args[0])
+				st, addr, err := openAdmin(ctx, data, args[0])
 				if err != nil {
 					return err
 				}
@@ -239,7 +236,7 @@ server's next garbage collection.`,
 stored. Use it as PULLMAIL_TOKEN, or as "Authorization: Bearer TOKEN". --ttl 0 makes a token
 that never expires.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			ttl := fs.Duration("ttl", 90*24*time.Hour, "lifetime of the token (0: no expiry)")
 			label := fs.String("label", "", "a note to remember the token by")
 			return func(ctx context.Context, env *Env, args []string) error {
@@ -249,7 +246,7 @@ that never expires.`,
 				if *ttl < 0 {
 					return usagef("--ttl must not be negative")
 				}
-				st, addr, err := openAdmin(ctx, *data, args[0])
+				st, addr, err := openAdmin(ctx, data, args[0])
 				if err != nil {
 					return err
 				}

@@ -22,7 +22,7 @@ func TestUserDelThenAdd(t *testing.T) {
 	runAdmin(t, "user", "add", "--data", dir, carol, "--password", "long enough")
 	runAdmin(t, "user", "add", "--data", dir, "erin@c.test", "--password", "long enough")
 	runAdmin(t, "user", "forwarding", "--data", dir, carol, "deny", "--auto", "allow")
-	st, err := server.OpenMeta(ctx, dir)
+	st, err := server.OpenMeta(ctx, dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestUserDelThenAdd(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &p); err != nil || p != (ForwardingPolicy{Address: carol, Forwarding: "allow", Auto: "deny"}) {
 		t.Errorf("the new account's policy: %+v (%v), want the defaults: forwarding allow, auto deny", p, err)
 	}
-	st, err = server.OpenMeta(ctx, dir)
+	st, err = server.OpenMeta(ctx, dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}

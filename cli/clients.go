@@ -25,7 +25,7 @@ browser or native app) signs users in with Authorization Code + PKCE and must li
 redirect URIs. A confidential client (an MTA, a service) authenticates with private_key_jwt
 (RFC 7523): --jwks names a file with its public keys as a JSON Web Key Set.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			public := fs.Bool("public", false, "a public client (PKCE, no credentials)")
 			var uris pathFlag
 			fs.Var(&uris, "redirect-uri", "an exact redirect `URI` (repeatable)")
@@ -70,7 +70,7 @@ redirect URIs. A confidential client (an MTA, a service) authenticates with priv
 					}
 					c.JWKS = b
 				}
-				st, _, err := openAdmin(ctx, *data, "")
+				st, _, err := openAdmin(ctx, data, "")
 				if err != nil {
 					return err
 				}
@@ -91,10 +91,10 @@ redirect URIs. A confidential client (an MTA, a service) authenticates with priv
 		short: "list the registered OAuth 2.0 clients",
 		long:  `Lists the clients registered at the domain's authorization server.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, env *Env, args []string) error {
-				st, _, err := openAdmin(ctx, *data, "")
+				st, _, err := openAdmin(ctx, data, "")
 				if err != nil {
 					return err
 				}
@@ -139,12 +139,12 @@ redirect URIs. A confidential client (an MTA, a service) authenticates with priv
 		short: "remove an OAuth 2.0 client and everything issued to it",
 		long:  `Removes a client; its codes and refresh tokens go with it.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
 					return usagef("want exactly one CLIENT-ID")
 				}
-				st, _, err := openAdmin(ctx, *data, "")
+				st, _, err := openAdmin(ctx, data, "")
 				if err != nil {
 					return err
 				}
@@ -170,12 +170,12 @@ func init() {
 expires (up to 5 days), then leaves the JWKS. A running server picks the change up within a
 second.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			return func(ctx context.Context, env *Env, args []string) error {
-				if *data == "" {
-					return usagef("--data DIR is required")
+				if err := data.resolve(); err != nil {
+					return err
 				}
-				set, err := server.OpenSigningKeys(*data, nil)
+				set, err := server.OpenSigningKeys(*data.dir, nil)
 				if err != nil {
 					return err
 				}

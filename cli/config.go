@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/pullmail/pullmail/config"
+	"github.com/pullmail/pullmail/server"
 )
 
 // serveConfigHeader opens the example file (pullmail config example and
@@ -35,6 +36,16 @@ var serveConfigOptions = config.Options{
 		case "log-level":
 			_, err := parseLogLevel(value)
 			return err
+		case "meta":
+			if value != "" {
+				_, err := server.ParseMetaURL(".", value)
+				return err
+			}
+		case "resources":
+			if value != "" {
+				_, err := server.ParseResourcesURL(".", value)
+				return err
+			}
 		case "log-format":
 			if value != "text" && value != "json" {
 				return errLogFormat

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,12 +22,14 @@ import (
 
 	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/errs"
+	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/server"
 	"github.com/pullmail/pullmail/tlsca"
 )
 
 func init() {
 	register(&command{
-		name: "doctor", args: "DOMAIN [--dns ADDR] [--ca FILE] [--allow-private] [--json]",
+		name: "doctor", args: "[DOMAIN] [--dns ADDR] [--ca FILE] [--allow-private] [--data DIR [--meta URL] [--resources URL]] [--json]",
 		short: "check a domain's DNS records, TLS, metadata and keys from outside",
 		long: `Checks DOMAIN as another Pullmail domain would see it (docs/PROTOCOL.md §11.1), step by
 step, and says in plain words what is wrong and how to fix it:
@@ -46,19 +49,32 @@ step, and says in plain words what is wrong and how to fix it:
 A check whose prerequisite failed is skipped (and counts as failed). Exit status 0 when every
 check passes, 1 otherwise. --json prints an array of {"check", "ok", "detail", "fix"}.
 
+With --data DIR (and the --meta and --resources, or --config FILE, that serve runs with), a
+first check opens the domain's stores and says which backends are in use, passwords left
+out; DOMAIN may then be left out to check only that.
+
 For the local sandbox: pullmail doctor b.test --dns <dns of dev.json> --ca DIR/ca.pem --allow-private`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			dns := fs.String("dns", "", "DNS server `ADDR`ess (host:port) to ask instead of the system's resolver")
 			ca := fs.String("ca", "", "PEM `FILE` of an extra CA to trust besides the system's roots")
 			allowPrivate := fs.Bool("allow-private", false, "accept targets on loopback and private addresses (local tests)")
 			asJSON := fs.Bool("json", false, "print the checks as a JSON array")
+			data := addDataFlags(fs)
 			return func(ctx context.Context, env *Env, args []string) error {
-				if len(args) != 1 {
-					return usagef("doctor takes one DOMAIN")
+				local := *data.dir != "" || *data.file != ""
+				if len(args) > 1 || len(args) == 0 && !local {
+					return usagef("doctor takes one DOMAIN (or --data DIR alone)")
 				}
-				domain := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(args[0]), "."))
-				if domain == "" || strings.ContainsAny(domain, " /:@") {
-					return usagef("%q is not a domain name", args[0])
+				var checks []doctorCheck
+				if local {
+					checks = append(checks, backendsCheck(ctx, data))
+				}
+				domain := ""
+				if len(args) == 1 {
+					domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(args[0]), "."))
+					if domain == "" || strings.ContainsAny(domain, " /:@") {
+						return usagef("%q is not a domain name", args[0])
+					}
 				}
 				var roots *x509.CertPool
 				if *ca != "" {
@@ -68,7 +84,11 @@ For the local sandbox: pullmail doctor b.test --dns <dns of dev.json> --ca DIR/c
 					}
 					roots = pool
 				}
-				checks := runDoctor(ctx, doctorConfig{Domain: domain, DNS: *dns, RootCAs: roots, AllowPrivate: *allowPrivate})
+				if domain != "" {
+					checks = append(checks, runDoctor(ctx, doctorConfig{Domain: domain, DNS: *dns, RootCAs: roots, AllowPrivate: *allowPrivate})...)
+				} else {
+					domain = *data.dir
+				}
 				if *asJSON {
 					b, _ := json.MarshalIndent(checks, "", "  ")
 					fmt.Fprintf(env.Stdout, "%s\n", b)
@@ -88,6 +108,51 @@ For the local sandbox: pullmail doctor b.test --dns <dns of dev.json> --ca DIR/c
 			}
 		},
 	})
+}
+
+// backendsCheck opens the data directory's stores as serve would (beside
+// a running server) and says which they are: the URLs without passwords
+// (server.Redact), whether the resources are encrypted, and the domain the
+// metadata is bound to.
+func backendsCheck(ctx context.Context, data *dataFlags) doctorCheck {
+	c := doctorCheck{Check: "backends"}
+	fix := "check --data, --meta and --resources (or the config file's keys of those names), and for s3:// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+	if err := data.resolve(); err != nil {
+		c.Detail, c.Fix = err.Error(), fix
+		return c
+	}
+	if mu, _ := server.ParseMetaURL(*data.dir, *data.meta); mu.Scheme == server.SchemeSQLite {
+		// Looking must not make a new, empty database.
+		if _, err := os.Stat(mu.Path); err != nil {
+			c.Detail, c.Fix = fmt.Sprintf("no metadata store at %s: %v", mu, err), fix
+			return c
+		}
+	}
+	b, err := data.open(ctx)
+	if err != nil {
+		c.Detail, c.Fix = err.Error(), fix
+		return c
+	}
+	defer b.Close()
+	c.Detail = b.Describe()
+	var bound string
+	err = b.Meta.View(ctx, func(r meta.Reader) error {
+		var err error
+		bound, err = r.Setting(ctx, server.SettingDomain)
+		return err
+	})
+	switch {
+	case errors.Is(err, meta.ErrNotFound):
+		c.Detail += "; no domain bound yet"
+	case err != nil:
+		c.Detail += "; reading the domain: " + err.Error()
+		c.Fix = "the metadata store opened but cannot be read: see its server's log"
+		return c
+	default:
+		c.Detail += "; domain " + bound
+	}
+	c.OK = true
+	return c
 }
 
 // doctorCheck is one step of 'pullmail doctor', as --json prints it.

@@ -266,7 +266,7 @@ the user receives, pullmail autoforward; §12.6). Its default is deny: the user 
 rule, the mailbox skips the rules of a user denied later, and the authorization server
 refuses hops made by a rule. Automatic forwarding also needs forwarding allowed.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			auto := fs.String("auto", "", "automatic forwarding `POLICY`: allow or deny")
 			asJSON := fs.Bool("json", false, "print the policy as JSON")
 			return func(ctx context.Context, env *Env, args []string) error {
@@ -286,7 +286,7 @@ refuses hops made by a rule. Automatic forwarding also needs forwarding allowed.
 					}
 					set[mailbox.SettingAutoForwarding] = *auto
 				}
-				st, addr, err := openAdmin(ctx, *data, args[0])
+				st, addr, err := openAdmin(ctx, data, args[0])
 				if err != nil {
 					return err
 				}

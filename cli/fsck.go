@@ -8,10 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -22,7 +20,6 @@ import (
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/resource"
-	"github.com/pullmail/pullmail/resource/fsstore"
 	"github.com/pullmail/pullmail/server"
 )
 
@@ -34,7 +31,7 @@ func init() {
 
   - every stored resource is read whole and checked against its Content-ID (and a
     plain store's chunk sums, which are rebuilt when they alone are damaged);
-  - the database: SQLite's integrity_check and foreign_key_check;
+  - the database: SQLite's integrity_check and foreign_key_check (on SQLite);
   - every resource a message names is stored, whole, with the size the message
     says (a message still fetching, or whose pull failed, may lack its resources).
 
@@ -50,18 +47,15 @@ lasts, 5 days from the push; after that the copies end "failed"). A resource
 only this domain had (an upload, a message written here) cannot be fetched:
 the report says so, and an upload of the same bytes by its owner repairs it.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			data := fs.String("data", "", "data `DIR`ectory")
+			data := addDataFlags(fs)
 			repair := fs.Bool("repair", false, "remove damaged resources and pull them again from the domains that have them")
 			asJSON := fs.Bool("json", false, "print the report as JSON")
-			keyFile := fs.String("key-file", "", "the at-rest encryption key of an encrypted store (default DIR/keys/resource.key)")
+			fs.String("key-file", "", "the at-rest encryption key of an encrypted store (default DIR/keys/resource.key)")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 0 {
 					return usagef("unexpected arguments: %s", strings.Join(args, " "))
 				}
-				if *data == "" {
-					return usagef("--data DIR is required")
-				}
-				rep, err := fsck(ctx, *data, *keyFile, *repair)
+				rep, err := fsck(ctx, data, *repair)
 				if err != nil {
 					return err
 				}
@@ -73,7 +67,7 @@ the report says so, and an upload of the same bytes by its owner repairs it.`,
 					rep.print(env.Stdout)
 				}
 				if !rep.Clean {
-					return fmt.Errorf("%d problem(s) found in %s", len(rep.Findings), *data)
+					return fmt.Errorf("%d problem(s) found in %s", len(rep.Findings), *data.dir)
 				}
 				return nil
 			}
@@ -139,21 +133,27 @@ func (r *fsckReport) print(w io.Writer) {
 
 // fsck checks the data directory dir and, with repair, repairs what it can.
 // An error means the check itself could not run.
-func fsck(ctx context.Context, dir, keyFile string, repair bool) (*fsckReport, error) {
-	dbPath := filepath.Join(dir, "meta.db")
-	if _, err := os.Stat(dbPath); err != nil {
-		return nil, fmt.Errorf("%s is not a data directory: %w", dir, err)
+func fsck(ctx context.Context, data *dataFlags, repair bool) (*fsckReport, error) {
+	if err := data.resolve(); err != nil {
+		return nil, err
 	}
-	st, err := server.OpenMeta(ctx, dir)
+	dir := *data.dir
+	mu, err := server.ParseMetaURL(dir, *data.meta)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	store, err := openDataStore(dir, keyFile)
+	if mu.Scheme == server.SchemeSQLite {
+		// A missing database is a mistyped directory, not a new one.
+		if _, err := os.Stat(mu.Path); err != nil {
+			return nil, fmt.Errorf("%s is not a data directory: %w", dir, err)
+		}
+	}
+	b, err := data.open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer store.Close()
+	defer b.Close()
+	st, store := b.Meta, b.Resources
 	rep := &fsckReport{Dir: dir}
 
 	// 1. Every stored resource, whole.
@@ -184,13 +184,16 @@ func fsck(ctx context.Context, dir, keyFile string, repair bool) (*fsckReport, e
 		rep.Findings = append(rep.Findings, fsckFinding{Kind: kind, Resource: info.ID, Detail: err.Error()})
 	}
 
-	// 2. The database itself.
-	problems, err := checkDatabase(ctx, dbPath)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range problems {
-		rep.Findings = append(rep.Findings, fsckFinding{Kind: findDatabase, Detail: p})
+	// 2. The database itself, when it is SQLite's (PostgreSQL checks its
+	// own pages and constraints).
+	if mu.Scheme == server.SchemeSQLite {
+		problems, err := checkDatabase(ctx, mu.Path)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range problems {
+			rep.Findings = append(rep.Findings, fsckFinding{Kind: findDatabase, Detail: p})
+		}
 	}
 
 	// 3. What the messages name.
@@ -236,30 +239,6 @@ func fsck(ctx context.Context, dir, keyFile string, repair bool) (*fsckReport, e
 		rep.Findings = []fsckFinding{}
 	}
 	return rep, nil
-}
-
-// openDataStore opens the resource store of a data directory beside the
-// server that may be running on it (fsstore.Options.Shared), with the key
-// when the store is encrypted.
-func openDataStore(dir, keyFile string) (*fsstore.Store, error) {
-	rdir := filepath.Join(dir, "resources")
-	enc, err := fsstore.Encrypted(rdir)
-	if errors.Is(err, fs.ErrNotExist) {
-		enc, err = false, nil // no resource stored yet: New makes the store
-	}
-	if err != nil {
-		return nil, err
-	}
-	opt := fsstore.Options{Shared: true}
-	if enc {
-		if keyFile == "" {
-			keyFile = filepath.Join(dir, "keys", "resource.key")
-		}
-		if opt.Key, err = fsstore.LoadKey(keyFile); err != nil {
-			return nil, fmt.Errorf("the resource store is encrypted: %w (pass --key-file)", err)
-		}
-	}
-	return fsstore.New(rdir, opt)
 }
 
 // checkDatabase runs SQLite's integrity_check and foreign_key_check on a

@@ -55,6 +55,12 @@ Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /
 domain's users (STARTTLS with the same certificate; never a relay; docs/PROTOCOL.md §13.7).
 A running server locks DIR (DIR/lock): a second serve on it refuses; admin commands work beside it.
 
+The stores are named by URL: --meta sqlite:PATH (default DIR/meta.db) or
+postgres://USER@HOST/DB?…, and --resources file:PATH (default DIR/resources) or
+s3://BUCKET/PREFIX?endpoint=URL&region=R, with the credentials in AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY. DIR keeps the keys, the lock and the staging whatever the stores; every
+admin command takes the same --meta and --resources (or --config FILE).
+
 --config FILE reads every other flag from FILE, one "key = value" a line (pullmail config
 example prints them all with their defaults; pullmail config check FILE checks a file); flags
 given on the command line override the file.`,
@@ -70,6 +76,8 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 	var cfg server.Config
 	var hosts listFlag
 	fs.StringVar(&cfg.DataDir, "data", "", "data `DIR`ectory (created if missing)")
+	fs.StringVar(&cfg.MetaURL, "meta", "", metaFlagHelp)
+	fs.StringVar(&cfg.ResourcesURL, "resources", "", resourcesFlagHelp)
 	fs.StringVar(&cfg.Domain, "domain", "", "the mail domain served (required on first start)")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "`ADDR`ess to listen on")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the server's external base `URL` (default: https://DOMAIN on port 443, else https://LISTEN-ADDRESS)")
@@ -106,6 +114,12 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 		}
 		if cfg.DataDir == "" {
 			return usagef("--data DIR is required")
+		}
+		if _, err := server.ParseMetaURL(cfg.DataDir, cfg.MetaURL); err != nil {
+			return usagef("%v", err)
+		}
+		if _, err := server.ParseResourcesURL(cfg.DataDir, cfg.ResourcesURL); err != nil {
+			return usagef("%v", err)
 		}
 		if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 			return usagef("--tls-cert and --tls-key go together")

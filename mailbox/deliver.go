@@ -65,7 +65,13 @@ func (s *Service) Receive(ctx context.Context, tx meta.Tx, recipients []string, 
 	for _, uid := range ids {
 		row := msg
 		row.ID, row.UserID, row.Folder, row.Status, row.StatusReason, row.Seen = newID(), uid, meta.Inbox, meta.StatusFetching, "", false
-		if err := tx.InsertMessage(ctx, row); err != nil {
+		if err := tx.InsertMessage(ctx, row); errors.Is(err, meta.ErrCondemned) {
+			// A resource it names, stored here and unreferenced, is
+			// being garbage collected this moment: the sender's MTA
+			// pushes again shortly, and the copy then pulls it.
+			return nil, errs.Wrap(err, errs.Temporary, "collecting",
+				"a resource of the message is being garbage collected here; push again later")
+		} else if err != nil {
 			return nil, fmt.Errorf("storing the copy of user %d: %w", uid, err)
 		}
 		if err := tx.SetEnvelope(ctx, row.ID, envelope); err != nil {

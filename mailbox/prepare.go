@@ -158,12 +158,28 @@ func (pre *prepared) fetch(ctx context.Context) error {
 // when fn needs more than pre holds (errUnprepared) the transaction rolls
 // back, the rest is fetched outside it, and fn runs again, at most
 // maxPrepare times. fn must start from scratch on each run.
+//
+// A transaction that meets a resource condemned by garbage collection
+// (meta.CondemnedError) waits for its release and runs again with the
+// resource stat'ed anew, since the collector may have removed it.
 func (s *Service) update(ctx context.Context, pre *prepared, fn func(tx meta.Tx) error) error {
+	condemned := 0
 	for run := 1; ; run++ {
 		if err := pre.fetch(ctx); err != nil {
 			return err
 		}
 		err := s.cfg.Meta.Update(ctx, fn)
+		var ce *meta.CondemnedError
+		if errors.As(err, &ce) && condemned < maxCondemned {
+			condemned++
+			run--
+			if err := s.awaitRelease(ctx, ce.ID); err != nil {
+				return err
+			}
+			delete(pre.sizes, ce.ID)
+			pre.wantSize = append(pre.wantSize, ce.ID)
+			continue
+		}
 		if !errors.Is(err, errUnprepared) {
 			return err
 		}

@@ -27,6 +27,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pullmail/pullmail/account"
@@ -68,8 +69,9 @@ type Config struct {
 
 // Service implements API for the principal in each call's context.
 type Service struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	gcMu sync.Mutex // one CollectGarbage at a time
 }
 
 var _ API = (*Service)(nil)
@@ -129,6 +131,13 @@ func (s *Service) Upload(ctx context.Context, r io.Reader, opt UploadOptions) (U
 	if opt.Size >= 0 && s.cfg.MaxUpload > 0 && opt.Size > s.cfg.MaxUpload {
 		return Upload{}, errs.E(errs.TooLarge, "too_large", "the resource is larger than this server accepts (%d bytes)", s.cfg.MaxUpload)
 	}
+	// Garbage collection's epoch before the bytes are stored: the
+	// transaction that records them checks that no collection ran since
+	// (recordUpload).
+	epoch, err := s.collectorEpoch(ctx)
+	if err != nil {
+		return Upload{}, err
+	}
 	info, err := s.cfg.Resources.Put(ctx, r, resource.PutOptions{Want: opt.Digest, Size: opt.Size, Limit: s.cfg.MaxUpload})
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -142,15 +151,74 @@ func (s *Service) Upload(ctx context.Context, r io.Reader, opt UploadOptions) (U
 		}
 		return Upload{}, internal(err, "storing the resource failed")
 	}
-	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
-		return tx.AddUpload(ctx, p.UserID, meta.Ref{ID: info.ID, Size: info.Size})
-	})
-	if err != nil {
-		return Upload{}, internal(err, "recording the upload failed")
+	if err := s.recordUpload(ctx, p.UserID, info, r, epoch); err != nil {
+		return Upload{}, err
 	}
 	s.cfg.Metrics.upload(info.Size)
 	s.log.Debug("upload", "user", p.Address, "content_id", info.ID, "size", info.Size)
 	return Upload{ContentID: info.ID, Size: info.Size}, nil
+}
+
+// recordUpload records the upload of the resource info, stored from r
+// after garbage collection's epoch was read. When a collection condemned
+// the resource or ran at all meanwhile (meta.CheckStored), the bytes just
+// stored may be gone: once the resource is released, the upload is
+// recorded if they are still there, stored again from r if r can be read
+// again (an io.Seeker: a staged upload, a note), and otherwise answered as
+// temporary, for the client to upload again.
+func (s *Service) recordUpload(ctx context.Context, userID int64, info resource.Info, r io.Reader, epoch int64) error {
+	ref := meta.Ref{ID: info.ID, Size: info.Size}
+	for range maxCondemned {
+		err := s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+			if err := meta.CheckStored(ctx, tx, info.ID, epoch); err != nil {
+				return err
+			}
+			return tx.AddUpload(ctx, userID, ref)
+		})
+		if !errors.Is(err, meta.ErrCondemned) && !errors.Is(err, meta.ErrCollectedSince) {
+			if err != nil {
+				return internal(err, "recording the upload failed")
+			}
+			return nil
+		}
+		if err := s.awaitRelease(ctx, info.ID); err != nil {
+			return err
+		}
+		if epoch, err = s.collectorEpoch(ctx); err != nil {
+			return err
+		}
+		switch _, err := s.cfg.Resources.Stat(ctx, info.ID); {
+		case err == nil:
+			continue
+		case !errors.Is(err, resource.ErrNotFound):
+			return internal(err, "checking the stored resource failed")
+		}
+		sk, ok := r.(io.Seeker)
+		if !ok {
+			return errs.E(errs.Temporary, "collecting", "the resource was garbage collected while it was uploaded; upload it again")
+		}
+		if _, err := sk.Seek(0, io.SeekStart); err != nil {
+			return internal(err, "reading the upload again failed")
+		}
+		if _, err := s.cfg.Resources.Put(ctx, r, resource.PutOptions{Want: info.ID, Size: info.Size}); err != nil {
+			return internal(err, "storing the resource again failed")
+		}
+	}
+	return errCollecting
+}
+
+// collectorEpoch reads garbage collection's epoch (meta.CheckStored).
+func (s *Service) collectorEpoch(ctx context.Context) (int64, error) {
+	var e int64
+	err := s.cfg.Meta.View(ctx, func(r meta.Reader) error {
+		var err error
+		e, err = r.CollectorEpoch(ctx)
+		return err
+	})
+	if err != nil {
+		return 0, internal(err, "reading the state of garbage collection failed")
+	}
+	return e, nil
 }
 
 // CreateDraft implements API.
@@ -802,11 +870,26 @@ func (m Message) attachment(cid resource.ID) (Attachment, bool) {
 	return Attachment{}, false
 }
 
-// CollectGarbage forgets uploads older than the upload TTL that no message
-// references, then removes every stored resource that nothing references and
-// that is older than grace. The grace period spares resources between their
-// upload and the row that records it: Put refreshes a resource's time.
+// gcBatch is how many resources one step of garbage collection condemns
+// together: a writer of one of them waits for the whole batch's removal.
+const gcBatch = 16
+
+// CollectGarbage forgets uploads older than the upload TTL, then removes
+// every stored resource that nothing references, by the protocol of
+// meta.CollectorWriter (see meta/gc.go): each is condemned in a
+// transaction that finds it unreferenced, removed, then released, so that
+// an upload of the same bytes meanwhile is never lost (its transaction
+// either is seen by the condemnation, or sees it and stores the bytes
+// again: Upload). No time of a blob is trusted. grace is the age past
+// which a condemnation is taken for a dead collector's and finished: it
+// must exceed the longest collection step (a batch of removals).
+//
+// One collection runs at a time in a process; collections of several
+// processes on one store are safe but for a collector stalled beyond
+// grace between its condemnation and its removal.
 func (s *Service) CollectGarbage(ctx context.Context, grace time.Duration) (removed int, err error) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
 	now := s.now()
 	if _, err := s.cfg.Meta.PruneUploads(ctx, now.Add(-s.cfg.UploadTTL)); err != nil {
 		return 0, fmt.Errorf("pruning uploads: %w", err)
@@ -816,37 +899,151 @@ func (s *Service) CollectGarbage(ctx context.Context, grace time.Duration) (remo
 			s.log.Error("expiring upload sessions", "err", err) // the rest of the collection still runs
 		}
 	}
-	var victims []resource.ID
+	// A dead collector's condemnations: nothing references them (nothing
+	// could since), so they are finished as they would have been.
+	var left []meta.Condemnation
+	err = s.cfg.Meta.View(ctx, func(r meta.Reader) error {
+		var err error
+		left, err = r.Condemnations(ctx, now.Add(-grace), 0)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading condemnations: %w", err)
+	}
+	var ids []resource.ID
+	for _, c := range left {
+		ids = append(ids, c.ID)
+	}
+	if n, err := s.removeCondemned(ctx, ids); err != nil {
+		return n, err
+	} else {
+		removed += n
+	}
+	var candidates []resource.ID
 	err = s.cfg.Resources.Enumerate(ctx, func(info resource.Info) error {
-		if info.Created.After(now.Add(-grace)) {
-			return nil
-		}
+		// A first look outside any transaction: most resources are
+		// referenced, and the condemnation decides anyway.
 		ok, err := s.cfg.Meta.Referenced(ctx, info.ID)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			victims = append(victims, info.ID)
+			candidates = append(candidates, info.ID)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("enumerating resources: %w", err)
+		return removed, fmt.Errorf("enumerating resources: %w", err)
 	}
-	for _, id := range victims {
-		// Check again: a message may have referenced it meanwhile.
-		if ok, err := s.cfg.Meta.Referenced(ctx, id); err != nil || ok {
-			continue
+	for len(candidates) > 0 {
+		batch := candidates[:min(gcBatch, len(candidates))]
+		candidates = candidates[len(batch):]
+		var condemned []resource.ID
+		err := s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+			condemned = condemned[:0]
+			for _, id := range batch {
+				ok, err := tx.Condemn(ctx, id, s.now())
+				if err != nil {
+					return err
+				}
+				if ok {
+					condemned = append(condemned, id)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return removed, fmt.Errorf("condemning resources: %w", err)
 		}
-		if err := s.cfg.Resources.Remove(ctx, id); err != nil {
-			return removed, fmt.Errorf("removing %s: %w", id, err)
+		n, err := s.removeCondemned(ctx, condemned)
+		removed += n
+		if err != nil {
+			return removed, err
 		}
-		removed++
 	}
 	if removed > 0 {
 		s.log.Info("garbage collected", "resources", removed)
 	}
 	return removed, nil
+}
+
+// removeCondemned removes the blobs of condemned resources, then releases
+// them all, removed or not: once Remove has returned no removal of ours is
+// under way, and a writer waiting for the release finds out for itself
+// whether the bytes are still there.
+func (s *Service) removeCondemned(ctx context.Context, ids []resource.ID) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var removed int
+	var rerr error
+	for _, id := range ids {
+		if err := s.cfg.Resources.Remove(ctx, id); err != nil {
+			rerr = fmt.Errorf("removing %s: %w", id, err)
+			break
+		}
+		removed++
+	}
+	// Released even when the collection's context ended: a condemnation
+	// left standing holds writers back until the next collection.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := s.cfg.Meta.Update(rctx, func(tx meta.Tx) error {
+		for _, id := range ids {
+			if err := tx.Release(rctx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return removed, errors.Join(rerr, fmt.Errorf("releasing condemned resources: %w", err))
+	}
+	return removed, rerr
+}
+
+// Waiting for garbage collection to release a condemned resource
+// (meta.CondemnedError): polled, since the collector's step is one batch
+// of removals, milliseconds.
+const (
+	condemnedPoll = 5 * time.Millisecond
+	condemnedWait = 30 * time.Second
+	// maxCondemned bounds how often one write meets a condemnation before
+	// it gives up (each meeting means another collection condemned it
+	// again meanwhile).
+	maxCondemned = 8
+)
+
+// errCollecting answers a write that kept meeting garbage collection.
+var errCollecting = errs.E(errs.Temporary, "collecting",
+	"the resource is being garbage collected; try again")
+
+// awaitRelease waits until garbage collection has released id.
+func (s *Service) awaitRelease(ctx context.Context, id resource.ID) error {
+	deadline := time.Now().Add(condemnedWait)
+	for {
+		var c bool
+		err := s.cfg.Meta.View(ctx, func(r meta.Reader) error {
+			var err error
+			c, err = r.Condemned(ctx, id)
+			return err
+		})
+		if err != nil {
+			return internal(err, "reading the state of garbage collection failed")
+		}
+		if !c {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errs.Wrap(fmt.Errorf("%s condemned for more than %s", id, condemnedWait), errs.Temporary, "collecting",
+				"the resource is being garbage collected; try again")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(condemnedPoll):
+		}
+	}
 }
 
 // newID returns an opaque message id: "m" and 24 base32 characters.

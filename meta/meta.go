@@ -320,7 +320,8 @@ type MailboxReader interface {
 	// message of theirs references it.
 	Holds(ctx context.Context, userID int64, id resource.ID) (bool, error)
 	// Referenced reports whether anything (an upload or any user's message)
-	// references the resource; garbage collection spares those.
+	// references the resource; garbage collection spares those (and
+	// decides in the transaction of CollectorWriter.Condemn).
 	Referenced(ctx context.Context, id resource.ID) (bool, error)
 
 	// Cursor is the newest Seq in the store (0 when there are none): a
@@ -345,7 +346,9 @@ type MailboxWriter interface {
 	SetEnvelope(ctx context.Context, id string, envelope []byte) error
 
 	// AddUpload records that the user uploaded the resource (idempotent:
-	// it refreshes the upload's time).
+	// it refreshes the upload's time). A resource condemned by garbage
+	// collection is a *CondemnedError, as it is for InsertMessage and
+	// UpdateMessage naming one in Refs.
 	AddUpload(ctx context.Context, userID int64, ref Ref) error
 
 	// InsertMessage stores a new message (ErrExists if its ID is taken) and
@@ -444,6 +447,7 @@ type Reader interface {
 	MailboxReader
 	AuthReader
 	JobReader
+	CollectorReader
 }
 
 // Tx is a transaction: reads see its own writes. It must not be used after
@@ -459,6 +463,7 @@ type Tx interface {
 	AuthWriter
 	JobWriter
 	IdempotencyWriter
+	CollectorWriter
 }
 
 // Idempotency is the remembered answer to a request made with an

@@ -16,6 +16,10 @@ import (
 type notice struct {
 	text resource.Info
 	msg  *placeholder.Message
+	// epoch is garbage collection's, read before the text was stored:
+	// the transaction that references the text checks that no
+	// collection could have removed it meanwhile (meta.CheckStored).
+	epoch int64
 }
 
 // prepareNotice stores the text of the notice telling p's author that the
@@ -31,6 +35,15 @@ func (m *MTA) prepareNotice(ctx context.Context, p PushPayload, reason string) (
 	}
 	fmt.Fprintf(&b, "\nThe mail system at %s gave up on it. The reason:\n\n    %s\n", m.cfg.Domain, reason)
 	text := []byte(b.String())
+	var epoch int64
+	err := m.cfg.Meta.View(ctx, func(r meta.Reader) error {
+		var err error
+		epoch, err = r.CollectorEpoch(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the collector's epoch: %w", err)
+	}
 	info, err := m.cfg.Resources.Put(ctx, bytes.NewReader(text), resource.PutOptions{Size: int64(len(text))})
 	if err != nil {
 		return nil, fmt.Errorf("storing the notice's text: %w", err)
@@ -58,13 +71,18 @@ func (m *MTA) prepareNotice(ctx context.Context, p PushPayload, reason string) (
 	if err := msg.Validate(placeholder.Limits{}); err != nil {
 		return nil, fmt.Errorf("the notice does not validate: %w", err)
 	}
-	return &notice{text: info, msg: msg}, nil
+	return &notice{text: info, msg: msg, epoch: epoch}, nil
 }
 
 // insertNotice puts n in the author's inbox through the mailbox, in the
 // transaction that fails job j. Its row ID is derived from the job so that
 // it is inserted once.
 func (m *MTA) insertNotice(ctx context.Context, tx meta.Tx, j meta.Job, p PushPayload, n *notice) error {
+	if err := meta.CheckStored(ctx, tx, n.text.ID, n.epoch); err != nil {
+		// A collection may have taken the text: the job's next run
+		// stores it again.
+		return fmt.Errorf("the delivery-status notice of %s: %w", p.MessageID, err)
+	}
 	err := m.cfg.Mailbox.DeliverNotice(ctx, tx, p.UserID, "dsn-"+strconv.FormatInt(j.ID, 10), n.msg.Canonical())
 	if err != nil {
 		return fmt.Errorf("inserting the delivery-status notice of %s: %w", p.MessageID, err)

@@ -13,9 +13,11 @@
 // implementation runs resource/storetest.
 //
 // Garbage collection is not the Store's: a Store removes what it is told to.
-// Removing a blob only while no upload of the same bytes is under way (a
-// conditional delete, or references counted with the upload's commit) is
-// left to the metadata store and the collector above it.
+// That a removal never takes the bytes of an upload of the same digest
+// under way is the metadata store's and the collector's: a resource is
+// condemned in a transaction before its removal, and writers check for
+// condemnations in theirs (see package meta, gc.go; mailbox.CollectGarbage).
+// No modification time decides anything.
 package resource
 
 import (
@@ -112,8 +114,8 @@ func (id ID) ContentID() string { return "<" + string(id) + ">" }
 type Info struct {
 	ID   ID
 	Size int64
-	// Created is when this copy was committed; garbage collection uses it to
-	// spare resources uploaded moments ago and not yet referenced.
+	// Created is when this copy was committed, for people and tools;
+	// garbage collection does not use it (package meta, gc.go).
 	Created time.Time
 }
 

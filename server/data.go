@@ -5,8 +5,8 @@
 // The data directory holds (created on first use, mode 0700):
 //
 //	DIR/lock           held (flock) by the running server, with its pid; admin commands do not take it
-//	DIR/meta.db        SQLite metadata (WAL files beside it)
-//	DIR/resources/     the content-addressed resource store (resource/fsstore)
+//	DIR/meta.db        SQLite metadata (WAL files beside it), unless --meta names another store
+//	DIR/resources/     the content-addressed resource store (resource/fsstore), unless --resources does
 //	DIR/uploads/       resumable upload sessions (package upload)
 //	DIR/ca.pem         the local CA certificate that clients trust (PULLMAIL_CA)
 //	DIR/ca-key.pem     its private key (0600)
@@ -18,33 +18,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/meta"
-	"github.com/pullmail/pullmail/meta/sqlite"
 )
 
 // SettingDomain is the metadata setting that binds a data directory to its
 // domain.
 const SettingDomain = "domain"
-
-// OpenMeta opens (creating if needed) the metadata store of a data directory.
-func OpenMeta(ctx context.Context, dir string) (*sqlite.Store, error) {
-	if dir == "" {
-		return nil, errors.New("no data directory: pass --data DIR")
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating data directory: %w", err)
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "meta.db"))
-	if err != nil {
-		return nil, fmt.Errorf("opening metadata store in %s: %w", dir, err)
-	}
-	return st, nil
-}
 
 // BindDomain records domain as the data directory's domain on first use and
 // refuses a different one later: a data directory serves exactly one domain.

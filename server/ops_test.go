@@ -45,7 +45,7 @@ func TestDataDirLock(t *testing.T) {
 	if _, err := os.Stat(tmp); err != nil {
 		t.Fatalf("the refused server touched the first one's temporary files: %v", err)
 	}
-	admin, err := server.OpenMeta(ctx, dir)
+	admin, err := server.OpenMeta(ctx, dir, "")
 	if err != nil {
 		t.Fatalf("an admin command beside the server: %v", err)
 	}

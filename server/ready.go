@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/resource"
 )
 
 // DefaultReadyMinFree is the free space of the data directory's file system
@@ -23,7 +25,7 @@ const DefaultReadyMinFree = 16 << 20
 // Readiness checks (the names /readyz reports when one fails).
 const (
 	CheckMetadata  = "metadata"   // a write transaction of the metadata store
-	CheckResources = "resources"  // a file made and removed where resources are written
+	CheckResources = "resources"  // a file made and removed where resources are written (another store: a Stat answered)
 	CheckUploads   = "uploads"    // a file made and removed in the upload staging directory
 	CheckDiskSpace = "disk_space" // free space above Config.ReadyMinFree
 )
@@ -62,11 +64,26 @@ func (s *Server) ready(ctx context.Context) []string {
 	check(CheckMetadata, s.Meta.Update(ctx, func(tx meta.Tx) error {
 		return tx.SetSetting(ctx, settingReady, time.Now().UTC().Format(time.RFC3339Nano))
 	}))
-	check(CheckResources, tryCreate(filepath.Join(s.cfg.DataDir, "resources", "tmp")))
+	check(CheckResources, s.resourcesReady(ctx))
 	check(CheckUploads, tryCreate(filepath.Join(s.cfg.DataDir, "uploads")))
 	check(CheckDiskSpace, freeAbove(s.cfg.DataDir, s.cfg.ReadyMinFree))
 	s.readiness.failed = failed
 	return failed
+}
+
+// resourcesReady checks the resource store: the file store can write
+// where its uploads are written; another (S3) answers a Stat of a resource
+// that is not there, since a write would cost a request at every probe and
+// leave an object behind.
+func (s *Server) resourcesReady(ctx context.Context) error {
+	if u := s.Backends.ResourcesURL; u.Scheme == SchemeFile {
+		return tryCreate(filepath.Join(u.Path, "tmp"))
+	}
+	_, err := s.Store.Stat(ctx, resource.IDOf([]byte("pullmail readiness probe")))
+	if errors.Is(err, resource.ErrNotFound) {
+		err = nil
+	}
+	return err
 }
 
 // tryCreate makes, writes, syncs and removes a small file in dir.

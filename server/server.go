@@ -36,9 +36,8 @@ import (
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
-	"github.com/pullmail/pullmail/meta/sqlite"
 	"github.com/pullmail/pullmail/mta"
-	"github.com/pullmail/pullmail/resource/fsstore"
+	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/smtpd"
 	"github.com/pullmail/pullmail/tlsca"
 	"github.com/pullmail/pullmail/upload"
@@ -48,8 +47,12 @@ import (
 // Config configures one domain's server. Zero values are the defaults.
 type Config struct {
 	DataDir string // required
-	Domain  string // required on first start; afterwards it must match
-	Listen  string // host:port; default 127.0.0.1:8443
+	// MetaURL and ResourcesURL name the stores (OpenBackends): "" for
+	// sqlite:DATADIR/meta.db and file:DATADIR/resources, or
+	// postgres://USER@HOST/DB?… and s3://BUCKET/PREFIX?endpoint=URL&region=R.
+	MetaURL, ResourcesURL string
+	Domain                string // required on first start; afterwards it must match
+	Listen                string // host:port; default 127.0.0.1:8443
 	// PublicURL is the server's external base URL: the OAuth issuer and
 	// the base of every URL the server names (DPoP htu values among them).
 	// Default: https://DOMAIN when listening on port 443, else
@@ -89,7 +92,10 @@ type Config struct {
 	// loopback peers.
 	MetricsPublic bool
 	GCInterval    time.Duration // default 1h; < 0 disables the collector
-	GCGrace       time.Duration // default 1h
+	// GCGrace is the age past which a condemnation of garbage collection
+	// is taken for a dead collector's and finished (mailbox.Service.
+	// CollectGarbage); default 1h. No blob's time is trusted.
+	GCGrace time.Duration
 
 	// BodyTimeout bounds the time to receive a request body outside /api/
 	// (the authorization server, federation, device grant, login form:
@@ -119,10 +125,12 @@ type Config struct {
 
 // Server is one running domain.
 type Server struct {
-	cfg       Config
-	Domain    string
-	Meta      *sqlite.Store
-	Store     *fsstore.Store
+	cfg    Config
+	Domain string
+	Meta   meta.Store
+	Store  resource.Store
+	// Backends are the two stores above and what they are.
+	Backends  *Backends
 	Mailbox   *mailbox.Service
 	Authz     *authz.Server
 	MTAKey    *federation.ClientKey // the MTA's private_key_jwt key
@@ -170,14 +178,22 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := OpenMeta(ctx, cfg.DataDir)
+	s := &Server{cfg: cfg, lock: lock}
+	// The damage counter is the resource store's; it exists once the
+	// store does.
+	var damaged func() uint64
+	b, err := OpenBackends(ctx, cfg.DataDir, cfg.MetaURL, cfg.ResourcesURL, BackendOptions{
+		EncryptAtRest: cfg.EncryptAtRest, KeyFile: cfg.KeyFile, Log: cfg.Log})
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, Meta: st, lock: lock}
-	if err := s.open(ctx); err != nil {
-		st.Close()
+	s.Backends, s.Meta, s.Store = b, b.Meta, b.Resources
+	if dc, ok := b.Resources.(interface{ DamageCount() uint64 }); ok {
+		damaged = dc.DamageCount
+	}
+	if err := s.open(ctx, damaged); err != nil {
+		b.Close()
 		lock.Close()
 		return nil, err
 	}
@@ -191,7 +207,7 @@ func orDefault[T int64 | uint64 | time.Duration](v *T, def T) {
 	}
 }
 
-func (s *Server) open(ctx context.Context) error {
+func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 	cfg := s.cfg
 	domain, err := BindDomain(ctx, s.Meta, cfg.Domain)
 	if err != nil {
@@ -199,30 +215,19 @@ func (s *Server) open(ctx context.Context) error {
 	}
 	s.Domain = domain
 	s.log = cfg.Log.With("domain", domain)
-
-	var opt fsstore.Options
-	if cfg.EncryptAtRest {
-		kf := cfg.KeyFile
-		if kf == "" {
-			kf = filepath.Join(cfg.DataDir, "keys", "resource.key")
-		}
-		if err := os.MkdirAll(filepath.Dir(kf), 0o700); err != nil {
-			return fmt.Errorf("encryption key directory: %w", err)
-		}
-		if opt.Key, err = fsstore.LoadOrCreateKey(kf); err != nil {
-			return fmt.Errorf("encryption key: %w", err)
-		}
-	}
-	opt.Log = s.log
-	if s.Store, err = fsstore.New(filepath.Join(cfg.DataDir, "resources"), opt); err != nil {
-		return fmt.Errorf("opening resource store (a store stays encrypted or plain for life: check --encrypt-at-rest and --key-file): %w", err)
-	}
+	s.log.Info("backends", "meta", s.Backends.MetaURL.String(), "resources", s.Backends.ResourcesURL.String(),
+		"encrypted", s.Backends.Encrypted)
 
 	s.Registry = prometheus.NewRegistry()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pullmail_resource_damaged_total",
 		Help: "Stored resources found damaged, each counted once until stored again or removed."},
-		func() float64 { return float64(s.Store.DamageCount()) }))
+		func() float64 {
+			if damaged == nil {
+				return 0
+			}
+			return float64(damaged())
+		}))
 	if s.Keys, err = OpenSigningKeys(cfg.DataDir, cfg.Clock); err != nil {
 		return fmt.Errorf("signing keys: %w", err)
 	}
@@ -255,7 +260,9 @@ func (s *Server) open(ctx context.Context) error {
 	// Every writer of this process (mailbox, inbound, MTA) commits through
 	// s.Meta: its commit callback wakes the users' event streams.
 	s.Events = mailbox.NewHub()
-	s.Meta.OnCommit(s.Events.Publish)
+	if n, ok := s.Meta.(meta.Notifier); ok {
+		n.OnCommit(s.Events.Publish)
+	}
 	if s.Uploads, err = upload.NewFS(filepath.Join(cfg.DataDir, "uploads")); err != nil {
 		return fmt.Errorf("upload sessions: %w", err)
 	}
@@ -705,7 +712,7 @@ func fromLoopback(r *http.Request) bool {
 
 // Close releases the stores, then the data directory's lock.
 func (s *Server) Close() error {
-	err := s.Meta.Close()
+	err := s.Backends.Close()
 	s.lock.Close()
 	return err
 }

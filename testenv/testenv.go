@@ -41,6 +41,9 @@ type Options struct {
 	// DeviceInterval is the device grant's polling interval (default 5s).
 	DeviceInterval time.Duration
 	Dir            string // default t.TempDir()
+	// MetaURL and ResourcesURL name the stores (server.Config); "" for
+	// SQLite and files in Dir.
+	MetaURL, ResourcesURL string
 }
 
 // Logger returns a logger that writes to the test log when -v is given.
@@ -97,6 +100,7 @@ func Start(t testing.TB, name string, opt Options) *Domain {
 		Server: func(c *server.Config) {
 			c.EncryptAtRest, c.MaxUpload, c.Clock = opt.EncryptAtRest, opt.MaxUpload, opt.Clock
 			c.GCInterval, c.DeviceInterval = -1, opt.DeviceInterval
+			c.MetaURL, c.ResourcesURL = opt.MetaURL, opt.ResourcesURL
 		}})
 	if err != nil {
 		t.Fatalf("starting %s: %v", name, err)

@@ -105,6 +105,8 @@ type state struct {
 	jobs         map[int64]meta.Job
 	nextJob      int64
 	idempotency  map[userKey]meta.Idempotency // name: the key
+	condemned    map[resource.ID]time.Time    // garbage collection's (meta.CollectorWriter)
+	epoch        int64                        // meta.CollectorReader.CollectorEpoch
 }
 
 // own returns m, copied unless this transaction copied it already.
@@ -560,6 +562,9 @@ func (t *txn) DeleteToken(_ context.Context, hash []byte) error {
 }
 
 func (t *txn) AddUpload(_ context.Context, userID int64, ref meta.Ref) error {
+	if err := t.refsNotCondemned([]meta.Ref{ref}); err != nil {
+		return fmt.Errorf("meta/memstore: add upload for user %d: %w", userID, err)
+	}
 	if !t.hasUser(userID) {
 		return notFound(fmt.Sprint("user ", userID))
 	}
@@ -608,6 +613,9 @@ func (t *txn) InsertMessage(_ context.Context, m meta.Message) error {
 	if !t.hasUser(m.UserID) {
 		return notFound(fmt.Sprint("user ", m.UserID))
 	}
+	if err := t.refsNotCondemned(m.Refs); err != nil {
+		return fmt.Errorf("meta/memstore: insert message %q: %w", m.ID, err)
+	}
 	own(t.owned, &t.st.messages)[m.ID] = setRefs(m)
 	t.logChange(m.UserID, m.ID, m.Folder, meta.Created)
 	return nil
@@ -626,6 +634,9 @@ func (t *txn) UpdateMessage(_ context.Context, m meta.Message) error {
 	}
 	if m.Updated.IsZero() {
 		m.Updated = time.Now()
+	}
+	if err := t.refsNotCondemned(m.Refs); err != nil {
+		return fmt.Errorf("meta/memstore: update message %q: %w", m.ID, err)
 	}
 	own(t.owned, &t.st.messages)[m.ID] = setRefs(m)
 	for _, c := range rows.UpdateChanges(old.Folder, m.Folder) {

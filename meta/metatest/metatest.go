@@ -58,6 +58,8 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"WriteConflict", testWriteConflict},
 		{"FeedRace", testFeedRace},
 		{"FailHalfway", testFailHalfway},
+		{"Condemn", testCondemn},
+		{"CondemnRace", testCondemnRace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

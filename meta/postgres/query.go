@@ -245,6 +245,9 @@ func (t *txn) DeleteToken(ctx context.Context, hash []byte) error {
 }
 
 func (t *txn) AddUpload(ctx context.Context, userID int64, ref meta.Ref) error {
+	if err := t.refsNotCondemned(ctx, []string{string(ref.ID)}); err != nil {
+		return fmt.Errorf("meta/postgres: add upload for user %d: %w", userID, err)
+	}
 	tag, err := t.q.Exec(ctx, `INSERT INTO uploads (user_id, digest, size, created)
 		SELECT $1, $2, $3, $4 WHERE EXISTS (`+userExists+`)
 		ON CONFLICT (user_id, digest) DO UPDATE SET size = excluded.size, created = excluded.created`,
@@ -392,10 +395,13 @@ func (t *txn) insertMessage(ctx context.Context, m meta.Message) error {
 	if err != nil {
 		return err
 	}
+	digests, sizes := refArrays(m)
+	if err := t.refsNotCondemned(ctx, digests); err != nil {
+		return err
+	}
 	if err := t.lockFeed(ctx); err != nil {
 		return err
 	}
-	digests, sizes := refArrays(m)
 	var logged int
 	err = t.q.QueryRow(ctx, `WITH m AS (
 			INSERT INTO messages (id, user_id, folder, message_id, thread_id, status, status_reason, seen,
@@ -439,6 +445,11 @@ func (t *txn) UpdateMessage(ctx context.Context, m meta.Message) error {
 func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
 	if err := rows.CheckMessage(m); err != nil {
 		return err
+	}
+	if digests, _ := refArrays(m); len(digests) > 0 {
+		if err := t.refsNotCondemned(ctx, digests); err != nil {
+			return err
+		}
 	}
 	if err := t.lockFeed(ctx); err != nil {
 		return err

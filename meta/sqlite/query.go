@@ -350,6 +350,9 @@ func (t *txn) DeleteToken(ctx context.Context, hash []byte) error {
 }
 
 func (t *txn) AddUpload(ctx context.Context, userID int64, ref meta.Ref) error {
+	if err := t.notCondemned(ctx, ref.ID); err != nil {
+		return fmt.Errorf("meta/sqlite: add upload for user %d: %w", userID, err)
+	}
 	_, err := t.q.ExecContext(ctx, `INSERT INTO uploads (user_id, digest, size, created) VALUES (?, ?, ?, ?)
 		ON CONFLICT (user_id, digest) DO UPDATE SET size = excluded.size, created = excluded.created`,
 		userID, string(ref.ID), ref.Size, nanos(time.Now()))
@@ -397,6 +400,9 @@ func (t *txn) insertMessage(ctx context.Context, m meta.Message) error {
 	if err != nil {
 		return err
 	}
+	if err := t.refsNotCondemned(ctx, m.Refs); err != nil {
+		return err
+	}
 	_, err = t.q.ExecContext(ctx, `INSERT INTO messages (id, user_id, folder, message_id, thread_id, status,
 		status_reason, seen, from_, subject, date, created, updated, placeholder)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -436,6 +442,9 @@ func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
 	}
 	if m.Updated.IsZero() {
 		m.Updated = time.Now()
+	}
+	if err := t.refsNotCondemned(ctx, m.Refs); err != nil {
+		return err
 	}
 	_, err = t.q.ExecContext(ctx, `UPDATE messages SET folder = ?, message_id = ?, thread_id = ?, status = ?,
 		status_reason = ?, seen = ?, from_ = ?, subject = ?, date = ?, created = ?, updated = ?, placeholder = ?

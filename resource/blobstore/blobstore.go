@@ -44,6 +44,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/resource/bucket"
@@ -243,7 +244,15 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (
 		return resource.Info{}, fmt.Errorf("blobstore: put %s: %w", id, err)
 	}
 	s.damage.Forget(id)
-	return s.Stat(context.WithoutCancel(ctx), id)
+	info, err := s.Stat(context.WithoutCancel(ctx), id)
+	if errors.Is(err, resource.ErrNotFound) {
+		// Removed the moment it was stored: a garbage collection of the
+		// same bytes, unreferenced until then. That is no failure of the
+		// Put: the writer finds the collection in its transaction and
+		// stores the bytes again (package meta, gc.go).
+		return resource.Info{ID: id, Size: size, Created: time.Now()}, nil
+	}
+	return info, err
 }
 
 // Stat implements resource.Statter.

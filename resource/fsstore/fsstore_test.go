@@ -49,6 +49,14 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+func TestPutRemoveRace(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			storetest.PutRemoveRace(t, func(t *testing.T) resource.Store { return newStore(t, t.TempDir(), m.key) })
+		})
+	}
+}
+
 // corruptible is a Store that can damage its own files, for the suite's
 // damage cases (storetest.Corrupter).
 type corruptible struct {

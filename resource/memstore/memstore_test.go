@@ -21,3 +21,7 @@ func (c corrupting) Corrupt(t *testing.T, id resource.ID, off int64) {
 func TestConformance(t *testing.T) {
 	storetest.Test(t, func(t *testing.T) resource.Store { return corrupting{memstore.New()} })
 }
+
+func TestPutRemoveRace(t *testing.T) {
+	storetest.PutRemoveRace(t, func(t *testing.T) resource.Store { return memstore.New() })
+}

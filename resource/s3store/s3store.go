@@ -279,6 +279,33 @@ const (
 	formatName   = "pullmail-s3store 1"
 )
 
+// Encrypted reports whether the store under b's prefix is encrypted at
+// rest, from its format object, so that a tool opening a server's store
+// (pullmail fsck) knows whether it needs the key, as fsstore.Encrypted
+// does. A prefix with no store yet is not encrypted.
+func (b *Bucket) Encrypted(ctx context.Context) (bool, error) {
+	r, err := b.Read(ctx, formatObject, 0, -1)
+	if errors.Is(err, bucket.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("s3store: reading the format object: %w", err)
+	}
+	got, err := io.ReadAll(io.LimitReader(r, 1<<10))
+	r.Close()
+	if err != nil {
+		return false, fmt.Errorf("s3store: reading the format object: %w", err)
+	}
+	g := string(got)
+	switch {
+	case strings.HasPrefix(g, formatName+" aes"):
+		return true, nil
+	case strings.HasPrefix(g, formatName+" plain"):
+		return false, nil
+	}
+	return false, fmt.Errorf("s3store: unknown store format %q", strings.TrimSpace(g))
+}
+
 func (b *Bucket) checkFormat(ctx context.Context, want string) error {
 	r, err := b.Read(ctx, formatObject, 0, -1)
 	if errors.Is(err, bucket.ErrNotExist) {

@@ -49,6 +49,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/resource/bucket"
@@ -193,7 +194,8 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (
 		return resource.Info{}, fmt.Errorf("sealed: put: %w", err)
 	}
 	defer w.Abort()
-	id, err := s.seal(ctx, w, r, opt)
+	cr := &countingReader{r: r}
+	id, err := s.seal(ctx, w, cr, opt)
 	if err != nil {
 		return resource.Info{}, fmt.Errorf("sealed: put: %w", err)
 	}
@@ -205,7 +207,25 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opt resource.PutOptions) (
 		return resource.Info{}, fmt.Errorf("sealed: put %s: %w", id, err)
 	}
 	s.damage.Forget(id)
-	return s.Stat(context.WithoutCancel(ctx), id)
+	info, err := s.Stat(context.WithoutCancel(ctx), id)
+	if errors.Is(err, resource.ErrNotFound) {
+		// Removed the moment it was stored: a garbage collection of the
+		// same bytes (see blobstore.Store.Put).
+		return resource.Info{ID: id, Size: cr.n, Created: time.Now()}, nil
+	}
+	return info, err
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // seal writes r to w encrypted, header tag included, and returns its

@@ -43,6 +43,10 @@ func TestConformanceMem(t *testing.T) {
 	storetest.Test(t, func(t *testing.T) resource.Store { return newSealed(t, bucket.NewMem(), testKey(1)) })
 }
 
+func TestPutRemoveRace(t *testing.T) {
+	storetest.PutRemoveRace(t, func(t *testing.T) resource.Store { return newSealed(t, bucket.NewMem(), testKey(1)) })
+}
+
 func TestConformanceS3(t *testing.T) {
 	srv := s3test.Start(t)
 	storetest.Test(t, func(t *testing.T) resource.Store {
