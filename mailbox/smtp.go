@@ -30,7 +30,16 @@ type SMTPDelivery struct {
 	Record     resource.ID
 	Digest     string // the original message's b64u SHA-256 (the record's sha256)
 	Received   string // "from HELO (IP) by HOST with ESMTPS; DATE"
+	// Epoch is garbage collection's epoch (CollectorEpoch) read before the
+	// resources were stored: if a collection ran since, their bytes may be
+	// gone, and the delivery is refused as temporary (collecting) for the
+	// sender to retry (an SMTP stream cannot be read twice).
+	Epoch int64
 }
+
+// CollectorEpoch reads garbage collection's epoch, for a writer that is
+// about to store bytes outside the mailbox (meta.CheckStored).
+func (s *Service) CollectorEpoch(ctx context.Context) (int64, error) { return s.collectorEpoch(ctx) }
 
 // smtpRetention is how long a delivery by SMTP is remembered, so that a
 // sender that retries after a lost reply (RFC 5321 §4.5.4.1) does not
@@ -103,6 +112,11 @@ func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) ([]meta.Messa
 				users = append(users, u.ID)
 			}
 		}
+		for _, r := range refs {
+			if err := meta.CheckStored(ctx, tx, r.ID, d.Epoch); err != nil {
+				return err
+			}
+		}
 		for _, uid := range users {
 			if prev, err := tx.Idempotency(ctx, uid, key); err == nil && now.Before(prev.Expires) {
 				if row, err := tx.Message(ctx, uid, string(prev.Result)); err == nil {
@@ -127,6 +141,9 @@ func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) ([]meta.Messa
 		}
 		return nil
 	})
+	if errors.Is(err, meta.ErrCondemned) || errors.Is(err, meta.ErrCollectedSince) {
+		return nil, errCollecting
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,7 @@ type Users interface {
 
 // Mailbox delivers a converted message (mailbox.Service has it).
 type Mailbox interface {
+	CollectorEpoch(ctx context.Context) (int64, error)
 	ReceiveSMTP(ctx context.Context, d mailbox.SMTPDelivery) ([]meta.Message, error)
 }
 
@@ -220,6 +221,14 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	cfg := ss.s.cfg
 	start := cfg.Clock()
+	// Garbage collection's epoch before anything is stored: the delivery
+	// checks that no collection ran meanwhile (mailbox.SMTPDelivery.Epoch).
+	epoch, err := cfg.Mailbox.CollectorEpoch(ss.ctx)
+	if err != nil {
+		_, _ = io.Copy(io.Discard, r)
+		ss.s.log.Error("reading the collector's epoch", "err", err)
+		return errTemp
+	}
 	res, err := mimeconv.Convert(ss.ctx, r, cfg.Resources, mimeconv.Options{TempDir: cfg.TempDir})
 	if err != nil {
 		var se *smtp.SMTPError
@@ -240,7 +249,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	d := mailbox.SMTPDelivery{
 		Recipients: rcpts, Message: res.Message, Resources: append(res.Resources, recInfo),
-		Record: recInfo.ID, Digest: res.Record.SHA256, Received: ss.received(),
+		Record: recInfo.ID, Digest: res.Record.SHA256, Received: ss.received(), Epoch: epoch,
 	}
 	copies, err := cfg.Mailbox.ReceiveSMTP(ss.ctx, d)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
 	"github.com/pullmail/pullmail/meta/memstore"
@@ -36,6 +37,7 @@ type mx struct {
 	users  map[string]int64
 	tls    *tls.Config // for clients: trusts the server's CA
 	caFile string      // the same CA as a PEM file, for swaks
+	mb     *mailbox.Service
 }
 
 func startMX(t *testing.T, maxSize int64) *mx {
@@ -69,6 +71,7 @@ func startMX(t *testing.T, maxSize int64) *mx {
 		t.Fatal(err)
 	}
 	mb := mailbox.New(mailbox.Config{Domain: "a.test", Meta: m.meta, Resources: m.res})
+	m.mb = mb
 	s := New(Config{Domain: "a.test", Hostname: "mx.a.test", TLS: stc, Users: m.meta, Mailbox: mb, Resources: m.res,
 		MaxSize: maxSize, Timeout: 10 * time.Second, TempDir: t.TempDir()})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -349,5 +352,48 @@ func TestSwaks(t *testing.T) {
 	ph, _ := placeholder.Parse(in[0].Placeholder, placeholder.Limits{})
 	if rcv := ph.Header.Get(placeholder.HReceived).String(); !strings.Contains(rcv, "from swaks.example ([127.0.0.1]) by mx.a.test with ESMTPS") {
 		t.Errorf("Received %q", rcv)
+	}
+}
+
+// TestCollectedMeanwhile: a delivery whose resources were stored before a
+// garbage collection ran is refused as temporary (the sender retries), not
+// committed over bytes the collection may have removed.
+func TestCollectedMeanwhile(t *testing.T) {
+	m := startMX(t, 0)
+	ctx := context.Background()
+	epoch, err := m.mb.CollectorEpoch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := mimeconv.Convert(ctx, bytes.NewReader(corpus(t, "corpus/01-plain.eml")), m.res, mimeconv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An unreferenced resource for the collector to take: it condemns,
+	// removes and releases, and the epoch moves.
+	if _, err := m.res.Put(ctx, strings.NewReader("orphan"), resource.PutOptions{Size: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.mb.CollectGarbage(ctx, 0); err != nil || n == 0 {
+		t.Fatalf("CollectGarbage removed %d: %v", n, err)
+	}
+	d := mailbox.SMTPDelivery{Recipients: []string{"alice@a.test"}, Message: res.Message, Resources: res.Resources,
+		Digest: res.Record.SHA256, Epoch: epoch}
+	if _, err := m.mb.ReceiveSMTP(ctx, d); errs.CodeOf(err) != "collecting" || errs.KindOf(err) != errs.Temporary {
+		t.Fatalf("ReceiveSMTP after a collection: %v, want temporary collecting", err)
+	}
+	if n := len(m.inbox(t, "alice@a.test")); n != 0 {
+		t.Fatalf("%d messages stored", n)
+	}
+	// What the check guards against: the collection took the delivery's
+	// unreferenced resources, so committing it would name missing bytes.
+	gone := 0
+	for _, r := range res.Resources {
+		if _, err := m.res.Stat(ctx, r.ID); errors.Is(err, resource.ErrNotFound) {
+			gone++
+		}
+	}
+	if gone == 0 {
+		t.Fatal("the collection took none of the delivery's resources: the test shows nothing")
 	}
 }
