@@ -33,7 +33,7 @@ func FuzzConvert(f *testing.F) {
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		ctx := context.Background()
 		st := memstore.New()
-		res, err := Convert(ctx, bytes.NewReader(msg), st, Options{TempDir: t.TempDir()})
+		res, err := Convert(ctx, bytes.NewReader(msg), st, Options{})
 		if err != nil {
 			t.Fatalf("Convert: %v", err)
 		}
@@ -46,6 +46,21 @@ func FuzzConvert(f *testing.F) {
 		}
 		if !bytes.Equal(out.Bytes(), msg) {
 			t.Fatalf("not lossless: %s", firstDiff(out.Bytes(), msg))
+		}
+		// Written as MIME anew (Compose), the placeholder converts back to
+		// the same tree.
+		out.Reset()
+		if err := Compose(ctx, &out, res.Message, st, ComposeOptions{}); err != nil {
+			t.Fatalf("Compose: %v", err)
+		}
+		again, err := Convert(ctx, bytes.NewReader(out.Bytes()), st, Options{})
+		if err != nil {
+			t.Fatalf("Convert of the composed message: %v", err)
+		}
+		want, _ := res.Message.Leaves()
+		got, _ := again.Message.Leaves()
+		if len(got) != len(want) {
+			t.Fatalf("%d leaves after Compose and Convert, want %d:\n%s", len(got), len(want), out.Bytes())
 		}
 	})
 }
