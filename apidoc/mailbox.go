@@ -256,6 +256,22 @@ var mailboxOps = []Op{
 	},
 	{
 		Method:      "GET",
+		Path:        "/api/v1/messages/{id}/raw",
+		ID:          "getRawMessage",
+		Tags:        []string{"messages"},
+		Summary:     "The message as RFC 5322 bytes",
+		Description: "The message as an Internet message (`message/rfc822`), streamed (docs/PROTOCOL.md §13.9). A message that came in by SMTP is written back byte for byte as it arrived (from its record, §13.3); any other is composed as MIME (§13.8), the same bytes every time, with `Bcc` only in the author's own copies (sent, drafts). Like a download it is the sender's bytes: an attachment, in a CSP sandbox, with `nosniff`. An error while it streams cuts the connection, so a body that ends early is never the message. HEAD answers the headers only.",
+		Responses: []Response{
+			{Status: 200, Description: "The message.", Headers: map[string]Header{"Content-Disposition": {Ref: "ContentDisposition"}, "Content-Security-Policy": {Ref: "ContentSecurityPolicy"}, "X-Content-Type-Options": {Ref: "XContentTypeOptions"}}, Content: []Content{{Media: "message/rfc822", Schema: Schema{"description": "RFC 5322 bytes, CRLF line ends."}}}},
+			{Status: 401, Ref: "Unauthorized"},
+			{Status: 404, Description: "`not_found`: no such message of the user's.", Content: errorJSON},
+			{Status: 409, Description: "`not_ready`: the message's resources are still being fetched; `resource_unavailable`: its pull failed for good.", Content: errorJSON},
+			{Status: 500, Ref: "Internal"},
+			{Status: 503, Ref: "Cancelled"},
+		},
+	},
+	{
+		Method:      "GET",
 		Path:        "/api/v1/changes",
 		ID:          "getChanges",
 		Tags:        []string{"sync"},

@@ -240,6 +240,24 @@ func (c *Client) Download(ctx context.Context, id string, cid resource.ID) (io.R
 	return body, mailbox.Attachment{ContentID: cid, Size: resp.ContentLength, ContentType: resp.Header.Get("Content-Type")}, nil
 }
 
+// Raw implements mailbox.API: GET /api/v1/messages/{id}/raw.
+func (c *Client) Raw(ctx context.Context, id string) (io.ReadCloser, error) {
+	req, err := c.request(ctx, http.MethodGet, "/api/v1/messages/"+url.PathEscape(id)+"/raw", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, errs.Wrap(err, errs.Temporary, "unreachable", fmt.Sprintf("cannot reach %s", c.BaseURL))
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return nil, errs.FromHTTP(resp.StatusCode, data)
+	}
+	return resp.Body, nil
+}
+
 // cutReader names a download that the server cut short of its
 // Content-Length. The server verifies a stored copy chunk by chunk and
 // stops at the first damaged one (docs/PROTOCOL.md §3.6): what arrived is

@@ -44,6 +44,7 @@ var Routes = []Route{
 	{"DELETE", "/api/v1/forwarding", (*handler).deleteAutoForward},
 	{"GET", "/api/v1/resources/{cid}", (*handler).stat},
 	{"GET", "/api/v1/messages/{id}/resources/{cid}", (*handler).download},
+	{"GET", "/api/v1/messages/{id}/raw", (*handler).raw},
 	{"GET", "/api/v1/changes", (*handler).changes},
 	{"GET", "/api/v1/events", (*handler).events},
 	{"POST", "/api/v1/uploads", (*handler).createUpload},
@@ -356,6 +357,31 @@ func (h *handler) download(w http.ResponseWriter, r *http.Request) {
 		},
 		Classify: resource.ReadFailure,
 	})
+}
+
+// raw serves the message as RFC 5322 (message/rfc822), streamed. Like a
+// download it is the sender's bytes: an attachment, in a sandbox. An error
+// while it streams cuts the connection, so that a client never takes part
+// of a message for the whole.
+func (h *handler) raw(w http.ResponseWriter, r *http.Request) {
+	rc, err := h.api.Raw(r.Context(), r.PathValue("id"))
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	defer rc.Close()
+	hdr := w.Header()
+	hdr.Set("Content-Type", "message/rfc822")
+	hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": r.PathValue("id") + ".eml"}))
+	hdr.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Cache-Control", "private, no-cache")
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := io.Copy(w, rc); err != nil {
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -45,6 +45,11 @@ type API interface {
 	// Download opens a resource through a message of the user's that
 	// references it. The caller closes the reader.
 	Download(ctx context.Context, id string, cid resource.ID) (io.ReadCloser, Attachment, error)
+	// Raw opens the message as RFC 5322 bytes (docs/PROTOCOL.md §13.9):
+	// what came by SMTP exactly as it came, what was written in Pullmail
+	// composed as MIME. The caller closes the reader; an error while it is
+	// read means the bytes are not the message.
+	Raw(ctx context.Context, id string) (io.ReadCloser, error)
 	// Events calls fn with the user's latest cursor, then whenever their
 	// change log advances, until ctx ends (docs/PROTOCOL.md §8.13).
 	Events(ctx context.Context, fn func(Event) error) error

@@ -149,7 +149,7 @@ type Server struct {
 	url     atomic.Value // string
 	// smtpAddr is where the mail exchanger listens, once it does.
 	smtpAddr atomic.Value // string
-	lock    *os.File     // DATA/lock, held while the server is open
+	lock     *os.File     // DATA/lock, held while the server is open
 	readiness
 }
 
