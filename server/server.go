@@ -112,6 +112,12 @@ type Config struct {
 	// ReadyMinFree is the free space of the data directory's file system
 	// below which /readyz fails (default DefaultReadyMinFree).
 	ReadyMinFree uint64
+	// Node names this server among the nodes of its domain that share
+	// its stores (default: the host name; see ResolveNode): the holder of
+	// the jobs and pull locks its MTA takes, its own temporary directory
+	// in a shared resource directory, and what /healthz, /metrics
+	// (pullmail_node_info) and the logs call it.
+	Node string
 
 	// SMTP is where the mail exchanger listens (host:port, port 25 in
 	// production; package smtpd): mail from SMTP domains for this domain's
@@ -149,7 +155,7 @@ type Server struct {
 	url     atomic.Value // string
 	// smtpAddr is where the mail exchanger listens, once it does.
 	smtpAddr atomic.Value // string
-	lock    *os.File     // DATA/lock, held while the server is open
+	lock     *os.File     // DATA/lock, held while the server is open
 	readiness
 }
 
@@ -172,6 +178,11 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	orDefault(&cfg.BodyIdleTimeout, DefaultBodyIdleTimeout)
 	orDefault(&cfg.MaxBody, DefaultMaxBody)
 	orDefault(&cfg.ReadyMinFree, DefaultReadyMinFree)
+	node, err := ResolveNode(cfg.Node)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Node = node
 	// The lock first: nothing of the directory (the stores clear their
 	// temporary files on opening) is touched while another server runs.
 	lock, err := lockDataDir(cfg.DataDir)
@@ -183,7 +194,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	// store does.
 	var damaged func() uint64
 	b, err := OpenBackends(ctx, cfg.DataDir, cfg.MetaURL, cfg.ResourcesURL, BackendOptions{
-		EncryptAtRest: cfg.EncryptAtRest, KeyFile: cfg.KeyFile, Log: cfg.Log})
+		EncryptAtRest: cfg.EncryptAtRest, KeyFile: cfg.KeyFile, Log: cfg.Log, Node: cfg.Node})
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -214,7 +225,7 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 		return err
 	}
 	s.Domain = domain
-	s.log = cfg.Log.With("domain", domain)
+	s.log = cfg.Log.With("domain", domain, "node", cfg.Node)
 	s.log.Info("backends", "meta", s.Backends.MetaURL.String(), "resources", s.Backends.ResourcesURL.String(),
 		"encrypted", s.Backends.Encrypted)
 
@@ -228,6 +239,7 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 			}
 			return float64(damaged())
 		}))
+	s.Registry.MustRegister(nodeInfo(cfg.Node))
 	if s.Keys, err = OpenSigningKeys(cfg.DataDir, cfg.Clock); err != nil {
 		return fmt.Errorf("signing keys: %w", err)
 	}
@@ -418,7 +430,7 @@ func (s *Server) openMTA() error {
 		OwnAS:     s.Authz.Handler(), // this domain's assertions are had in process
 		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
-		Metrics: s.Registry, Staging: pulls,
+		Metrics: s.Registry, Staging: pulls, Node: s.cfg.Node,
 	})
 	return err
 }
@@ -554,8 +566,19 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write([]byte(`{"status":"ok"}` + "\n"))
+	json.NewEncoder(w).Encode(health{Status: "ok", Node: s.cfg.Node})
 }
+
+// health is the answer of /healthz (apidoc's Health): the node answering is
+// named so that an operator (pullmail doctor) can tell which of a domain's
+// nodes a load balancer or an SRV target reached.
+type health struct {
+	Status string `json:"status"`
+	Node   string `json:"node,omitempty"`
+}
+
+// Node is the name of this server among its domain's nodes (Config.Node).
+func (s *Server) Node() string { return s.cfg.Node }
 
 // TLSConfig returns the server's TLS configuration, building it on first use.
 func (s *Server) TLSConfig(listenHost string) (*tls.Config, error) {
