@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -295,15 +296,16 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", auth.Middleware(authn, mailbox.NewHandler(s.Mailbox)))
 	asHandler := s.Authz.Handler()
-	for _, p := range []string{federation.PathASMetadata, authz.PathJWKS, authz.PathAuthorize, authz.PathToken, authz.PathRevoke,
+	for _, p := range []string{authz.PathJWKS, authz.PathAuthorize, authz.PathToken, authz.PathRevoke,
 		authz.PathDeviceAuthz, authz.PathDevice} {
 		mux.Handle(p, asHandler)
 	}
+	mux.Handle(federation.PathASMetadata, s.atPublicHost(asHandler))
 	base := s.PublicURL()
-	mux.Handle(discovery.PathMailbox, discovery.MailboxHandler(discovery.MailboxMetadata{
+	mux.Handle(discovery.PathMailbox, s.atPublicHost(discovery.MailboxHandler(discovery.MailboxMetadata{
 		Domain: domain, URL: base, InboundEndpoint: base + federation.PathMessages, FetchEndpoint: base + federation.PathResources,
 		MTAClientID: s.MTAClientID(), MTAJWKS: s.MTAKey.JWKS(),
-	}))
+	})))
 	if err := s.federation(mux); err != nil {
 		return err
 	}
@@ -567,6 +569,35 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(health{Status: "ok", Node: s.cfg.Node})
+}
+
+// atPublicHost answers a GET of a discovery document (docs/PROTOCOL.md
+// §11.1) reached under one of the node's own names (Config.Hosts, --host),
+// when that is not the public URL's host, with one redirect to the same
+// path at the public URL: the redirect service of seed 004 Note 1, built
+// in. So each node of a domain can be an SRV target of its own, n1.D and
+// n2.D at equal priority (other domains fall over from one to the next),
+// while all of them serve the one issuer, https://D, that the documents
+// must name exactly. Any other name is served as before: a reverse proxy
+// that rewrites Host to its upstream's keeps working.
+func (s *Server) atPublicHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			host, _, err := net.SplitHostPort(r.Host)
+			if err != nil {
+				host = r.Host
+			}
+			host = strings.ToLower(strings.TrimSuffix(host, "."))
+			pub, err := url.Parse(s.PublicURL())
+			if err == nil && host != strings.ToLower(pub.Hostname()) && slices.ContainsFunc(s.cfg.Hosts, func(n string) bool {
+				return strings.EqualFold(strings.TrimSuffix(n, "."), host)
+			}) {
+				http.Redirect(w, r, s.PublicURL()+r.URL.Path, http.StatusFound)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // health is the answer of /healthz (apidoc's Health): the node answering is
