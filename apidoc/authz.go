@@ -14,6 +14,7 @@ var authzOps = []Op{
 		Description: "RFC 8414: the issuer, every endpoint below, and what they support (docs/PROTOCOL.md §10.1). Other domains find it by discovery (§11.1).",
 		Responses: []Response{
 			{Status: 200, Description: "The metadata.", Content: []Content{JSON[federation.ASMetadata]()}},
+			{Status: 302, Description: "Reached under one of the node's own names (`pullmail serve --host`) other than the public URL's host: `Location` is this path at the public URL, the issuer (docs/PROTOCOL.md §11.1, several nodes)."},
 		},
 	},
 	{

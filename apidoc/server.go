@@ -78,6 +78,7 @@ var serverOps = []Op{
 		Description: "The domain's mailbox service, as other domains discover it (docs/PROTOCOL.md §11.1): its base URL, the federation endpoints, and the DNS-bound identity of its MTA (`mta_client_id`, `mta_jwks`). Cacheable for 5 minutes.",
 		Responses: []Response{
 			{Status: 200, Description: "The metadata.", Content: []Content{JSON[discovery.MailboxMetadata]()}},
+			{Status: 302, Description: "Reached under one of the node's own names (`pullmail serve --host`) other than the public URL's host: `Location` is this path at the public URL (docs/PROTOCOL.md §11.1, several nodes)."},
 			{Status: 500, Description: "`internal`: the server's own metadata is misconfigured.", Content: errorJSON},
 		},
 	},

@@ -50,6 +50,11 @@ var serveConfigOptions = config.Options{
 			if value != "text" && value != "json" {
 				return errLogFormat
 			}
+		case "node":
+			if value != "" {
+				_, err := server.ResolveNode(value)
+				return err
+			}
 		}
 		return nil
 	},

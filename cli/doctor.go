@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"slices"
@@ -37,7 +38,8 @@ step, and says in plain words what is wrong and how to fix it:
   1. the SRV records _federizer._as._tcp.DOMAIN and _federizer._rs._tcp.DOMAIN (a missing
      one: the exact record line to add to the zone);
   2. TLS to every SRV target: its addresses, a connection, a certificate that chains to a
-     trusted root and names the target;
+     trusted root and names the target, and the node that answers there (its /healthz; a
+     domain run on several nodes publishes each as a target of equal priority);
   3. the authorization server's RFC 8414 metadata (reached through at most one redirect;
      its issuer must equal the base URL it was fetched from);
   4. the authorization server's JWKS (at least one usable public signing key);
@@ -268,8 +270,12 @@ func runDoctor(ctx context.Context, cfg doctorConfig) []doctorCheck {
 			add(doctorCheck{Check: "mailbox metadata", Detail: oneLine(err), Fix: doctorFix(d, err)})
 			skip("MTA keys", "the mailbox metadata failed")
 		} else {
-			add(doctorCheck{Check: "mailbox metadata", OK: true,
-				Detail: fmt.Sprintf("url %s, inbound_endpoint %s, fetch_endpoint %s, mta_client_id %s", m.URL, m.InboundEndpoint, m.FetchEndpoint, m.MTAClientID)})
+			c := doctorCheck{Check: "mailbox metadata", OK: true,
+				Detail: fmt.Sprintf("url %s, inbound_endpoint %s, fetch_endpoint %s, mta_client_id %s", m.URL, m.InboundEndpoint, m.FetchEndpoint, m.MTAClientID)}
+			if n := nodeAt(ctx, res, cfg, m.URL); n != "" {
+				c.Detail += ", served by node " + n
+			}
+			add(c)
 			add(keysCheck("MTA keys", "mta_jwks of "+m.MTAClientID, m.MTAKeys.Keys))
 		}
 	}
@@ -434,7 +440,46 @@ func tlsCheck(ctx context.Context, res *net.Resolver, cfg doctorConfig, target s
 	if left := time.Until(leaf.NotAfter); left < 14*24*time.Hour {
 		c.Detail += fmt.Sprintf(" (expires in %s: renew it soon)", left.Round(time.Hour))
 	}
+	if n := nodeAt(ctx, res, cfg, "https://"+target); n != "" {
+		c.Detail += ", node " + n
+	}
 	return c
+}
+
+// nodeAt asks the Pullmail server at base which of its domain's nodes
+// answers (GET /healthz, docs/PROTOCOL.md §8.12), so that the checks of a
+// domain run on several nodes say which node each SRV target reached. It
+// returns "" when base does not say (a redirect service, another server):
+// that is no failure.
+func nodeAt(ctx context.Context, res *net.Resolver, cfg doctorConfig, base string) string {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	dialer := &net.Dialer{Resolver: res, Timeout: cfg.Timeout, Control: func(_, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err == nil && !cfg.AllowPrivate && discovery.IsPrivate(ap.Addr()) {
+			return fmt.Errorf("refusing private address %s", address)
+		}
+		return err
+	}}
+	tr := &http.Transport{DialContext: dialer.DialContext, TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/healthz", nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Node string `json:"node"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&h) != nil {
+		return ""
+	}
+	return safe(strings.Join(strings.Fields(h.Node), " ")) // a remote's words, printed: no control characters
 }
 
 func joinAddrs(addrs []netip.Addr) string {

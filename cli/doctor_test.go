@@ -53,7 +53,7 @@ func TestDoctor(t *testing.T) {
 			{check: fmt.Sprintf("TLS mbx.a.test:%d", port), ok: true},
 			{check: "AS metadata", detail: "issuer " + d.URL, ok: true},
 			{check: "AS JWKS", detail: "kid " + d.Server.Keys.CurrentKID(), ok: true},
-			{check: "mailbox metadata", detail: "mta_client_id mta@a.test", ok: true},
+			{check: "mailbox metadata", detail: "mta_client_id mta@a.test, served by node " + d.Server.Node(), ok: true},
 			{check: "MTA keys", detail: "1 usable key", ok: true},
 			{check: "delivery", detail: "pullmail peer (mbx.a.test): SRV _federizer._rs._tcp.a.test names mbx.a.test", ok: true},
 		}, 9},

@@ -100,6 +100,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 	fs.StringVar(&cfg.SMTP, "smtp", "", "`ADDR`ess for the mail exchanger (SMTP from other mail systems, port 25; default: none)")
 	fs.Int64Var(&cfg.SMTPMaxSize, "smtp-max-size", 1<<30, "largest message accepted by SMTP, in bytes")
 	fs.Uint64Var(&cfg.ReadyMinFree, "ready-min-free", server.DefaultReadyMinFree, "free bytes on the data directory's file system below which /readyz answers 503")
+	fs.StringVar(&cfg.Node, "node", "", "this server's `NAME` among the nodes of its domain sharing its stores, unique and the same across restarts (default: the host name)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	file := fs.String("config", "", "read the other flags from `FILE` (see pullmail config example); flags given override it")

@@ -414,3 +414,43 @@ func TestRefreshKeys(t *testing.T) {
 		t.Errorf("RefreshKeys of a new domain: %v", err)
 	}
 }
+
+// TestAuthorityEqualPriority: two targets of equal priority and weight
+// (two nodes of a domain, docs/PROTOCOL.md §11.1), in a real DNS server:
+// each is tried first about as often, and when one is down every lookup
+// falls over to the other, whichever order the weighted choice gave.
+func TestAuthorityEqualPriority(t *testing.T) {
+	e := newEnv(t)
+	n1, n2 := newFakeAS(t), newFakeAS(t)
+	p1 := e.serve("n1.a.test", n1)
+	p2 := e.serve("n2.a.test", n2)
+	e.dns.AddSRV("_federizer._as._tcp.a.test", 10, 5, p1, "n1.a.test", 3600)
+	e.dns.AddSRV("_federizer._as._tcp.a.test", 10, 5, p2, "n2.a.test", 3600)
+	const lookups = 40
+	for range lookups {
+		if _, err := e.client().Authority(ctx, "a.test"); err != nil { // a new client: no cache
+			t.Fatal(err)
+		}
+	}
+	h1, h2 := n1.metaHits.Load(), n2.metaHits.Load()
+	if h1+h2 != lookups || h1 < 8 || h2 < 8 {
+		t.Errorf("metadata requests: n1 %d, n2 %d of %d lookups; want each about half", h1, h2, lookups)
+	}
+
+	// n2 goes down (its port then refuses connections).
+	e2 := newEnv(t)
+	live := newFakeAS(t)
+	pl := e2.serve("n1.b.test", live)
+	e2.dns.AddA("n2.b.test", "127.0.0.1")
+	e2.dns.AddSRV("_federizer._as._tcp.b.test", 10, 5, pl, "n1.b.test", 3600)
+	e2.dns.AddSRV("_federizer._as._tcp.b.test", 10, 5, deadPort(t), "n2.b.test", 3600)
+	for i := range lookups {
+		a, err := e2.client().Authority(ctx, "b.test")
+		if err != nil {
+			t.Fatalf("lookup %d with n2 down: %v", i, err)
+		}
+		if want := fmt.Sprintf("https://n1.b.test:%d", pl); a.Issuer != want {
+			t.Fatalf("lookup %d: issuer %s, want %s", i, a.Issuer, want)
+		}
+	}
+}

@@ -216,6 +216,11 @@ type Job struct {
 	// still hands out such a job, so that its runner can fail it and tell
 	// the sender); zero: no horizon.
 	Expires time.Time
+	// Holder is the node that claimed the job last (ClaimJobs's holder):
+	// while the job is running, the one whose lease it is. AddJob stores
+	// it as given (normally empty); UpdateJob leaves it as it is, so that
+	// a finished job still names who ran it.
+	Holder string
 }
 
 type ListOptions struct {
@@ -497,6 +502,7 @@ type Store interface {
 	Reader
 	Once
 	JobQueue
+	Locks
 	// Update runs fn in a write transaction and commits if fn returns nil;
 	// otherwise, or on panic, it rolls back and returns fn's error.
 	//
@@ -533,28 +539,72 @@ type Store interface {
 	Close() error
 }
 
+// ErrLeaseLost is returned by RenewJob when the job is no longer the
+// caller's: its lease ended and another holder claimed it, or it was
+// finished or released.
+var ErrLeaseLost = errors.New("meta: lease lost")
+
 // JobQueue is the store's side of the durable job queue: claims with
-// leases and pruning, each a transaction of its own (adding and finishing
-// jobs is JobWriter's, in the caller's transaction).
+// leases, their renewal and release, and pruning, each a transaction of its
+// own (adding and finishing jobs is JobWriter's, in the caller's
+// transaction). Several nodes of a domain share one queue: a holder names
+// one node (pullmail serve --node), unique among those sharing the store.
 type JobQueue interface {
 	// ClaimJobs atomically takes up to n jobs of the kind that are due at
 	// now: queued with NextTry <= now, or running with NextTry <= now (the
-	// lease of a worker that crashed or stalled has ended). It marks them
-	// running with NextTry = now+lease, Attempts one higher and Updated =
-	// now, commits, and returns them oldest NextTry first (then by ID).
-	// Two callers, in this process or another sharing the store, never get
-	// the same job for the same lease. n <= 0 claims nothing; lease must be
-	// positive. Jobs past their Expires are claimed like any other: failing
-	// them is the runner's decision.
+	// lease of a worker that crashed or stalled has ended: a node that
+	// died loses its jobs to the others when their leases end). It marks
+	// them running with NextTry = now+lease, Attempts one higher, Holder
+	// = holder and Updated = now, commits, and returns them oldest NextTry
+	// first (then by ID). Two callers, in this process or another sharing
+	// the store, never get the same job for the same lease. n <= 0 claims
+	// nothing; lease must be positive. Jobs past their Expires are claimed
+	// like any other: failing them is the runner's decision.
 	//
 	// SQLite runs it as one write transaction (writes are serialised);
 	// PostgreSQL selects the due rows with FOR UPDATE SKIP LOCKED in
 	// the UPDATE's subquery, so that concurrent claimers skip each other's
 	// rows instead of waiting for them.
-	ClaimJobs(ctx context.Context, kind string, now time.Time, n int, lease time.Duration) ([]Job, error)
+	ClaimJobs(ctx context.Context, holder, kind string, now time.Time, n int, lease time.Duration) ([]Job, error)
+	// RenewJob extends the lease of j, a job its caller claimed, to
+	// now+lease (NextTry; Updated = now) and returns the job as stored.
+	// It is ErrLeaseLost unless the job is still running with the
+	// Attempts and Holder it was claimed with: a long job (a pull of a
+	// gigabyte) renews its lease well before it ends, so that no other
+	// node takes it over while its holder is alive.
+	RenewJob(ctx context.Context, j Job, now time.Time, lease time.Duration) (Job, error)
+	// ReleaseJobs makes every running job of holder queued again, due at
+	// now, and returns how many: a node starting up hands back what its
+	// previous run held when it stopped (a crash, or a clean stop
+	// mid-attempt), rather than leaving those jobs idle until their
+	// leases end. The jobs of other holders are left alone.
+	ReleaseJobs(ctx context.Context, holder string, now time.Time) (int, error)
 	// PruneJobs deletes done and failed jobs last updated before the time
 	// and returns how many; their keys become free again.
 	PruneJobs(ctx context.Context, before time.Time) (int, error)
+}
+
+// Locks are named leases shared by every process on the store: the MTA's
+// lock on the pull of one resource digest, so that two nodes do not both
+// fetch the same bytes. Each call is a transaction of its own. A lock whose
+// holder died is free when its lease ends; a live holder renews it (Lock
+// again) well before. A holder is one node (as for JobQueue): a node that
+// lets several of its goroutines use one lock name must serialise them
+// itself, since the store cannot tell them apart.
+type Locks interface {
+	// Lock takes the lock name for holder until now+lease, when it is
+	// free, its lease has ended (now is at or after its end), or holder
+	// holds it already (then the lease is renewed). It reports whether
+	// holder holds it now; false (no error) when another holder's lease
+	// runs. Names are opaque strings of at most 512 bytes; callers
+	// namespace them ("pull:"). lease must be positive.
+	Lock(ctx context.Context, name, holder string, now time.Time, lease time.Duration) (bool, error)
+	// Unlock releases name if holder holds it, and does nothing otherwise
+	// (another holder took it over after the lease ended).
+	Unlock(ctx context.Context, name, holder string) error
+	// UnlockAll releases every lock holder holds and returns how many: a
+	// node starting up frees what its previous run held.
+	UnlockAll(ctx context.Context, holder string) (int, error)
 }
 
 // Notifier is implemented by stores that can tell of commits to users'

@@ -15,6 +15,20 @@
 // minute) every third of it, so that a long pull keeps its job while a
 // worker that died loses its jobs within a minute.
 //
+// # Several nodes
+//
+// Every node of a domain runs an MTA on the shared stores, named by
+// Config.Node. Claims skip each other's jobs (meta.JobQueue.ClaimJobs); a
+// node that dies loses its jobs to the others when their leases end, and a
+// node that starts again hands back at once the jobs its previous run held
+// (ReleaseJobs), never another node's. Pulls of one resource digest are
+// serialised across the nodes by a lock in the database (meta.Locks,
+// "pull:<content-id>", leased and renewed like a job), so that the domain
+// fetches each digest once: a node that finds it taken waits, and takes the
+// resource from the store when the other node has put it there. Pull
+// staging (Config.Staging) is per node: a pull taken over after a node
+// died starts from byte 0.
+//
 // Every request the MTA makes (a push, a token exchange, a fetch) goes
 // through a federation.Transport (Config.Transport): federation.HTTPS
 // between servers, federation.InProcess in tests that run domains in one

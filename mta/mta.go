@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -119,6 +120,13 @@ type Config struct {
 	Poll  time.Duration
 	Batch int           // jobs run at once per kind (default 16)
 	Lease time.Duration // default 1 minute, renewed while the job runs
+	// Node names this process among the nodes of the domain that share
+	// the metadata store (pullmail serve --node; default the host name):
+	// the holder of the jobs it claims and of its pull locks. It must be
+	// unique among them and stay the same across restarts, since Run
+	// hands back, when it starts, the jobs and locks held under it (its
+	// previous run's) and no other node's.
+	Node string
 	// Staging, when set, keeps the bytes of pulls of resources of at least
 	// StageAbove bytes (default DefaultStageAbove) as they arrive, so that
 	// a pull cut by a restart, clean or not, resumes with Range where it
@@ -191,6 +199,13 @@ func New(cfg Config) (*MTA, error) {
 	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = DefaultLease
+	}
+	if cfg.Node == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "localhost"
+		}
+		cfg.Node = host
 	}
 	if cfg.StageAbove <= 0 {
 		cfg.StageAbove = DefaultStageAbove
@@ -290,15 +305,14 @@ func (m *MTA) QueueSend(ctx context.Context, tx meta.Tx, author, grant string, s
 }
 
 // scan reads the queue when Run or RunDue starts: it indexes the queued
-// jobs by peer (waiting), and with recover it hands back the jobs that the
-// previous process of this data directory was running when it stopped (a
-// crash or a clean shutdown mid-attempt), whose leases would otherwise keep
-// them idle until they end, and drops pull staging past its expiry. Only one
-// process serves a data directory (the resource store already relies on
-// it), so nobody else holds them.
+// jobs by peer (waiting), and with recover it hands back the jobs and pull
+// locks that this node's previous run held when it stopped (a crash, or a
+// clean shutdown mid-attempt), whose leases would otherwise keep them idle
+// until they end, and drops pull staging past its expiry. Other nodes' jobs
+// are theirs: a node that died loses its jobs to the others only when
+// their leases end (meta.JobQueue.ClaimJobs).
 func (m *MTA) scan(ctx context.Context, recover bool) error {
 	now := m.cfg.Clock()
-	n := 0
 	for _, kind := range kinds {
 		jobs, err := m.cfg.Meta.Jobs(ctx, kind, 0)
 		if err != nil {
@@ -309,30 +323,22 @@ func (m *MTA) scan(ctx context.Context, recover bool) error {
 				m.await(peerOf(j), j.ID)
 			}
 		}
-		if !recover {
-			continue
-		}
-		err = m.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
-			for _, j := range jobs {
-				if j.State != meta.JobRunning {
-					continue
-				}
-				j.State, j.NextTry, j.Updated = meta.JobQueued, now, now
-				if err := tx.UpdateJob(ctx, j); err != nil {
-					return err
-				}
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
 	}
-	if n > 0 {
-		m.cfg.Log.Info("recovered jobs of a previous run", "jobs", n)
+	if !recover {
+		return nil
 	}
-	if recover && m.cfg.Staging != nil {
+	n, err := m.cfg.Meta.ReleaseJobs(ctx, m.cfg.Node, now)
+	if err != nil {
+		return err
+	}
+	locks, err := m.cfg.Meta.UnlockAll(ctx, m.cfg.Node)
+	if err != nil {
+		return err
+	}
+	if n > 0 || locks > 0 {
+		m.cfg.Log.Info("recovered the jobs of this node's previous run", "node", m.cfg.Node, "jobs", n, "pull_locks", locks)
+	}
+	if m.cfg.Staging != nil {
 		if _, err := m.cfg.Staging.Expire(ctx, now); err != nil {
 			return fmt.Errorf("expiring pull staging: %w", err)
 		}
@@ -455,7 +461,7 @@ func (m *MTA) runKind(ctx context.Context, kind string, kick <-chan struct{}) {
 	}()
 	for {
 		for running < m.cfg.Batch && ctx.Err() == nil {
-			jobs, err := m.cfg.Meta.ClaimJobs(ctx, kind, m.cfg.Clock(), m.cfg.Batch-running, m.cfg.Lease)
+			jobs, err := m.cfg.Meta.ClaimJobs(ctx, m.cfg.Node, kind, m.cfg.Clock(), m.cfg.Batch-running, m.cfg.Lease)
 			if err != nil {
 				if ctx.Err() == nil {
 					m.cfg.Log.Error("mta: claiming jobs", "kind", kind, "err", err)
@@ -503,7 +509,7 @@ func (m *MTA) RunDue(ctx context.Context) {
 // batch concurrently until none is due.
 func (m *MTA) runDue(ctx context.Context, kind string) {
 	for ctx.Err() == nil {
-		jobs, err := m.cfg.Meta.ClaimJobs(ctx, kind, m.cfg.Clock(), m.cfg.Batch, m.cfg.Lease)
+		jobs, err := m.cfg.Meta.ClaimJobs(ctx, m.cfg.Node, kind, m.cfg.Clock(), m.cfg.Batch, m.cfg.Lease)
 		if err != nil {
 			if ctx.Err() == nil {
 				m.cfg.Log.Error("mta: claiming jobs", "kind", kind, "err", err)
@@ -583,8 +589,12 @@ func (m *MTA) runJob(ctx context.Context, j meta.Job) {
 	}
 }
 
-// renew extends j's lease every third of it until ctx ends; when the lease
-// turns out lost (another worker holds the job) it cancels the attempt.
+// renew extends j's lease every third of it until ctx ends, so that no
+// other node takes over a job this one is still running (a pull of a
+// gigabyte outlasts many leases); when the lease turns out lost (another
+// node holds the job: this one stalled past its lease) it cancels the
+// attempt. A renewal that fails otherwise (the database briefly away) is
+// tried again at the next tick, while the lease may still run.
 func (m *MTA) renew(ctx context.Context, cancel context.CancelFunc, j meta.Job) {
 	t := time.NewTicker(m.cfg.Lease / 3)
 	defer t.Stop()
@@ -594,29 +604,18 @@ func (m *MTA) renew(ctx context.Context, cancel context.CancelFunc, j meta.Job) 
 			return
 		case <-t.C:
 		}
-		lost := false
-		err := m.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
-			cur, err := tx.Job(ctx, j.ID)
-			if err != nil {
-				return err
+		_, err := m.cfg.Meta.RenewJob(ctx, j, m.cfg.Clock(), m.cfg.Lease)
+		switch {
+		case errors.Is(err, meta.ErrLeaseLost):
+			if cur, rerr := m.cfg.Meta.Job(ctx, j.ID); ctx.Err() != nil ||
+				rerr == nil && cur.Attempts == j.Attempts && cur.State != meta.JobRunning {
+				return // this attempt finished it while we were renewing
 			}
-			if cur.State == meta.JobDone || cur.State == meta.JobFailed {
-				return nil // finished while we were renewing
-			}
-			if cur.State != meta.JobRunning || cur.Attempts != j.Attempts {
-				lost = true
-				return nil
-			}
-			cur.NextTry, cur.Updated = m.cfg.Clock().Add(m.cfg.Lease), m.cfg.Clock()
-			return tx.UpdateJob(ctx, cur)
-		})
-		if err != nil && ctx.Err() == nil {
-			m.cfg.Log.Warn("mta: renewing a lease", "key", j.Key, "err", err)
-		}
-		if lost {
-			m.cfg.Log.Warn("mta: lease lost, abandoning the attempt", "key", j.Key)
+			m.cfg.Log.Warn("mta: lease lost, abandoning the attempt", "key", j.Key, "node", m.cfg.Node)
 			cancel()
 			return
+		case err != nil && ctx.Err() == nil:
+			m.cfg.Log.Warn("mta: renewing a lease", "key", j.Key, "err", err)
 		}
 	}
 }

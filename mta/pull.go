@@ -146,13 +146,20 @@ func (m *MTA) pull(ctx context.Context, p federation.PullPayload, expires time.T
 // fetchOnce fetches f.ref unless the domain holds it by now. Pulls of the
 // same resource (two Bcc copies to this domain, two messages with one
 // attachment) wait for each other here, so the domain pulls each digest
-// once whatever the number of jobs that want it.
+// once whatever the number of jobs, and of nodes, that want it: within this
+// process they queue for lockDigest, across the nodes sharing the stores
+// for the database's lock on the digest (holdPull).
 func (m *MTA) fetchOnce(ctx context.Context, f fetch) error {
 	unlock := m.lockDigest(f.ref.ID)
 	defer unlock()
 	if _, err := m.cfg.Resources.Stat(ctx, f.ref.ID); err == nil {
 		return nil
 	}
+	ctx, release, stored, err := m.holdPull(ctx, f.ref.ID)
+	if err != nil || stored {
+		return err
+	}
+	defer release()
 	if m.cfg.Staging != nil && f.ref.Size >= m.cfg.StageAbove {
 		return m.fetchStaged(ctx, f)
 	}
@@ -183,6 +190,78 @@ func (m *MTA) lockDigest(id resource.ID) (unlock func()) {
 type digestLock struct {
 	sync.Mutex
 	users int // holders and waiters; guarded by MTA.mu
+}
+
+// pullLock is the name of the database lock (meta.Locks) on the pull of a
+// resource.
+func pullLock(id resource.ID) string { return "pull:" + string(id) }
+
+// holdPull takes the database's lock on the pull of id for this node
+// (Config.Node), so that no two nodes of the domain fetch the same digest
+// at once. While another node holds it, it waits, looking every Poll for
+// the resource in the store: stored is true, with no lock taken, when the
+// other node stored it meanwhile. Otherwise the lock is this node's until
+// release, renewed every third of Config.Lease meanwhile (a node that dies
+// mid-pull frees it when the lease ends); the context returned ends when
+// the lock turns out lost, so that the fetch stops. The caller holds
+// lockDigest: the node's own pulls of id do not share the lock.
+func (m *MTA) holdPull(ctx context.Context, id resource.ID) (_ context.Context, release func(), stored bool, err error) {
+	name, waited := pullLock(id), false
+	for {
+		ok, err := m.cfg.Meta.Lock(ctx, name, m.cfg.Node, m.cfg.Clock(), m.cfg.Lease)
+		if err != nil {
+			return ctx, nil, false, storageError(fmt.Errorf("locking the pull of %s: %w", id, err))
+		}
+		if ok {
+			break
+		}
+		if !waited {
+			m.cfg.Log.Info("mta: another node is pulling the resource, waiting", "resource", id, "node", m.cfg.Node)
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx, nil, false, ctx.Err()
+		case <-time.After(m.cfg.Poll):
+		}
+		if _, err := m.cfg.Resources.Stat(ctx, id); err == nil {
+			return ctx, nil, true, nil
+		}
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(m.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case <-t.C:
+			}
+			ok, err := m.cfg.Meta.Lock(lctx, name, m.cfg.Node, m.cfg.Clock(), m.cfg.Lease)
+			switch {
+			case err != nil && lctx.Err() == nil:
+				m.cfg.Log.Warn("mta: renewing a pull lock", "resource", id, "err", err)
+			case err == nil && !ok:
+				m.cfg.Log.Warn("mta: pull lock lost to another node, stopping the fetch", "resource", id, "node", m.cfg.Node)
+				cancel()
+				return
+			}
+		}
+	}()
+	return lctx, func() {
+		cancel()
+		<-done
+		// Not lctx, ended by now: the lock must go even when the attempt
+		// was stopped.
+		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer ucancel()
+		if err := m.cfg.Meta.Unlock(uctx, name, m.cfg.Node); err != nil {
+			m.cfg.Log.Warn("mta: releasing a pull lock (it ends with its lease)", "resource", id, "err", err)
+		}
+	}, false, nil
 }
 
 // MaxResumes is how many times one fetch resumes with Range after a cut

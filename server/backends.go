@@ -167,6 +167,10 @@ type BackendOptions struct {
 	// OnDamage and Log: see fsstore.Options.
 	OnDamage func(resource.ID)
 	Log      *slog.Logger
+	// Node names the server among the nodes sharing the stores
+	// (Config.Node): a file store's temporary files go to tmp/NODE/
+	// (fsstore.Options.Node). Empty for the admin commands.
+	Node string
 }
 
 // Backends are a domain's two stores, opened by OpenBackends.
@@ -297,7 +301,7 @@ const lifeHint = "a store stays encrypted or plain for life: check --encrypt-at-
 func openResources(ctx context.Context, dir string, u BackendURL, opt BackendOptions) (resource.Store, bool, error) {
 	switch u.Scheme {
 	case SchemeFile:
-		fo := fsstore.Options{Shared: opt.Shared, OnDamage: opt.OnDamage, Log: opt.Log}
+		fo := fsstore.Options{Shared: opt.Shared, OnDamage: opt.OnDamage, Log: opt.Log, Node: opt.Node}
 		enc := opt.EncryptAtRest
 		if opt.Shared {
 			var err error

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -112,6 +113,12 @@ type Config struct {
 	// ReadyMinFree is the free space of the data directory's file system
 	// below which /readyz fails (default DefaultReadyMinFree).
 	ReadyMinFree uint64
+	// Node names this server among the nodes of its domain that share
+	// its stores (default: the host name; see ResolveNode): the holder of
+	// the jobs and pull locks its MTA takes, its own temporary directory
+	// in a shared resource directory, and what /healthz, /metrics
+	// (pullmail_node_info) and the logs call it.
+	Node string
 
 	// SMTP is where the mail exchanger listens (host:port, port 25 in
 	// production; package smtpd): mail from SMTP domains for this domain's
@@ -172,6 +179,11 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	orDefault(&cfg.BodyIdleTimeout, DefaultBodyIdleTimeout)
 	orDefault(&cfg.MaxBody, DefaultMaxBody)
 	orDefault(&cfg.ReadyMinFree, DefaultReadyMinFree)
+	node, err := ResolveNode(cfg.Node)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Node = node
 	// The lock first: nothing of the directory (the stores clear their
 	// temporary files on opening) is touched while another server runs.
 	lock, err := lockDataDir(cfg.DataDir)
@@ -183,7 +195,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	// store does.
 	var damaged func() uint64
 	b, err := OpenBackends(ctx, cfg.DataDir, cfg.MetaURL, cfg.ResourcesURL, BackendOptions{
-		EncryptAtRest: cfg.EncryptAtRest, KeyFile: cfg.KeyFile, Log: cfg.Log})
+		EncryptAtRest: cfg.EncryptAtRest, KeyFile: cfg.KeyFile, Log: cfg.Log, Node: cfg.Node})
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -214,7 +226,7 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 		return err
 	}
 	s.Domain = domain
-	s.log = cfg.Log.With("domain", domain)
+	s.log = cfg.Log.With("domain", domain, "node", cfg.Node)
 	s.log.Info("backends", "meta", s.Backends.MetaURL.String(), "resources", s.Backends.ResourcesURL.String(),
 		"encrypted", s.Backends.Encrypted)
 
@@ -228,6 +240,7 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 			}
 			return float64(damaged())
 		}))
+	s.Registry.MustRegister(nodeInfo(cfg.Node))
 	if s.Keys, err = OpenSigningKeys(cfg.DataDir, cfg.Clock); err != nil {
 		return fmt.Errorf("signing keys: %w", err)
 	}
@@ -283,15 +296,16 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", auth.Middleware(authn, mailbox.NewHandler(s.Mailbox)))
 	asHandler := s.Authz.Handler()
-	for _, p := range []string{federation.PathASMetadata, authz.PathJWKS, authz.PathAuthorize, authz.PathToken, authz.PathRevoke,
+	for _, p := range []string{authz.PathJWKS, authz.PathAuthorize, authz.PathToken, authz.PathRevoke,
 		authz.PathDeviceAuthz, authz.PathDevice} {
 		mux.Handle(p, asHandler)
 	}
+	mux.Handle(federation.PathASMetadata, s.atPublicHost(asHandler))
 	base := s.PublicURL()
-	mux.Handle(discovery.PathMailbox, discovery.MailboxHandler(discovery.MailboxMetadata{
+	mux.Handle(discovery.PathMailbox, s.atPublicHost(discovery.MailboxHandler(discovery.MailboxMetadata{
 		Domain: domain, URL: base, InboundEndpoint: base + federation.PathMessages, FetchEndpoint: base + federation.PathResources,
 		MTAClientID: s.MTAClientID(), MTAJWKS: s.MTAKey.JWKS(),
-	}))
+	})))
 	if err := s.federation(mux); err != nil {
 		return err
 	}
@@ -418,7 +432,7 @@ func (s *Server) openMTA() error {
 		OwnAS:     s.Authz.Handler(), // this domain's assertions are had in process
 		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
-		Metrics: s.Registry, Staging: pulls,
+		Metrics: s.Registry, Staging: pulls, Node: s.cfg.Node,
 	})
 	return err
 }
@@ -554,8 +568,48 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write([]byte(`{"status":"ok"}` + "\n"))
+	json.NewEncoder(w).Encode(health{Status: "ok", Node: s.cfg.Node})
 }
+
+// atPublicHost answers a GET of a discovery document (docs/PROTOCOL.md
+// §11.1) reached under one of the node's own names (Config.Hosts, --host),
+// when that is not the public URL's host, with one redirect to the same
+// path at the public URL: the redirect service of seed 004 Note 1, built
+// in. So each node of a domain can be an SRV target of its own, n1.D and
+// n2.D at equal priority (other domains fall over from one to the next),
+// while all of them serve the one issuer, https://D, that the documents
+// must name exactly. Any other name is served as before: a reverse proxy
+// that rewrites Host to its upstream's keeps working.
+func (s *Server) atPublicHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			host, _, err := net.SplitHostPort(r.Host)
+			if err != nil {
+				host = r.Host
+			}
+			host = strings.ToLower(strings.TrimSuffix(host, "."))
+			pub, err := url.Parse(s.PublicURL())
+			if err == nil && host != strings.ToLower(pub.Hostname()) && slices.ContainsFunc(s.cfg.Hosts, func(n string) bool {
+				return strings.EqualFold(strings.TrimSuffix(n, "."), host)
+			}) {
+				http.Redirect(w, r, s.PublicURL()+r.URL.Path, http.StatusFound)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// health is the answer of /healthz (apidoc's Health): the node answering is
+// named so that an operator (pullmail doctor) can tell which of a domain's
+// nodes a load balancer or an SRV target reached.
+type health struct {
+	Status string `json:"status"`
+	Node   string `json:"node,omitempty"`
+}
+
+// Node is the name of this server among its domain's nodes (Config.Node).
+func (s *Server) Node() string { return s.cfg.Node }
 
 // TLSConfig returns the server's TLS configuration, building it on first use.
 func (s *Server) TLSConfig(listenHost string) (*tls.Config, error) {

@@ -37,6 +37,8 @@ type Store struct {
 	cur      atomic.Pointer[state]
 	onceMu   sync.Mutex
 	once     map[string]time.Time
+	locksMu  sync.Mutex
+	locks    map[string]lock // meta.Locks, apart from the transactions
 	onCommit atomic.Pointer[func(users []int64)]
 	closed   atomic.Bool
 }
@@ -48,7 +50,7 @@ var (
 
 // New returns an empty store.
 func New() *Store {
-	s := &Store{once: map[string]time.Time{}}
+	s := &Store{once: map[string]time.Time{}, locks: map[string]lock{}}
 	s.cur.Store(&state{})
 	s.reader = reader{load: s.cur.Load}
 	return s
@@ -843,12 +845,15 @@ func (s *Store) PruneGrants(ctx context.Context, before time.Time) (int, error) 
 }
 
 // ClaimJobs runs under the write lock, so no two callers see one job due.
-func (s *Store) ClaimJobs(ctx context.Context, kind string, now time.Time, n int, lease time.Duration) ([]meta.Job, error) {
+func (s *Store) ClaimJobs(ctx context.Context, holder, kind string, now time.Time, n int, lease time.Duration) ([]meta.Job, error) {
 	if n <= 0 {
 		return nil, nil
 	}
 	if lease <= 0 {
 		return nil, fmt.Errorf("meta/memstore: claim %q jobs: lease %v is not positive", kind, lease)
+	}
+	if len(holder) > rows.MaxName {
+		return nil, fmt.Errorf("meta/memstore: claim %q jobs: holder of %d bytes", kind, len(holder))
 	}
 	var claimed []meta.Job
 	err := s.write(ctx, func(t *txn) error {
@@ -861,7 +866,7 @@ func (s *Store) ClaimJobs(ctx context.Context, kind string, now time.Time, n int
 		slices.SortFunc(due, func(a, b meta.Job) int { return cmp.Or(a.NextTry.Compare(b.NextTry), cmp.Compare(a.ID, b.ID)) })
 		jobs := own(t.owned, &t.st.jobs)
 		for _, j := range due[:min(n, len(due))] {
-			j.State, j.Attempts, j.NextTry, j.Updated = meta.JobRunning, j.Attempts+1, now.Add(lease), now
+			j.State, j.Attempts, j.NextTry, j.Updated, j.Holder = meta.JobRunning, j.Attempts+1, now.Add(lease), now, holder
 			jobs[j.ID] = j
 			j.Payload = bytes.Clone(j.Payload)
 			claimed = append(claimed, j)
@@ -869,6 +874,83 @@ func (s *Store) ClaimJobs(ctx context.Context, kind string, now time.Time, n int
 		return nil
 	})
 	return claimed, err
+}
+
+// RenewJob runs under the write lock.
+func (s *Store) RenewJob(ctx context.Context, j meta.Job, now time.Time, lease time.Duration) (meta.Job, error) {
+	if lease <= 0 {
+		return meta.Job{}, fmt.Errorf("meta/memstore: renew job %d: lease %v is not positive", j.ID, lease)
+	}
+	var got meta.Job
+	err := s.write(ctx, func(t *txn) error {
+		cur, ok := t.st.jobs[j.ID]
+		if !ok || cur.State != meta.JobRunning || cur.Attempts != j.Attempts || cur.Holder != j.Holder {
+			return meta.ErrLeaseLost
+		}
+		cur.NextTry, cur.Updated = now.Add(lease), now
+		own(t.owned, &t.st.jobs)[j.ID] = cur
+		got = cur
+		got.Payload = bytes.Clone(cur.Payload)
+		return nil
+	})
+	if err != nil {
+		return meta.Job{}, fmt.Errorf("meta/memstore: renew job %d: %w", j.ID, err)
+	}
+	return got, nil
+}
+
+func (s *Store) ReleaseJobs(ctx context.Context, holder string, now time.Time) (int, error) {
+	return s.count(ctx, func(t *txn) int {
+		n := 0
+		for id, j := range t.st.jobs {
+			if j.State == meta.JobRunning && j.Holder == holder {
+				j.State, j.NextTry, j.Updated = meta.JobQueued, now, now
+				own(t.owned, &t.st.jobs)[id] = j
+				n++
+			}
+		}
+		return n
+	})
+}
+
+// lock is a held meta.Locks lock.
+type lock struct {
+	holder string
+	until  time.Time
+}
+
+func (s *Store) Lock(ctx context.Context, name, holder string, now time.Time, lease time.Duration) (bool, error) {
+	until, err := rows.CheckLock(name, holder, now, lease)
+	if err != nil {
+		return false, fmt.Errorf("meta/memstore: lock %q: %w", name, err)
+	}
+	if s.closed.Load() {
+		return false, errClosed
+	}
+	s.locksMu.Lock()
+	defer s.locksMu.Unlock()
+	if l, ok := s.locks[name]; ok && l.holder != holder && now.Before(l.until) {
+		return false, nil
+	}
+	s.locks[name] = lock{holder, until}
+	return true, nil
+}
+
+func (s *Store) Unlock(ctx context.Context, name, holder string) error {
+	s.locksMu.Lock()
+	defer s.locksMu.Unlock()
+	if s.locks[name].holder == holder {
+		delete(s.locks, name)
+	}
+	return nil
+}
+
+func (s *Store) UnlockAll(ctx context.Context, holder string) (int, error) {
+	s.locksMu.Lock()
+	defer s.locksMu.Unlock()
+	n := len(s.locks)
+	maps.DeleteFunc(s.locks, func(_ string, l lock) bool { return l.holder == holder })
+	return n - len(s.locks), nil
 }
 
 func (s *Store) PruneJobs(ctx context.Context, before time.Time) (int, error) {

@@ -54,6 +54,8 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"View", testView},
 		{"Concurrent", testConcurrent},
 		{"Jobs", testJobs},
+		{"Nodes", testNodes},
+		{"Locks", testLocks},
 		{"Envelopes", testEnvelopes},
 		{"WriteConflict", testWriteConflict},
 		{"FeedRace", testFeedRace},
@@ -1312,12 +1314,21 @@ func addJob(t *testing.T, s meta.Store, j meta.Job) meta.Job {
 	return j
 }
 
-// claim calls ClaimJobs and fails the test on error.
+// node is the holder claim claims for.
+const node = "node-1"
+
+// claim calls ClaimJobs for node and fails the test on error.
 func claim(t *testing.T, s meta.Store, kind string, now time.Time, n int, lease time.Duration) []meta.Job {
 	t.Helper()
-	js, err := s.ClaimJobs(t.Context(), kind, now, n, lease)
+	return claimAs(t, s, node, kind, now, n, lease)
+}
+
+// claimAs calls ClaimJobs for holder and fails the test on error.
+func claimAs(t *testing.T, s meta.Store, holder, kind string, now time.Time, n int, lease time.Duration) []meta.Job {
+	t.Helper()
+	js, err := s.ClaimJobs(t.Context(), holder, kind, now, n, lease)
 	if err != nil {
-		t.Fatalf("ClaimJobs(%q, %d): %v", kind, n, err)
+		t.Fatalf("ClaimJobs(%q, %q, %d): %v", holder, kind, n, err)
 	}
 	return js
 }
@@ -1336,7 +1347,7 @@ func checkJob(t *testing.T, what string, got, want meta.Job) {
 	if got.ID != want.ID || got.Kind != want.Kind || got.Key != want.Key || !bytes.Equal(got.Payload, want.Payload) ||
 		got.State != want.State || got.Attempts != want.Attempts || got.LastError != want.LastError ||
 		!got.NextTry.Equal(want.NextTry) || !got.Created.Equal(want.Created) || !got.Updated.Equal(want.Updated) ||
-		!got.Expires.Equal(want.Expires) {
+		!got.Expires.Equal(want.Expires) || got.Holder != want.Holder {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
 }
@@ -1452,7 +1463,7 @@ func testJobs(t *testing.T, s meta.Store) {
 		}
 		// Claiming marks running, counts the attempt, sets the lease.
 		want := due
-		want.State, want.Attempts, want.NextTry, want.Updated = meta.JobRunning, 1, now.Add(time.Minute), now
+		want.State, want.Attempts, want.NextTry, want.Updated, want.Holder = meta.JobRunning, 1, now.Add(time.Minute), now, node
 		checkJob(t, "claimed job", js[0], want)
 		readJob(t, s, want)
 
@@ -1462,7 +1473,7 @@ func testJobs(t *testing.T, s meta.Store) {
 		if js := claim(t, s, "due", now, 0, time.Minute); len(js) != 0 {
 			t.Errorf("n = 0 claimed %v", jobKeys(js))
 		}
-		if _, err := s.ClaimJobs(t.Context(), "due", now, 1, 0); err == nil {
+		if _, err := s.ClaimJobs(t.Context(), node, "due", now, 1, 0); err == nil {
 			t.Error("ClaimJobs with a zero lease accepted")
 		}
 		if js := claim(t, s, "due", now.Add(time.Nanosecond), 10, time.Minute); !slices.Equal(jobKeys(js), []string{"due:later"}) {
@@ -1481,11 +1492,11 @@ func testJobs(t *testing.T, s meta.Store) {
 		if js := claim(t, s, "lease", now.Add(lease-time.Nanosecond), 1, lease); len(js) != 0 {
 			t.Fatalf("claimed within the lease: %+v", js)
 		}
-		// The worker crashed: when the lease ends, another claims it.
+		// The worker crashed: when the lease ends, another node claims it.
 		later := now.Add(lease)
-		js := claim(t, s, "lease", later, 1, lease)
+		js := claimAs(t, s, "node-2", "lease", later, 1, lease)
 		want := j
-		want.State, want.Attempts, want.NextTry, want.Updated = meta.JobRunning, 2, later.Add(lease), later
+		want.State, want.Attempts, want.NextTry, want.Updated, want.Holder = meta.JobRunning, 2, later.Add(lease), later, "node-2"
 		if len(js) != 1 {
 			t.Fatalf("claim after the lease ended: %+v", js)
 		}
@@ -1540,12 +1551,12 @@ func testJobs(t *testing.T, s meta.Store) {
 		var mu sync.Mutex
 		claimed := map[int64]int{} // ID: times claimed
 		var wg sync.WaitGroup
-		for range workers {
+		for w := range workers {
 			wg.Go(func() {
 				// Bounded, so that a store handing jobs out again fails
 				// rather than hangs.
 				for range jobs + 1 {
-					js, err := s.ClaimJobs(t.Context(), "race", now, 3, time.Hour)
+					js, err := s.ClaimJobs(t.Context(), fmt.Sprint("node-", w), "race", now, 3, time.Hour)
 					if err != nil {
 						t.Errorf("ClaimJobs: %v", err)
 						return

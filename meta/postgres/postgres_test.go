@@ -277,7 +277,7 @@ func TestClaimSkipsLocked(t *testing.T) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	js, err := s.ClaimJobs(cctx, "k", now, 2, time.Minute)
+	js, err := s.ClaimJobs(cctx, "n", "k", now, 2, time.Minute)
 	if err != nil {
 		t.Fatalf("ClaimJobs while a row is locked: %v", err)
 	}
@@ -287,7 +287,7 @@ func TestClaimSkipsLocked(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if js, err := s.ClaimJobs(ctx, "k", now, 2, time.Minute); err != nil || len(js) != 1 || js[0].Key != "k:1" {
+	if js, err := s.ClaimJobs(ctx, "n", "k", now, 2, time.Minute); err != nil || len(js) != 1 || js[0].Key != "k:1" {
 		t.Fatalf("after the lock went: %+v, %v; want k:1", js, err)
 	}
 }

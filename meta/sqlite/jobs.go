@@ -11,7 +11,7 @@ import (
 	"github.com/pullmail/pullmail/meta/internal/rows"
 )
 
-const jobColumns = `id, kind, key, payload, state, attempts, next_try, last_error, created, updated, expires`
+const jobColumns = `id, kind, key, payload, state, attempts, next_try, last_error, created, updated, expires, holder`
 
 func scanJob(row interface{ Scan(...any) error }) (meta.Job, error) {
 	j, err := rows.ScanJob(row)
@@ -86,9 +86,9 @@ func (t *txn) addJob(ctx context.Context, j meta.Job) (meta.Job, error) {
 		return j, err
 	}
 	err = t.q.QueryRowContext(ctx, `INSERT INTO jobs (kind, key, payload, state, attempts, next_try, last_error,
-		created, updated, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		created, updated, expires, holder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		j.Kind, j.Key, j.Payload, string(j.State), j.Attempts, nanos(j.NextTry), j.LastError,
-		nanos(j.Created), nanos(j.Updated), nanos(j.Expires)).Scan(&j.ID)
+		nanos(j.Created), nanos(j.Updated), nanos(j.Expires), j.Holder).Scan(&j.ID)
 	if err != nil {
 		return j, mapErr(err)
 	}
@@ -117,20 +117,23 @@ func (t *txn) updateJob(ctx context.Context, j meta.Job) error {
 // process queue for that connection, those in other processes for the
 // database's write lock, so no two see the same job due. The selection walks
 // jobs_claim.
-func (s *Store) ClaimJobs(ctx context.Context, kind string, now time.Time, n int, lease time.Duration) ([]meta.Job, error) {
-	js, err := s.claimJobs(ctx, kind, now, n, lease)
+func (s *Store) ClaimJobs(ctx context.Context, holder, kind string, now time.Time, n int, lease time.Duration) ([]meta.Job, error) {
+	js, err := s.claimJobs(ctx, holder, kind, now, n, lease)
 	if err != nil {
 		return nil, fmt.Errorf("meta/sqlite: claim %q jobs: %w", kind, err)
 	}
 	return js, nil
 }
 
-func (s *Store) claimJobs(ctx context.Context, kind string, now time.Time, n int, lease time.Duration) ([]meta.Job, error) {
+func (s *Store) claimJobs(ctx context.Context, holder, kind string, now time.Time, n int, lease time.Duration) ([]meta.Job, error) {
 	if n <= 0 {
 		return nil, nil
 	}
 	if lease <= 0 {
 		return nil, fmt.Errorf("lease %v is not positive", lease)
+	}
+	if len(holder) > rows.MaxName {
+		return nil, fmt.Errorf("holder of %d bytes", len(holder))
 	}
 	until := now.Add(lease)
 	if err := checkTimes(now, until); err != nil {
@@ -139,7 +142,7 @@ func (s *Store) claimJobs(ctx context.Context, kind string, now time.Time, n int
 	var js []meta.Job
 	err := s.write(ctx, func(t *txn) error {
 		var err error
-		js, err = claim(ctx, t.q, kind, now, until, n)
+		js, err = claim(ctx, t.q, holder, kind, now, until, n)
 		return err
 	})
 	if err != nil {
@@ -149,7 +152,7 @@ func (s *Store) claimJobs(ctx context.Context, kind string, now time.Time, n int
 }
 
 // claim is claimJobs's transaction.
-func claim(ctx context.Context, tx querier, kind string, now, until time.Time, n int) ([]meta.Job, error) {
+func claim(ctx context.Context, tx querier, holder, kind string, now, until time.Time, n int) ([]meta.Job, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id FROM jobs
 		WHERE kind = ?1 AND state IN ('queued', 'running') AND next_try <= ?2
 		ORDER BY next_try, id LIMIT ?3`, kind, nanos(now), n)
@@ -181,9 +184,9 @@ func claim(ctx context.Context, tx querier, kind string, now, until time.Time, n
 	}
 	// RETURNING gives the rows in no set order and with the new next_try:
 	// rank restores the order of the selection.
-	js, err := jobs(ctx, tx, `UPDATE jobs SET state = 'running', attempts = attempts + 1, next_try = ?, updated = ?
+	js, err := jobs(ctx, tx, `UPDATE jobs SET state = 'running', attempts = attempts + 1, next_try = ?, updated = ?, holder = ?
 		WHERE id IN (SELECT value FROM json_each(?))
-		RETURNING `+jobColumns, nanos(until), nanos(now), "["+string(ids)+"]")
+		RETURNING `+jobColumns, nanos(until), nanos(now), holder, "["+string(ids)+"]")
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +195,54 @@ func claim(ctx context.Context, tx querier, kind string, now, until time.Time, n
 	}
 	slices.SortFunc(js, func(a, b meta.Job) int { return rank[a.ID] - rank[b.ID] })
 	return js, nil
+}
+
+// RenewJob extends the lease in one statement on the write connection: the
+// WHERE clause is the check that the lease is still j's.
+func (s *Store) RenewJob(ctx context.Context, j meta.Job, now time.Time, lease time.Duration) (meta.Job, error) {
+	if lease <= 0 {
+		return meta.Job{}, fmt.Errorf("meta/sqlite: renew job %d: lease %v is not positive", j.ID, lease)
+	}
+	until := now.Add(lease)
+	if err := checkTimes(now, until); err != nil {
+		return meta.Job{}, fmt.Errorf("meta/sqlite: renew job %d: %w", j.ID, err)
+	}
+	var got []meta.Job
+	err := s.write(ctx, func(t *txn) error {
+		var err error
+		got, err = jobs(ctx, t.q, `UPDATE jobs SET next_try = ?, updated = ?
+			WHERE id = ? AND state = 'running' AND attempts = ? AND holder = ?
+			RETURNING `+jobColumns, nanos(until), nanos(now), j.ID, j.Attempts, j.Holder)
+		return err
+	})
+	if err != nil {
+		return meta.Job{}, fmt.Errorf("meta/sqlite: renew job %d: %w", j.ID, err)
+	}
+	if len(got) == 0 {
+		return meta.Job{}, fmt.Errorf("meta/sqlite: renew job %d: %w", j.ID, meta.ErrLeaseLost)
+	}
+	return got[0], nil
+}
+
+// ReleaseJobs walks jobs_holder, the running jobs by holder.
+func (s *Store) ReleaseJobs(ctx context.Context, holder string, now time.Time) (int, error) {
+	if err := checkTimes(now); err != nil {
+		return 0, fmt.Errorf("meta/sqlite: release jobs: %w", err)
+	}
+	var n int64
+	err := s.write(ctx, func(t *txn) error {
+		res, err := t.q.ExecContext(ctx, `UPDATE jobs SET state = 'queued', next_try = ?1, updated = ?1
+			WHERE state = 'running' AND holder = ?2`, nanos(now), holder)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("meta/sqlite: release the jobs of %q: %w", holder, err)
+	}
+	return int(n), nil
 }
 
 // PruneJobs deletes done and failed jobs updated before the time and
@@ -220,4 +271,56 @@ func (r reader) CountJobs(ctx context.Context, kind, keyPrefix string) (int, err
 		return 0, fmt.Errorf("meta/sqlite: count %q jobs: %w", kind, err)
 	}
 	return n, nil
+}
+
+// Lock is one upsert on the write connection: the row is taken when there
+// is none, or changed when its lease has ended or it is holder's already.
+func (s *Store) Lock(ctx context.Context, name, holder string, now time.Time, lease time.Duration) (bool, error) {
+	until, err := rows.CheckLock(name, holder, now, lease)
+	if err != nil {
+		return false, fmt.Errorf("meta/sqlite: lock %q: %w", name, err)
+	}
+	var got bool
+	err = s.write(ctx, func(t *txn) error {
+		res, err := t.q.ExecContext(ctx, `INSERT INTO locks (name, holder, until) VALUES (?1, ?2, ?3)
+			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+			WHERE locks.until <= ?4 OR locks.holder = excluded.holder`, name, holder, nanos(until), nanos(now))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		got = n > 0
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("meta/sqlite: lock %q: %w", name, err)
+	}
+	return got, nil
+}
+
+func (s *Store) Unlock(ctx context.Context, name, holder string) error {
+	err := s.write(ctx, func(t *txn) error {
+		_, err := t.q.ExecContext(ctx, `DELETE FROM locks WHERE name = ? AND holder = ?`, name, holder)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("meta/sqlite: unlock %q: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Store) UnlockAll(ctx context.Context, holder string) (int, error) {
+	var n int64
+	err := s.write(ctx, func(t *txn) error {
+		res, err := t.q.ExecContext(ctx, `DELETE FROM locks WHERE holder = ?`, holder)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("meta/sqlite: unlock the locks of %q: %w", holder, err)
+	}
+	return int(n), nil
 }

@@ -134,7 +134,7 @@ func BenchmarkClaimJobs(b *testing.B) {
 				}
 				cycles := 0
 				for b.Loop() {
-					js, err := s.ClaimJobs(ctx, "push", time.Now(), batch, time.Minute)
+					js, err := s.ClaimJobs(ctx, "bench", "push", time.Now(), batch, time.Minute)
 					if err != nil {
 						b.Fatal(err)
 					}

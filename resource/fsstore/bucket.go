@@ -40,7 +40,7 @@ func (b dirBucket) Create(ctx context.Context, opt bucket.CreateOptions) (bucket
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	tmp := path.Join(tmpDir, rand.Text())
+	tmp := path.Join(b.s.tmp, rand.Text())
 	f, err := b.s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("fsstore: %w", err)

@@ -16,7 +16,8 @@
 //	blobs/ab/<ID>          one file per resource; ab is the first two characters
 //	                       of the ID (4096 directories, made as needed)
 //	blobs/ab/<ID>.sums     a plain store's chunk sums of the resource (below)
-//	tmp/<random>           uploads in progress
+//	tmp/<random>           uploads in progress (of a store opened without a node name)
+//	tmp/NODE/<random>      uploads in progress of node NODE (Options.Node)
 //
 // Every file is reached through an os.Root opened on the directory, and every
 // ID is checked with resource.ParseID before it becomes a path, so no name or
@@ -25,9 +26,12 @@
 // Put streams into tmp/, hashing as it goes (resource.Copy), fsyncs the file,
 // renames it to its place under blobs/ and fsyncs that directory. A file under
 // blobs/ is therefore always complete; whatever a crash leaves in tmp/ is
-// removed by the next New. A directory belongs to one Store (one process) at a
-// time: New clears tmp/, unless Options.Shared says another process (the
-// server, while pullmail fsck runs) holds it.
+// removed by the next New. Without Options.Node a directory belongs to one
+// Store (one process) at a time: New clears tmp/, unless Options.Shared says
+// another process (the server, while pullmail fsck runs) holds it. Nodes of
+// a domain that share the directory each name themselves (Options.Node):
+// each writes in and clears its own tmp/NODE/, so that one starting up does
+// not remove another's uploads in progress.
 //
 // Putting a resource that is already stored replaces the stored copy with the
 // new one, which the upload has just verified: so a Put of the right bytes

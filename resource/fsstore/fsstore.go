@@ -33,6 +33,13 @@ type Options struct {
 	// may be using, as pullmail fsck does: New leaves tmp/ alone, since the
 	// uploads in progress there are the other process's.
 	Shared bool
+	// Node, when set, names this process among the processes that share
+	// the directory (the nodes of a domain on one file system: pullmail
+	// serve --node): its uploads in progress go to tmp/NODE/, and New
+	// clears that directory only, never another node's. It must be
+	// unique among them, of at most 64 letters, digits, '.', '-' and '_',
+	// not starting with '.'. Empty: tmp/ itself (one process only).
+	Node string
 	// OnDamage, when set, is called once for each resource found damaged
 	// (resource.ErrDamaged) until it is repaired or removed: the server
 	// counts them (pullmail_resource_damaged_total). It must not block.
@@ -56,6 +63,9 @@ type Store struct {
 	// dirs holds the blob directories known to exist, so that a Put into
 	// one needs no stat, let alone a mkdir and two directory fsyncs.
 	dirs sync.Map
+	// tmp is where this process writes before committing: tmp/, or
+	// tmp/NODE/ (Options.Node).
+	tmp string
 }
 
 var _ resource.Store = (*Store)(nil)
@@ -82,11 +92,14 @@ func New(dir string, opt Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("fsstore: %w", err)
 	}
+	if opt.Node != "" && !ValidNode(opt.Node) {
+		return nil, fmt.Errorf("fsstore: node name %q: want at most 64 letters, digits, '.', '-' and '_', not starting with '.'", opt.Node)
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("fsstore: %w", err)
 	}
-	s := &Store{root: root}
+	s := &Store{root: root, tmp: path.Join(tmpDir, opt.Node)}
 	if opt.Key != nil {
 		s.key = append([]byte(nil), opt.Key...)
 	}
@@ -109,7 +122,7 @@ func New(dir string, opt Options) (*Store, error) {
 }
 
 func (s *Store) init(shared bool) error {
-	for _, d := range []string{blobsDir, tmpDir} {
+	for _, d := range []string{blobsDir, tmpDir, s.tmp} {
 		if err := s.root.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
@@ -117,17 +130,49 @@ func (s *Store) init(shared bool) error {
 	if shared {
 		return s.checkFormat()
 	}
-	// Crash recovery: nothing in tmp/ was ever committed.
+	// Crash recovery: nothing in this process's tmp/ was ever committed.
+	// A node clears tmp/NODE/, and the files directly in tmp/ (left by a
+	// run without a node name, before an upgrade), never another node's
+	// directory.
 	ents, err := fs.ReadDir(s.root.FS(), tmpDir)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
+		if s.tmp != tmpDir && e.IsDir() {
+			continue
+		}
 		if err := s.root.RemoveAll(path.Join(tmpDir, e.Name())); err != nil {
 			return fmt.Errorf("removing an interrupted upload: %w", err)
 		}
 	}
+	if s.tmp != tmpDir {
+		ents, err := fs.ReadDir(s.root.FS(), s.tmp)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if err := s.root.RemoveAll(path.Join(s.tmp, e.Name())); err != nil {
+				return fmt.Errorf("removing an interrupted upload: %w", err)
+			}
+		}
+	}
 	return s.checkFormat()
+}
+
+// ValidNode reports whether name may be a node's name (Options.Node): a
+// single path element of at most 64 letters, digits, '.', '-' and '_',
+// not starting with '.'.
+func ValidNode(name string) bool {
+	if name == "" || len(name) > 64 || name[0] == '.' {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // formatLine is what the format file holds for this store's options, in
@@ -176,7 +221,7 @@ func (s *Store) checkFormat() error {
 }
 
 func (s *Store) writeFormat(line string) error {
-	tmp := path.Join(tmpDir, "format-"+rand.Text())
+	tmp := path.Join(s.tmp, "format-"+rand.Text())
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err

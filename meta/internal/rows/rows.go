@@ -127,7 +127,29 @@ func checkJob(j meta.Job) error {
 	if j.Attempts < 0 {
 		return fmt.Errorf("negative attempts %d", j.Attempts)
 	}
+	if len(j.Holder) > MaxName {
+		return fmt.Errorf("holder of %d bytes, more than %d", len(j.Holder), MaxName)
+	}
 	return CheckTimes(j.NextTry, j.Updated)
+}
+
+// MaxName is the longest lock name and holder (meta.Locks) in bytes.
+const MaxName = 512
+
+// CheckLock checks the arguments of meta.Locks.Lock and returns when the
+// lease ends.
+func CheckLock(name, holder string, now time.Time, lease time.Duration) (time.Time, error) {
+	if name == "" || holder == "" {
+		return time.Time{}, errors.New("a lock needs a name and a holder")
+	}
+	if len(name) > MaxName || len(holder) > MaxName {
+		return time.Time{}, fmt.Errorf("lock name or holder longer than %d bytes", MaxName)
+	}
+	if lease <= 0 {
+		return time.Time{}, fmt.Errorf("lease %v is not positive", lease)
+	}
+	until := now.Add(lease)
+	return until, CheckTimes(now, until)
 }
 
 // Migration is one numbered schema step, migrations/NNNN_name.sql.
@@ -185,13 +207,14 @@ func ScanUser(row Scanner) (meta.User, error) {
 }
 
 // ScanJob reads id, kind, key, payload, state, attempts, next_try,
-// last_error, created, updated, expires, then the extra columns into extra.
+// last_error, created, updated, expires, holder, then the extra columns
+// into extra.
 func ScanJob(row Scanner, extra ...any) (meta.Job, error) {
 	var j meta.Job
 	var state string
 	var nextTry, created, updated, expires int64
 	dest := append([]any{&j.ID, &j.Kind, &j.Key, &j.Payload, &state, &j.Attempts, &nextTry, &j.LastError,
-		&created, &updated, &expires}, extra...)
+		&created, &updated, &expires, &j.Holder}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return meta.Job{}, err
 	}

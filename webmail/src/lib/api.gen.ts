@@ -150,6 +150,8 @@ export interface Forwarded {
 }
 
 export interface Health {
+  /** The node that answered, among the domain's nodes (`pullmail serve --node`); /healthz names it. */
+  node?: string;
   status: "ok";
 }
 
