@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -240,10 +241,8 @@ func TestKillDuringUpload(t *testing.T) {
 	tmp := filepath.Join(dir, "resources", "tmp")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if ents, _ := os.ReadDir(tmp); len(ents) > 0 {
-			if info, err := ents[0].Info(); err == nil && info.Size() > 1<<20 {
-				break
-			}
+		if largestTmp(tmp) > 1<<20 {
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the upload never started")
@@ -253,8 +252,8 @@ func TestKillDuringUpload(t *testing.T) {
 	d.Kill()
 	cmd.Wait()
 	restart(t, d)
-	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
-		t.Fatalf("temporary files survived the restart: %v", ents)
+	if files := tmpFiles(tmp); len(files) != 0 {
+		t.Fatalf("temporary files survived the restart: %v", files)
 	}
 	var blobs []string
 	filepath.Walk(filepath.Join(dir, "resources", "blobs"), func(p string, info os.FileInfo, err error) error {
@@ -377,4 +376,28 @@ func TestServeWithCertificateFiles(t *testing.T) {
 		t.Fatalf("wrong CA: exit %d %q", code, errOut)
 	}
 	stop(t, d)
+}
+
+// tmpFiles lists the regular files under a resource store's tmp directory,
+// whichever node's subdirectory (fsstore keeps tmp/NODE/) they are in.
+func tmpFiles(tmp string) map[string]int64 {
+	out := map[string]int64{}
+	filepath.WalkDir(tmp, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			if fi, err := e.Info(); err == nil {
+				out[p] = fi.Size()
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// largestTmp is the size of the largest file under tmp (tmpFiles).
+func largestTmp(tmp string) int64 {
+	var n int64
+	for _, sz := range tmpFiles(tmp) {
+		n = max(n, sz)
+	}
+	return n
 }

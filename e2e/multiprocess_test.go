@@ -135,11 +135,8 @@ func waitPulling(t testing.TB, p *sandbox.Domain, min int64, within time.Duratio
 	tmp := filepath.Join(p.Dir, "resources", "tmp")
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		ents, _ := os.ReadDir(tmp)
-		for _, e := range ents {
-			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.Size() >= min {
-				return fi.Size()
-			}
+		if n := largestTmp(tmp); n >= min {
+			return n
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
