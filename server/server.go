@@ -865,7 +865,7 @@ func (s *Server) startSMTP(tc *tls.Config) (*smtpd.Server, error) {
 	stc := tc.Clone()
 	stc.NextProtos = nil
 	mx := smtpd.New(smtpd.Config{Domain: s.Domain, TLS: stc, Users: s.Meta, Mailbox: s.Mailbox, Resources: s.Store,
-		MaxSize: s.cfg.SMTPMaxSize, Log: s.log, Clock: s.cfg.Clock})
+		MaxSize: s.cfg.SMTPMaxSize, Resolver: discovery.NewResolver(s.cfg.DNS), Log: s.log, Clock: s.cfg.Clock})
 	s.smtpAddr.Store(l.Addr().String())
 	s.log.Info("smtp listening", "addr", l.Addr().String())
 	go func() {

@@ -64,8 +64,10 @@ type Config struct {
 	// minutes, RFC 5321 §4.5.3.2's lowest).
 	Timeout time.Duration
 	TempDir string
-	Log     *slog.Logger
-	Clock   func() time.Time
+	// Resolver answers the SPF, DKIM and DMARC queries (nil: the system's).
+	Resolver *net.Resolver
+	Log      *slog.Logger
+	Clock    func() time.Time
 }
 
 // Server is the mail exchanger.
@@ -200,6 +202,13 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
+func (ss *session) remoteIP() net.IP {
+	if a, ok := ss.c.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP
+	}
+	return nil
+}
+
 func (ss *session) remote() string {
 	if a := ss.c.Conn().RemoteAddr(); a != nil {
 		return a.String()
@@ -229,7 +238,10 @@ func (ss *session) Data(r io.Reader) error {
 		ss.s.log.Error("reading the collector's epoch", "err", err)
 		return errTemp
 	}
-	res, err := mimeconv.Convert(ss.ctx, r, cfg.Resources, mimeconv.Options{TempDir: cfg.TempDir})
+	// DKIM reads a copy of the message as it streams in (one pass).
+	ver := ss.s.startDKIM(ss.ctx)
+	res, err := mimeconv.Convert(ss.ctx, io.TeeReader(r, ver), cfg.Resources, mimeconv.Options{TempDir: cfg.TempDir})
+	sigs := ver.Wait()
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
@@ -238,6 +250,9 @@ func (ss *session) Data(r io.Reader) error {
 		ss.s.log.Error("converting a message", "remote", ss.remote(), "err", err)
 		return errTemp
 	}
+	helo := ss.c.Hostname()
+	auth := ss.s.authenticate(ss.ctx, ss.remoteIP(), helo, from, res.Message, sigs)
+	recordAuthentication(res.Message, cfg.Hostname, auth.header(cfg.Hostname, from, helo))
 	rec, err := json.Marshal(res.Record)
 	if err != nil {
 		return errTemp
@@ -261,6 +276,7 @@ func (ss *session) Data(r io.Reader) error {
 		return errTemp
 	}
 	ss.s.log.Info("received by SMTP", "remote", ss.remote(), "from", from, "rcpts", len(rcpts), "copies", len(copies),
+		"spf", auth.SPF, "dkim", len(sigs), "dmarc", auth.DMARC,
 		"bytes", res.Record.Size, "resources", len(res.Resources), "took", cfg.Clock().Sub(start))
 	return nil
 }

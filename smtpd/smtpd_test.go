@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -15,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
+	"github.com/pullmail/pullmail/discovery"
+	"github.com/pullmail/pullmail/discovery/dnstest"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
@@ -38,6 +44,7 @@ type mx struct {
 	tls    *tls.Config // for clients: trusts the server's CA
 	caFile string      // the same CA as a PEM file, for swaks
 	mb     *mailbox.Service
+	dns    *dnstest.Server // answers SPF, DKIM and DMARC queries
 }
 
 func startMX(t *testing.T, maxSize int64) *mx {
@@ -72,8 +79,14 @@ func startMX(t *testing.T, maxSize int64) *mx {
 	}
 	mb := mailbox.New(mailbox.Config{Domain: "a.test", Meta: m.meta, Resources: m.res})
 	m.mb = mb
+	// Every lookup goes to a DNS server of the test's (nothing leaves
+	// loopback): names it does not know do not exist.
+	if m.dns, err = dnstest.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.dns.Close() })
 	s := New(Config{Domain: "a.test", Hostname: "mx.a.test", TLS: stc, Users: m.meta, Mailbox: mb, Resources: m.res,
-		MaxSize: maxSize, Timeout: 10 * time.Second, TempDir: t.TempDir()})
+		MaxSize: maxSize, Timeout: 10 * time.Second, TempDir: t.TempDir(), Resolver: discovery.NewResolver(m.dns.Addr())})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -395,5 +408,75 @@ func TestCollectedMeanwhile(t *testing.T) {
 	}
 	if gone == 0 {
 		t.Fatal("the collection took none of the delivery's resources: the test shows nothing")
+	}
+}
+
+// TestAuthentication: SPF, DKIM and DMARC as the mail exchanger records
+// them in Authentication-Results, against records in a real DNS server and
+// messages signed by go-msgauth's signer; a forged Authentication-Results
+// in this server's name is dropped.
+func TestAuthentication(t *testing.T) {
+	m := startMX(t, 0)
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.dns.AddTXT("sel._domainkey.signer.test", "v=DKIM1; k=ed25519; p="+base64.StdEncoding.EncodeToString(pub))
+	m.dns.AddTXT("signer.test", "v=spf1 ip4:127.0.0.1 -all")
+	m.dns.AddTXT("_dmarc.signer.test", "v=DMARC1; p=reject")
+	m.dns.AddTXT("elsewhere.test", "v=spf1 ip4:192.0.2.1 -all")
+	m.dns.AddTXT("_dmarc.elsewhere.test", "v=DMARC1; p=quarantine")
+
+	sign := func(msg string) []byte {
+		var b bytes.Buffer
+		if err := dkim.Sign(&b, strings.NewReader(msg), &dkim.SignOptions{Domain: "signer.test", Selector: "sel", Signer: priv}); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	body := "From: Sig <sig@signer.test>\r\nTo: alice@a.test\r\nSubject: %s\r\nAuthentication-Results: mx.a.test; dkim=pass (forged)\r\n\r\nsigned body\r\n"
+	tampered := sign(fmt.Sprintf(body, "tampered"))
+	tampered = bytes.Replace(tampered, []byte("signed body"), []byte("changed body"), 1)
+	for _, tc := range []struct {
+		subject, from string // the subject names the case
+		msg           []byte
+		want          []string // substrings of the Authentication-Results value
+	}{
+		{"all pass", "bounce@signer.test", sign(fmt.Sprintf(body, "all pass")),
+			[]string{"mx.a.test;", "spf=pass", "dkim=pass", "header.d=signer.test", "dmarc=pass", "header.from=signer.test"}},
+		{"tampered", "bounce@signer.test", tampered, []string{"spf=pass", "dkim=fail", "dmarc=pass"}},
+		{"spf fail", "x@elsewhere.test", []byte("From: x@elsewhere.test\r\nSubject: spf fail\r\n\r\nhi\r\n"),
+			[]string{"spf=fail", "dkim=none", "dmarc=fail", "header.from=elsewhere.test"}},
+		{"no records", "x@unknown.test", []byte("From: x@unknown.test\r\nSubject: no records\r\n\r\nhi\r\n"),
+			[]string{"spf=none", "dkim=none", "dmarc=none"}},
+	} {
+		t.Run(tc.subject, func(t *testing.T) {
+			if err := m.send(t, tc.from, []string{"alice@a.test"}, tc.msg); err != nil {
+				t.Fatal(err)
+			}
+			var row *meta.Message
+			for _, r := range m.inbox(t, "alice@a.test") {
+				if r.Subject == tc.subject {
+					row = &r
+				}
+			}
+			if row == nil {
+				t.Fatal("not delivered")
+			}
+			ph, _ := placeholder.Parse(row.Placeholder, placeholder.Limits{})
+			ar := ph.Header.Get(HAuthenticationResults).List()
+			if len(ar) != 1 {
+				t.Fatalf("Authentication-Results %q: want exactly ours (the forged one dropped)", ar)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(ar[0], w) {
+					t.Errorf("Authentication-Results %q lacks %q", ar[0], w)
+				}
+			}
+			// The original keeps what was sent, forged header and all.
+			if got := m.rendered(t, *row); !bytes.Equal(got, tc.msg) {
+				t.Errorf("the record does not render what was sent")
+			}
+		})
 	}
 }

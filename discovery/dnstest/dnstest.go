@@ -203,3 +203,17 @@ func (s *Server) AddMX(name string, preference uint16, host string) {
 		Preference: preference, Mx: fqdn(host),
 	})
 }
+
+// AddTXT adds a TXT record (an SPF policy, a DKIM key, a DMARC policy);
+// a text longer than 255 bytes is split into strings as DNS requires.
+func (s *Server) AddTXT(name, text string) {
+	var parts []string
+	for len(text) > 255 {
+		parts, text = append(parts, text[:255]), text[255:]
+	}
+	parts = append(parts, text)
+	s.add(&dns.TXT{
+		Hdr: dns.RR_Header{Name: fqdn(name), Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300},
+		Txt: parts,
+	})
+}
