@@ -99,6 +99,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 	fs.Int64Var(&cfg.MaxBody, "max-body", server.DefaultMaxBody, "largest request body outside /api/, in bytes (413 above it)")
 	fs.StringVar(&cfg.SMTP, "smtp", "", "`ADDR`ess for the mail exchanger (SMTP from other mail systems, port 25; default: none)")
 	fs.Int64Var(&cfg.SMTPMaxSize, "smtp-max-size", 1<<30, "largest message accepted by SMTP, in bytes")
+	fs.IntVar(&cfg.SMTPOutPort, "smtp-out-port", 25, "`PORT` dialled on other domains' mail exchangers (25; another for tests and the sandbox)")
 	fs.Uint64Var(&cfg.ReadyMinFree, "ready-min-free", server.DefaultReadyMinFree, "free bytes on the data directory's file system below which /readyz answers 503")
 	fs.StringVar(&cfg.Node, "node", "", "this server's `NAME` among the nodes of its domain sharing its stores, unique and the same across restarts (default: the host name)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")

@@ -137,6 +137,9 @@ type Config struct {
 	// Metrics, when set, is where the MTA registers its metrics: queue
 	// depth, retries, failures by reason, storage errors (metrics.go).
 	Metrics prometheus.Registerer
+	// SMTP is delivery to domains that take mail by SMTP (smtp.go); its
+	// zero value pushes to every domain.
+	SMTP SMTPConfig
 }
 
 // MTA runs push and pull jobs. It is safe for concurrent use.

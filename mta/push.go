@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
+	"github.com/pullmail/pullmail/discovery"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/meta"
@@ -30,12 +32,43 @@ func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 		_, ferr := m.finish(ctx, j, m.outcome(j, final(fmt.Errorf("push payload: %w", err)), ""), nil, nil)
 		return errors.Join(err, ferr)
 	}
-	attempt := m.push(ctx, p)
+	sres, attempt := m.attempt(ctx, p)
 	if ctx.Err() != nil {
 		return attempt
 	}
 	o := m.outcome(j, attempt, p.Domain)
 	var dsn *notice
+	var deferred *meta.Job
+	if attempt == nil && sres != nil {
+		// SMTP: recipients the exchanger refused get a notice now;
+		// those it deferred, a job of their own.
+		if len(sres.refused) > 0 {
+			q := p
+			q.Recipients = nil
+			for r := range sres.refused {
+				q.Recipients = append(q.Recipients, r)
+			}
+			slices.Sort(q.Recipients)
+			n, err := m.prepareNotice(ctx, q, p.Domain+"'s mail exchanger "+sres.host+" refused them: "+refusedText(sres.refused))
+			if err != nil {
+				m.cfg.Log.Error("mta: preparing a delivery-status notice", "key", j.Key, "err", err)
+			}
+			dsn = n
+		}
+		if len(sres.deferred) > 0 {
+			var rs []string
+			for r := range sres.deferred {
+				rs = append(rs, r)
+			}
+			dj, err := m.deferredJob(j, p, rs, o.now)
+			if err != nil {
+				return fmt.Errorf("the deferred recipients of %s: %w", j.Key, err)
+			}
+			deferred = &dj
+		}
+		m.cfg.Log.Info("mta: delivered by SMTP", "key", j.Key, "domain", p.Domain, "mx", sres.host, "tls", sres.tls,
+			"delivered", len(sres.delivered), "refused", len(sres.refused), "deferred", len(sres.deferred))
+	}
 	if o.giveUp {
 		// The notice's text is stored before the transaction that may use
 		// it (the resource store is not transactional); an unused one is
@@ -46,7 +79,17 @@ func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 		}
 		dsn = n
 	}
-	_, err := m.finish(ctx, j, o, nil, func(tx meta.Tx) error {
+	_, err := m.finish(ctx, j, o, func(tx meta.Tx) error {
+		if deferred != nil {
+			if _, err := tx.AddJob(ctx, *deferred); err != nil && !errors.Is(err, meta.ErrExists) {
+				return fmt.Errorf("queueing the deferred recipients: %w", err)
+			}
+		}
+		if dsn == nil {
+			return nil
+		}
+		return m.insertNotice(ctx, tx, j, p, dsn)
+	}, func(tx meta.Tx) error {
 		if dsn == nil {
 			return nil
 		}
@@ -56,6 +99,29 @@ func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 		return fmt.Errorf("finishing push %s: %w", j.Key, err)
 	}
 	return attempt
+}
+
+// attempt makes one attempt at delivering p: by SMTP to a domain that takes
+// mail so (docs/PROTOCOL.md §11.1.1), else by push. A domain that takes no
+// mail (null_mx, no_mail_host) is a final failure.
+func (m *MTA) attempt(ctx context.Context, p PushPayload) (*smtpResult, error) {
+	if m.cfg.SMTP.Peers != nil && p.Hop == nil {
+		peer, err := m.cfg.SMTP.Peers(ctx, p.Domain)
+		if err != nil {
+			return nil, discoveryError(p.Domain, err)
+		}
+		if peer.Kind == discovery.PeerSMTP {
+			res, err := m.deliverSMTP(ctx, p, peer)
+			if err == nil && len(res.delivered) == 0 && len(res.deferred) == 0 {
+				return nil, refused(fmt.Errorf("%s's mail exchanger %s refused every recipient: %s", p.Domain, res.host, refusedText(res.refused)))
+			}
+			if err == nil && len(res.delivered) == 0 {
+				return nil, temporary(fmt.Errorf("%s's mail exchanger %s deferred: %s", p.Domain, res.host, refusedText(res.deferred)))
+			}
+			return res, err
+		}
+	}
+	return nil, m.push(ctx, p)
 }
 
 // push makes one attempt at delivering p: discovery, a fresh assertion, the

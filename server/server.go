@@ -125,6 +125,9 @@ type Config struct {
 	// users. "" runs none. SMTPMaxSize bounds a message (default 1 GiB).
 	SMTP        string
 	SMTPMaxSize int64
+	// SMTPOutPort is the port the MTA dials on other domains' mail
+	// exchangers: 25 (the default), but for tests and the sandbox.
+	SMTPOutPort int
 
 	Log   *slog.Logger
 	Clock func() time.Time
@@ -425,6 +428,15 @@ func (s *Server) openMTA() error {
 		return fmt.Errorf("the MTA's pull staging: %w", err)
 	}
 	id := s.MTAClientID()
+	// DKIM keys (pullmail dkim makes them): without, mail to SMTP
+	// domains goes unsigned, and doctor says so.
+	dk2, err := mta.LoadDKIM(filepath.Join(s.cfg.DataDir, "keys"))
+	if err != nil {
+		return err
+	}
+	if len(dk2) == 0 {
+		s.log.Warn("no DKIM keys: mail to SMTP domains goes unsigned (pullmail dkim --data DIR makes them)")
+	}
 	s.MTA, err = mta.New(mta.Config{
 		Domain: s.Domain, PublicURL: s.PublicURL(), Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
 		TokenURL: s.PublicURL() + authz.PathToken,
@@ -433,6 +445,8 @@ func (s *Server) openMTA() error {
 		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
 		Metrics: s.Registry, Staging: pulls, Node: s.cfg.Node,
+		SMTP: mta.SMTPConfig{Peers: s.Discovery.Peer, Resolver: discovery.NewResolver(s.cfg.DNS), Port: s.cfg.SMTPOutPort,
+			RootCAs: pool, DKIM: dk2, AllowPrivate: s.cfg.AllowPrivatePeers},
 	})
 	return err
 }
