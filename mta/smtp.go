@@ -157,7 +157,10 @@ func (m *MTA) signDKIM(ctx context.Context, msg *placeholder.Message) ([]byte, e
 	for _, k := range m.cfg.SMTP.DKIM {
 		s, err := dkim.NewSigner(&dkim.SignOptions{Domain: m.cfg.Domain, Selector: k.Selector, Signer: k.Signer,
 			HeaderKeys: []string{"From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
-				"MIME-Version", "Content-Type", "Reply-To", "Sender"}})
+				"MIME-Version", "Content-Type", "Reply-To", "Sender"},
+			// Relaxed survives the re-folding and white-space changes of
+			// relays on the way (RFC 6376 §3.4).
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed})
 		if err != nil {
 			return nil, err
 		}
