@@ -53,6 +53,9 @@ Endpoints: /api/v1/... (the mailbox API, docs/PROTOCOL.md §8), /openapi.json, /
 (liveness), /readyz (readiness: the stores can write, the disk has room), /metrics (Prometheus).
 --smtp ADDR also runs the domain's mail exchanger: SMTP from other mail systems for this
 domain's users (STARTTLS with the same certificate; never a relay; docs/PROTOCOL.md §13.7).
+--submission ADDR (587, STARTTLS) and --submissions ADDR (465, implicit TLS) take mail from
+mail clients: SASL PLAIN with the user's password or OAUTHBEARER with a token; each message
+becomes a Pullmail send to any mix of Pullmail and SMTP recipients (§13.11).
 A running server locks DIR (DIR/lock): a second serve on it refuses; admin commands work beside it.
 
 The stores are named by URL: --meta sqlite:PATH (default DIR/meta.db) or
@@ -99,6 +102,8 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 	fs.Int64Var(&cfg.MaxBody, "max-body", server.DefaultMaxBody, "largest request body outside /api/, in bytes (413 above it)")
 	fs.StringVar(&cfg.SMTP, "smtp", "", "`ADDR`ess for the mail exchanger (SMTP from other mail systems, port 25; default: none)")
 	fs.Int64Var(&cfg.SMTPMaxSize, "smtp-max-size", 1<<30, "largest message accepted by SMTP, in bytes")
+	fs.StringVar(&cfg.Submission, "submission", "", "`ADDR`ess for mail clients' submission with STARTTLS (port 587; default: none)")
+	fs.StringVar(&cfg.Submissions, "submissions", "", "`ADDR`ess for mail clients' submission with implicit TLS (port 465; default: none)")
 	fs.IntVar(&cfg.SMTPOutPort, "smtp-out-port", 25, "`PORT` dialled on other domains' mail exchangers (25; another for tests and the sandbox)")
 	fs.Uint64Var(&cfg.ReadyMinFree, "ready-min-free", server.DefaultReadyMinFree, "free bytes on the data directory's file system below which /readyz answers 503")
 	fs.StringVar(&cfg.Node, "node", "", "this server's `NAME` among the nodes of its domain sharing its stores, unique and the same across restarts (default: the host name)")
@@ -148,6 +153,9 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			fmt.Fprintf(env.Stdout, "pullmail serving %s at %s\n", srv.Domain, url)
 			if a := srv.SMTPAddr(); a != "" {
 				fmt.Fprintf(env.Stdout, "pullmail smtp for %s at %s\n", srv.Domain, a)
+			}
+			if a, b := srv.SubmissionAddrs(); a != "" || b != "" {
+				fmt.Fprintf(env.Stdout, "pullmail submission for %s at %s (STARTTLS) %s (TLS)\n", srv.Domain, a, b)
 			}
 		})
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/pullmail/pullmail/apidoc"
 	"github.com/pullmail/pullmail/atomicfile"
+	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/auth"
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/discovery"
@@ -125,6 +126,10 @@ type Config struct {
 	// users. "" runs none. SMTPMaxSize bounds a message (default 1 GiB).
 	SMTP        string
 	SMTPMaxSize int64
+	// Submission and Submissions are where mail clients submit (RFC 6409):
+	// port 587 with STARTTLS, port 465 with implicit TLS; SASL PLAIN (the
+	// user's password) and OAUTHBEARER (the domain's tokens). "": none.
+	Submission, Submissions string
 	// SMTPOutPort is the port the MTA dials on other domains' mail
 	// exchangers: 25 (the default), but for tests and the sandbox.
 	SMTPOutPort int
@@ -157,8 +162,10 @@ type Server struct {
 	tls     *tls.Config
 	handler http.Handler
 	url     atomic.Value // string
-	// smtpAddr is where the mail exchanger listens, once it does.
-	smtpAddr atomic.Value // string
+	// smtpAddr is where the mail exchanger listens, once it does; subAddr
+	// and subsAddr the submission listeners (STARTTLS, implicit TLS).
+	smtpAddr, subAddr, subsAddr atomic.Value // string
+	authn                       auth.Authenticator
 	lock     *os.File     // DATA/lock, held while the server is open
 	readiness
 }
@@ -295,6 +302,7 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 	}
 	// The AS's access tokens first, then admin-made tokens (pullmail token create).
 	authn := auth.Chain{s.Authz.Authenticator(), &auth.Tokens{Meta: s.Meta, Clock: cfg.Clock}}
+	s.authn = authn
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/", auth.Middleware(authn, mailbox.NewHandler(s.Mailbox)))
@@ -731,6 +739,21 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 		}
 		defer mx.Close()
 	}
+	for _, l := range []struct {
+		addr     string
+		implicit bool
+		store    *atomic.Value
+	}{{s.cfg.Submission, false, &s.subAddr}, {s.cfg.Submissions, true, &s.subsAddr}} {
+		if l.addr == "" {
+			continue
+		}
+		sub, err := s.startSubmission(tc, l.addr, l.implicit, l.store)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer sub.Close()
+	}
 	// Event streams never end by themselves: shutting down ends them.
 	srv.RegisterOnShutdown(s.Events.Close)
 	errc := make(chan error, 1)
@@ -894,4 +917,61 @@ func (s *Server) startSMTP(tc *tls.Config) (*smtpd.Server, error) {
 func (s *Server) SMTPAddr() string {
 	a, _ := s.smtpAddr.Load().(string)
 	return a
+}
+
+// startSubmission starts a submission listener: STARTTLS, or implicit TLS
+// (RFC 8314) when implicit.
+func (s *Server) startSubmission(tc *tls.Config, addr string, implicit bool, store *atomic.Value) (*smtpd.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for submission on %s: %w", addr, err)
+	}
+	stc := tc.Clone()
+	stc.NextProtos = nil
+	store.Store(l.Addr().String())
+	if implicit {
+		l = tls.NewListener(l, stc)
+	}
+	sub := &smtpd.Submission{
+		Password: func(ctx context.Context, address, password string) (auth.Principal, error) {
+			addr, err := account.NormalizeAddress(address)
+			if err != nil {
+				return auth.Principal{}, err
+			}
+			u, err := s.Meta.UserByAddress(ctx, addr)
+			if err != nil {
+				return auth.Principal{}, err
+			}
+			if ok, err := account.CheckPassword(u.PasswordHash, password); err != nil || !ok {
+				return auth.Principal{}, errors.New("wrong password")
+			}
+			return auth.Principal{UserID: u.ID, Address: u.Address}, nil
+		},
+		Token: func(ctx context.Context, token string) (auth.Principal, error) {
+			r, err := http.NewRequestWithContext(ctx, http.MethodPost, s.PublicURL()+"/api/v1/messages", nil)
+			if err != nil {
+				return auth.Principal{}, err
+			}
+			r.Header.Set("Authorization", "Bearer "+token)
+			return s.authn.Authenticate(ctx, r)
+		},
+		Mailbox: s.Mailbox,
+	}
+	srv := smtpd.New(smtpd.Config{Domain: s.Domain, TLS: stc, Users: s.Meta, Mailbox: s.Mailbox, Resources: s.Store,
+		MaxSize: s.cfg.SMTPMaxSize, Log: s.log.With("listener", "submission"), Clock: s.cfg.Clock, Submission: sub})
+	s.log.Info("submission listening", "addr", l.Addr().String(), "implicit_tls", implicit)
+	go func() {
+		if err := srv.Serve(l); err != nil {
+			s.log.Error("submission server stopped", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+// SubmissionAddrs are the submission listeners' addresses ("" if none):
+// STARTTLS and implicit TLS.
+func (s *Server) SubmissionAddrs() (starttls, implicit string) {
+	a, _ := s.subAddr.Load().(string)
+	b, _ := s.subsAddr.Load().(string)
+	return a, b
 }

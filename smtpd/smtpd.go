@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pullmail/pullmail/account"
+	"github.com/pullmail/pullmail/auth"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
@@ -66,6 +68,9 @@ type Config struct {
 	TempDir string
 	// Resolver answers the SPF, DKIM and DMARC queries (nil: the system's).
 	Resolver *net.Resolver
+	// Submission, when set, makes the server a submission agent for this
+	// domain's users (submission.go) instead of its mail exchanger.
+	Submission *Submission
 	Log      *slog.Logger
 	Clock    func() time.Time
 }
@@ -146,6 +151,8 @@ type session struct {
 	mu     sync.Mutex
 	from   string
 	rcpts  []string
+	// principal is the authenticated user (submission only).
+	principal *auth.Principal
 }
 
 var (
@@ -169,6 +176,9 @@ func (ss *session) Logout() error {
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	if ss.s.cfg.Submission != nil && ss.principal == nil {
+		return errAuthFirst
+	}
 	ss.from, ss.rcpts = from, nil
 	return nil
 }
@@ -179,6 +189,14 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	addr, err := account.NormalizeAddress(to)
 	if err != nil {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
+	}
+	if ss.s.cfg.Submission != nil { // an authenticated user may write to anyone
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		if !slices.Contains(ss.rcpts, addr) {
+			ss.rcpts = append(ss.rcpts, addr)
+		}
+		return nil
 	}
 	_, domain, _ := strings.Cut(addr, "@")
 	if !strings.EqualFold(domain, ss.s.cfg.Domain) {
@@ -223,10 +241,14 @@ func (ss *session) Data(r io.Reader) error {
 	ss.mu.Lock()
 	rcpts := append([]string(nil), ss.rcpts...)
 	from := ss.from
+	principal := ss.principal
 	ss.mu.Unlock()
 	if len(rcpts) == 0 {
 		_, _ = io.Copy(io.Discard, r)
 		return errNoRcpt
+	}
+	if ss.s.cfg.Submission != nil {
+		return ss.submit(r, *principal, rcpts)
 	}
 	cfg := ss.s.cfg
 	start := cfg.Clock()
