@@ -25,9 +25,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/crypto/acme/autocert"
 
+	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/apidoc"
 	"github.com/pullmail/pullmail/atomicfile"
-	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/auth"
 	"github.com/pullmail/pullmail/authz"
 	"github.com/pullmail/pullmail/discovery"
@@ -166,7 +166,7 @@ type Server struct {
 	// and subsAddr the submission listeners (STARTTLS, implicit TLS).
 	smtpAddr, subAddr, subsAddr atomic.Value // string
 	authn                       auth.Authenticator
-	lock     *os.File     // DATA/lock, held while the server is open
+	lock                        *os.File // DATA/lock, held while the server is open
 	readiness
 }
 

@@ -71,8 +71,8 @@ type Config struct {
 	// Submission, when set, makes the server a submission agent for this
 	// domain's users (submission.go) instead of its mail exchanger.
 	Submission *Submission
-	Log      *slog.Logger
-	Clock    func() time.Time
+	Log        *slog.Logger
+	Clock      func() time.Time
 }
 
 // Server is the mail exchanger.
