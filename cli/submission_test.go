@@ -28,11 +28,11 @@ func TestSubmission(t *testing.T) {
 		Users: []string{"alice@a.test", "bob@a.test", "dave@a.test", "carol@b.test"},
 		Server: func(c *server.Config) {
 			if c.Domain == "a.test" {
-				c.Submission = "127.0.0.1:0"
+				c.Submission, c.Submissions = "127.0.0.1:0", "127.0.0.1:0"
 			}
 		}})
 	a := sb.Domain("a.test")
-	addr, _ := a.Server.SubmissionAddrs()
+	addr, implicitAddr := a.Server.SubmissionAddrs()
 	pool, err := tlsca.LoadPool(sb.CA)
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +70,19 @@ func TestSubmission(t *testing.T) {
 		t.Fatalf("submission again: %v", err)
 	}
 
+	// Implicit TLS (port 465's way) takes a message too.
+	ic, err := smtp.DialTLS(implicitAddr, &tls.Config{RootCAs: pool, ServerName: "a.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ic.Auth(sasl.NewPlainClient("", "alice@a.test", alice.Password)); err != nil {
+		t.Fatalf("AUTH over implicit TLS: %v", err)
+	}
+	if err := ic.SendMail("alice@a.test", []string{"bob@a.test"}, strings.NewReader("From: alice@a.test\r\nTo: bob@a.test\r\nSubject: over 465\r\n\r\nhi\r\n")); err != nil {
+		t.Fatalf("submission over implicit TLS: %v", err)
+	}
+	ic.Close()
+
 	user := func(addr string) *client.Client {
 		u, _ := sb.User(addr)
 		d := sb.Domain(addr[strings.Index(addr, "@")+1:])
@@ -81,10 +94,15 @@ func TestSubmission(t *testing.T) {
 	}
 	ctx := context.Background()
 	sent, err := user("alice@a.test").List(ctx, mailbox.ListOptions{Folder: "sent"})
-	if err != nil || len(sent.Messages) != 1 {
+	if err != nil || len(sent.Messages) != 2 {
 		t.Fatalf("alice's sent: %v %+v", err, sent)
 	}
-	s := sent.Messages[0]
+	var s mailbox.Message
+	for _, m := range sent.Messages {
+		if m.Subject == "from my mail client" {
+			s = m
+		}
+	}
 	if s.Subject != "from my mail client" || len(s.Bcc) != 1 || s.Bcc[0] != "dave@a.test" || s.MessageID == "<client-1@laptop>" {
 		t.Errorf("the sent copy: %+v", s)
 	}
@@ -133,7 +151,7 @@ func TestSubmission(t *testing.T) {
 			}
 		})
 	}
-	if sent, _ := user("alice@a.test").List(ctx, mailbox.ListOptions{Folder: "sent"}); len(sent.Messages) != 1 {
+	if sent, _ := user("alice@a.test").List(ctx, mailbox.ListOptions{Folder: "sent"}); len(sent.Messages) != 2 {
 		t.Errorf("alice's sent has %d messages after the refusals", len(sent.Messages))
 	}
 }
