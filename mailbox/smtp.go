@@ -41,6 +41,13 @@ type SMTPDelivery struct {
 // about to store bytes outside the mailbox (meta.CheckStored).
 func (s *Service) CollectorEpoch(ctx context.Context) (int64, error) { return s.collectorEpoch(ctx) }
 
+// SMTPReceipt is what ReceiveSMTP did: the copies, of which Repeated were
+// stored before (the same bytes delivered again).
+type SMTPReceipt struct {
+	Copies   []meta.Message
+	Repeated int
+}
+
 // smtpRetention is how long a delivery by SMTP is remembered, so that a
 // sender that retries after a lost reply (RFC 5321 §4.5.4.1) does not
 // deliver twice.
@@ -54,9 +61,9 @@ const smtpRetention = 7 * 24 * time.Hour
 // SMTP server checks each at RCPT already. Automatic forwarding rules do
 // not apply to mail from SMTP yet (they forward by chain, which needs a
 // signed envelope).
-func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) ([]meta.Message, error) {
+func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) (SMTPReceipt, error) {
 	if len(d.Recipients) == 0 || d.Message == nil || d.Digest == "" {
-		return nil, errors.New("mailbox: an SMTP delivery needs recipients, a message and its digest")
+		return SMTPReceipt{}, errors.New("mailbox: an SMTP delivery needs recipients, a message and its digest")
 	}
 	m := d.Message.Clone()
 	h := &m.Header
@@ -78,7 +85,7 @@ func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) ([]meta.Messa
 		h.SetString(HMIMERecord, d.Record.ContentID())
 	}
 	if err := m.Validate(placeholder.Limits{}); err != nil {
-		return nil, errs.Wrap(err, errs.Invalid, placeholder.CodeDocumentTooLarge, "the converted message is not a valid placeholder")
+		return SMTPReceipt{}, errs.Wrap(err, errs.Invalid, placeholder.CodeDocumentTooLarge, "the converted message is not a valid placeholder")
 	}
 	doc := m.Canonical()
 	var refs []meta.Ref
@@ -96,8 +103,9 @@ func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) ([]meta.Messa
 	}
 	key := "smtp:" + d.Digest
 	var made []meta.Message
+	repeated := 0
 	err := s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
-		made = made[:0]
+		made, repeated = made[:0], 0
 		var users []int64
 		seenU := map[int64]bool{}
 		for _, addr := range d.Recipients {
@@ -121,6 +129,7 @@ func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) ([]meta.Messa
 			if prev, err := tx.Idempotency(ctx, uid, key); err == nil && now.Before(prev.Expires) {
 				if row, err := tx.Message(ctx, uid, string(prev.Result)); err == nil {
 					made = append(made, row)
+					repeated++
 					continue
 				}
 			} else if err != nil && !errors.Is(err, meta.ErrNotFound) {
@@ -142,10 +151,10 @@ func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) ([]meta.Messa
 		return nil
 	})
 	if errors.Is(err, meta.ErrCondemned) || errors.Is(err, meta.ErrCollectedSince) {
-		return nil, errCollecting
+		return SMTPReceipt{}, errCollecting
 	}
 	if err != nil {
-		return nil, err
+		return SMTPReceipt{}, err
 	}
-	return made, nil
+	return SMTPReceipt{Copies: made, Repeated: repeated}, nil
 }

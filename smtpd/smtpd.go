@@ -45,7 +45,7 @@ type Users interface {
 // Mailbox delivers a converted message (mailbox.Service has it).
 type Mailbox interface {
 	CollectorEpoch(ctx context.Context) (int64, error)
-	ReceiveSMTP(ctx context.Context, d mailbox.SMTPDelivery) ([]meta.Message, error)
+	ReceiveSMTP(ctx context.Context, d mailbox.SMTPDelivery) (mailbox.SMTPReceipt, error)
 }
 
 // Config configures a Server.
@@ -288,7 +288,7 @@ func (ss *session) Data(r io.Reader) error {
 		Recipients: rcpts, Message: res.Message, Resources: append(res.Resources, recInfo),
 		Record: recInfo.ID, Digest: res.Record.SHA256, Received: ss.received(), Epoch: epoch,
 	}
-	copies, err := cfg.Mailbox.ReceiveSMTP(ss.ctx, d)
+	receipt, err := cfg.Mailbox.ReceiveSMTP(ss.ctx, d)
 	if err != nil {
 		if errs.KindOf(err) == errs.Invalid {
 			ss.s.log.Warn("message refused", "remote", ss.remote(), "err", err)
@@ -297,7 +297,7 @@ func (ss *session) Data(r io.Reader) error {
 		ss.s.log.Error("delivering a message", "remote", ss.remote(), "err", err)
 		return errTemp
 	}
-	ss.s.log.Info("received by SMTP", "remote", ss.remote(), "from", from, "rcpts", len(rcpts), "copies", len(copies),
+	ss.s.log.Info("received by SMTP", "remote", ss.remote(), "from", from, "rcpts", len(rcpts), "copies", len(receipt.Copies), "repeated", receipt.Repeated,
 		"spf", auth.SPF, "dkim", len(sigs), "dmarc", auth.DMARC,
 		"bytes", res.Record.Size, "resources", len(res.Resources), "took", cfg.Clock().Sub(start))
 	return nil
