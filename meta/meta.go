@@ -36,14 +36,35 @@ var ErrCursorGone = errors.New("meta: cursor too old")
 // Folder is one of a user's message folders.
 type Folder string
 
+// The system folders. Archive, Junk and Requests hold what the user (or,
+// later, pollution control) moved there; Trash holds deleted messages for
+// TrashRetention, each with the folder it came from (Message.TrashedFrom)
+// so that a restore puts it back.
 const (
-	Inbox  Folder = "inbox"
-	Sent   Folder = "sent"
-	Drafts Folder = "drafts"
+	Inbox    Folder = "inbox"
+	Sent     Folder = "sent"
+	Drafts   Folder = "drafts"
+	Archive  Folder = "archive"
+	Trash    Folder = "trash"
+	Junk     Folder = "junk"
+	Requests Folder = "requests"
 )
 
+// Folders lists the system folders in the order a client shows them.
+var Folders = []Folder{Inbox, Drafts, Sent, Archive, Requests, Junk, Trash}
+
+// TrashRetention is how long a message stays in Trash before the server
+// purges it for good.
+const TrashRetention = 30 * 24 * time.Hour
+
 // Valid reports whether f is a known folder.
-func (f Folder) Valid() bool { return f == Inbox || f == Sent || f == Drafts }
+func (f Folder) Valid() bool {
+	switch f {
+	case Inbox, Sent, Drafts, Archive, Trash, Junk, Requests:
+		return true
+	}
+	return false
+}
 
 // Status is where a message is in its life.
 type Status string
@@ -100,6 +121,11 @@ type Message struct {
 	Updated      time.Time
 	Placeholder  []byte // the Placeholder Message JSON of this copy
 	Refs         []Ref  // resources the placeholder names, each once
+	// TrashedFrom and Trashed are set while the message is in Trash: the
+	// folder it was deleted from (where a restore puts it back) and when
+	// (the server purges it TrashRetention later). Empty and zero elsewhere.
+	TrashedFrom Folder
+	Trashed     time.Time
 }
 
 // ChangeKind says what happened to a message.
@@ -233,6 +259,13 @@ type ListOptions struct {
 	After *ListKey
 }
 
+// FolderCount is how many messages a folder holds, and how many of them
+// are unseen.
+type FolderCount struct {
+	Total  int
+	Unseen int
+}
+
 // ListKey is a message's position in a folder listing: the listing is
 // ordered by Date, then Created, then ID, all descending.
 type ListKey struct {
@@ -319,6 +352,13 @@ type MailboxReader interface {
 	// ID, so that the order is total), without Placeholder bodies loaded
 	// only if the implementation chooses; callers must not rely on either.
 	Messages(ctx context.Context, userID int64, opt ListOptions) ([]Message, error)
+	// FolderCounts counts the user's messages, and the unseen ones, in
+	// each folder that holds any (a folder not in the map is empty).
+	FolderCounts(ctx context.Context, userID int64) (map[Folder]FolderCount, error)
+	// TrashedBefore returns messages of every user that are in Trash and
+	// were trashed before t, oldest trashed first, at most limit (<= 0:
+	// all): the server's trash sweep purges them.
+	TrashedBefore(ctx context.Context, t time.Time, limit int) ([]Message, error)
 
 	// Holds reports whether the user may use the resource in a new
 	// message: they uploaded it (and the upload has not expired) or a

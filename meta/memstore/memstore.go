@@ -228,6 +228,41 @@ func listOrder(a, b meta.ListKey) int {
 	return -cmp.Or(a.Date.Compare(b.Date), a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
 }
 
+func (r reader) FolderCounts(_ context.Context, userID int64) (map[meta.Folder]meta.FolderCount, error) {
+	out := map[meta.Folder]meta.FolderCount{}
+	for _, m := range r.st().messages {
+		if m.UserID != userID {
+			continue
+		}
+		c := out[m.Folder]
+		c.Total++
+		if !m.Seen {
+			c.Unseen++
+		}
+		out[m.Folder] = c
+	}
+	return out, nil
+}
+
+func (r reader) TrashedBefore(_ context.Context, t time.Time, limit int) ([]meta.Message, error) {
+	var ms []meta.Message
+	for _, m := range r.st().messages {
+		if m.Folder == meta.Trash && !m.Trashed.IsZero() && m.Trashed.Before(t) {
+			ms = append(ms, m)
+		}
+	}
+	slices.SortFunc(ms, func(a, b meta.Message) int {
+		return cmp.Or(a.Trashed.Compare(b.Trashed), strings.Compare(a.ID, b.ID))
+	})
+	if limit > 0 && len(ms) > limit {
+		ms = ms[:limit]
+	}
+	for i := range ms {
+		ms[i] = cloneMessage(ms[i])
+	}
+	return ms, nil
+}
+
 func (r reader) Messages(_ context.Context, userID int64, opt meta.ListOptions) ([]meta.Message, error) {
 	var ms []meta.Message
 	for _, m := range r.st().messages {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -43,6 +44,8 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"MessagesPerUser", testMessagesPerUser},
 		{"List", testList},
 		{"UpdateMessage", testUpdateMessage},
+		{"Trash", testTrash},
+		{"FolderCounts", testFolderCounts},
 		{"Refs", testRefs},
 		{"PruneUploads", testPruneUploads},
 		{"Changes", testChanges},
@@ -201,6 +204,12 @@ func checkMessage(t *testing.T, got, want meta.Message) {
 	}
 	if !bytes.Equal(got.Placeholder, want.Placeholder) {
 		diff("Placeholder", string(got.Placeholder), string(want.Placeholder))
+	}
+	if got.TrashedFrom != want.TrashedFrom {
+		diff("TrashedFrom", got.TrashedFrom, want.TrashedFrom)
+	}
+	if !got.Trashed.Equal(want.Trashed) {
+		diff("Trashed", got.Trashed, want.Trashed)
 	}
 	if g, w := sortedRefs(got.Refs), sortedRefs(want.Refs); !slices.Equal(g, w) {
 		diff("Refs", g, w)
@@ -1730,4 +1739,109 @@ func testJobs(t *testing.T, s meta.Store) {
 			t.Error(err)
 		}
 	})
+}
+
+// testTrash moves messages of two users into Trash (as the mailbox's delete
+// does) and checks that TrashedFrom and Trashed round-trip, that the feed
+// says where each went, and that TrashedBefore finds exactly the old ones
+// of every user, oldest first, and none restored.
+func testTrash(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	eve := addUser(t, s, "eve@example.org")
+	insert(t, s,
+		message(bob.ID, "b1", meta.Inbox, day(1)),
+		message(bob.ID, "b2", meta.Archive, day(2)),
+		message(eve.ID, "e1", meta.Junk, day(3)),
+		message(bob.ID, "b3", meta.Requests, day(4)))
+	since := cursor(t, s)
+	trash := func(id string, userID int64, at time.Time) meta.Message {
+		t.Helper()
+		m, err := s.Message(ctx, userID, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.TrashedFrom, m.Folder, m.Trashed = m.Folder, meta.Trash, at
+		update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.UpdateMessage(ctx, m) })
+		got, err := s.Message(ctx, userID, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Updated = got.Updated
+		checkMessage(t, got, m)
+		return got
+	}
+	trash("b1", bob.ID, day(10))
+	trash("e1", eve.ID, day(5))
+	b2 := trash("b2", bob.ID, day(20))
+	trash("b3", bob.ID, day(7))
+
+	// Restore b3: it leaves the trash and the sweep.
+	b3, _ := s.Message(ctx, bob.ID, "b3")
+	b3.Folder, b3.TrashedFrom, b3.Trashed = b3.TrashedFrom, "", time.Time{}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.UpdateMessage(ctx, b3) })
+	if got, _ := s.Message(ctx, bob.ID, "b3"); got.Folder != meta.Requests || got.TrashedFrom != "" || !got.Trashed.IsZero() {
+		t.Errorf("restored b3 = %s from %q at %v", got.Folder, got.TrashedFrom, got.Trashed)
+	}
+
+	want := []change{
+		{"b1", meta.Inbox, meta.Deleted}, {"b1", meta.Trash, meta.Created},
+		{"e1", meta.Junk, meta.Deleted}, {"e1", meta.Trash, meta.Created},
+		{"b2", meta.Archive, meta.Deleted}, {"b2", meta.Trash, meta.Created},
+		{"b3", meta.Requests, meta.Deleted}, {"b3", meta.Trash, meta.Created},
+		{"b3", meta.Trash, meta.Deleted}, {"b3", meta.Requests, meta.Created},
+	}
+	got := append(changes(t, s, bob.ID, since), changes(t, s, eve.ID, since)...)
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("changes %v lack %v", got, w)
+		}
+	}
+
+	tests := []struct {
+		before time.Time
+		limit  int
+		want   []string
+	}{
+		{day(5), 0, nil},
+		{day(6), 0, []string{"e1"}},
+		{day(11), 0, []string{"e1", "b1"}},
+		{day(30), 0, []string{"e1", "b1", "b2"}},
+		{day(30), 2, []string{"e1", "b1"}},
+	}
+	for _, tt := range tests {
+		ms, err := s.TrashedBefore(ctx, tt.before, tt.limit)
+		if err != nil {
+			t.Fatalf("TrashedBefore(%v): %v", tt.before, err)
+		}
+		if !slices.Equal(ids(ms), tt.want) {
+			t.Errorf("TrashedBefore(%v, %d) = %v, want %v", tt.before, tt.limit, ids(ms), tt.want)
+		}
+	}
+	ms, _ := s.TrashedBefore(ctx, day(30), 0)
+	if len(ms) == 3 {
+		checkMessage(t, ms[2], b2)
+	}
+}
+
+// testFolderCounts counts per folder and per user.
+func testFolderCounts(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	eve := addUser(t, s, "eve@example.org")
+	seen := message(bob.ID, "b2", meta.Inbox, day(2))
+	seen.Seen = true
+	insert(t, s, message(bob.ID, "b1", meta.Inbox, day(1)), seen,
+		message(bob.ID, "b3", meta.Archive, day(3)), message(eve.ID, "e1", meta.Inbox, day(1)))
+	got, err := s.FolderCounts(ctx, bob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[meta.Folder]meta.FolderCount{meta.Inbox: {Total: 2, Unseen: 1}, meta.Archive: {Total: 1, Unseen: 1}}
+	if !maps.Equal(got, want) {
+		t.Errorf("FolderCounts(bob) = %v, want %v", got, want)
+	}
+	if got, err := s.FolderCounts(ctx, 1<<40); err != nil || len(got) != 0 {
+		t.Errorf("FolderCounts(nobody) = %v, %v", got, err)
+	}
 }
