@@ -43,7 +43,7 @@ func Description(placeholderSchema []byte) (API, error) {
 		return API{}, err
 	}
 	schemas := map[string]Schema{
-		"Folder": {"type": "string", "enum": enum(meta.Inbox, meta.Sent, meta.Drafts)},
+		"Folder": {"type": "string", "enum": enum(meta.Folders...)},
 		"Health": {"type": "object", "required": []string{"status"}, "properties": Schema{"status": Schema{"const": "ok"},
 			"node": Schema{"type": "string", "description": "The node that answered, among the domain's nodes (`pullmail serve --node`); /healthz names it."}}},
 		"DraftMessage": draftMessage(),

@@ -158,6 +158,34 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	return c.do(req, nil)
 }
 
+// Purge implements mailbox.API.
+func (c *Client) Purge(ctx context.Context, id string) error {
+	req, err := c.request(ctx, http.MethodDelete, "/api/v1/messages/"+url.PathEscape(id)+"?purge=true", nil)
+	if err != nil {
+		return err
+	}
+	return c.do(req, nil)
+}
+
+// Restore implements mailbox.API.
+func (c *Client) Restore(ctx context.Context, id string) (mailbox.Message, error) {
+	var m mailbox.Message
+	return m, c.sendJSON(ctx, http.MethodPost, "/api/v1/messages/"+url.PathEscape(id)+"/restore", nil, &m)
+}
+
+// Move implements mailbox.API.
+func (c *Client) Move(ctx context.Context, id, folder string) (mailbox.Message, error) {
+	var m mailbox.Message
+	body, _ := json.Marshal(mailbox.Move{Folder: folder})
+	return m, c.sendJSON(ctx, http.MethodPost, "/api/v1/messages/"+url.PathEscape(id)+"/move", body, &m)
+}
+
+// Folders implements mailbox.API.
+func (c *Client) Folders(ctx context.Context) (mailbox.FolderList, error) {
+	var fl mailbox.FolderList
+	return fl, c.getJSON(ctx, "/api/v1/folders", &fl)
+}
+
 // Send implements mailbox.API. An Idempotency-Key in ctx
 // (mailbox.WithIdempotencyKey) goes as the header, so that the caller may
 // repeat a send whose answer it did not get: the server answers the

@@ -291,16 +291,6 @@ func (s *Service) UpdateDraft(ctx context.Context, id string, doc json.RawMessag
 	return s.view(row, true), nil
 }
 
-// Delete implements API.
-func (s *Service) Delete(ctx context.Context, id string) error {
-	p, err := auth.Must(ctx)
-	if err != nil {
-		return err
-	}
-	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, p.UserID, id) })
-	return storeErr(err, "deleting the message failed")
-}
-
 // SetSeen implements API.
 func (s *Service) SetSeen(ctx context.Context, id string, seen bool) (Message, error) {
 	p, err := auth.Must(ctx)
@@ -687,7 +677,7 @@ func (s *Service) List(ctx context.Context, opt ListOptions) (List, error) {
 		folder = meta.Inbox
 	}
 	if !folder.Valid() {
-		return List{}, errs.E(errs.Invalid, "bad_folder", "no folder %q: use inbox, sent or drafts", opt.Folder)
+		return List{}, errs.E(errs.Invalid, "bad_folder", "no folder %q: use inbox, drafts, sent, archive, requests, junk or trash", opt.Folder)
 	}
 	limit := opt.Limit
 	if limit <= 0 || limit > 1000 {

@@ -125,7 +125,17 @@ export interface ErrorDetail {
   message: string;
 }
 
-export type Folder = "inbox" | "sent" | "drafts";
+export type Folder = "inbox" | "drafts" | "sent" | "archive" | "requests" | "junk" | "trash";
+
+export interface FolderInfo {
+  name: string;
+  total: number;
+  unseen: number;
+}
+
+export interface FolderList {
+  folders: FolderInfo[];
+}
 
 /** The forward a copy came by (its newest hop), or the forward a record in sent records. */
 export interface ForwardInfo {
@@ -238,6 +248,10 @@ export interface Message {
   /** The To addresses, `Name <addr>` or `addr`; empty when none. */
   to: string[];
   updated: string;
+}
+
+export interface Move {
+  folder: string;
 }
 
 export interface NewUploadSession {
