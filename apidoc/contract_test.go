@@ -207,12 +207,17 @@ func TestEventsAndPaging(t *testing.T) {
 // TestFolderEnum: the document names exactly the folders meta knows.
 func TestFolderEnum(t *testing.T) {
 	folder := obj(obj(obj(loadDoc(t), "components"), "schemas"), "Folder")
-	l, _ := folder["enum"].([]any)
+	alts, _ := folder["anyOf"].([]any)
+	if len(alts) != 2 {
+		t.Fatalf("Folder is not anyOf the system folders and a user folder's name: %v", folder)
+	}
+	system, _ := alts[0].(map[string]any)
+	l, _ := system["enum"].([]any)
 	if len(l) != len(meta.Folders) {
 		t.Fatalf("Folder enum %v, want %v", l, meta.Folders)
 	}
 	for _, v := range l {
-		if !meta.Folder(v.(string)).Valid() {
+		if !meta.Folder(v.(string)).System() {
 			t.Errorf("Folder enum has %v, which meta.Folder refuses", v)
 		}
 	}

@@ -9,9 +9,10 @@ import (
 	"github.com/pullmail/pullmail/testenv"
 )
 
-// TestMoveDelete runs move, list --folder, delete and delete --purge as a
-// user would, against a real server: the message goes to archive, to
-// trash, and away; a bad folder is a clear error with exit 1.
+// TestMoveDelete runs move, list --folder, delete, restore, folder
+// add/list/del and delete --purge as a user would, against a real server:
+// the message goes to archive, to trash and back, into a folder of the
+// user's, to trash, and away; a bad folder is a clear error with exit 1.
 func TestMoveDelete(t *testing.T) {
 	d := testenv.Start(t, "a.test", testenv.Options{})
 	alice := d.AddUser(t, "alice@a.test")
@@ -65,6 +66,42 @@ func TestMoveDelete(t *testing.T) {
 	if out := run(0, "delete", msgid); !strings.Contains(out, "trash") {
 		t.Fatalf("delete: %q", out)
 	}
+	if out := run(0, "restore", msgid); !strings.Contains(out, "restored") || !strings.Contains(out, "archive") {
+		t.Fatalf("restore: %q", out)
+	}
+	// A folder of one's own: added, listed, moved into, not removed while
+	// it holds the message.
+	run(0, "folder", "add", "Re: trips")
+	if out := run(1, "folder", "add", "re: TRIPS"); !strings.Contains(out, "already") {
+		t.Fatalf("folder add of a duplicate: %q", out)
+	}
+	run(0, "move", msgid, "Re: trips")
+	if got := listed("Re: trips"); len(got) != 1 || got[0] != msgid {
+		t.Fatalf("Re: trips = %v", got)
+	}
+	var fl struct {
+		Folders []struct {
+			Name   string `json:"name"`
+			Total  int    `json:"total"`
+			System bool   `json:"system"`
+		} `json:"folders"`
+	}
+	if err := json.Unmarshal([]byte(run(0, "folder", "list", "--json")), &fl); err != nil || len(fl.Folders) != 8 {
+		t.Fatalf("folder list --json: %+v %v", fl, err)
+	}
+	if f := fl.Folders[7]; f.Name != "Re: trips" || f.Total != 1 || f.System {
+		t.Fatalf("the user folder lists as %+v", f)
+	}
+	if out := run(1, "folder", "del", "Re: trips"); !strings.Contains(out, "move or delete") {
+		t.Fatalf("folder del of a full folder: %q", out)
+	}
+	if out := run(0, "delete", msgid); !strings.Contains(out, "trash") {
+		t.Fatalf("delete: %q", out)
+	}
+	run(0, "folder", "del", "Re: trips")
+	if out := run(0, "folder", "list"); strings.Contains(out, "trips") {
+		t.Fatalf("folder list after del: %q", out)
+	}
 	if got := listed("trash"); len(got) != 1 || got[0] != msgid {
 		t.Fatalf("trash = %v", got)
 	}
@@ -84,4 +121,6 @@ func TestMoveDelete(t *testing.T) {
 	}
 	run(2, "move", msgid)
 	run(2, "delete")
+	run(2, "restore")
+	run(2, "folder", "add")
 }

@@ -363,9 +363,9 @@ Addresses may be repeated flags or comma-separated.`,
 		long: `Lists a folder, newest first. --json prints an array of message objects with message_id,
 from, to, subject, date, status and attachments (filename, content_id, size), among others.
 The folders are inbox, drafts, sent, archive, requests, junk and trash (deleted messages,
-kept 30 days: see 'pullmail delete').`,
+kept 30 days: see 'pullmail delete'), and your own ('pullmail folder list').`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			folder := fs.String("folder", "inbox", "the folder `NAME`: inbox, drafts, sent, archive, requests, junk or trash")
+			folder := fs.String("folder", "inbox", "the folder `NAME`: inbox, drafts, sent, archive, requests, junk, trash or one of yours")
 			limit := fs.Int("limit", 0, "at most `N` messages (0: the server's default)")
 			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, env *Env, args []string) error {
@@ -403,8 +403,9 @@ kept 30 days: see 'pullmail delete').`,
 	register(&command{
 		name: "move", args: "MESSAGE-ID FOLDER [--json]",
 		short: "move a message to another folder",
-		long: `Moves a message to FOLDER: inbox, archive, requests, junk or trash (the same as
-'pullmail delete'). Nothing moves into drafts or sent, and a draft moves only to trash.
+		long: `Moves a message to FOLDER: inbox, archive, requests, junk, a folder of yours ('pullmail
+folder add') or trash (the same as 'pullmail delete'). Nothing moves into drafts or sent, and a
+draft moves only to trash.
 MESSAGE-ID is the Message-ID (angle brackets optional) or the message's id from 'list --json'.
 --json prints the moved message.
 
@@ -439,7 +440,7 @@ MESSAGE-ID is the Message-ID (angle brackets optional) or the message's id from 
 		name: "delete", args: "MESSAGE-ID [--purge] [--json]",
 		short: "move a message to trash, or purge it from trash",
 		long: `Moves a message to trash, where it stays 30 days and can be moved back
-('pullmail move MESSAGE-ID inbox', or the webmail's restore). With --purge, removes a
+('pullmail restore MESSAGE-ID', or Undo in the webmail). With --purge, removes a
 message that is in trash (or a draft) for good; its attachments are then freed unless
 another message names them. MESSAGE-ID is the Message-ID (angle brackets optional) or the
 message's id from 'list --json'. --json prints {"id", "message_id", "folder", "purged"}:

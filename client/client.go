@@ -186,6 +186,22 @@ func (c *Client) Folders(ctx context.Context) (mailbox.FolderList, error) {
 	return fl, c.getJSON(ctx, "/api/v1/folders", &fl)
 }
 
+// CreateFolder implements mailbox.API.
+func (c *Client) CreateFolder(ctx context.Context, name string) (mailbox.FolderInfo, error) {
+	var f mailbox.FolderInfo
+	body, _ := json.Marshal(mailbox.NewFolder{Name: name})
+	return f, c.sendJSON(ctx, http.MethodPost, "/api/v1/folders", body, &f)
+}
+
+// DeleteFolder implements mailbox.API.
+func (c *Client) DeleteFolder(ctx context.Context, name string) error {
+	req, err := c.request(ctx, http.MethodDelete, "/api/v1/folders/"+url.PathEscape(name), nil)
+	if err != nil {
+		return err
+	}
+	return c.do(req, nil)
+}
+
 // Send implements mailbox.API. An Idempotency-Key in ctx
 // (mailbox.WithIdempotencyKey) goes as the header, so that the caller may
 // repeat a send whose answer it did not get: the server answers the

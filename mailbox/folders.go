@@ -1,7 +1,10 @@
 package mailbox
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/pullmail/pullmail/auth"
@@ -22,11 +25,119 @@ import (
 //     when nothing else references them.
 //   - inbox, archive, junk and requests take any received or sent message.
 
+//   - a user folder (meta.UserFolderName) is one the user added
+//     (CreateFolder); it takes what inbox takes, and DeleteFolder removes
+//     it once it is empty. The names are kept in the per-user setting
+//     SettingFolders, so that an empty folder lists too.
+
 // FolderInfo is one folder of the user's with its counts.
 type FolderInfo struct {
 	Name   string `json:"name"`
 	Total  int    `json:"total"`
 	Unseen int    `json:"unseen"`
+	// System is true for the system folders (inbox, drafts, ...), false
+	// for the user's own.
+	System bool `json:"system"`
+}
+
+// NewFolder is the body of POST /api/v1/folders.
+type NewFolder struct {
+	Name string `json:"name"`
+}
+
+// SettingFolders is the per-user setting (meta.Reader.UserSetting) that
+// lists the names of the user's own folders, a JSON array in the order
+// they list.
+const SettingFolders = "folders"
+
+// userFolders is SettingFolders as a typed setting.
+var userFolders = meta.JSONKey[[]string](SettingFolders)
+
+// MaxUserFolders is how many folders of their own a user may have.
+const MaxUserFolders = 500
+
+// mustHaveFolder is nil for a system folder and for a user folder the user
+// has, and 400 bad_folder otherwise.
+func mustHaveFolder(ctx context.Context, r meta.UserSettingReader, userID int64, f meta.Folder) error {
+	if f.System() {
+		return nil
+	}
+	names, err := userFolders.Get(ctx, r, userID)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(names, string(f)) {
+		return errs.E(errs.Invalid, "bad_folder", "no folder %q", f)
+	}
+	return nil
+}
+
+// CreateFolder implements API.
+func (s *Service) CreateFolder(ctx context.Context, name string) (FolderInfo, error) {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return FolderInfo{}, err
+	}
+	if err := meta.UserFolderName(name); err != nil {
+		return FolderInfo{}, errs.E(errs.Invalid, "bad_folder_name", "%s", err)
+	}
+	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		names, err := userFolders.Get(ctx, tx, p.UserID)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if strings.EqualFold(n, name) {
+				return errs.E(errs.Conflict, "folder_exists", "you have a folder %q already", n)
+			}
+		}
+		if len(names) >= MaxUserFolders {
+			return errs.E(errs.Conflict, "too_many_folders", "you have %d folders of your own, the most there may be", len(names))
+		}
+		names = append(names, name)
+		slices.SortFunc(names, func(a, b string) int {
+			return cmp.Or(strings.Compare(strings.ToLower(a), strings.ToLower(b)), strings.Compare(a, b))
+		})
+		return userFolders.Set(ctx, tx, p.UserID, names)
+	})
+	if err != nil {
+		return FolderInfo{}, storeErr(err, "adding the folder failed")
+	}
+	return FolderInfo{Name: name}, nil
+}
+
+// DeleteFolder implements API.
+func (s *Service) DeleteFolder(ctx context.Context, name string) error {
+	p, err := auth.Must(ctx)
+	if err != nil {
+		return err
+	}
+	if meta.Folder(name).System() {
+		return errs.E(errs.Invalid, "bad_folder", "%s is a system folder: it cannot be deleted", name)
+	}
+	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+		names, err := userFolders.Get(ctx, tx, p.UserID)
+		if err != nil {
+			return err
+		}
+		i := slices.Index(names, name)
+		if i < 0 {
+			return errs.E(errs.NotFound, "not_found", "no folder %q", name)
+		}
+		counts, err := tx.FolderCounts(ctx, p.UserID)
+		if err != nil {
+			return err
+		}
+		if n := counts[meta.Folder(name)].Total; n > 0 {
+			return errs.E(errs.Conflict, "folder_not_empty", "the folder %q holds %d messages: move or delete them first", name, n)
+		}
+		names = slices.Delete(names, i, i+1)
+		if len(names) == 0 {
+			return userFolders.Clear(ctx, tx, p.UserID)
+		}
+		return userFolders.Set(ctx, tx, p.UserID, names)
+	})
+	return storeErr(err, "deleting the folder failed")
 }
 
 // FolderList is the answer to GET /api/v1/folders.
@@ -53,10 +164,18 @@ func (s *Service) Folders(ctx context.Context) (FolderList, error) {
 	if err != nil {
 		return FolderList{}, storeErr(err, "counting folders failed")
 	}
-	out := FolderList{Folders: make([]FolderInfo, 0, len(meta.Folders))}
+	names, err := userFolders.Get(ctx, s.cfg.Meta, p.UserID)
+	if err != nil {
+		return FolderList{}, internal(err, "reading your folders failed")
+	}
+	out := FolderList{Folders: make([]FolderInfo, 0, len(meta.Folders)+len(names))}
 	for _, f := range meta.Folders {
 		c := counts[f]
-		out.Folders = append(out.Folders, FolderInfo{Name: string(f), Total: c.Total, Unseen: c.Unseen})
+		out.Folders = append(out.Folders, FolderInfo{Name: string(f), Total: c.Total, Unseen: c.Unseen, System: true})
+	}
+	for _, n := range names {
+		c := counts[meta.Folder(n)]
+		out.Folders = append(out.Folders, FolderInfo{Name: n, Total: c.Total, Unseen: c.Unseen})
 	}
 	return out, nil
 }
@@ -74,7 +193,10 @@ func (s *Service) Move(ctx context.Context, id, folder string) (Message, error) 
 	if to == meta.Drafts || to == meta.Sent {
 		return Message{}, errs.E(errs.Invalid, "bad_folder", "nothing moves into %s: it holds what compose and send put there", to)
 	}
-	row, err := s.moveIn(ctx, p.UserID, id, func(row *meta.Message) error {
+	row, err := s.moveIn(ctx, p.UserID, id, func(tx meta.Tx, row *meta.Message) error {
+		if err := mustHaveFolder(ctx, tx, p.UserID, to); err != nil {
+			return err
+		}
 		if row.Folder == meta.Drafts && to != meta.Trash {
 			return errs.E(errs.Conflict, "not_movable", "a draft moves only to trash; send it first")
 		}
@@ -96,7 +218,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.moveIn(ctx, p.UserID, id, func(row *meta.Message) error {
+	_, err = s.moveIn(ctx, p.UserID, id, func(_ meta.Tx, row *meta.Message) error {
 		s.place(row, meta.Trash)
 		return nil
 	})
@@ -109,13 +231,17 @@ func (s *Service) Restore(ctx context.Context, id string) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	row, err := s.moveIn(ctx, p.UserID, id, func(row *meta.Message) error {
+	row, err := s.moveIn(ctx, p.UserID, id, func(tx meta.Tx, row *meta.Message) error {
 		if row.Folder != meta.Trash {
 			return errs.E(errs.Conflict, "not_in_trash", "the message is in %s, not in trash", row.Folder)
 		}
 		to := row.TrashedFrom
 		if !to.Valid() || to == meta.Trash {
 			to = meta.Inbox // trashed before folders kept their origin
+		} else if err := mustHaveFolder(ctx, tx, p.UserID, to); errs.Is(err, errs.Invalid) {
+			to = meta.Inbox // the user folder it came from was deleted since
+		} else if err != nil {
+			return err
 		}
 		s.place(row, to)
 		return nil
@@ -194,7 +320,7 @@ func (s *Service) place(row *meta.Message, f meta.Folder) {
 // moveIn reads the user's message, lets fn change it, and writes it back in
 // one transaction; fn returning an *errs.Error aborts with it. A change
 // that leaves the folder as it was writes nothing.
-func (s *Service) moveIn(ctx context.Context, userID int64, id string, fn func(*meta.Message) error) (meta.Message, error) {
+func (s *Service) moveIn(ctx context.Context, userID int64, id string, fn func(meta.Tx, *meta.Message) error) (meta.Message, error) {
 	var row meta.Message
 	err := s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
 		var err error
@@ -202,7 +328,7 @@ func (s *Service) moveIn(ctx context.Context, userID int64, id string, fn func(*
 			return err
 		}
 		before := row.Folder
-		if err := fn(&row); err != nil {
+		if err := fn(tx, &row); err != nil {
 			return err
 		}
 		if row.Folder == before {

@@ -209,3 +209,111 @@ func TestTrashSweep(t *testing.T) {
 		t.Fatalf("second sweep purged %d: %v", n, err)
 	}
 }
+
+// TestUserFolders: a folder of the user's own is added, takes messages
+// like archive (listing, paging, counts), refuses to go while it holds any,
+// and a message trashed from it after it went is restored to inbox.
+func TestUserFolders(t *testing.T) {
+	d := testenv.Start(t, "a.test", testenv.Options{})
+	alice := d.AddUser(t, "alice@a.test")
+	bob := d.AddUser(t, "bob@a.test")
+	text := upload(t, alice, []byte("hello"))
+	for range 3 {
+		dr, err := alice.CreateDraft(ctx, compose(t, "", []string{"bob@a.test"}, nil, nil, "s", text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.Send(ctx, dr.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := inbox(t, bob)
+	const trips = "Re: trips + 100%"
+	if f, err := bob.CreateFolder(ctx, trips); err != nil || f.Name != trips || f.System {
+		t.Fatalf("create = %+v, %v", f, err)
+	}
+	if _, err := bob.CreateFolder(ctx, "Bills"); err != nil {
+		t.Fatal(err)
+	}
+	bad := []struct{ name, code string }{
+		{"re: TRIPS + 100%", "folder_exists"},
+		{"Inbox", "bad_folder_name"},
+		{"a/b", "bad_folder_name"},
+		{"", "bad_folder_name"},
+		{"x\u202e", "bad_folder_name"},
+	}
+	for _, tt := range bad {
+		_, err := bob.CreateFolder(ctx, tt.name)
+		wantCode(t, err, tt.code)
+	}
+	// Alice does not see Bob's folder.
+	_, err := alice.Move(ctx, in[0].ID, trips)
+	wantCode(t, err, "not_found")
+	_, err = alice.List(ctx, mailbox.ListOptions{Folder: trips})
+	wantCode(t, err, "bad_folder")
+
+	for _, m := range in {
+		if moved, err := bob.Move(ctx, m.ID, trips); err != nil || moved.Folder != trips {
+			t.Fatalf("move = %+v, %v", moved, err)
+		}
+	}
+	// Paging through a user folder whose name holds ':', '+' and '%'.
+	var paged []string
+	opt := mailbox.ListOptions{Folder: trips, Limit: 2}
+	for {
+		l, err := bob.List(ctx, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range l.Messages {
+			paged = append(paged, m.ID)
+		}
+		if l.NextPage == "" {
+			break
+		}
+		opt.Page = l.NextPage
+	}
+	if len(paged) != 3 {
+		t.Fatalf("paged %v", paged)
+	}
+	fl, err := bob.Folders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range fl.Folders {
+		names = append(names, f.Name)
+		if f.System != (f.Name != trips && f.Name != "Bills") {
+			t.Errorf("folder %+v: system wrong", f)
+		}
+		if f.Name == trips && (f.Total != 3 || f.Unseen != 3) {
+			t.Errorf("folder %+v, want 3 unseen", f)
+		}
+	}
+	if want := []string{"inbox", "drafts", "sent", "archive", "requests", "junk", "trash", "Bills", trips}; !slices.Equal(names, want) {
+		t.Errorf("folders = %v, want %v", names, want)
+	}
+
+	wantCode(t, bob.DeleteFolder(ctx, trips), "folder_not_empty")
+	wantCode(t, bob.DeleteFolder(ctx, "inbox"), "bad_folder")
+	wantCode(t, bob.DeleteFolder(ctx, "nope"), "not_found")
+	if _, err := bob.Move(ctx, in[0].ID, "archive"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Move(ctx, in[1].ID, "inbox"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Delete(ctx, in[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.DeleteFolder(ctx, trips); err != nil {
+		t.Fatalf("deleting the emptied folder: %v", err)
+	}
+	if m, err := bob.Restore(ctx, in[2].ID); err != nil || m.Folder != "inbox" {
+		t.Fatalf("restore after its folder went = %+v, %v; want inbox", m, err)
+	}
+	_, err = bob.Move(ctx, in[0].ID, trips)
+	wantCode(t, err, "bad_folder")
+	_, err = bob.List(ctx, mailbox.ListOptions{Folder: trips})
+	wantCode(t, err, "bad_folder")
+}

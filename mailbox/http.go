@@ -41,6 +41,8 @@ var Routes = []Route{
 	{"POST", "/api/v1/messages/{id}/move", (*handler).move},
 	{"POST", "/api/v1/messages/{id}/restore", (*handler).restore},
 	{"GET", "/api/v1/folders", (*handler).folders},
+	{"POST", "/api/v1/folders", (*handler).createFolder},
+	{"DELETE", "/api/v1/folders/{name}", (*handler).deleteFolder},
 	{"POST", "/api/v1/messages/{id}/forward", (*handler).forward},
 	{"GET", "/api/v1/forwarding", (*handler).autoForward},
 	{"PUT", "/api/v1/forwarding", (*handler).setAutoForward},
@@ -435,4 +437,31 @@ func (h *handler) folders(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, fl)
+}
+
+func (h *handler) createFolder(w http.ResponseWriter, r *http.Request) {
+	doc, err := readDoc(w, r)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	var nf NewFolder
+	if err := decodeBody(doc, &nf, `the body must be {"name": "NAME"}`, "name"); err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	f, err := h.api.CreateFolder(r.Context(), nf.Name)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, f)
+}
+
+func (h *handler) deleteFolder(w http.ResponseWriter, r *http.Request) {
+	if err := h.api.DeleteFolder(r.Context(), r.PathValue("name")); err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

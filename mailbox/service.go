@@ -677,7 +677,7 @@ func (s *Service) List(ctx context.Context, opt ListOptions) (List, error) {
 		folder = meta.Inbox
 	}
 	if !folder.Valid() {
-		return List{}, errs.E(errs.Invalid, "bad_folder", "no folder %q: use inbox, drafts, sent, archive, requests, junk or trash", opt.Folder)
+		return List{}, errs.E(errs.Invalid, "bad_folder", "no folder %q: use inbox, drafts, sent, archive, requests, junk, trash or a folder of yours", opt.Folder)
 	}
 	limit := opt.Limit
 	if limit <= 0 || limit > 1000 {
@@ -694,6 +694,9 @@ func (s *Service) List(ctx context.Context, opt ListOptions) (List, error) {
 	var rows []meta.Message
 	var cursor int64
 	err = s.cfg.Meta.View(ctx, func(r meta.Reader) error {
+		if err := mustHaveFolder(ctx, r, p.UserID, folder); err != nil {
+			return err
+		}
 		if cursor, err = r.Cursor(ctx); err != nil {
 			return err
 		}

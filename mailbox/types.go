@@ -33,10 +33,15 @@ type API interface {
 	// from.
 	Restore(ctx context.Context, id string) (Message, error)
 	// Move moves a message to another folder: archive, junk, requests,
-	// inbox or trash (the same as Delete).
+	// inbox, a folder of the user's own, or trash (the same as Delete).
 	Move(ctx context.Context, id, folder string) (Message, error)
-	// Folders lists the user's folders with their counts.
+	// Folders lists the user's folders with their counts: the system
+	// folders, then the user's own.
 	Folders(ctx context.Context) (FolderList, error)
+	// CreateFolder adds a folder of the user's own (meta.UserFolderName).
+	CreateFolder(ctx context.Context, name string) (FolderInfo, error)
+	// DeleteFolder removes an empty folder of the user's own.
+	DeleteFolder(ctx context.Context, name string) error
 	// Send sends a draft: it becomes immutable and moves to sent, and every
 	// local recipient gets a copy in their inbox, all in one commit.
 	Send(ctx context.Context, id string) (Message, error)

@@ -17,7 +17,12 @@ package meta
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pullmail/pullmail/resource"
 )
@@ -57,13 +62,46 @@ var Folders = []Folder{Inbox, Drafts, Sent, Archive, Requests, Junk, Trash}
 // purges it for good.
 const TrashRetention = 30 * 24 * time.Hour
 
-// Valid reports whether f is a known folder.
-func (f Folder) Valid() bool {
-	switch f {
-	case Inbox, Sent, Drafts, Archive, Trash, Junk, Requests:
-		return true
+// System reports whether f is one of the system folders (Folders).
+func (f Folder) System() bool { return slices.Contains(Folders, f) }
+
+// MaxFolderName is the longest user folder name, in characters.
+const MaxFolderName = 64
+
+// Valid reports whether f can name a folder: a system folder, or a user
+// folder name (UserFolderName). Whether the user has that folder is the
+// mailbox's to check; the store keeps any valid name.
+func (f Folder) Valid() bool { return f.System() || UserFolderName(string(f)) == nil }
+
+// UserFolderName checks a name for a folder of the user's own: 1 to
+// MaxFolderName characters of valid UTF-8, no control or format characters
+// (a bidi override would disguise it), no '/' (kept for nesting), no
+// leading or trailing space, and no system folder's name in any case
+// ("Inbox" would be confused with inbox). The error says which rule.
+func UserFolderName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("a folder name is not empty")
+	case !utf8.ValidString(name):
+		return errors.New("a folder name is UTF-8")
+	case utf8.RuneCountInString(name) > MaxFolderName:
+		return fmt.Errorf("a folder name has at most %d characters", MaxFolderName)
+	case strings.TrimSpace(name) != name:
+		return errors.New("a folder name neither starts nor ends with a space")
+	case strings.ContainsRune(name, '/'):
+		return errors.New("a folder name has no '/'")
 	}
-	return false
+	for _, r := range name {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return fmt.Errorf("a folder name has no control or format character (%U)", r)
+		}
+	}
+	for _, f := range Folders {
+		if strings.EqualFold(name, string(f)) {
+			return fmt.Errorf("%q is a system folder's name", name)
+		}
+	}
+	return nil
 }
 
 // Status is where a message is in its life.

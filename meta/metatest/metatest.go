@@ -1832,14 +1832,25 @@ func testFolderCounts(t *testing.T, s meta.Store) {
 	seen := message(bob.ID, "b2", meta.Inbox, day(2))
 	seen.Seen = true
 	insert(t, s, message(bob.ID, "b1", meta.Inbox, day(1)), seen,
-		message(bob.ID, "b3", meta.Archive, day(3)), message(eve.ID, "e1", meta.Inbox, day(1)))
+		message(bob.ID, "b3", meta.Archive, day(3)), message(eve.ID, "e1", meta.Inbox, day(1)),
+		message(bob.ID, "b4", "Reçus 2026", day(4)))
 	got, err := s.FolderCounts(ctx, bob.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[meta.Folder]meta.FolderCount{meta.Inbox: {Total: 2, Unseen: 1}, meta.Archive: {Total: 1, Unseen: 1}}
+	want := map[meta.Folder]meta.FolderCount{meta.Inbox: {Total: 2, Unseen: 1}, meta.Archive: {Total: 1, Unseen: 1},
+		"Reçus 2026": {Total: 1, Unseen: 1}}
 	if !maps.Equal(got, want) {
 		t.Errorf("FolderCounts(bob) = %v, want %v", got, want)
+	}
+	// A user folder lists like a system one; a name meta.Folder refuses
+	// is not stored.
+	if ms, err := s.Messages(ctx, bob.ID, meta.ListOptions{Folder: "Reçus 2026"}); err != nil || len(ms) != 1 || ms[0].ID != "b4" {
+		t.Errorf("Messages(Reçus 2026) = %v, %v", ms, err)
+	}
+	bad := message(bob.ID, "b5", "a/b", day(5))
+	if err := s.Update(ctx, func(tx meta.Tx) error { return tx.InsertMessage(ctx, bad) }); err == nil {
+		t.Error("a message in folder \"a/b\" was stored")
 	}
 	if got, err := s.FolderCounts(ctx, 1<<40); err != nil || len(got) != 0 {
 		t.Errorf("FolderCounts(nobody) = %v, %v", got, err)

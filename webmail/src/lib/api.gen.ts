@@ -125,15 +125,22 @@ export interface ErrorDetail {
   message: string;
 }
 
-export type Folder = "inbox" | "drafts" | "sent" | "archive" | "requests" | "junk" | "trash";
+/** A system folder, or the name of a folder of the user's own (docs/PROTOCOL.md §8.18): 1 to 64 characters, no `/`, no control or format character, no leading or trailing space, no system folder's name in any case. */
+export type Folder = "inbox" | "drafts" | "sent" | "archive" | "requests" | "junk" | "trash" | string;
 
+/** A folder with its counts. */
 export interface FolderInfo {
-  name: string;
+  name: Folder;
+  /** A system folder (it cannot be removed); false for the user's own. */
+  system: boolean;
+  /** How many messages it holds. */
   total: number;
+  /** How many of them are unseen. */
   unseen: number;
 }
 
 export interface FolderList {
+  /** The system folders in a fixed order (inbox, drafts, sent, archive, requests, junk, trash), then the user's own by name. */
   folders: FolderInfo[];
 }
 
@@ -251,7 +258,12 @@ export interface Message {
 }
 
 export interface Move {
-  folder: string;
+  folder: Folder;
+}
+
+export interface NewFolder {
+  /** The new folder's name: see `Folder`. */
+  name: string;
 }
 
 export interface NewUploadSession {
