@@ -43,8 +43,9 @@ func Description(placeholderSchema []byte) (API, error) {
 		return API{}, err
 	}
 	schemas := map[string]Schema{
+		"SystemFolder": {"description": "The system folders, in the order a client shows them (docs/PROTOCOL.md §8.18).", "type": "string", "enum": enum(meta.Folders...)},
 		"Folder": {"description": "A system folder, or the name of a folder of the user's own (docs/PROTOCOL.md §8.18): 1 to 64 characters, no `/`, no control or format character, no leading or trailing space, no system folder's name in any case.",
-			"anyOf": []any{Schema{"type": "string", "enum": enum(meta.Folders...)},
+			"anyOf": []any{Ref("SystemFolder"),
 				Schema{"type": "string", "minLength": 1, "maxLength": meta.MaxFolderName, "pattern": "^[^/\\s](?:[^/]*[^/\\s])?$"}}},
 		"Health": {"type": "object", "required": []string{"status"}, "properties": Schema{"status": Schema{"const": "ok"},
 			"node": Schema{"type": "string", "description": "The node that answered, among the domain's nodes (`pullmail serve --node`); /healthz names it."}}},

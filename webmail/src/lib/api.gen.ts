@@ -126,7 +126,7 @@ export interface ErrorDetail {
 }
 
 /** A system folder, or the name of a folder of the user's own (docs/PROTOCOL.md §8.18): 1 to 64 characters, no `/`, no control or format character, no leading or trailing space, no system folder's name in any case. */
-export type Folder = "inbox" | "drafts" | "sent" | "archive" | "requests" | "junk" | "trash" | string;
+export type Folder = SystemFolder | string;
 
 /** A folder with its counts. */
 export interface FolderInfo {
@@ -335,6 +335,9 @@ export type PlaceholderValue = PlaceholderString | PlaceholderString[];
 export interface PushAnswer {
   status: "accepted" | "duplicate";
 }
+
+/** The system folders, in the order a client shows them (docs/PROTOCOL.md §8.18). */
+export type SystemFolder = "inbox" | "drafts" | "sent" | "archive" | "requests" | "junk" | "trash";
 
 /** RFC 6749 §5.1; for token exchange RFC 8693 §2.2.1 (`issued_token_type`, `token_type` `N_A` for an assertion). */
 export interface TokenResponse {
