@@ -397,6 +397,13 @@ type MailboxReader interface {
 	// were trashed before t, oldest trashed first, at most limit (<= 0:
 	// all): the server's trash sweep purges them.
 	TrashedBefore(ctx context.Context, t time.Time, limit int) ([]Message, error)
+	// Search returns the user's indexed messages (IndexMessage) that match
+	// q, in listing order (Messages), at most q.Limit after q.Page.
+	Search(ctx context.Context, userID int64, q SearchQuery) ([]Message, error)
+	// Unindexed returns messages of every user that are sent or complete
+	// and not in the search index, oldest created first, at most limit:
+	// the mailbox's indexer reads their text bodies and indexes them.
+	Unindexed(ctx context.Context, limit int) ([]Message, error)
 
 	// Holds reports whether the user may use the resource in a new
 	// message: they uploaded it (and the upload has not expired) or a
@@ -445,6 +452,11 @@ type MailboxWriter interface {
 	// DeleteMessage removes it (ErrNotFound if not the user's) and logs a
 	// Deleted change.
 	DeleteMessage(ctx context.Context, userID int64, id string) error
+	// IndexMessage puts (or replaces) the message's entry in the search
+	// index; ErrNotFound if it is not the user's. Deleting the message
+	// removes its entry. The text is read before the transaction, never
+	// in it (no file I/O inside a transaction).
+	IndexMessage(ctx context.Context, userID int64, id string, doc SearchDoc) error
 }
 
 // AuthReader reads the authorization server's state: clients, grants and

@@ -46,6 +46,7 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"UpdateMessage", testUpdateMessage},
 		{"Trash", testTrash},
 		{"FolderCounts", testFolderCounts},
+		{"Search", testSearch},
 		{"Refs", testRefs},
 		{"PruneUploads", testPruneUploads},
 		{"Changes", testChanges},
@@ -1854,5 +1855,114 @@ func testFolderCounts(t *testing.T, s meta.Store) {
 	}
 	if got, err := s.FolderCounts(ctx, 1<<40); err != nil || len(got) != 0 {
 		t.Errorf("FolderCounts(nobody) = %v, %v", got, err)
+	}
+}
+
+// testSearch: what the index finds (words by prefix, phrases in a row,
+// fields, attachments, dates, folders, paging), for its owner only, and
+// that Unindexed, a re-index and a delete (of the message, of the user)
+// keep it right.
+func testSearch(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	eve := addUser(t, s, "eve@example.org")
+	draft := message(bob.ID, "d1", meta.Drafts, time.Time{})
+	fetching := message(bob.ID, "f1", meta.Inbox, day(9))
+	fetching.Status = meta.StatusFetching
+	insert(t, s, message(bob.ID, "b1", meta.Inbox, day(1)), message(bob.ID, "b2", meta.Inbox, day(2)),
+		message(bob.ID, "b3", meta.Archive, day(3)), message(bob.ID, "b4", meta.Trash, day(4)),
+		message(bob.ID, "s1", meta.Sent, day(5)), message(eve.ID, "e1", meta.Inbox, day(1)), draft, fetching)
+	un, err := s.Unindexed(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(un); !slices.Equal(slices.Sorted(slices.Values(got)), []string{"b1", "b2", "b3", "b4", "e1", "s1"}) {
+		t.Errorf("Unindexed = %v: want the sent and complete ones", got)
+	}
+	docs := map[string]meta.SearchDoc{
+		"b1": {From: "Alice Liddell <alice@wonder.land>", To: "bob@example.org", Subject: "Tea party, Thursday", Body: "Bring the March hare."},
+		"b2": {From: "Carol <carol@example.com>", To: "bob@example.org, Dave <dave@example.net>", Subject: "Invoice 2025-017", Body: "Attached: the invoice.", HasAttachment: true},
+		"b3": {From: "alice@wonder.land", To: "bob@example.org", Subject: "Re: Tea party", Body: "Rabbit holes, mostly."},
+		"b4": {From: "spam@example.com", To: "bob@example.org", Subject: "Tea for you", Body: "Buy now"},
+		"s1": {From: "bob@example.org", To: "Alice <alice@wonder.land>", Subject: "Party!", Body: "See you at the tea party."},
+		"e1": {From: "alice@wonder.land", To: "eve@example.org", Subject: "Tea party", Body: "Eve's own copy."},
+	}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		for id, d := range docs {
+			uid := bob.ID
+			if id == "e1" {
+				uid = eve.ID
+			}
+			if err := tx.IndexMessage(ctx, uid, id, d); err != nil {
+				return fmt.Errorf("index %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+	if err := s.Update(ctx, func(tx meta.Tx) error { return tx.IndexMessage(ctx, bob.ID, "e1", meta.SearchDoc{}) }); !errors.Is(err, meta.ErrNotFound) {
+		t.Errorf("indexing another user's message: %v, want ErrNotFound", err)
+	}
+	if un, err := s.Unindexed(ctx, 0); err != nil || len(un) != 0 {
+		t.Errorf("Unindexed after indexing = %v, %v", ids(un), err)
+	}
+	w := meta.SearchWords
+	tests := []struct {
+		name string
+		q    meta.SearchQuery
+		want []string
+	}{
+		{"everything but trash and junk", meta.SearchQuery{}, []string{"s1", "b3", "b2", "b1"}},
+		{"a word in any field", meta.SearchQuery{Words: [][]string{w("tea")}}, []string{"s1", "b3", "b1"}},
+		{"a prefix", meta.SearchQuery{Words: [][]string{w("invo")}}, []string{"b2"}},
+		{"a phrase in a row", meta.SearchQuery{Words: [][]string{w("tea party")}}, []string{"s1", "b3", "b1"}},
+		{"a phrase out of order", meta.SearchQuery{Words: [][]string{w("party tea")}}, nil},
+		{"two words", meta.SearchQuery{Words: [][]string{w("tea"), w("rabbit")}}, []string{"b3"}},
+		{"case folded", meta.SearchQuery{Words: [][]string{w("MARCH")}}, []string{"b1"}},
+		{"from an address", meta.SearchQuery{From: [][]string{w("alice@wonder.land")}}, []string{"b3", "b1"}},
+		{"from a name", meta.SearchQuery{From: [][]string{w("carol")}}, []string{"b2"}},
+		{"to a cc", meta.SearchQuery{To: [][]string{w("dave")}}, []string{"b2"}},
+		{"to alice", meta.SearchQuery{To: [][]string{w("alice")}}, []string{"s1"}},
+		{"subject only", meta.SearchQuery{Subject: [][]string{w("party")}}, []string{"s1", "b3", "b1"}},
+		{"subject misses the body", meta.SearchQuery{Subject: [][]string{w("hare")}}, nil},
+		{"has attachment", meta.SearchQuery{HasAttachment: true}, []string{"b2"}},
+		{"since", meta.SearchQuery{Since: day(3)}, []string{"s1", "b3"}},
+		{"until", meta.SearchQuery{Until: day(2)}, []string{"b1"}},
+		{"in trash", meta.SearchQuery{Folder: meta.Trash, Words: [][]string{w("tea")}}, []string{"b4"}},
+		{"in archive", meta.SearchQuery{Folder: meta.Archive}, []string{"b3"}},
+		{"limit", meta.SearchQuery{Words: [][]string{w("tea")}, Limit: 2}, []string{"s1", "b3"}},
+		{"page", meta.SearchQuery{Words: [][]string{w("tea")}, Page: &meta.ListKey{Date: day(3), Created: day(3).Add(time.Second), ID: "b3"}}, []string{"b1"}},
+		{"no match", meta.SearchQuery{Words: [][]string{w("zebra")}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms, err := s.Search(ctx, bob.ID, tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(ms); !slices.Equal(got, tt.want) {
+				t.Errorf("Search = %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	// Re-indexing replaces; deleting removes; so does deleting the user.
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		return tx.IndexMessage(ctx, bob.ID, "b1", meta.SearchDoc{Subject: "Croquet"})
+	})
+	if ms, _ := s.Search(ctx, bob.ID, meta.SearchQuery{Words: [][]string{w("march")}}); len(ms) != 0 {
+		t.Errorf("the old words of a re-indexed message still match: %v", ids(ms))
+	}
+	if ms, _ := s.Search(ctx, bob.ID, meta.SearchQuery{Words: [][]string{w("croquet")}}); !slices.Equal(ids(ms), []string{"b1"}) {
+		t.Errorf("the new words do not match: %v", ids(ms))
+	}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteMessage(ctx, bob.ID, "b3") })
+	if ms, _ := s.Search(ctx, bob.ID, meta.SearchQuery{Words: [][]string{w("rabbit")}}); len(ms) != 0 {
+		t.Errorf("a deleted message is found: %v", ids(ms))
+	}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteUser(ctx, eve.ID) })
+	carol := addUser(t, s, "carol@example.org")
+	insert(t, s, message(carol.ID, "e1", meta.Inbox, day(1)))
+	if ms, _ := s.Search(ctx, carol.ID, meta.SearchQuery{Words: [][]string{w("eve")}}); len(ms) != 0 {
+		t.Errorf("a deleted user's index entry came back with a new message of the same id: %v", ids(ms))
 	}
 }

@@ -1,0 +1,111 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pullmail/pullmail/meta"
+)
+
+// tsQuery is one phrase (meta.SearchWords) as tsquery text: its lexemes in
+// a row (<->), the last a prefix (:*). The words hold only letters and
+// digits; quoting them keeps the tsquery parser from reading any as an
+// operator.
+func tsQuery(phrase []string) string {
+	parts := make([]string, len(phrase))
+	for i, w := range phrase {
+		parts[i] = "'" + strings.ReplaceAll(strings.ReplaceAll(w, `\`, `\\`), "'", "''") + "'"
+	}
+	parts[len(parts)-1] += ":*"
+	return strings.Join(parts, " <-> ")
+}
+
+// Search filters the user's messages joined to message_text: words by the
+// GIN index on words, a field's phrases by that field's own tsvector.
+func (r reader) Search(ctx context.Context, userID int64, q meta.SearchQuery) ([]meta.Message, error) {
+	where := []string{"m.user_id = $1"}
+	args := []any{userID}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	add := func(col string, phrases [][]string) {
+		for _, p := range phrases {
+			if len(p) == 0 {
+				continue
+			}
+			where = append(where, fmt.Sprintf("%s @@ to_tsquery('simple', %s)", col, arg(tsQuery(p))))
+		}
+	}
+	add("t.words", q.Words)
+	add("to_tsvector('simple', t.from_)", q.From)
+	add("to_tsvector('simple', t.to_)", q.To)
+	add("to_tsvector('simple', t.subject)", q.Subject)
+	if q.Folder != "" {
+		where = append(where, "m.folder = "+arg(string(q.Folder)))
+	} else {
+		where = append(where, fmt.Sprintf("m.folder NOT IN (%s, %s)", arg(string(meta.Trash)), arg(string(meta.Junk))))
+	}
+	if q.HasAttachment {
+		where = append(where, "t.has_attachment")
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "m.date >= "+arg(nanos(q.Since)))
+	}
+	if !q.Until.IsZero() {
+		where = append(where, "m.date < "+arg(nanos(q.Until)))
+	}
+	if k := q.Page; k != nil {
+		where = append(where, fmt.Sprintf("(m.date, m.created, m.id) < (%s, %s, %s)", arg(nanos(k.Date)), arg(nanos(k.Created)), arg(k.ID)))
+	}
+	var limit *int64 // NULL: no limit
+	if q.Limit > 0 {
+		l := int64(q.Limit)
+		limit = &l
+	}
+	ms, err := collect(ctx, r.q, scanMessage, `SELECT `+messageColumns+` FROM messages m JOIN message_text t ON t.message_id = m.id
+		WHERE `+strings.Join(where, " AND ")+`
+		ORDER BY m.date DESC, m.created DESC, m.id DESC LIMIT `+arg(limit)+`::bigint`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("meta/postgres: search of user %d: %w", userID, err)
+	}
+	return ms, nil
+}
+
+// Unindexed walks messages_status for sent and complete messages.
+func (r reader) Unindexed(ctx context.Context, limit int) ([]meta.Message, error) {
+	var l *int64
+	if limit > 0 {
+		n := int64(limit)
+		l = &n
+	}
+	ms, err := collect(ctx, r.q, scanMessage, `SELECT `+messageColumns+` FROM messages m
+		WHERE m.status IN ($1, $2) AND NOT EXISTS (SELECT 1 FROM message_text t WHERE t.message_id = m.id)
+		ORDER BY m.created, m.id LIMIT $3::bigint`, string(meta.StatusSent), string(meta.StatusComplete), l)
+	if err != nil {
+		return nil, fmt.Errorf("meta/postgres: unindexed messages: %w", err)
+	}
+	return ms, nil
+}
+
+// IndexMessage upserts the message's row, if the message is the user's.
+func (t *txn) IndexMessage(ctx context.Context, userID int64, id string, doc meta.SearchDoc) error {
+	body := doc.Body
+	if len(body) > meta.MaxSearchBody {
+		body = body[:meta.MaxSearchBody]
+	}
+	tag, err := t.q.Exec(ctx, `INSERT INTO message_text (message_id, from_, to_, subject, body, has_attachment)
+		SELECT m.id, $3, $4, $5, $6, $7 FROM messages m WHERE m.id = $1 AND m.user_id = $2
+		ON CONFLICT (message_id) DO UPDATE SET from_ = excluded.from_, to_ = excluded.to_, subject = excluded.subject,
+			body = excluded.body, has_attachment = excluded.has_attachment`,
+		id, userID, meta.SearchText(doc.From), meta.SearchText(doc.To), meta.SearchText(doc.Subject), meta.SearchText(body), doc.HasAttachment)
+	if err != nil {
+		return fmt.Errorf("meta/postgres: index message %q of user %d: %w", id, userID, mapErr(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("meta/postgres: index message %q of user %d: %w", id, userID, meta.ErrNotFound)
+	}
+	return nil
+}

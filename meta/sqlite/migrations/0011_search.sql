@@ -1,0 +1,16 @@
+-- 0011: the search index (meta.SearchDoc, docs/PROTOCOL.md §8.19). One row
+-- of message_text per indexed message, its docid the rowid of the FTS5
+-- table message_fts that holds the words (meta.SearchText) of From, To and
+-- Cc, Subject and the text bodies. Deleting a message (or its user)
+-- cascades to message_text, whose trigger removes the words.
+CREATE TABLE message_text (
+	docid          INTEGER PRIMARY KEY,
+	message_id     TEXT    NOT NULL UNIQUE REFERENCES messages (id) ON DELETE CASCADE,
+	has_attachment INTEGER NOT NULL
+) STRICT;
+CREATE VIRTUAL TABLE message_fts USING fts5(from_, to_, subject, body, tokenize = 'unicode61 remove_diacritics 0');
+CREATE TRIGGER message_text_deleted AFTER DELETE ON message_text BEGIN
+	DELETE FROM message_fts WHERE rowid = old.docid;
+END;
+-- Unindexed looks for sent and complete messages without a row.
+CREATE INDEX messages_status ON messages (status, created);
