@@ -74,7 +74,8 @@ func (r reader) Search(ctx context.Context, userID int64, q meta.SearchQuery) ([
 	return ms, nil
 }
 
-// Unindexed walks messages_status for sent and complete messages.
+// Unindexed walks the partial index messages_unindexed (the statuses are
+// literals so that the planner can use it).
 func (r reader) Unindexed(ctx context.Context, limit int) ([]meta.Message, error) {
 	var l *int64
 	if limit > 0 {
@@ -82,30 +83,34 @@ func (r reader) Unindexed(ctx context.Context, limit int) ([]meta.Message, error
 		l = &n
 	}
 	ms, err := collect(ctx, r.q, scanMessage, `SELECT `+messageColumns+` FROM messages m
-		WHERE m.status IN ($1, $2) AND NOT EXISTS (SELECT 1 FROM message_text t WHERE t.message_id = m.id)
-		ORDER BY m.created, m.id LIMIT $3::bigint`, string(meta.StatusSent), string(meta.StatusComplete), l)
+		WHERE NOT m.indexed AND m.status IN ('sent', 'complete')
+		ORDER BY m.created, m.id LIMIT $1::bigint`, l)
 	if err != nil {
 		return nil, fmt.Errorf("meta/postgres: unindexed messages: %w", err)
 	}
 	return ms, nil
 }
 
-// IndexMessage upserts the message's row, if the message is the user's.
+// IndexMessage marks the message indexed and upserts its row.
 func (t *txn) IndexMessage(ctx context.Context, userID int64, id string, doc meta.SearchDoc) error {
-	body := doc.Body
-	if len(body) > meta.MaxSearchBody {
-		body = body[:meta.MaxSearchBody]
-	}
-	tag, err := t.q.Exec(ctx, `INSERT INTO message_text (message_id, from_, to_, subject, body, has_attachment)
-		SELECT m.id, $3, $4, $5, $6, $7 FROM messages m WHERE m.id = $1 AND m.user_id = $2
-		ON CONFLICT (message_id) DO UPDATE SET from_ = excluded.from_, to_ = excluded.to_, subject = excluded.subject,
-			body = excluded.body, has_attachment = excluded.has_attachment`,
-		id, userID, meta.SearchText(doc.From), meta.SearchText(doc.To), meta.SearchText(doc.Subject), meta.SearchText(body), doc.HasAttachment)
+	tag, err := t.q.Exec(ctx, `UPDATE messages SET indexed = true WHERE id = $1 AND user_id = $2`, id, userID)
 	if err != nil {
 		return fmt.Errorf("meta/postgres: index message %q of user %d: %w", id, userID, mapErr(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("meta/postgres: index message %q of user %d: %w", id, userID, meta.ErrNotFound)
+	}
+	body := doc.Body
+	if len(body) > meta.MaxSearchBody {
+		body = body[:meta.MaxSearchBody]
+	}
+	_, err = t.q.Exec(ctx, `INSERT INTO message_text (message_id, from_, to_, subject, body, has_attachment)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (message_id) DO UPDATE SET from_ = excluded.from_, to_ = excluded.to_, subject = excluded.subject,
+			body = excluded.body, has_attachment = excluded.has_attachment`,
+		id, meta.SearchText(doc.From), meta.SearchText(doc.To), meta.SearchText(doc.Subject), meta.SearchText(body), doc.HasAttachment)
+	if err != nil {
+		return fmt.Errorf("meta/postgres: index message %q of user %d: %w", id, userID, mapErr(err))
 	}
 	return nil
 }

@@ -77,35 +77,36 @@ func (r reader) Search(ctx context.Context, userID int64, q meta.SearchQuery) ([
 	return ms, nil
 }
 
-// Unindexed walks messages_status for sent and complete messages.
+// Unindexed walks the partial index messages_unindexed (the statuses are
+// literals so that the planner can use it).
 func (r reader) Unindexed(ctx context.Context, limit int) ([]meta.Message, error) {
 	if limit <= 0 {
 		limit = -1
 	}
 	ms, err := r.messages(ctx, `SELECT `+messageColumns+` FROM messages m
-		WHERE m.status IN (?, ?) AND NOT EXISTS (SELECT 1 FROM message_text t WHERE t.message_id = m.id)
-		ORDER BY m.created, m.id LIMIT ?`, string(meta.StatusSent), string(meta.StatusComplete), limit)
+		WHERE m.indexed = 0 AND m.status IN ('sent', 'complete')
+		ORDER BY m.created, m.id LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("meta/sqlite: unindexed messages: %w", err)
 	}
 	return ms, nil
 }
 
-// IndexMessage replaces the message's row: the trigger drops the old
-// words, the new ones go in under a new docid.
+// IndexMessage marks the message indexed and replaces its row: the
+// trigger drops the old words, the new ones go in under a new docid.
 func (t *txn) IndexMessage(ctx context.Context, userID int64, id string, doc meta.SearchDoc) error {
-	var owner int64
-	if err := t.q.QueryRowContext(ctx, `SELECT user_id FROM messages WHERE id = ?`, id).Scan(&owner); err != nil || owner != userID {
-		if err == nil {
-			err = meta.ErrNotFound
-		}
+	res, err := t.q.ExecContext(ctx, `UPDATE messages SET indexed = 1 WHERE id = ? AND user_id = ?`, id, userID)
+	if err != nil {
 		return fmt.Errorf("meta/sqlite: index message %q of user %d: %w", id, userID, mapErr(err))
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("meta/sqlite: index message %q of user %d: %w", id, userID, meta.ErrNotFound)
 	}
 	if _, err := t.q.ExecContext(ctx, `DELETE FROM message_text WHERE message_id = ?`, id); err != nil {
 		return fmt.Errorf("meta/sqlite: index message %q: %w", id, err)
 	}
 	var docid int64
-	err := t.q.QueryRowContext(ctx, `INSERT INTO message_text (message_id, has_attachment) VALUES (?, ?) RETURNING docid`,
+	err = t.q.QueryRowContext(ctx, `INSERT INTO message_text (message_id, has_attachment) VALUES (?, ?) RETURNING docid`,
 		id, doc.HasAttachment).Scan(&docid)
 	if err != nil {
 		return fmt.Errorf("meta/sqlite: index message %q: %w", id, err)

@@ -2,13 +2,14 @@ package sqlite
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pullmail/pullmail/meta"
 )
 
-// TestSearchRowsGo: deleting a message, or its user (the foreign key's
+// TestSearchRowsGo: Unindexed uses its partial index; deleting a message, or its user (the foreign key's
 // cascade), leaves no words behind in message_fts, whose rowids
 // message_text gives out again.
 func TestSearchRowsGo(t *testing.T) {
@@ -46,6 +47,24 @@ func TestSearchRowsGo(t *testing.T) {
 	}
 	if n := count(); n != 2 {
 		t.Fatalf("%d rows of words, want 2", n)
+	}
+	// Unindexed walks the partial index, not every message.
+	var plan, detail string
+	var id, parent, unused int
+	rows, err := rawDB(t, path).QueryContext(ctx, `EXPLAIN QUERY PLAN SELECT m.id FROM messages m
+		WHERE m.indexed = 0 AND m.status IN ('sent', 'complete') ORDER BY m.created, m.id LIMIT 10`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan += detail + "; "
+	}
+	rows.Close()
+	if !strings.Contains(plan, "messages_unindexed") {
+		t.Errorf("Unindexed's plan is %q: not the partial index", plan)
 	}
 	if err := s.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, uid, "m2") }); err != nil {
 		t.Fatal(err)

@@ -13,5 +13,7 @@ CREATE TABLE message_text (
 	words          tsvector GENERATED ALWAYS AS (to_tsvector('simple', from_ || ' ' || to_ || ' ' || subject || ' ' || body)) STORED
 );
 CREATE INDEX message_text_words ON message_text USING GIN (words);
--- Unindexed looks for sent and complete messages without a row.
-CREATE INDEX messages_status ON messages (status, created);
+-- indexed is true once IndexMessage has run for the message: Unindexed walks
+-- the partial index of the others (only IndexMessage writes the column).
+ALTER TABLE messages ADD COLUMN indexed boolean NOT NULL DEFAULT false;
+CREATE INDEX messages_unindexed ON messages (created, id) WHERE NOT indexed AND status IN ('sent', 'complete');

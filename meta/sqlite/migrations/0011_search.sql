@@ -12,5 +12,7 @@ CREATE VIRTUAL TABLE message_fts USING fts5(from_, to_, subject, body, tokenize 
 CREATE TRIGGER message_text_deleted AFTER DELETE ON message_text BEGIN
 	DELETE FROM message_fts WHERE rowid = old.docid;
 END;
--- Unindexed looks for sent and complete messages without a row.
-CREATE INDEX messages_status ON messages (status, created);
+-- indexed is 1 once IndexMessage has run for the message: Unindexed walks
+-- the partial index of the others (only IndexMessage writes the column).
+ALTER TABLE messages ADD COLUMN indexed INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX messages_unindexed ON messages (created, id) WHERE indexed = 0 AND status IN ('sent', 'complete');
