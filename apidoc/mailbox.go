@@ -72,6 +72,23 @@ var mailboxOps = []Op{
 		},
 	},
 	{
+		Method:      "GET",
+		Path:        "/api/v1/search",
+		ID:          "searchMessages",
+		Tags:        []string{"messages"},
+		Summary:     "Search the user's messages",
+		Description: "The user's sent and complete messages that match `q` (docs/PROTOCOL.md §8.19), newest first, as summaries, paged as a folder listing is (`limit`, `page`, `next_page`); `cursor` is the empty string. `q` is terms separated by white space: a word or a `\"quoted phrase\"` to find in From, To, Cc, Subject, the text body or an attachment's file name; `from:`, `to:` (To and Cc), `subject:` a term in that field; `has:attachment`; `after:YYYY-MM-DD` (dated on or after that day, UTC), `before:YYYY-MM-DD` (before it); `in:FOLDER` (only that folder; without it, every folder but `trash` and `junk`). A word matches the words it is a prefix of; words are runs of letters and digits, compared lower-cased. Every term must match.",
+		Params: []Param{{Name: "q", In: "query", Description: "The query; empty: every message of the folders searched.", Schema: Schema{"type": "string", "maxLength": mailbox.MaxQueryLen}, Example: `from:alice "tea party" has:attachment`},
+			{Ref: "listLimit"}, {Name: "page", In: "query", Description: "The `next_page` token of the previous page of this search. Opaque.", Schema: Schema{"type": "string"}}},
+		Responses: []Response{
+			{Status: 200, Description: "The matching messages.", Content: []Content{JSON[mailbox.List]()}},
+			{Status: 400, Description: "`bad_query` (the message says what: an unknown `has:`, a bad date, a bad folder name, over 32 terms or 1000 bytes), `bad_folder` (`in:` a folder the user does not have), `bad_limit`, `bad_page`.", Content: errorJSON},
+			{Status: 401, Ref: "Unauthorized"},
+			{Status: 500, Ref: "Internal"},
+			{Status: 503, Ref: "Cancelled"},
+		},
+	},
+	{
 		Method:      "POST",
 		Path:        "/api/v1/messages",
 		ID:          "createDraft",

@@ -241,6 +241,19 @@ func (c *Client) List(ctx context.Context, opt mailbox.ListOptions) (mailbox.Lis
 	return l, c.getJSON(ctx, "/api/v1/messages?"+q.Encode(), &l)
 }
 
+// Search implements mailbox.API.
+func (c *Client) Search(ctx context.Context, opt mailbox.SearchOptions) (mailbox.List, error) {
+	q := url.Values{"q": {opt.Query}}
+	if opt.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opt.Limit))
+	}
+	if opt.Page != "" {
+		q.Set("page", opt.Page)
+	}
+	var l mailbox.List
+	return l, c.getJSON(ctx, "/api/v1/search?"+q.Encode(), &l)
+}
+
 // Get implements mailbox.API.
 func (c *Client) Get(ctx context.Context, id string) (mailbox.Message, error) {
 	var m mailbox.Message

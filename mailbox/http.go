@@ -41,6 +41,7 @@ var Routes = []Route{
 	{"POST", "/api/v1/messages/{id}/move", (*handler).move},
 	{"POST", "/api/v1/messages/{id}/restore", (*handler).restore},
 	{"GET", "/api/v1/folders", (*handler).folders},
+	{"GET", "/api/v1/search", (*handler).search},
 	{"POST", "/api/v1/folders", (*handler).createFolder},
 	{"DELETE", "/api/v1/folders/{name}", (*handler).deleteFolder},
 	{"POST", "/api/v1/messages/{id}/forward", (*handler).forward},
@@ -464,4 +465,25 @@ func (h *handler) deleteFolder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// search answers GET /api/v1/search?q=QUERY[&limit=N][&page=TOKEN] as a
+// listing (§8.19).
+func (h *handler) search(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs.WriteHTTP(w, errs.E(errs.Invalid, "bad_limit", "limit must be a positive integer"))
+			return
+		}
+		limit = n
+	}
+	l, err := h.api.Search(r.Context(), SearchOptions{Query: q.Get("q"), Limit: limit, Page: q.Get("page")})
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
 }

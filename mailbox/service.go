@@ -379,6 +379,11 @@ func (s *Service) Send(ctx context.Context, id string) (Message, error) {
 	s.cfg.Metrics.sent(len(delivered))
 	s.log.Info("sent", "user", p.Address, "msgid", v.MessageID, "local_recipients", len(delivered))
 	rules.flush(s)
+	// The sent copy and the local recipients' are searchable when the send
+	// answers (the indexer would find them soon after, too).
+	if _, err := s.IndexPending(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("search indexing after a send failed", "msgid", v.MessageID, "err", err)
+	}
 	return v, nil
 }
 

@@ -35,6 +35,9 @@ type API interface {
 	// Move moves a message to another folder: archive, junk, requests,
 	// inbox, a folder of the user's own, or trash (the same as Delete).
 	Move(ctx context.Context, id, folder string) (Message, error)
+	// Search lists the user's messages that match a query (ParseQuery),
+	// newest first and paged as a folder listing is.
+	Search(ctx context.Context, opt SearchOptions) (List, error)
 	// Folders lists the user's folders with their counts: the system
 	// folders, then the user's own.
 	Folders(ctx context.Context) (FolderList, error)

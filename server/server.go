@@ -723,6 +723,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	if s.MTA != nil {
 		go s.MTA.Run(gcCtx)
 	}
+	go s.Mailbox.RunIndexer(gcCtx, time.Minute) // search (mailbox/search.go)
 	if s.cfg.SMTP != "" {
 		mx, err := s.startSMTP(tc)
 		if err != nil {
