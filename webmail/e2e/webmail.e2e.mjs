@@ -8,7 +8,8 @@
 // in through the real login page and sends carol@b.test a message with a
 // few MiB attachment; carol, signed in on b.test in another context, sees
 // it arrive without reloading, opens it, downloads the attachment (checked
-// byte for byte with SHA-256), deletes it and undoes that, reads it again
+// byte for byte with SHA-256), finds it by searching as she types, deletes
+// it and undoes that, reads it again
 // offline, archives it, deletes it to trash, restores it, and deletes it for
 // good from trash. Screenshots go
 // to OUT_DIR. Exits non-zero on any failure.
@@ -152,6 +153,22 @@ try {
   const got = createHash('sha256').update(readFileSync(await dl.path())).digest('hex');
   if (got !== want) throw new Error(`downloaded attachment differs: sha256 ${got}, want ${want}`);
   log('attachment byte-identical, sha256', got);
+
+  // Search as you type: a word of the body finds it (the server's index);
+  // a word of no message finds nothing; Escape clears.
+  const search = c.page.getByTestId('search');
+  await search.click();
+  const t0 = Date.now();
+  await search.pressSequentially('came thr', { delay: 30 });
+  const t1 = Date.now();
+  const results = c.page.getByRole('listbox', { name: /^Results for/ });
+  await results.getByRole('option').filter({ hasText: subject }).waitFor({ timeout: TIMEOUT });
+  log(`search as you type: the result ${Date.now() - t1} ms after the last key (${Date.now() - t0} ms after the first; ${150} ms of it the debounce)`);
+  await shot(c.page, '05a-search');
+  await search.fill('zebrafish');
+  await c.page.getByText('Nothing matches “zebrafish”.').waitFor({ timeout: TIMEOUT });
+  await search.press('Escape');
+  await c.page.getByRole('listbox', { name: 'Messages in Inbox' }).waitFor({ timeout: TIMEOUT });
 
   // Delete moves to trash with an Undo; Undo puts it back in the inbox.
   const toast = c.page.getByTestId('toast');

@@ -62,6 +62,9 @@ export class Api implements SyncSource {
   restore = (id: string) => this.send<Message>('POST', `/api/v1/messages/${encodeURIComponent(id)}/restore`);
   move = (id: string, folder: Folder) => this.send<Message>('POST', `/api/v1/messages/${encodeURIComponent(id)}/move`, { folder });
   folders = () => this.json<FolderList>('/api/v1/folders');
+  // search runs a query of §8.19 (one page, newest first).
+  search = (q: string, signal?: AbortSignal) =>
+    this.json<ListPage>(`/api/v1/search?${new URLSearchParams({ q, limit: String(PAGE_LIMIT) })}`, { signal });
   createFolder = (name: string) => this.send<FolderInfo>('POST', '/api/v1/folders', { name });
   async deleteFolder(name: string): Promise<void> {
     await this.fetch(`/api/v1/folders/${encodeURIComponent(name)}`, { method: 'DELETE' });

@@ -20,7 +20,9 @@ const Shell = styled.div<{ $pane: Pane }>`
   grid-template-rows: auto 1fr;
   height: 100%;
   > header { grid-column: 1 / -1; display: flex; align-items: center; gap: 0.75rem; padding: 0.5rem 1rem; border-bottom: 1px solid ${theme.border}; background: ${theme.panel}; }
-  > header h1 { font-size: 1.1rem; margin: 0; flex: 1; }
+  > header h1 { font-size: 1.1rem; margin: 0; }
+  > header .search { flex: 1; min-width: 6rem; max-width: 32rem; }
+  > header .search input { width: 100%; padding: 0.4rem 0.6rem; border: 1px solid ${theme.border}; border-radius: 6px; background: ${theme.bg}; color: ${theme.text}; }
   > nav, > .list, > main { min-height: 0; display: flex; flex-direction: column; }
   > nav { border-right: 1px solid ${theme.border}; padding: 0.75rem; gap: 0.25rem; }
   > .list { border-right: 1px solid ${theme.border}; }
@@ -70,6 +72,9 @@ const ToastBox = styled.div`
 // TOAST_MS is how long an Undo stays offered.
 const TOAST_MS = 10_000;
 
+// SEARCH_DEBOUNCE_MS is how long after the last key a search goes out.
+const SEARCH_DEBOUNCE_MS = 150;
+
 type Toast = { text: string; undo?: () => Promise<void>; key: number };
 
 const Status = styled.span`
@@ -87,9 +92,40 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
   const [compose, setCompose] = useState<ComposeState | null>(null);
   const [pane, setPane] = useState<Pane>('list');
   const [toast, setToast] = useState<Toast | null>(null);
+  // Search as you type (§8.19): the server's index, a moment after the
+  // last key; an answer to an older query is dropped.
+  const [query, setQuery] = useState('');
+  const [found, setFound] = useState<{ q: string; ids: string[]; error?: string } | null>(null);
+  const searchBox = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    const q = query.trim();
+    if (!q) {
+      setFound(null);
+      return;
+    }
+    const abort = new AbortController();
+    const t = setTimeout(async () => {
+      try {
+        const l = await ctl.api.search(q, abort.signal);
+        setFound({ q, ids: l.messages.map((m) => m.id) });
+      } catch (e) {
+        if (!abort.signal.aborted) setFound({ q, ids: [], error: e instanceof Error ? e.message : String(e) });
+      }
+    }, SEARCH_DEBOUNCE_MS);
+    return () => {
+      clearTimeout(t);
+      abort.abort();
+    };
+  }, [query, ctl.api, st.messages]);
   const toastTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
 
-  const list = useMemo(() => folderList(st.messages.values(), folder), [st.messages, folder]);
+  const searching = query.trim() !== '';
+  const list = useMemo(() => {
+    if (!searching) return folderList(st.messages.values(), folder);
+    // The local copies, fresher than the answer: a message moved or
+    // deleted meanwhile shows as it is (the next answer drops it).
+    return (found?.ids ?? []).map((id) => st.messages.get(id)).filter((m): m is Message => m !== undefined);
+  }, [st.messages, folder, searching, found]);
   const unreadIn = useMemo(() => {
     const n = new Map<Folder, number>();
     for (const m of st.messages.values()) if (!m.seen && m.status !== 'sent' && m.status !== 'draft') n.set(m.folder, (n.get(m.folder) ?? 0) + 1);
@@ -234,7 +270,10 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
     function onKey(e: KeyboardEvent) {
       const t = e.target as HTMLElement | null;
       if (e.ctrlKey || e.metaKey || e.altKey || t?.closest('input, textarea, select, [contenteditable]')) return;
-      if (e.key === '#') {
+      if (e.key === '/') {
+        e.preventDefault();
+        searchBox.current?.focus();
+      } else if (e.key === '#') {
         e.preventDefault();
         void remove(current!);
       } else if (e.key === 'e' && current!.folder !== 'archive' && current!.folder !== 'trash' && current!.folder !== 'drafts') {
@@ -253,6 +292,19 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
       <header>
         <Button type="button" className="menu" aria-label="Folders" onClick={() => setPane('folders')}>☰</Button>
         <h1>Pullmail</h1>
+        <search className="search">
+          <input
+            ref={searchBox}
+            type="search"
+            aria-label="Search mail"
+            aria-keyshortcuts="/"
+            placeholder="Search (from: to: subject: has:attachment in:)"
+            value={query}
+            onChange={(e) => setQuery(e.target.value)}
+            onKeyDown={(e) => { if (e.key === 'Escape') setQuery(''); }}
+            data-testid="search"
+          />
+        </search>
         <Status role="status" aria-live="polite" data-testid="sync-status">{statusText}</Status>
         <Muted>{st.me?.address}</Muted>
         <Button type="button" onClick={onSignOut}>Sign out</Button>
@@ -264,7 +316,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
         {folders.map((f) => {
           const n = f === 'trash' || f === 'junk' ? 0 : (unreadIn.get(f) ?? 0);
           return (
-            <FolderButton key={f} type="button" $current={f === folder} aria-current={f === folder ? 'page' : undefined} onClick={() => { setFolder(f); setOpened(null); setPane('list'); }}>
+            <FolderButton key={f} type="button" $current={f === folder} aria-current={f === folder ? 'page' : undefined} onClick={() => { setFolder(f); setQuery(''); setOpened(null); setPane('list'); }}>
               <span>{folderLabel(f)}</span>
               {n > 0 && <span aria-label={`${n} unread`}>{n}</span>}
             </FolderButton>
@@ -275,7 +327,9 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
       </nav>
       <section className="list" aria-label={`${folderLabel(folder)} messages`}>
         {folder === 'trash' && <Muted style={{ padding: '0.5rem 0.9rem', fontSize: '0.85rem' }}>Messages in Trash are deleted for good after {TRASH_DAYS} days.</Muted>}
-        <MessageList folder={folder} messages={list} selected={selected} onSelect={setSelected} onOpen={(id) => void open(id)} />
+        {searching && found?.error && <p role="alert" style={{ padding: '0.5rem 0.9rem', color: theme.danger }}>{found.error}</p>}
+        <MessageList folder={folder} label={searching ? `Results for “${query.trim()}”` : undefined}
+          empty={searching ? (found ? `Nothing matches “${query.trim()}”.` : 'Searching…') : undefined} messages={list} selected={selected} onSelect={setSelected} onOpen={(id) => void open(id)} />
       </section>
       <main>
         <div className="back" style={{ padding: '0.5rem 1rem 0' }}>

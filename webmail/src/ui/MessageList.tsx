@@ -35,13 +35,15 @@ const statusLabel: Record<string, string> = { fetching: 'fetching…', failed: '
 
 interface Props {
   folder: Folder;
+  label?: string; // what the list is, when not a folder (search results)
+  empty?: string; // what an empty list says instead of "No messages in FOLDER."
   messages: Message[];
   selected: string | null;
   onSelect: (id: string) => void;
   onOpen: (id: string) => void;
 }
 
-export function MessageList({ folder, messages, selected, onSelect, onOpen }: Props) {
+export function MessageList({ folder, label: named, empty, messages, selected, onSelect, onOpen }: Props) {
   const ref = useRef<HTMLUListElement>(null);
   const index = Math.max(0, messages.findIndex((m) => m.id === selected));
 
@@ -67,10 +69,10 @@ export function MessageList({ folder, messages, selected, onSelect, onOpen }: Pr
     }
   }
 
-  const label = folderLabel(folder);
-  if (messages.length === 0) return <p style={{ padding: '1rem', color: theme.muted }}>No messages in {label}.</p>;
+  const label = named ?? folderLabel(folder);
+  if (messages.length === 0) return <p style={{ padding: '1rem', color: theme.muted }}>{empty ?? `No messages in ${label}.`}</p>;
   return (
-    <List ref={ref} role="listbox" aria-label={`Messages in ${label}`} onKeyDown={onKey} data-testid="message-list">
+    <List ref={ref} role="listbox" aria-label={named ?? `Messages in ${label}`} onKeyDown={onKey} data-testid="message-list">
       {messages.map((m, i) => {
         // What the user wrote shows whom it went to; what they got, who from.
         const mine = m.status === 'sent' || m.status === 'draft';
