@@ -37,9 +37,14 @@ func ftsQuery(q meta.SearchQuery) string {
 func (r reader) Search(ctx context.Context, userID int64, q meta.SearchQuery) ([]meta.Message, error) {
 	where := []string{"m.user_id = ?"}
 	args := []any{userID}
+	// With words, the FTS5 hits drive the join (CROSS JOIN keeps SQLite to
+	// that order): each hit is two primary-key lookups, and only the hits
+	// are sorted. Without, the user's messages are read.
+	from := `messages m JOIN message_text t ON t.message_id = m.id`
 	if m := ftsQuery(q); m != "" {
-		where = append(where, "t.docid IN (SELECT rowid FROM message_fts WHERE message_fts MATCH ?)")
-		args = append(args, m)
+		from = `message_fts f CROSS JOIN message_text t ON t.docid = f.rowid CROSS JOIN messages m ON m.id = t.message_id`
+		where = append([]string{"message_fts MATCH ?"}, where...)
+		args = append([]any{m}, args...)
 	}
 	if q.Folder != "" {
 		where = append(where, "m.folder = ?")
@@ -68,7 +73,7 @@ func (r reader) Search(ctx context.Context, userID int64, q meta.SearchQuery) ([
 		limit = -1
 	}
 	args = append(args, limit)
-	ms, err := r.messages(ctx, `SELECT `+messageColumns+` FROM messages m JOIN message_text t ON t.message_id = m.id
+	ms, err := r.messages(ctx, `SELECT `+messageColumns+` FROM `+from+`
 		WHERE `+strings.Join(where, " AND ")+`
 		ORDER BY m.date DESC, m.created DESC, m.id DESC LIMIT ?`, args...)
 	if err != nil {
