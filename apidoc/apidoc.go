@@ -43,7 +43,10 @@ func Description(placeholderSchema []byte) (API, error) {
 		return API{}, err
 	}
 	schemas := map[string]Schema{
-		"Folder": {"type": "string", "enum": enum(meta.Inbox, meta.Sent, meta.Drafts)},
+		"SystemFolder": {"description": "The system folders, in the order a client shows them (docs/PROTOCOL.md §8.18).", "type": "string", "enum": enum(meta.Folders...)},
+		"Folder": {"description": "A system folder, or the name of a folder of the user's own (docs/PROTOCOL.md §8.18): 1 to 64 characters, no `/`, no control or format character, no leading or trailing space, no system folder's name in any case.",
+			"anyOf": []any{Ref("SystemFolder"),
+				Schema{"type": "string", "minLength": 1, "maxLength": meta.MaxFolderName, "pattern": "^[^/\\s](?:[^/]*[^/\\s])?$"}}},
 		"Health": {"type": "object", "required": []string{"status"}, "properties": Schema{"status": Schema{"const": "ok"},
 			"node": Schema{"type": "string", "description": "The node that answered, among the domain's nodes (`pullmail serve --node`); /healthz names it."}}},
 		"DraftMessage": draftMessage(),
@@ -75,7 +78,7 @@ func Description(placeholderSchema []byte) (API, error) {
 		Types:   slices.Concat(commonTypes, mailboxTypes, serverTypes, authzTypes, federationTypes),
 		Schemas: schemas,
 		PathParams: map[string]string{
-			"id": "id", "cid": "cid", "upload_id": "uploadId",
+			"id": "id", "cid": "cid", "upload_id": "uploadId", "name": "folderName",
 		},
 		Parameters:    mailboxParameters,
 		Headers:       merge(mailboxHeaders, federationHeaders),

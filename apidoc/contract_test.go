@@ -204,15 +204,20 @@ func TestEventsAndPaging(t *testing.T) {
 	}
 }
 
-// TestFolderEnum: every folder the document names is one meta knows.
+// TestFolderEnum: the document names exactly the folders meta knows.
 func TestFolderEnum(t *testing.T) {
-	folder := obj(obj(obj(loadDoc(t), "components"), "schemas"), "Folder")
-	l, _ := folder["enum"].([]any)
-	if len(l) != 3 {
-		t.Fatalf("Folder enum %v", l)
+	schemas := obj(obj(loadDoc(t), "components"), "schemas")
+	folder := obj(schemas, "Folder")
+	alts, _ := folder["anyOf"].([]any)
+	if first, _ := alts[0].(map[string]any); len(alts) != 2 || first["$ref"] != "#/components/schemas/SystemFolder" {
+		t.Fatalf("Folder is not anyOf the system folders and a user folder's name: %v", folder)
+	}
+	l, _ := obj(schemas, "SystemFolder")["enum"].([]any)
+	if len(l) != len(meta.Folders) {
+		t.Fatalf("Folder enum %v, want %v", l, meta.Folders)
 	}
 	for _, v := range l {
-		if !meta.Folder(v.(string)).Valid() {
+		if !meta.Folder(v.(string)).System() {
 			t.Errorf("Folder enum has %v, which meta.Folder refuses", v)
 		}
 	}

@@ -219,7 +219,7 @@ func sendDraft(ctx context.Context, env *Env, api mailbox.API, id string, rp ret
 	case gerr == nil && m.Folder == "sent":
 		return m, nil
 	case gerr == nil && m.Folder == "drafts":
-		if derr := api.Delete(cctx, id); derr != nil {
+		if derr := api.Purge(cctx, id); derr != nil {
 			fmt.Fprintf(env.Stderr, "pullmail: the draft %s was not sent and is kept: deleting it failed: %s\n", id, oneLine(derr))
 		}
 	case gerr != nil && !errs.Is(gerr, errs.NotFound):
@@ -261,6 +261,16 @@ func newIdempotencyKey() string {
 // Message-ID (with or without angle brackets), preferring the inbox copy
 // when the user has several.
 func resolve(ctx context.Context, api mailbox.API, ref string) (mailbox.Message, error) {
+	return resolveIn(ctx, api, ref, "")
+}
+
+// folderRank orders a user's copies of one Message-ID for resolve: the
+// copy a person most likely means first, trash last.
+var folderRank = map[string]int{"inbox": 0, "archive": 1, "requests": 2, "junk": 3, "sent": 4, "drafts": 5, "trash": 6}
+
+// resolveIn is resolve preferring the copy in folder prefer, when there is
+// one (delete --purge means the trash copy).
+func resolveIn(ctx context.Context, api mailbox.API, ref, prefer string) (mailbox.Message, error) {
 	if !strings.Contains(ref, "@") {
 		return api.Get(ctx, ref)
 	}
@@ -271,10 +281,18 @@ func resolve(ctx context.Context, api mailbox.API, ref string) (mailbox.Message,
 	if len(ms) == 0 {
 		return mailbox.Message{}, errs.E(errs.NotFound, "not_found", "no message %s", ref)
 	}
+	rank := func(m mailbox.Message) int {
+		if m.Folder == prefer {
+			return -1
+		}
+		if r, ok := folderRank[m.Folder]; ok {
+			return r
+		}
+		return len(folderRank)
+	}
 	best := ms[0]
-	rank := map[string]int{"inbox": 0, "sent": 1, "drafts": 2}
 	for _, m := range ms[1:] {
-		if rank[m.Folder] < rank[best.Folder] {
+		if rank(m) < rank(best) {
 			best = m
 		}
 	}
@@ -340,12 +358,14 @@ Addresses may be repeated flags or comma-separated.`,
 		},
 	})
 	register(&command{
-		name: "list", args: "[--folder inbox|sent|drafts] [--limit N] [--json]",
+		name: "list", args: "[--folder NAME] [--limit N] [--json]",
 		short: "list a folder, newest first",
 		long: `Lists a folder, newest first. --json prints an array of message objects with message_id,
-from, to, subject, date, status and attachments (filename, content_id, size), among others.`,
+from, to, subject, date, status and attachments (filename, content_id, size), among others.
+The folders are inbox, drafts, sent, archive, requests, junk and trash (deleted messages,
+kept 30 days: see 'pullmail delete'), and your own ('pullmail folder list').`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			folder := fs.String("folder", "inbox", "inbox, sent or drafts")
+			folder := fs.String("folder", "inbox", "the folder `NAME`: inbox, drafts, sent, archive, requests, junk, trash or one of yours")
 			limit := fs.Int("limit", 0, "at most `N` messages (0: the server's default)")
 			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, env *Env, args []string) error {
@@ -377,6 +397,96 @@ from, to, subject, date, status and attachments (filename, content_id, size), am
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", date, clip(safe(who), 30), clip(safe(m.Subject), 40), safe(m.Status), len(m.Attachments), safe(m.MessageID))
 				}
 				return tw.Flush()
+			}
+		},
+	})
+	register(&command{
+		name: "move", args: "MESSAGE-ID FOLDER [--json]",
+		short: "move a message to another folder",
+		long: `Moves a message to FOLDER: inbox, archive, requests, junk, a folder of yours ('pullmail
+folder add') or trash (the same as 'pullmail delete'). Nothing moves into drafts or sent, and a
+draft moves only to trash.
+MESSAGE-ID is the Message-ID (angle brackets optional) or the message's id from 'list --json'.
+--json prints the moved message.
+
+  pullmail move '<0b8e1c5e-...@a.test>' archive`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			asJSON := fs.Bool("json", false, "print the moved message as JSON")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) != 2 {
+					return usagef("want MESSAGE-ID FOLDER")
+				}
+				api, err := newClient(ctx, env)
+				if err != nil {
+					return err
+				}
+				m, err := resolve(ctx, api, args[0])
+				if err != nil {
+					return err
+				}
+				moved, err := api.Move(ctx, m.ID, args[1])
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					return printJSON(env, moved)
+				}
+				fmt.Fprintf(env.Stdout, "moved %s to %s\n", safe(moved.MessageID), safe(moved.Folder))
+				return nil
+			}
+		},
+	})
+	register(&command{
+		name: "delete", args: "MESSAGE-ID [--purge] [--json]",
+		short: "move a message to trash, or purge it from trash",
+		long: `Moves a message to trash, where it stays 30 days and can be moved back
+('pullmail restore MESSAGE-ID', or Undo in the webmail). With --purge, removes a
+message that is in trash (or a draft) for good; its attachments are then freed unless
+another message names them. MESSAGE-ID is the Message-ID (angle brackets optional) or the
+message's id from 'list --json'. --json prints {"id", "message_id", "folder", "purged"}:
+the folder the message is in now (trash), or "" with purged true.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			purge := fs.Bool("purge", false, "remove the message from trash for good")
+			asJSON := fs.Bool("json", false, "print the result as JSON")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) != 1 {
+					return usagef("want exactly one MESSAGE-ID")
+				}
+				api, err := newClient(ctx, env)
+				if err != nil {
+					return err
+				}
+				prefer := ""
+				if *purge {
+					prefer = "trash"
+				}
+				m, err := resolveIn(ctx, api, args[0], prefer)
+				if err != nil {
+					return err
+				}
+				out := struct {
+					ID        string `json:"id"`
+					MessageID string `json:"message_id"`
+					Folder    string `json:"folder"`
+					Purged    bool   `json:"purged"`
+				}{ID: m.ID, MessageID: m.MessageID}
+				if *purge {
+					err, out.Purged = api.Purge(ctx, m.ID), true
+				} else {
+					err, out.Folder = api.Delete(ctx, m.ID), "trash"
+				}
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					return printJSON(env, out)
+				}
+				if *purge {
+					fmt.Fprintf(env.Stdout, "purged %s\n", safe(m.MessageID))
+				} else {
+					fmt.Fprintf(env.Stdout, "moved %s to trash (kept 30 days; --purge removes it now)\n", safe(m.MessageID))
+				}
+				return nil
 			}
 		},
 	})

@@ -158,6 +158,50 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	return c.do(req, nil)
 }
 
+// Purge implements mailbox.API.
+func (c *Client) Purge(ctx context.Context, id string) error {
+	req, err := c.request(ctx, http.MethodDelete, "/api/v1/messages/"+url.PathEscape(id)+"?purge=true", nil)
+	if err != nil {
+		return err
+	}
+	return c.do(req, nil)
+}
+
+// Restore implements mailbox.API.
+func (c *Client) Restore(ctx context.Context, id string) (mailbox.Message, error) {
+	var m mailbox.Message
+	return m, c.sendJSON(ctx, http.MethodPost, "/api/v1/messages/"+url.PathEscape(id)+"/restore", nil, &m)
+}
+
+// Move implements mailbox.API.
+func (c *Client) Move(ctx context.Context, id, folder string) (mailbox.Message, error) {
+	var m mailbox.Message
+	body, _ := json.Marshal(mailbox.Move{Folder: folder})
+	return m, c.sendJSON(ctx, http.MethodPost, "/api/v1/messages/"+url.PathEscape(id)+"/move", body, &m)
+}
+
+// Folders implements mailbox.API.
+func (c *Client) Folders(ctx context.Context) (mailbox.FolderList, error) {
+	var fl mailbox.FolderList
+	return fl, c.getJSON(ctx, "/api/v1/folders", &fl)
+}
+
+// CreateFolder implements mailbox.API.
+func (c *Client) CreateFolder(ctx context.Context, name string) (mailbox.FolderInfo, error) {
+	var f mailbox.FolderInfo
+	body, _ := json.Marshal(mailbox.NewFolder{Name: name})
+	return f, c.sendJSON(ctx, http.MethodPost, "/api/v1/folders", body, &f)
+}
+
+// DeleteFolder implements mailbox.API.
+func (c *Client) DeleteFolder(ctx context.Context, name string) error {
+	req, err := c.request(ctx, http.MethodDelete, "/api/v1/folders/"+url.PathEscape(name), nil)
+	if err != nil {
+		return err
+	}
+	return c.do(req, nil)
+}
+
 // Send implements mailbox.API. An Idempotency-Key in ctx
 // (mailbox.WithIdempotencyKey) goes as the header, so that the caller may
 // repeat a send whose answer it did not get: the server answers the
@@ -195,6 +239,19 @@ func (c *Client) List(ctx context.Context, opt mailbox.ListOptions) (mailbox.Lis
 	}
 	var l mailbox.List
 	return l, c.getJSON(ctx, "/api/v1/messages?"+q.Encode(), &l)
+}
+
+// Search implements mailbox.API.
+func (c *Client) Search(ctx context.Context, opt mailbox.SearchOptions) (mailbox.List, error) {
+	q := url.Values{"q": {opt.Query}}
+	if opt.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opt.Limit))
+	}
+	if opt.Page != "" {
+		q.Set("page", opt.Page)
+	}
+	var l mailbox.List
+	return l, c.getJSON(ctx, "/api/v1/search?"+q.Encode(), &l)
 }
 
 // Get implements mailbox.API.

@@ -39,13 +39,14 @@ const (
 type Hub struct {
 	mu     sync.Mutex
 	subs   map[int64]map[chan struct{}]struct{}
+	all    map[chan struct{}]struct{} // woken by every Publish (subscribeAll)
 	closed chan struct{}
 	once   sync.Once
 }
 
 // NewHub returns an open hub.
 func NewHub() *Hub {
-	return &Hub{subs: map[int64]map[chan struct{}]struct{}{}, closed: make(chan struct{})}
+	return &Hub{subs: map[int64]map[chan struct{}]struct{}{}, all: map[chan struct{}]struct{}{}, closed: make(chan struct{})}
 }
 
 // Publish wakes the streams of the users. It never blocks: a stream that
@@ -54,6 +55,12 @@ func NewHub() *Hub {
 func (h *Hub) Publish(users []int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for ch := range h.all {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 	for _, u := range users {
 		for ch := range h.subs[u] {
 			select {
@@ -61,6 +68,20 @@ func (h *Hub) Publish(users []int64) {
 			default:
 			}
 		}
+	}
+}
+
+// subscribeAll returns a channel woken (without blocking Publish) after any
+// user's commit, and its unsubscribe: the search indexer's wake-up.
+func (h *Hub) subscribeAll() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	h.all[ch] = struct{}{}
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		delete(h.all, ch)
+		h.mu.Unlock()
 	}
 }
 

@@ -38,6 +38,12 @@ var Routes = []Route{
 	{"PATCH", "/api/v1/messages/{id}", (*handler).patch},
 	{"DELETE", "/api/v1/messages/{id}", (*handler).delete},
 	{"POST", "/api/v1/messages/{id}/send", (*handler).send},
+	{"POST", "/api/v1/messages/{id}/move", (*handler).move},
+	{"POST", "/api/v1/messages/{id}/restore", (*handler).restore},
+	{"GET", "/api/v1/folders", (*handler).folders},
+	{"GET", "/api/v1/search", (*handler).search},
+	{"POST", "/api/v1/folders", (*handler).createFolder},
+	{"DELETE", "/api/v1/folders/{name}", (*handler).deleteFolder},
 	{"POST", "/api/v1/messages/{id}/forward", (*handler).forward},
 	{"GET", "/api/v1/forwarding", (*handler).autoForward},
 	{"PUT", "/api/v1/forwarding", (*handler).setAutoForward},
@@ -282,8 +288,19 @@ func decodeJSON(data []byte, v any) error {
 	return nil
 }
 
+// delete moves the message to trash; with purge=true it removes a message
+// in trash (or a draft) for good.
 func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
-	if err := h.api.Delete(r.Context(), r.PathValue("id")); err != nil {
+	del := h.api.Delete
+	switch r.URL.Query().Get("purge") {
+	case "", "false":
+	case "true":
+		del = h.api.Purge
+	default:
+		errs.WriteHTTP(w, errs.E(errs.Invalid, "bad_purge", "purge must be true or false"))
+		return
+	}
+	if err := del(r.Context(), r.PathValue("id")); err != nil {
 		errs.WriteHTTP(w, err)
 		return
 	}
@@ -385,3 +402,88 @@ func (h *handler) raw(w http.ResponseWriter, r *http.Request) {
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+func (h *handler) move(w http.ResponseWriter, r *http.Request) {
+	doc, err := readDoc(w, r)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	var mv Move
+	if err := decodeBody(doc, &mv, `the body must be {"folder": "NAME"}`, "folder"); err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	m, err := h.api.Move(r.Context(), r.PathValue("id"), mv.Folder)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (h *handler) restore(w http.ResponseWriter, r *http.Request) {
+	m, err := h.api.Restore(r.Context(), r.PathValue("id"))
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (h *handler) folders(w http.ResponseWriter, r *http.Request) {
+	fl, err := h.api.Folders(r.Context())
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, fl)
+}
+
+func (h *handler) createFolder(w http.ResponseWriter, r *http.Request) {
+	doc, err := readDoc(w, r)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	var nf NewFolder
+	if err := decodeBody(doc, &nf, `the body must be {"name": "NAME"}`, "name"); err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	f, err := h.api.CreateFolder(r.Context(), nf.Name)
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, f)
+}
+
+func (h *handler) deleteFolder(w http.ResponseWriter, r *http.Request) {
+	if err := h.api.DeleteFolder(r.Context(), r.PathValue("name")); err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// search answers GET /api/v1/search?q=QUERY[&limit=N][&page=TOKEN] as a
+// listing (§8.19).
+func (h *handler) search(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs.WriteHTTP(w, errs.E(errs.Invalid, "bad_limit", "limit must be a positive integer"))
+			return
+		}
+		limit = n
+	}
+	l, err := h.api.Search(r.Context(), SearchOptions{Query: q.Get("q"), Limit: limit, Page: q.Get("page")})
+	if err != nil {
+		errs.WriteHTTP(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
+}

@@ -403,8 +403,16 @@ func TestSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch3, err := bob.Changes(ctx, ch2.Cursor, 0)
-	if err != nil || len(ch3.Changes) != 1 || ch3.Changes[0].Kind != "deleted" || ch3.Changes[0].Message != nil {
-		t.Fatalf("delete: %v %+v", err, ch3)
+	if err != nil || len(ch3.Changes) != 2 || ch3.Changes[0].Kind != "deleted" || ch3.Changes[0].Message != nil ||
+		ch3.Changes[1].Folder != "trash" || ch3.Changes[1].Kind != "created" || ch3.Changes[1].Message == nil {
+		t.Fatalf("delete (to trash): %v %+v", err, ch3)
+	}
+	if err := bob.Purge(ctx, ch2.Changes[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	ch4, err := bob.Changes(ctx, ch3.Cursor, 0)
+	if err != nil || len(ch4.Changes) != 1 || ch4.Changes[0].Kind != "deleted" || ch4.Changes[0].Folder != "trash" {
+		t.Fatalf("purge: %v %+v", err, ch4)
 	}
 	_, err = bob.Changes(ctx, "999999999", 0)
 	wantCode(t, err, "resync_required")

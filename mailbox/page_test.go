@@ -17,6 +17,7 @@ func TestPageToken(t *testing.T) {
 		{meta.Inbox, meta.ListKey{Date: now, Created: now.Add(time.Second), ID: "mabc"}},
 		{meta.Drafts, meta.ListKey{Created: now, ID: "m:with:colons"}},
 		{meta.Sent, meta.ListKey{Date: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), Created: now, ID: "x"}},
+		{"Re: trips + 100%", meta.ListKey{Date: now, Created: now, ID: "m:1"}},
 	} {
 		tok := encodePage(tc.folder, tc.key)
 		f, k, err := decodePage(tok)
@@ -25,7 +26,7 @@ func TestPageToken(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "!!", "cDE6aW5ib3g6MTox", // p1:inbox:1:1 (no id)
-		encodeRaw("p2:inbox:1:1:m"), encodeRaw("p1:spam:1:1:m"), encodeRaw("p1:inbox:01:1:m"), encodeRaw("p1:inbox:1:+1:m"),
+		encodeRaw("p2:inbox:1:1:m"), encodeRaw("p1:a/b:1:1:m"), encodeRaw("p1:Re%3a:1:1:m"), encodeRaw("p1:%41:1:1:m"), encodeRaw("p1:inbox:01:1:m"), encodeRaw("p1:inbox:1:+1:m"),
 		encodeRaw("p1:inbox:x:1:m"), encodeRaw("p1:inbox:1:1:"), encodeRaw("p1:inbox:1:1:m") + "=",
 	} {
 		if _, _, err := decodePage(bad); err == nil {
@@ -39,6 +40,7 @@ func encodeRaw(s string) string { return b64(s) }
 func FuzzPageToken(f *testing.F) {
 	f.Add(encodePage(meta.Inbox, meta.ListKey{Date: time.Unix(5, 6), Created: time.Unix(7, 8), ID: "mid"}))
 	f.Add(b64("p1:drafts:0:1:m"))
+	f.Add(encodePage("Re: x", meta.ListKey{Created: time.Unix(7, 8), ID: "m"}))
 	f.Add("not base64")
 	f.Fuzz(func(t *testing.T, tok string) {
 		folder, key, err := decodePage(tok)

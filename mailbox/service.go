@@ -291,16 +291,6 @@ func (s *Service) UpdateDraft(ctx context.Context, id string, doc json.RawMessag
 	return s.view(row, true), nil
 }
 
-// Delete implements API.
-func (s *Service) Delete(ctx context.Context, id string) error {
-	p, err := auth.Must(ctx)
-	if err != nil {
-		return err
-	}
-	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, p.UserID, id) })
-	return storeErr(err, "deleting the message failed")
-}
-
 // SetSeen implements API.
 func (s *Service) SetSeen(ctx context.Context, id string, seen bool) (Message, error) {
 	p, err := auth.Must(ctx)
@@ -389,6 +379,11 @@ func (s *Service) Send(ctx context.Context, id string) (Message, error) {
 	s.cfg.Metrics.sent(len(delivered))
 	s.log.Info("sent", "user", p.Address, "msgid", v.MessageID, "local_recipients", len(delivered))
 	rules.flush(s)
+	// The sent copy and the local recipients' are searchable when the send
+	// answers (the indexer would find them soon after, too).
+	if _, err := s.IndexPending(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("search indexing after a send failed", "msgid", v.MessageID, "err", err)
+	}
 	return v, nil
 }
 
@@ -687,7 +682,7 @@ func (s *Service) List(ctx context.Context, opt ListOptions) (List, error) {
 		folder = meta.Inbox
 	}
 	if !folder.Valid() {
-		return List{}, errs.E(errs.Invalid, "bad_folder", "no folder %q: use inbox, sent or drafts", opt.Folder)
+		return List{}, errs.E(errs.Invalid, "bad_folder", "no folder %q: use inbox, drafts, sent, archive, requests, junk, trash or a folder of yours", opt.Folder)
 	}
 	limit := opt.Limit
 	if limit <= 0 || limit > 1000 {
@@ -704,6 +699,9 @@ func (s *Service) List(ctx context.Context, opt ListOptions) (List, error) {
 	var rows []meta.Message
 	var cursor int64
 	err = s.cfg.Meta.View(ctx, func(r meta.Reader) error {
+		if err := mustHaveFolder(ctx, r, p.UserID, folder); err != nil {
+			return err
+		}
 		if cursor, err = r.Cursor(ctx); err != nil {
 			return err
 		}

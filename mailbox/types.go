@@ -24,8 +24,27 @@ type API interface {
 	CreateDraft(ctx context.Context, doc json.RawMessage) (Message, error)
 	// UpdateDraft replaces a draft's document; sent messages are immutable.
 	UpdateDraft(ctx context.Context, id string, doc json.RawMessage) (Message, error)
-	// Delete removes a message of any folder from the user's mailbox.
+	// Delete moves a message of any folder to trash, where it stays for
+	// meta.TrashRetention unless restored (docs/PROTOCOL.md §8.18).
 	Delete(ctx context.Context, id string) error
+	// Purge removes a message in trash, or a draft, for good.
+	Purge(ctx context.Context, id string) error
+	// Restore moves a message in trash back to the folder it was deleted
+	// from.
+	Restore(ctx context.Context, id string) (Message, error)
+	// Move moves a message to another folder: archive, junk, requests,
+	// inbox, a folder of the user's own, or trash (the same as Delete).
+	Move(ctx context.Context, id, folder string) (Message, error)
+	// Search lists the user's messages that match a query (ParseQuery),
+	// newest first and paged as a folder listing is.
+	Search(ctx context.Context, opt SearchOptions) (List, error)
+	// Folders lists the user's folders with their counts: the system
+	// folders, then the user's own.
+	Folders(ctx context.Context) (FolderList, error)
+	// CreateFolder adds a folder of the user's own (meta.UserFolderName).
+	CreateFolder(ctx context.Context, name string) (FolderInfo, error)
+	// DeleteFolder removes an empty folder of the user's own.
+	DeleteFolder(ctx context.Context, name string) error
 	// Send sends a draft: it becomes immutable and moves to sent, and every
 	// local recipient gets a copy in their inbox, all in one commit.
 	Send(ctx context.Context, id string) (Message, error)
@@ -145,7 +164,7 @@ type Message struct {
 
 // ListOptions selects a folder.
 type ListOptions struct {
-	Folder string // inbox (default), sent or drafts
+	Folder string // inbox (default) or any folder of meta.Folders
 	Limit  int    // <= 0: the server's default (1000)
 	Page   string // a List.NextPage: the page after it; "": the newest
 }

@@ -17,7 +17,12 @@ package meta
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pullmail/pullmail/resource"
 )
@@ -36,14 +41,68 @@ var ErrCursorGone = errors.New("meta: cursor too old")
 // Folder is one of a user's message folders.
 type Folder string
 
+// The system folders. Archive, Junk and Requests hold what the user (or,
+// later, pollution control) moved there; Trash holds deleted messages for
+// TrashRetention, each with the folder it came from (Message.TrashedFrom)
+// so that a restore puts it back.
 const (
-	Inbox  Folder = "inbox"
-	Sent   Folder = "sent"
-	Drafts Folder = "drafts"
+	Inbox    Folder = "inbox"
+	Sent     Folder = "sent"
+	Drafts   Folder = "drafts"
+	Archive  Folder = "archive"
+	Trash    Folder = "trash"
+	Junk     Folder = "junk"
+	Requests Folder = "requests"
 )
 
-// Valid reports whether f is a known folder.
-func (f Folder) Valid() bool { return f == Inbox || f == Sent || f == Drafts }
+// Folders lists the system folders in the order a client shows them.
+var Folders = []Folder{Inbox, Drafts, Sent, Archive, Requests, Junk, Trash}
+
+// TrashRetention is how long a message stays in Trash before the server
+// purges it for good.
+const TrashRetention = 30 * 24 * time.Hour
+
+// System reports whether f is one of the system folders (Folders).
+func (f Folder) System() bool { return slices.Contains(Folders, f) }
+
+// MaxFolderName is the longest user folder name, in characters.
+const MaxFolderName = 64
+
+// Valid reports whether f can name a folder: a system folder, or a user
+// folder name (UserFolderName). Whether the user has that folder is the
+// mailbox's to check; the store keeps any valid name.
+func (f Folder) Valid() bool { return f.System() || UserFolderName(string(f)) == nil }
+
+// UserFolderName checks a name for a folder of the user's own: 1 to
+// MaxFolderName characters of valid UTF-8, no control or format characters
+// (a bidi override would disguise it), no '/' (kept for nesting), no
+// leading or trailing space, and no system folder's name in any case
+// ("Inbox" would be confused with inbox). The error says which rule.
+func UserFolderName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("a folder name is not empty")
+	case !utf8.ValidString(name):
+		return errors.New("a folder name is UTF-8")
+	case utf8.RuneCountInString(name) > MaxFolderName:
+		return fmt.Errorf("a folder name has at most %d characters", MaxFolderName)
+	case strings.TrimSpace(name) != name:
+		return errors.New("a folder name neither starts nor ends with a space")
+	case strings.ContainsRune(name, '/'):
+		return errors.New("a folder name has no '/'")
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return fmt.Errorf("a folder name has no control or format character (%U)", r)
+		}
+	}
+	for _, f := range Folders {
+		if strings.EqualFold(name, string(f)) {
+			return fmt.Errorf("%q is a system folder's name", name)
+		}
+	}
+	return nil
+}
 
 // Status is where a message is in its life.
 type Status string
@@ -100,6 +159,11 @@ type Message struct {
 	Updated      time.Time
 	Placeholder  []byte // the Placeholder Message JSON of this copy
 	Refs         []Ref  // resources the placeholder names, each once
+	// TrashedFrom and Trashed are set while the message is in Trash: the
+	// folder it was deleted from (where a restore puts it back) and when
+	// (the server purges it TrashRetention later). Empty and zero elsewhere.
+	TrashedFrom Folder
+	Trashed     time.Time
 }
 
 // ChangeKind says what happened to a message.
@@ -233,6 +297,13 @@ type ListOptions struct {
 	After *ListKey
 }
 
+// FolderCount is how many messages a folder holds, and how many of them
+// are unseen.
+type FolderCount struct {
+	Total  int
+	Unseen int
+}
+
 // ListKey is a message's position in a folder listing: the listing is
 // ordered by Date, then Created, then ID, all descending.
 type ListKey struct {
@@ -319,6 +390,20 @@ type MailboxReader interface {
 	// ID, so that the order is total), without Placeholder bodies loaded
 	// only if the implementation chooses; callers must not rely on either.
 	Messages(ctx context.Context, userID int64, opt ListOptions) ([]Message, error)
+	// FolderCounts counts the user's messages, and the unseen ones, in
+	// each folder that holds any (a folder not in the map is empty).
+	FolderCounts(ctx context.Context, userID int64) (map[Folder]FolderCount, error)
+	// TrashedBefore returns messages of every user that are in Trash and
+	// were trashed before t, oldest trashed first, at most limit (<= 0:
+	// all): the server's trash sweep purges them.
+	TrashedBefore(ctx context.Context, t time.Time, limit int) ([]Message, error)
+	// Search returns the user's indexed messages (IndexMessage) that match
+	// q, in listing order (Messages), at most q.Limit after q.Page.
+	Search(ctx context.Context, userID int64, q SearchQuery) ([]Message, error)
+	// Unindexed returns messages of every user that are sent or complete
+	// and not in the search index, oldest created first, at most limit:
+	// the mailbox's indexer reads their text bodies and indexes them.
+	Unindexed(ctx context.Context, limit int) ([]Message, error)
 
 	// Holds reports whether the user may use the resource in a new
 	// message: they uploaded it (and the upload has not expired) or a
@@ -367,6 +452,11 @@ type MailboxWriter interface {
 	// DeleteMessage removes it (ErrNotFound if not the user's) and logs a
 	// Deleted change.
 	DeleteMessage(ctx context.Context, userID int64, id string) error
+	// IndexMessage puts (or replaces) the message's entry in the search
+	// index; ErrNotFound if it is not the user's. Deleting the message
+	// removes its entry. The text is read before the transaction, never
+	// in it (no file I/O inside a transaction).
+	IndexMessage(ctx context.Context, userID int64, id string, doc SearchDoc) error
 }
 
 // AuthReader reads the authorization server's state: clients, grants and

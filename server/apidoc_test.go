@@ -70,6 +70,7 @@ func TestDocumentedRoutesServed(t *testing.T) {
 		"id":        "mnonexistent",
 		"cid":       string(resource.IDOf([]byte("probe"))),
 		"upload_id": "u" + strings.Repeat("a", 24),
+		"name":      "No such folder",
 	}
 	for path, item := range doc.Paths {
 		concrete := pathWildcard.ReplaceAllStringFunc(path, func(w string) string {

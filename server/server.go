@@ -731,6 +731,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	if s.MTA != nil {
 		go s.MTA.Run(gcCtx)
 	}
+	go s.Mailbox.RunIndexer(gcCtx, time.Minute) // search (mailbox/search.go)
 	if s.cfg.SMTP != "" {
 		mx, err := s.startSMTP(tc)
 		if err != nil {
@@ -784,6 +785,12 @@ func (s *Server) collectLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			// The sweep first: what it purges is garbage at once.
+			if n, err := s.Mailbox.SweepTrash(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("trash sweep failed", "err", err)
+			} else if n > 0 {
+				s.log.Info("trash swept", "purged", n)
+			}
 			if _, err := s.Mailbox.CollectGarbage(ctx, s.cfg.GCGrace); err != nil && ctx.Err() == nil {
 				s.log.Error("garbage collection failed", "err", err)
 			}

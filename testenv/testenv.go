@@ -38,6 +38,10 @@ type Options struct {
 	EncryptAtRest bool
 	MaxUpload     int64
 	Clock         func() time.Time
+	// GCInterval > 0 runs the server's collector (the trash sweep, then
+	// garbage collection) that often; by default it does not run, so that
+	// tests decide when to collect.
+	GCInterval time.Duration
 	// DeviceInterval is the device grant's polling interval (default 5s).
 	DeviceInterval time.Duration
 	Dir            string // default t.TempDir()
@@ -101,6 +105,9 @@ func Start(t testing.TB, name string, opt Options) *Domain {
 			c.EncryptAtRest, c.MaxUpload, c.Clock = opt.EncryptAtRest, opt.MaxUpload, opt.Clock
 			c.GCInterval, c.DeviceInterval = -1, opt.DeviceInterval
 			c.MetaURL, c.ResourcesURL = opt.MetaURL, opt.ResourcesURL
+			if opt.GCInterval > 0 {
+				c.GCInterval = opt.GCInterval
+			}
 		}})
 	if err != nil {
 		t.Fatalf("starting %s: %v", name, err)

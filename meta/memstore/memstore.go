@@ -99,8 +99,9 @@ type state struct {
 	uploads      map[uploadKey]upload
 	messages     map[string]meta.Message
 	envelopes    map[string][]byte
-	changes      []change // by Seq
-	seq          int64    // the highest Seq given
+	index        map[string]indexDoc // by message ID: the search index
+	changes      []change            // by Seq
+	seq          int64               // the highest Seq given
 	clients      map[string]meta.Client
 	grants       map[string]meta.Grant // by string(hash)
 	families     map[string]time.Time  // revoked, until
@@ -226,6 +227,105 @@ func (r reader) Envelope(_ context.Context, userID int64, id string) ([]byte, er
 // descending.
 func listOrder(a, b meta.ListKey) int {
 	return -cmp.Or(a.Date.Compare(b.Date), a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
+}
+
+func (r reader) FolderCounts(_ context.Context, userID int64) (map[meta.Folder]meta.FolderCount, error) {
+	out := map[meta.Folder]meta.FolderCount{}
+	for _, m := range r.st().messages {
+		if m.UserID != userID {
+			continue
+		}
+		c := out[m.Folder]
+		c.Total++
+		if !m.Seen {
+			c.Unseen++
+		}
+		out[m.Folder] = c
+	}
+	return out, nil
+}
+
+func (r reader) TrashedBefore(_ context.Context, t time.Time, limit int) ([]meta.Message, error) {
+	var ms []meta.Message
+	for _, m := range r.st().messages {
+		if m.Folder == meta.Trash && !m.Trashed.IsZero() && m.Trashed.Before(t) {
+			ms = append(ms, m)
+		}
+	}
+	slices.SortFunc(ms, func(a, b meta.Message) int {
+		return cmp.Or(a.Trashed.Compare(b.Trashed), strings.Compare(a.ID, b.ID))
+	})
+	if limit > 0 && len(ms) > limit {
+		ms = ms[:limit]
+	}
+	for i := range ms {
+		ms[i] = cloneMessage(ms[i])
+	}
+	return ms, nil
+}
+
+// indexDoc is a message's search entry, as words (meta.SearchWords).
+type indexDoc struct {
+	from, to, subject, body []string
+	attachment              bool
+}
+
+// matches reports whether d holds every phrase of q (meta.MatchPhrase).
+func (d indexDoc) matches(q meta.SearchQuery) bool {
+	all := func(words []string, phrases [][]string) bool {
+		for _, p := range phrases {
+			if !meta.MatchPhrase(words, p) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, p := range q.Words {
+		if !meta.MatchPhrase(d.from, p) && !meta.MatchPhrase(d.to, p) && !meta.MatchPhrase(d.subject, p) && !meta.MatchPhrase(d.body, p) {
+			return false
+		}
+	}
+	return all(d.from, q.From) && all(d.to, q.To) && all(d.subject, q.Subject) && (!q.HasAttachment || d.attachment)
+}
+
+func (r reader) Search(_ context.Context, userID int64, q meta.SearchQuery) ([]meta.Message, error) {
+	st := r.st()
+	var ms []meta.Message
+	for id, d := range st.index {
+		m := st.messages[id]
+		if m.UserID != userID || !q.Searched(m.Folder) || !d.matches(q) ||
+			!q.Since.IsZero() && m.Date.Before(q.Since) || !q.Until.IsZero() && !m.Date.Before(q.Until) ||
+			q.Page != nil && listOrder(meta.KeyOf(m), *q.Page) <= 0 {
+			continue
+		}
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(a, b meta.Message) int { return listOrder(meta.KeyOf(a), meta.KeyOf(b)) })
+	if q.Limit > 0 && len(ms) > q.Limit {
+		ms = ms[:q.Limit]
+	}
+	for i := range ms {
+		ms[i] = cloneMessage(ms[i])
+	}
+	return ms, nil
+}
+
+func (r reader) Unindexed(_ context.Context, limit int) ([]meta.Message, error) {
+	st := r.st()
+	var ms []meta.Message
+	for id, m := range st.messages {
+		if _, ok := st.index[id]; !ok && (m.Status == meta.StatusSent || m.Status == meta.StatusComplete) {
+			ms = append(ms, m)
+		}
+	}
+	slices.SortFunc(ms, func(a, b meta.Message) int { return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID)) })
+	if limit > 0 && len(ms) > limit {
+		ms = ms[:limit]
+	}
+	for i := range ms {
+		ms[i] = cloneMessage(ms[i])
+	}
+	return ms, nil
 }
 
 func (r reader) Messages(_ context.Context, userID int64, opt meta.ListOptions) ([]meta.Message, error) {
@@ -526,9 +626,11 @@ func (t *txn) DeleteUser(_ context.Context, userID int64) error {
 	maps.DeleteFunc(own(t.owned, &t.st.idempotency), func(k userKey, _ meta.Idempotency) bool { return k.user == userID })
 	maps.DeleteFunc(own(t.owned, &t.st.grants), func(_ string, g meta.Grant) bool { return g.UserID == userID })
 	envelopes := own(t.owned, &t.st.envelopes)
+	index := own(t.owned, &t.st.index)
 	maps.DeleteFunc(own(t.owned, &t.st.messages), func(id string, m meta.Message) bool {
 		if m.UserID == userID {
 			delete(envelopes, id)
+			delete(index, id)
 			return true
 		}
 		return false
@@ -654,7 +756,22 @@ func (t *txn) DeleteMessage(_ context.Context, userID int64, id string) error {
 	}
 	delete(own(t.owned, &t.st.messages), id)
 	delete(own(t.owned, &t.st.envelopes), id)
+	delete(own(t.owned, &t.st.index), id)
 	t.logChange(userID, id, m.Folder, meta.Deleted)
+	return nil
+}
+
+func (t *txn) IndexMessage(_ context.Context, userID int64, id string, doc meta.SearchDoc) error {
+	m, ok := t.st.messages[id]
+	if !ok || m.UserID != userID {
+		return notFound(fmt.Sprintf("message %q of user %d", id, userID))
+	}
+	body := doc.Body
+	if len(body) > meta.MaxSearchBody {
+		body = body[:meta.MaxSearchBody]
+	}
+	own(t.owned, &t.st.index)[id] = indexDoc{from: meta.SearchWords(doc.From), to: meta.SearchWords(doc.To),
+		subject: meta.SearchWords(doc.Subject), body: meta.SearchWords(body), attachment: doc.HasAttachment}
 	return nil
 }
 

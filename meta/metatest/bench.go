@@ -137,3 +137,73 @@ func parallel(b *testing.B, g int, fn func(w int) error) {
 		b.Fatal(first)
 	}
 }
+
+// BenchSearch measures Search in one user's mailbox of 10,000 indexed
+// messages, each with a 100-word body drawn from a 5,000-word vocabulary
+// (docs/BENCHMARKS.md): a word in a few messages, a word in about 2% of
+// them (a page of 50 of its ~200), a two-word prefix phrase, and a word with from: and has:attachment,
+// each answering its first page of 50. open must return a new, empty
+// store; BenchSearch closes it.
+func BenchSearch(b *testing.B, open func(b *testing.B) meta.Store) {
+	s := open(b)
+	defer s.Close()
+	ctx := context.Background()
+	u := benchUsers(b, s, 1)[0]
+	const n, vocab, words = 10000, 5000, 100
+	word := func(i int) string { return fmt.Sprintf("w%dx", i) }
+	rng := uint64(1)
+	next := func() int { rng = rng*6364136223846793005 + 1442695040888963407; return int(rng>>33) % vocab }
+	for start := 0; start < n; start += 500 {
+		err := s.Update(ctx, func(tx meta.Tx) error {
+			for i := start; i < start+500; i++ {
+				id := fmt.Sprintf("s%05d", i)
+				if err := tx.InsertMessage(ctx, message(u.ID, id, meta.Inbox, day(1).Add(time.Duration(i)*time.Minute))); err != nil {
+					return err
+				}
+				var body []byte
+				for range words {
+					body = append(body, word(next())...)
+					body = append(body, ' ')
+				}
+				if i%1000 == 0 {
+					body = append(body, "rarely"...) // in 10 messages
+				}
+				doc := meta.SearchDoc{From: fmt.Sprintf("Sender %d <s%d@example.org>", i%50, i%50), To: "bench@example.org",
+					Subject: "Subject " + word(next()) + " " + word(next()), Body: string(body), HasAttachment: i%10 == 0}
+				if err := tx.IndexMessage(ctx, u.ID, id, doc); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	// A store with planner statistics refreshes them, as it would by
+	// itself some time after such a load (PostgreSQL's autovacuum).
+	if a, ok := s.(interface{ Analyze(context.Context) error }); ok {
+		if err := a.Analyze(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w := meta.SearchWords
+	for _, c := range []struct {
+		name string
+		q    meta.SearchQuery
+	}{
+		{"RareWord", meta.SearchQuery{Words: [][]string{w("rarely")}}},
+		{"CommonWord", meta.SearchQuery{Words: [][]string{w(word(17))}}},
+		{"PrefixPhrase", meta.SearchQuery{Words: [][]string{w("w17x w2")}}},
+		{"FromHasAttachment", meta.SearchQuery{From: [][]string{w("s7")}, HasAttachment: true, Words: [][]string{w(word(17))}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			c.q.Limit = 50
+			for b.Loop() {
+				if _, err := s.Search(ctx, u.ID, c.q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -43,6 +44,9 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"MessagesPerUser", testMessagesPerUser},
 		{"List", testList},
 		{"UpdateMessage", testUpdateMessage},
+		{"Trash", testTrash},
+		{"FolderCounts", testFolderCounts},
+		{"Search", testSearch},
 		{"Refs", testRefs},
 		{"PruneUploads", testPruneUploads},
 		{"Changes", testChanges},
@@ -201,6 +205,12 @@ func checkMessage(t *testing.T, got, want meta.Message) {
 	}
 	if !bytes.Equal(got.Placeholder, want.Placeholder) {
 		diff("Placeholder", string(got.Placeholder), string(want.Placeholder))
+	}
+	if got.TrashedFrom != want.TrashedFrom {
+		diff("TrashedFrom", got.TrashedFrom, want.TrashedFrom)
+	}
+	if !got.Trashed.Equal(want.Trashed) {
+		diff("Trashed", got.Trashed, want.Trashed)
 	}
 	if g, w := sortedRefs(got.Refs), sortedRefs(want.Refs); !slices.Equal(g, w) {
 		diff("Refs", g, w)
@@ -1730,4 +1740,229 @@ func testJobs(t *testing.T, s meta.Store) {
 			t.Error(err)
 		}
 	})
+}
+
+// testTrash moves messages of two users into Trash (as the mailbox's delete
+// does) and checks that TrashedFrom and Trashed round-trip, that the feed
+// says where each went, and that TrashedBefore finds exactly the old ones
+// of every user, oldest first, and none restored.
+func testTrash(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	eve := addUser(t, s, "eve@example.org")
+	insert(t, s,
+		message(bob.ID, "b1", meta.Inbox, day(1)),
+		message(bob.ID, "b2", meta.Archive, day(2)),
+		message(eve.ID, "e1", meta.Junk, day(3)),
+		message(bob.ID, "b3", meta.Requests, day(4)))
+	since := cursor(t, s)
+	trash := func(id string, userID int64, at time.Time) meta.Message {
+		t.Helper()
+		m, err := s.Message(ctx, userID, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.TrashedFrom, m.Folder, m.Trashed = m.Folder, meta.Trash, at
+		update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.UpdateMessage(ctx, m) })
+		got, err := s.Message(ctx, userID, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Updated = got.Updated
+		checkMessage(t, got, m)
+		return got
+	}
+	trash("b1", bob.ID, day(10))
+	trash("e1", eve.ID, day(5))
+	b2 := trash("b2", bob.ID, day(20))
+	trash("b3", bob.ID, day(7))
+
+	// Restore b3: it leaves the trash and the sweep.
+	b3, _ := s.Message(ctx, bob.ID, "b3")
+	b3.Folder, b3.TrashedFrom, b3.Trashed = b3.TrashedFrom, "", time.Time{}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.UpdateMessage(ctx, b3) })
+	if got, _ := s.Message(ctx, bob.ID, "b3"); got.Folder != meta.Requests || got.TrashedFrom != "" || !got.Trashed.IsZero() {
+		t.Errorf("restored b3 = %s from %q at %v", got.Folder, got.TrashedFrom, got.Trashed)
+	}
+
+	want := []change{
+		{"b1", meta.Inbox, meta.Deleted}, {"b1", meta.Trash, meta.Created},
+		{"e1", meta.Junk, meta.Deleted}, {"e1", meta.Trash, meta.Created},
+		{"b2", meta.Archive, meta.Deleted}, {"b2", meta.Trash, meta.Created},
+		{"b3", meta.Requests, meta.Deleted}, {"b3", meta.Trash, meta.Created},
+		{"b3", meta.Trash, meta.Deleted}, {"b3", meta.Requests, meta.Created},
+	}
+	got := append(changes(t, s, bob.ID, since), changes(t, s, eve.ID, since)...)
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("changes %v lack %v", got, w)
+		}
+	}
+
+	tests := []struct {
+		before time.Time
+		limit  int
+		want   []string
+	}{
+		{day(5), 0, nil},
+		{day(6), 0, []string{"e1"}},
+		{day(11), 0, []string{"e1", "b1"}},
+		{day(30), 0, []string{"e1", "b1", "b2"}},
+		{day(30), 2, []string{"e1", "b1"}},
+	}
+	for _, tt := range tests {
+		ms, err := s.TrashedBefore(ctx, tt.before, tt.limit)
+		if err != nil {
+			t.Fatalf("TrashedBefore(%v): %v", tt.before, err)
+		}
+		if !slices.Equal(ids(ms), tt.want) {
+			t.Errorf("TrashedBefore(%v, %d) = %v, want %v", tt.before, tt.limit, ids(ms), tt.want)
+		}
+	}
+	ms, _ := s.TrashedBefore(ctx, day(30), 0)
+	if len(ms) == 3 {
+		checkMessage(t, ms[2], b2)
+	}
+}
+
+// testFolderCounts counts per folder and per user.
+func testFolderCounts(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	eve := addUser(t, s, "eve@example.org")
+	seen := message(bob.ID, "b2", meta.Inbox, day(2))
+	seen.Seen = true
+	insert(t, s, message(bob.ID, "b1", meta.Inbox, day(1)), seen,
+		message(bob.ID, "b3", meta.Archive, day(3)), message(eve.ID, "e1", meta.Inbox, day(1)),
+		message(bob.ID, "b4", "Reçus 2026", day(4)))
+	got, err := s.FolderCounts(ctx, bob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[meta.Folder]meta.FolderCount{meta.Inbox: {Total: 2, Unseen: 1}, meta.Archive: {Total: 1, Unseen: 1},
+		"Reçus 2026": {Total: 1, Unseen: 1}}
+	if !maps.Equal(got, want) {
+		t.Errorf("FolderCounts(bob) = %v, want %v", got, want)
+	}
+	// A user folder lists like a system one; a name meta.Folder refuses
+	// is not stored.
+	if ms, err := s.Messages(ctx, bob.ID, meta.ListOptions{Folder: "Reçus 2026"}); err != nil || len(ms) != 1 || ms[0].ID != "b4" {
+		t.Errorf("Messages(Reçus 2026) = %v, %v", ms, err)
+	}
+	bad := message(bob.ID, "b5", "a/b", day(5))
+	if err := s.Update(ctx, func(tx meta.Tx) error { return tx.InsertMessage(ctx, bad) }); err == nil {
+		t.Error("a message in folder \"a/b\" was stored")
+	}
+	if got, err := s.FolderCounts(ctx, 1<<40); err != nil || len(got) != 0 {
+		t.Errorf("FolderCounts(nobody) = %v, %v", got, err)
+	}
+}
+
+// testSearch: what the index finds (words by prefix, phrases in a row,
+// fields, attachments, dates, folders, paging), for its owner only, and
+// that Unindexed, a re-index and a delete (of the message, of the user)
+// keep it right.
+func testSearch(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	bob := addUser(t, s, "bob@example.org")
+	eve := addUser(t, s, "eve@example.org")
+	draft := message(bob.ID, "d1", meta.Drafts, time.Time{})
+	fetching := message(bob.ID, "f1", meta.Inbox, day(9))
+	fetching.Status = meta.StatusFetching
+	insert(t, s, message(bob.ID, "b1", meta.Inbox, day(1)), message(bob.ID, "b2", meta.Inbox, day(2)),
+		message(bob.ID, "b3", meta.Archive, day(3)), message(bob.ID, "b4", meta.Trash, day(4)),
+		message(bob.ID, "s1", meta.Sent, day(5)), message(eve.ID, "e1", meta.Inbox, day(1)), draft, fetching)
+	un, err := s.Unindexed(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(un); !slices.Equal(slices.Sorted(slices.Values(got)), []string{"b1", "b2", "b3", "b4", "e1", "s1"}) {
+		t.Errorf("Unindexed = %v: want the sent and complete ones", got)
+	}
+	docs := map[string]meta.SearchDoc{
+		"b1": {From: "Alice Liddell <alice@wonder.land>", To: "bob@example.org", Subject: "Tea party, Thursday", Body: "Bring the March hare."},
+		"b2": {From: "Carol <carol@example.com>", To: "bob@example.org, Dave <dave@example.net>", Subject: "Invoice 2025-017", Body: "Attached: the invoice.", HasAttachment: true},
+		"b3": {From: "alice@wonder.land", To: "bob@example.org", Subject: "Re: Tea party", Body: "Rabbit holes, mostly."},
+		"b4": {From: "spam@example.com", To: "bob@example.org", Subject: "Tea for you", Body: "Buy now"},
+		"s1": {From: "bob@example.org", To: "Alice <alice@wonder.land>", Subject: "Party!", Body: "See you at the tea party."},
+		"e1": {From: "alice@wonder.land", To: "eve@example.org", Subject: "Tea party", Body: "Eve's own copy."},
+	}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		for id, d := range docs {
+			uid := bob.ID
+			if id == "e1" {
+				uid = eve.ID
+			}
+			if err := tx.IndexMessage(ctx, uid, id, d); err != nil {
+				return fmt.Errorf("index %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+	if err := s.Update(ctx, func(tx meta.Tx) error { return tx.IndexMessage(ctx, bob.ID, "e1", meta.SearchDoc{}) }); !errors.Is(err, meta.ErrNotFound) {
+		t.Errorf("indexing another user's message: %v, want ErrNotFound", err)
+	}
+	if un, err := s.Unindexed(ctx, 0); err != nil || len(un) != 0 {
+		t.Errorf("Unindexed after indexing = %v, %v", ids(un), err)
+	}
+	w := meta.SearchWords
+	tests := []struct {
+		name string
+		q    meta.SearchQuery
+		want []string
+	}{
+		{"everything but trash and junk", meta.SearchQuery{}, []string{"s1", "b3", "b2", "b1"}},
+		{"a word in any field", meta.SearchQuery{Words: [][]string{w("tea")}}, []string{"s1", "b3", "b1"}},
+		{"a prefix", meta.SearchQuery{Words: [][]string{w("invo")}}, []string{"b2"}},
+		{"a phrase in a row", meta.SearchQuery{Words: [][]string{w("tea party")}}, []string{"s1", "b3", "b1"}},
+		{"a phrase out of order", meta.SearchQuery{Words: [][]string{w("party tea")}}, nil},
+		{"two words", meta.SearchQuery{Words: [][]string{w("tea"), w("rabbit")}}, []string{"b3"}},
+		{"case folded", meta.SearchQuery{Words: [][]string{w("MARCH")}}, []string{"b1"}},
+		{"from an address", meta.SearchQuery{From: [][]string{w("alice@wonder.land")}}, []string{"b3", "b1"}},
+		{"from a name", meta.SearchQuery{From: [][]string{w("carol")}}, []string{"b2"}},
+		{"to a cc", meta.SearchQuery{To: [][]string{w("dave")}}, []string{"b2"}},
+		{"to alice", meta.SearchQuery{To: [][]string{w("alice")}}, []string{"s1"}},
+		{"subject only", meta.SearchQuery{Subject: [][]string{w("party")}}, []string{"s1", "b3", "b1"}},
+		{"subject misses the body", meta.SearchQuery{Subject: [][]string{w("hare")}}, nil},
+		{"has attachment", meta.SearchQuery{HasAttachment: true}, []string{"b2"}},
+		{"since", meta.SearchQuery{Since: day(3)}, []string{"s1", "b3"}},
+		{"until", meta.SearchQuery{Until: day(2)}, []string{"b1"}},
+		{"in trash", meta.SearchQuery{Folder: meta.Trash, Words: [][]string{w("tea")}}, []string{"b4"}},
+		{"in archive", meta.SearchQuery{Folder: meta.Archive}, []string{"b3"}},
+		{"limit", meta.SearchQuery{Words: [][]string{w("tea")}, Limit: 2}, []string{"s1", "b3"}},
+		{"page", meta.SearchQuery{Words: [][]string{w("tea")}, Page: &meta.ListKey{Date: day(3), Created: day(3).Add(time.Second), ID: "b3"}}, []string{"b1"}},
+		{"no match", meta.SearchQuery{Words: [][]string{w("zebra")}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms, err := s.Search(ctx, bob.ID, tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(ms); !slices.Equal(got, tt.want) {
+				t.Errorf("Search = %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	// Re-indexing replaces; deleting removes; so does deleting the user.
+	update(t, s, func(ctx context.Context, tx meta.Tx) error {
+		return tx.IndexMessage(ctx, bob.ID, "b1", meta.SearchDoc{Subject: "Croquet"})
+	})
+	if ms, _ := s.Search(ctx, bob.ID, meta.SearchQuery{Words: [][]string{w("march")}}); len(ms) != 0 {
+		t.Errorf("the old words of a re-indexed message still match: %v", ids(ms))
+	}
+	if ms, _ := s.Search(ctx, bob.ID, meta.SearchQuery{Words: [][]string{w("croquet")}}); !slices.Equal(ids(ms), []string{"b1"}) {
+		t.Errorf("the new words do not match: %v", ids(ms))
+	}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteMessage(ctx, bob.ID, "b3") })
+	if ms, _ := s.Search(ctx, bob.ID, meta.SearchQuery{Words: [][]string{w("rabbit")}}); len(ms) != 0 {
+		t.Errorf("a deleted message is found: %v", ids(ms))
+	}
+	update(t, s, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteUser(ctx, eve.ID) })
+	carol := addUser(t, s, "carol@example.org")
+	insert(t, s, message(carol.ID, "e1", meta.Inbox, day(1)))
+	if ms, _ := s.Search(ctx, carol.ID, meta.SearchQuery{Words: [][]string{w("eve")}}); len(ms) != 0 {
+		t.Errorf("a deleted user's index entry came back with a new message of the same id: %v", ids(ms))
+	}
 }

@@ -261,23 +261,25 @@ func (t *txn) AddUpload(ctx context.Context, userID int64, ref meta.Ref) error {
 // messageColumns selects a message with its refs as two arrays ordered by
 // digest, so that one statement reads a whole listing.
 const messageColumns = `m.id, m.user_id, m.folder, m.message_id, m.thread_id, m.status, m.status_reason,
-	m.seen, m.from_, m.subject, m.date, m.created, m.updated, m.placeholder,
+	m.seen, m.from_, m.subject, m.date, m.created, m.updated, m.placeholder, m.trashed_from, m.trashed,
 	ARRAY(SELECT r.digest FROM message_refs r WHERE r.message_id = m.id ORDER BY r.digest),
 	ARRAY(SELECT r.size FROM message_refs r WHERE r.message_id = m.id ORDER BY r.digest)`
 
 func scanMessage(row scanner) (meta.Message, error) {
 	var m meta.Message
 	var folder, status string
-	var date, created, updated int64
+	var date, created, updated, trashed int64
+	var trashedFrom string
 	var digests []string
 	var sizes []int64
 	err := row.Scan(&m.ID, &m.UserID, &folder, &m.MessageID, &m.ThreadID, &status, &m.StatusReason,
-		&m.Seen, &m.From, &m.Subject, &date, &created, &updated, &m.Placeholder, &digests, &sizes)
+		&m.Seen, &m.From, &m.Subject, &date, &created, &updated, &m.Placeholder, &trashedFrom, &trashed, &digests, &sizes)
 	if err != nil {
 		return meta.Message{}, mapErr(err)
 	}
 	m.Folder, m.Status = meta.Folder(folder), meta.Status(status)
 	m.Date, m.Created, m.Updated = fromNanos(date), fromNanos(created), fromNanos(updated)
+	m.TrashedFrom, m.Trashed = meta.Folder(trashedFrom), fromNanos(trashed)
 	if len(digests) != len(sizes) {
 		return meta.Message{}, fmt.Errorf("message %q: %d ref digests, %d sizes", m.ID, len(digests), len(sizes))
 	}
@@ -302,6 +304,45 @@ func (r reader) MessagesByMessageID(ctx context.Context, userID int64, messageID
 		WHERE m.user_id = $1 AND m.message_id = $2 ORDER BY m.created, m.id`, userID, messageID)
 	if err != nil {
 		return nil, fmt.Errorf("meta/postgres: messages with Message-ID %q of user %d: %w", messageID, userID, err)
+	}
+	return ms, nil
+}
+
+// FolderCounts counts by folder with messages_list's (user_id, folder)
+// prefix.
+func (r reader) FolderCounts(ctx context.Context, userID int64) (map[meta.Folder]meta.FolderCount, error) {
+	type row struct {
+		f string
+		c meta.FolderCount
+	}
+	rs, err := collect(ctx, r.q, func(s scanner) (row, error) {
+		var x row
+		err := s.Scan(&x.f, &x.c.Total, &x.c.Unseen)
+		return x, err
+	}, `SELECT folder, count(*)::bigint, count(*) FILTER (WHERE NOT seen)::bigint FROM messages
+		WHERE user_id = $1 GROUP BY folder`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("meta/postgres: folder counts of user %d: %w", userID, err)
+	}
+	out := make(map[meta.Folder]meta.FolderCount, len(rs))
+	for _, x := range rs {
+		out[meta.Folder(x.f)] = x.c
+	}
+	return out, nil
+}
+
+// TrashedBefore walks the partial index messages_trashed.
+func (r reader) TrashedBefore(ctx context.Context, t time.Time, limit int) ([]meta.Message, error) {
+	var lim *int64
+	if limit > 0 {
+		l := int64(limit)
+		lim = &l
+	}
+	ms, err := collect(ctx, r.q, scanMessage, `SELECT `+messageColumns+` FROM messages m
+		WHERE m.trashed <> 0 AND m.trashed < $1 AND m.folder = $2
+		ORDER BY m.trashed, m.id LIMIT $3::bigint`, nanos(t), string(meta.Trash), lim)
+	if err != nil {
+		return nil, fmt.Errorf("meta/postgres: trashed before %v: %w", t, err)
 	}
 	return ms, nil
 }
@@ -405,8 +446,8 @@ func (t *txn) insertMessage(ctx context.Context, m meta.Message) error {
 	var logged int
 	err = t.q.QueryRow(ctx, `WITH m AS (
 			INSERT INTO messages (id, user_id, folder, message_id, thread_id, status, status_reason, seen,
-				from_, subject, date, created, updated, placeholder)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+				from_, subject, date, created, updated, placeholder, trashed_from, trashed)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $18, $19
 			WHERE EXISTS (SELECT 1 FROM users WHERE id = $2)
 			ON CONFLICT DO NOTHING
 			RETURNING id, user_id, folder
@@ -422,7 +463,7 @@ func (t *txn) insertMessage(ctx context.Context, m meta.Message) error {
 		SELECT count(*) FROM c`,
 		m.ID, m.UserID, string(m.Folder), m.MessageID, m.ThreadID, string(m.Status), m.StatusReason, m.Seen,
 		m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
-		digests, sizes, nanos(now)).Scan(&logged)
+		digests, sizes, nanos(now), string(m.TrashedFrom), nanos(m.Trashed)).Scan(&logged)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -468,11 +509,12 @@ func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
 		m.Updated = time.Now()
 	}
 	_, err = t.q.Exec(ctx, `UPDATE messages SET folder = $1, message_id = $2, thread_id = $3, status = $4,
-		status_reason = $5, seen = $6, from_ = $7, subject = $8, date = $9, created = $10, updated = $11, placeholder = $12
+		status_reason = $5, seen = $6, from_ = $7, subject = $8, date = $9, created = $10, updated = $11, placeholder = $12,
+		trashed_from = $14, trashed = $15
 		WHERE id = $13`,
 		string(m.Folder), m.MessageID, m.ThreadID, string(m.Status),
 		m.StatusReason, m.Seen, m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
-		m.ID)
+		m.ID, string(m.TrashedFrom), nanos(m.Trashed))
 	if err != nil {
 		return mapErr(err)
 	}

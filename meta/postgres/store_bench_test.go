@@ -12,3 +12,8 @@ import (
 func BenchmarkStore(b *testing.B) {
 	metatest.Bench(b, func(b *testing.B) meta.Store { return openTemp(b) })
 }
+
+// BenchmarkSearch is metatest.BenchSearch on PostgreSQL (tsvector, GIN).
+func BenchmarkSearch(b *testing.B) {
+	metatest.BenchSearch(b, func(b *testing.B) meta.Store { return openTemp(b) })
+}

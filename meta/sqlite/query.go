@@ -103,7 +103,7 @@ func (r reader) TokenByHash(ctx context.Context, hash []byte) (meta.Token, error
 // messageColumns selects a message with its refs as a JSON array, so that
 // one statement reads a whole listing.
 const messageColumns = `m.id, m.user_id, m.folder, m.message_id, m.thread_id, m.status, m.status_reason,
-	m.seen, m.from_, m.subject, m.date, m.created, m.updated, m.placeholder,
+	m.seen, m.from_, m.subject, m.date, m.created, m.updated, m.placeholder, m.trashed_from, m.trashed,
 	(SELECT json_group_array(json_object('d', r.digest, 's', r.size) ORDER BY r.digest)
 		FROM message_refs r WHERE r.message_id = m.id)`
 
@@ -116,15 +116,16 @@ type jsonRef struct {
 func scanMessage(row interface{ Scan(...any) error }) (meta.Message, error) {
 	var m meta.Message
 	var folder, status string
-	var date, created, updated int64
-	var refs string
+	var date, created, updated, trashed int64
+	var refs, trashedFrom string
 	err := row.Scan(&m.ID, &m.UserID, &folder, &m.MessageID, &m.ThreadID, &status, &m.StatusReason,
-		&m.Seen, &m.From, &m.Subject, &date, &created, &updated, &m.Placeholder, &refs)
+		&m.Seen, &m.From, &m.Subject, &date, &created, &updated, &m.Placeholder, &trashedFrom, &trashed, &refs)
 	if err != nil {
 		return meta.Message{}, mapErr(err)
 	}
 	m.Folder, m.Status = meta.Folder(folder), meta.Status(status)
 	m.Date, m.Created, m.Updated = fromNanos(date), fromNanos(created), fromNanos(updated)
+	m.TrashedFrom, m.Trashed = meta.Folder(trashedFrom), fromNanos(trashed)
 	var rs []jsonRef
 	if err := json.Unmarshal([]byte(refs), &rs); err != nil {
 		return meta.Message{}, fmt.Errorf("message %q: refs: %w", m.ID, err)
@@ -167,6 +168,44 @@ func (r reader) MessagesByMessageID(ctx context.Context, userID int64, messageID
 		WHERE m.user_id = ? AND m.message_id = ? ORDER BY m.created, m.id`, userID, messageID)
 	if err != nil {
 		return nil, fmt.Errorf("meta/sqlite: messages with Message-ID %q of user %d: %w", messageID, userID, err)
+	}
+	return ms, nil
+}
+
+// FolderCounts counts by folder with messages_list's (user_id, folder)
+// prefix.
+func (r reader) FolderCounts(ctx context.Context, userID int64) (map[meta.Folder]meta.FolderCount, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT folder, count(*), coalesce(sum(NOT seen), 0) FROM messages
+		WHERE user_id = ? GROUP BY folder`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("meta/sqlite: folder counts of user %d: %w", userID, err)
+	}
+	defer rows.Close()
+	out := map[meta.Folder]meta.FolderCount{}
+	for rows.Next() {
+		var f string
+		var c meta.FolderCount
+		if err := rows.Scan(&f, &c.Total, &c.Unseen); err != nil {
+			return nil, fmt.Errorf("meta/sqlite: folder counts of user %d: %w", userID, err)
+		}
+		out[meta.Folder(f)] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("meta/sqlite: folder counts of user %d: %w", userID, err)
+	}
+	return out, nil
+}
+
+// TrashedBefore walks the partial index messages_trashed.
+func (r reader) TrashedBefore(ctx context.Context, t time.Time, limit int) ([]meta.Message, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	ms, err := r.messages(ctx, `SELECT `+messageColumns+` FROM messages m
+		WHERE m.trashed <> 0 AND m.trashed < ? AND m.folder = ?
+		ORDER BY m.trashed, m.id LIMIT ?`, nanos(t), string(meta.Trash), limit)
+	if err != nil {
+		return nil, fmt.Errorf("meta/sqlite: trashed before %v: %w", t, err)
 	}
 	return ms, nil
 }
@@ -404,10 +443,11 @@ func (t *txn) insertMessage(ctx context.Context, m meta.Message) error {
 		return err
 	}
 	_, err = t.q.ExecContext(ctx, `INSERT INTO messages (id, user_id, folder, message_id, thread_id, status,
-		status_reason, seen, from_, subject, date, created, updated, placeholder)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		status_reason, seen, from_, subject, date, created, updated, placeholder, trashed_from, trashed)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		m.ID, m.UserID, string(m.Folder), m.MessageID, m.ThreadID, string(m.Status),
-		m.StatusReason, m.Seen, m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder)
+		m.StatusReason, m.Seen, m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
+		string(m.TrashedFrom), nanos(m.Trashed))
 	if err != nil {
 		return mapErr(err)
 	}
@@ -447,11 +487,12 @@ func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
 		return err
 	}
 	_, err = t.q.ExecContext(ctx, `UPDATE messages SET folder = ?, message_id = ?, thread_id = ?, status = ?,
-		status_reason = ?, seen = ?, from_ = ?, subject = ?, date = ?, created = ?, updated = ?, placeholder = ?
+		status_reason = ?, seen = ?, from_ = ?, subject = ?, date = ?, created = ?, updated = ?, placeholder = ?,
+		trashed_from = ?, trashed = ?
 		WHERE id = ?`,
 		string(m.Folder), m.MessageID, m.ThreadID, string(m.Status),
 		m.StatusReason, m.Seen, m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
-		m.ID)
+		string(m.TrashedFrom), nanos(m.Trashed), m.ID)
 	if err != nil {
 		return mapErr(err)
 	}

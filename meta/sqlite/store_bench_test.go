@@ -14,3 +14,11 @@ func BenchmarkStore(b *testing.B) {
 		return s
 	})
 }
+
+// BenchmarkSearch is metatest.BenchSearch on SQLite (FTS5).
+func BenchmarkSearch(b *testing.B) {
+	metatest.BenchSearch(b, func(b *testing.B) meta.Store {
+		s, _ := openTemp(b)
+		return s
+	})
+}

@@ -8,12 +8,16 @@
 // in through the real login page and sends carol@b.test a message with a
 // few MiB attachment; carol, signed in on b.test in another context, sees
 // it arrive without reloading, opens it, downloads the attachment (checked
-// byte for byte with SHA-256), then reads it again offline. Screenshots go
+// byte for byte with SHA-256), finds it by searching as she types, deletes
+// it and undoes that, reads it again
+// offline, archives it, deletes it to trash, restores it, and deletes it for
+// good from trash. Screenshots go
 // to OUT_DIR. Exits non-zero on any failure.
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import https from 'node:https';
 import tls from 'node:tls';
 import { chromium } from 'playwright-core';
 
@@ -47,6 +51,21 @@ function spki(url) {
       resolve(createHash('sha256').update(key).digest('base64'));
     });
     s.on('error', reject);
+  });
+}
+
+// apiGet reads the mailbox API as user (their dev token), to check what
+// the server holds rather than what the page shows.
+const ca = readFileSync(join(dataDir, 'ca.pem'));
+function apiGet(user, path) {
+  return new Promise((resolve, reject) => {
+    const req = https.get(new URL(path, user.server), { ca, headers: { Authorization: `Bearer ${user.token}` } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body)) : reject(new Error(`GET ${path}: ${res.statusCode} ${body}`))));
+    });
+    req.on('error', reject);
   });
 }
 
@@ -135,6 +154,48 @@ try {
   if (got !== want) throw new Error(`downloaded attachment differs: sha256 ${got}, want ${want}`);
   log('attachment byte-identical, sha256', got);
 
+  // Search as you type: a word of the body finds it (the server's index);
+  // a word of no message finds nothing; Escape clears.
+  const search = c.page.getByTestId('search');
+  await search.click();
+  const t0 = Date.now();
+  await search.pressSequentially('came thr', { delay: 30 });
+  const t1 = Date.now();
+  const results = c.page.getByRole('listbox', { name: /^Results for/ });
+  await results.getByRole('option').filter({ hasText: subject }).waitFor({ timeout: TIMEOUT });
+  log(`search as you type: the result ${Date.now() - t1} ms after the last key (${Date.now() - t0} ms after the first; ${150} ms of it the debounce)`);
+  await shot(c.page, '05a-search');
+  await search.fill('zebrafish');
+  await c.page.getByText('Nothing matches “zebrafish”.').waitFor({ timeout: TIMEOUT });
+  await search.press('Escape');
+  await c.page.getByRole('listbox', { name: 'Messages in Inbox' }).waitFor({ timeout: TIMEOUT });
+
+  // Delete moves to trash with an Undo; Undo puts it back in the inbox.
+  const toast = c.page.getByTestId('toast');
+  const inInbox = () => c.page.getByRole('listbox', { name: 'Messages in Inbox' }).getByRole('option').filter({ hasText: subject });
+  await conv.getByRole('button', { name: 'Delete', exact: true }).click();
+  await toast.getByText('Moved to Trash').waitFor({ timeout: TIMEOUT });
+  await inInbox().waitFor({ state: 'detached', timeout: TIMEOUT });
+  await shot(c.page, '05b-deleted-undo');
+  await toast.getByRole('button', { name: 'Undo' }).click();
+  await toast.getByText('Restored to Inbox').waitFor({ timeout: TIMEOUT });
+  await inInbox().waitFor({ timeout: TIMEOUT });
+  log('delete undone');
+  // The server agrees: the message is in carol's inbox, her trash is empty.
+  const where = async () => {
+    const l = await apiGet(carol, '/api/v1/messages?folder=trash');
+    const i = await apiGet(carol, '/api/v1/messages?folder=inbox');
+    return { trash: l.messages.length, inbox: i.messages.some((m) => m.subject === subject) };
+  };
+  const after = await where();
+  if (after.trash !== 0 || !after.inbox) throw new Error(`after Undo the server has ${JSON.stringify(after)}`);
+  const nav = c.page.getByRole('navigation', { name: 'Folders' });
+  await nav.getByRole('button', { name: /^Trash/ }).click();
+  await c.page.getByText('No messages in Trash.').waitFor({ timeout: TIMEOUT });
+  await nav.getByRole('button', { name: /^Inbox/ }).click();
+  await inInbox().click();
+  await conv.getByText('this came through the webmail').waitFor({ timeout: TIMEOUT });
+
   // Offline: the app shell from the service worker, the mail from IndexedDB.
   await c.page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
   await c.page.reload(); // be controlled by the service worker
@@ -147,6 +208,35 @@ try {
   await shot(c.page, '06-offline');
   log('readable offline');
   await c.ctx.setOffline(false);
+
+  // Archive, then Delete from the archive: Trash lists it, Restore puts it
+  // back in the archive; the key # deletes too, and from Trash it can go
+  // for good.
+  await conv.getByRole('button', { name: 'Archive' }).click();
+  await toast.getByText('Moved to Archive').waitFor({ timeout: TIMEOUT });
+  await nav.getByRole('button', { name: /^Archive/ }).click();
+  const inFolder = (label) => c.page.getByRole('listbox', { name: `Messages in ${label}` }).getByRole('option').filter({ hasText: subject });
+  await inFolder('Archive').click();
+  await conv.getByRole('button', { name: 'Delete', exact: true }).click();
+  await toast.getByText('Moved to Trash').waitFor({ timeout: TIMEOUT });
+  await nav.getByRole('button', { name: /^Trash/ }).click();
+  await inFolder('Trash').click();
+  await shot(c.page, '06b-trash');
+  await conv.getByRole('button', { name: 'Restore' }).click();
+  await toast.getByText('Restored to Archive').waitFor({ timeout: TIMEOUT });
+  await nav.getByRole('button', { name: /^Archive/ }).click();
+  await inFolder('Archive').click();
+  await c.page.keyboard.press('#');
+  await toast.getByText('Moved to Trash').waitFor({ timeout: TIMEOUT });
+  await nav.getByRole('button', { name: /^Trash/ }).click();
+  await inFolder('Trash').click();
+  c.page.once('dialog', (d) => void d.accept());
+  await conv.getByRole('button', { name: 'Delete forever' }).click();
+  await toast.getByText('Deleted forever').waitFor({ timeout: TIMEOUT });
+  await c.page.getByText('No messages in Trash.').waitFor({ timeout: TIMEOUT });
+  const gone = await where();
+  if (gone.trash !== 0 || gone.inbox) throw new Error(`after Delete forever the server has ${JSON.stringify(gone)}`);
+  log('archive, trash, restore and delete forever');
 
   // Phone width: one pane at a time.
   await c.page.setViewportSize({ width: 390, height: 800 });

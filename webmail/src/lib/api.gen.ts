@@ -125,7 +125,24 @@ export interface ErrorDetail {
   message: string;
 }
 
-export type Folder = "inbox" | "sent" | "drafts";
+/** A system folder, or the name of a folder of the user's own (docs/PROTOCOL.md §8.18): 1 to 64 characters, no `/`, no control or format character, no leading or trailing space, no system folder's name in any case. */
+export type Folder = SystemFolder | string;
+
+/** A folder with its counts. */
+export interface FolderInfo {
+  name: Folder;
+  /** A system folder (it cannot be removed); false for the user's own. */
+  system: boolean;
+  /** How many messages it holds. */
+  total: number;
+  /** How many of them are unseen. */
+  unseen: number;
+}
+
+export interface FolderList {
+  /** The system folders in a fixed order (inbox, drafts, sent, archive, requests, junk, trash), then the user's own by name. */
+  folders: FolderInfo[];
+}
 
 /** The forward a copy came by (its newest hop), or the forward a record in sent records. */
 export interface ForwardInfo {
@@ -240,6 +257,15 @@ export interface Message {
   updated: string;
 }
 
+export interface Move {
+  folder: Folder;
+}
+
+export interface NewFolder {
+  /** The new folder's name: see `Folder`. */
+  name: string;
+}
+
 export interface NewUploadSession {
   /** The declared Content-ID: the committed bytes must hash to it. */
   content_id?: ContentID;
@@ -309,6 +335,9 @@ export type PlaceholderValue = PlaceholderString | PlaceholderString[];
 export interface PushAnswer {
   status: "accepted" | "duplicate";
 }
+
+/** The system folders, in the order a client shows them (docs/PROTOCOL.md §8.18). */
+export type SystemFolder = "inbox" | "drafts" | "sent" | "archive" | "requests" | "junk" | "trash";
 
 /** RFC 6749 §5.1; for token exchange RFC 8693 §2.2.1 (`issued_token_type`, `token_type` `N_A` for an assertion). */
 export interface TokenResponse {

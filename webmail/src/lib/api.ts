@@ -2,7 +2,7 @@
 // session's bearer token; a 401 refreshes the token once and retries.
 import { contentID } from './b64u';
 import type { Session } from './oauth';
-import { ApiError, type Changes, type Folder, type ListPage, type Me, type Message, type PlaceholderDoc } from './types';
+import { ApiError, type Changes, type Folder, type FolderInfo, type FolderList, type ListPage, type Me, type Message, type PlaceholderDoc } from './types';
 import { PAGE_LIMIT, type SyncSource } from './sync';
 import type { PatchResult, UploadTransport, Uploaded } from './upload';
 
@@ -51,8 +51,23 @@ export class Api implements SyncSource {
   updateDraft = (id: string, doc: PlaceholderDoc) => this.send<Message>('PUT', `/api/v1/messages/${encodeURIComponent(id)}`, doc);
   sendDraft = (id: string) => this.send<Message>('POST', `/api/v1/messages/${encodeURIComponent(id)}/send`);
   setSeen = (id: string, seen: boolean) => this.send<Message>('PATCH', `/api/v1/messages/${encodeURIComponent(id)}`, { seen });
+  // remove moves a message to trash (§8.10.6); purge removes one in trash
+  // for good.
   async remove(id: string): Promise<void> {
     await this.fetch(`/api/v1/messages/${encodeURIComponent(id)}`, { method: 'DELETE' });
+  }
+  async purge(id: string): Promise<void> {
+    await this.fetch(`/api/v1/messages/${encodeURIComponent(id)}?purge=true`, { method: 'DELETE' });
+  }
+  restore = (id: string) => this.send<Message>('POST', `/api/v1/messages/${encodeURIComponent(id)}/restore`);
+  move = (id: string, folder: Folder) => this.send<Message>('POST', `/api/v1/messages/${encodeURIComponent(id)}/move`, { folder });
+  folders = () => this.json<FolderList>('/api/v1/folders');
+  // search runs a query of §8.19 (one page, newest first).
+  search = (q: string, signal?: AbortSignal) =>
+    this.json<ListPage>(`/api/v1/search?${new URLSearchParams({ q, limit: String(PAGE_LIMIT) })}`, { signal });
+  createFolder = (name: string) => this.send<FolderInfo>('POST', '/api/v1/folders', { name });
+  async deleteFolder(name: string): Promise<void> {
+    await this.fetch(`/api/v1/folders/${encodeURIComponent(name)}`, { method: 'DELETE' });
   }
 
   resourcePath(id: string, cid: string): string {

@@ -6,11 +6,12 @@ import { idbSyncStore, kvGet, kvSet, putMessage } from './db';
 import { listenEvents, type EventsHandle } from './events';
 import { OAuthError, type Session } from './oauth';
 import { syncOnce } from './sync';
-import type { Me, Message } from './types';
+import { FOLDERS, type Folder, type FolderInfo, type Me, type Message } from './types';
 
 export interface MailState {
   me: Me | null;
   messages: Map<string, Message>;
+  folders: FolderInfo[]; // the user's own folders (GET /api/v1/folders), by name
   loaded: boolean;
   syncing: boolean;
   online: boolean; // the last request reached the server
@@ -19,12 +20,14 @@ export interface MailState {
   signedOut: boolean;
 }
 
+const isSystem = (f: Folder) => (FOLDERS as readonly string[]).includes(f);
+
 const POLL_MS = 10_000;
 const POLL_LIVE_MS = 60_000;
 
 export class MailController {
   readonly api: Api;
-  private state: MailState = { me: null, messages: new Map(), loaded: false, syncing: false, online: true, live: false, error: '', signedOut: false };
+  private state: MailState = { me: null, messages: new Map(), folders: [], loaded: false, syncing: false, online: true, live: false, error: '', signedOut: false };
   private listeners = new Set<() => void>();
   private cursor: string | null = null;
   private running: Promise<void> | null = null;
@@ -51,7 +54,8 @@ export class MailController {
     const local = await idbSyncStore.load();
     this.cursor = local.cursor;
     const me = (await kvGet<Me>('me')) ?? null;
-    this.set({ messages: local.messages, me, loaded: true });
+    const folders = (await kvGet<FolderInfo[]>('folders')) ?? [];
+    this.set({ messages: local.messages, me, folders, loaded: true });
     this.refreshLoop();
     try {
       const fresh = await this.api.me();
@@ -125,6 +129,11 @@ export class MailController {
           const r = await syncOnce(this.api, idbSyncStore, { messages: this.state.messages, cursor: this.cursor });
           this.cursor = r.cursor;
           this.set({ messages: r.messages, online: true, error: '' });
+          // Folders are not in the change log (§8.18): ask again when
+          // anything changed, or a message is in a folder not known here.
+          const known = new Set(this.state.folders.map((f) => f.name));
+          const unknown = [...r.messages.values()].some((m) => !known.has(m.folder) && !isSystem(m.folder));
+          if (r.changed > 0 || r.resynced || unknown || !this.foldersLoaded) await this.refreshFolders();
         } catch (e) {
           this.fail(e);
         }
@@ -149,6 +158,73 @@ export class MailController {
       this.fail(e);
       return have;
     }
+  }
+
+  private foldersLoaded = false;
+
+  async refreshFolders(): Promise<void> {
+    const fl = await this.api.folders();
+    const folders = fl.folders.filter((f) => !f.system);
+    this.foldersLoaded = true;
+    await kvSet('folders', folders);
+    this.set({ folders });
+  }
+
+  async createFolder(name: string): Promise<void> {
+    await this.api.createFolder(name);
+    await this.refreshFolders();
+  }
+
+  async deleteFolder(name: string): Promise<void> {
+    await this.api.deleteFolder(name);
+    await this.refreshFolders();
+  }
+
+  // keep stores a message the server answered, keeping the document we
+  // have (a summary carries none).
+  private async keep(m: Message): Promise<Message> {
+    const cur = this.state.messages.get(m.id);
+    const merged = m.placeholder || !cur?.placeholder ? m : { ...m, placeholder: cur.placeholder };
+    await putMessage(merged);
+    this.update(merged);
+    return merged;
+  }
+
+  // moveTo moves a message (§8.18): shown at once, then as the server
+  // answers; on failure put back and the error thrown.
+  async moveTo(m: Message, folder: Folder): Promise<Message> {
+    this.update({ ...m, folder });
+    try {
+      return await this.keep(await this.api.move(m.id, folder));
+    } catch (e) {
+      this.update(m);
+      throw e;
+    }
+  }
+
+  // trash deletes a message to trash; restore (its undo) puts it back where
+  // it was.
+  async trash(m: Message): Promise<Message> {
+    const moved = { ...m, folder: 'trash' };
+    this.update(moved);
+    try {
+      await this.api.remove(m.id);
+    } catch (e) {
+      this.update(m);
+      throw e;
+    }
+    await putMessage(moved);
+    return moved;
+  }
+
+  async restore(m: Message): Promise<Message> {
+    return this.keep(await this.api.restore(m.id));
+  }
+
+  // purge removes a message in trash for good.
+  async purge(m: Message): Promise<void> {
+    await this.api.purge(m.id);
+    this.forget(m.id);
   }
 
   update(m: Message): void {

@@ -77,7 +77,20 @@ describe('syncOnce', () => {
     expect(r.resynced).toBe(true);
     expect(r.cursor).toBe('10');
     expect([...st.messages.keys()].sort()).toEqual(['a', 'b', 'c']);
-    expect(src.calls).toEqual(['list inbox', 'list inbox@p2', 'list sent', 'list drafts']);
+    expect(src.calls).toEqual(['list inbox', 'list inbox@p2', 'list drafts', 'list sent', 'list archive', 'list requests', 'list junk', 'list trash']);
+  });
+  it('lists the user’s own folders after the system ones', async () => {
+    const src = source({ 'Re: trips': { messages: [msg('t', 'Re: trips')], cursor: '20' } }, () => ({ changes: [], cursor: '20', more: false }));
+    const withFolders: SyncSource = {
+      ...src,
+      async folders() {
+        return { folders: [{ name: 'inbox', total: 0, unseen: 0, system: true }, { name: 'Re: trips', total: 1, unseen: 1, system: false }] };
+      },
+    };
+    const st = new MemStore();
+    await syncOnce(withFolders, st, await st.load());
+    expect(src.calls.at(-1)).toBe('list Re: trips');
+    expect(st.messages.get('t')!.folder).toBe('Re: trips');
   });
   it('follows more and saves each page of changes', async () => {
     const st = new MemStore();
@@ -126,5 +139,14 @@ describe('views', () => {
     ];
     expect(threadOf(all, all[0]!).map((m) => m.id)).toEqual(['2', '1']);
     expect(folderList(all, 'inbox').map((m) => m.id)).toEqual(['1', '3']);
+  });
+  it('keeps trash apart from the conversation', () => {
+    const all = [
+      msg('1', 'inbox', { thread_id: '<t@x>', date: '2025-01-02T00:00:00Z' }),
+      msg('2', 'trash', { thread_id: '<t@x>', date: '2025-01-01T00:00:00Z' }),
+      msg('3', 'archive', { thread_id: '<t@x>', date: '2025-01-03T00:00:00Z' }),
+    ];
+    expect(threadOf(all, all[0]!).map((m) => m.id)).toEqual(['1', '3']);
+    expect(threadOf(all, all[1]!).map((m) => m.id)).toEqual(['2']);
   });
 });

@@ -1,7 +1,7 @@
 // Keeping a local copy of the mailbox (docs/PROTOCOL.md §8.11): list each
 // folder (following next_page), keep the first listing's cursor, then apply
 // the change log in order; a 410 resync_required starts again.
-import { ApiError, FOLDERS, type Change, type Changes, type Folder, type ListPage, type Message } from './types';
+import { ApiError, FOLDERS, type Change, type Changes, type Folder, type FolderList, type ListPage, type Message } from './types';
 
 // applyChanges applies changes in order to messages (by id) and returns the
 // new map; the input is not modified.
@@ -27,10 +27,12 @@ export function applyChanges(messages: ReadonlyMap<string, Message>, changes: re
   return out;
 }
 
-// SyncSource is the part of the API the syncer reads.
+// SyncSource is the part of the API the syncer reads. folders, when there,
+// names the user's own folders, listed after the system ones.
 export interface SyncSource {
   list(folder: Folder, page?: string): Promise<ListPage>;
   changes(cursor: string): Promise<Changes>;
+  folders?(): Promise<FolderList>;
 }
 
 // SyncStore keeps the synced state (IndexedDB in the app, a map in tests).
@@ -51,7 +53,8 @@ export const PAGE_LIMIT = 200;
 export async function fullSync(src: SyncSource, store: SyncStore, before: Map<string, Message>): Promise<SyncResult> {
   const messages = new Map<string, Message>();
   let cursor = '';
-  for (const folder of FOLDERS) {
+  const own = src.folders ? (await src.folders()).folders.filter((f) => !f.system).map((f) => f.name) : [];
+  for (const folder of [...FOLDERS, ...own]) {
     let page: string | undefined;
     do {
       const l = await src.list(folder, page);
@@ -105,10 +108,12 @@ export async function syncOnce(src: SyncSource, store: SyncStore, state: { messa
 }
 
 // Thread is the messages of one X-Thread-ID (or one message without one),
-// oldest first.
+// oldest first: no drafts, and what is in trash only beside a message in
+// trash (a deleted message leaves the conversation; trash shows its own).
 export function threadOf(all: Iterable<Message>, m: Message): Message[] {
   if (!m.thread_id) return [m];
-  const out = [...all].filter((x) => x.thread_id === m.thread_id && x.folder !== 'drafts');
+  const trashed = m.folder === 'trash';
+  const out = [...all].filter((x) => x.thread_id === m.thread_id && x.folder !== 'drafts' && (x.folder === 'trash') === trashed);
   out.sort((a, b) => (a.date ?? a.created).localeCompare(b.date ?? b.created));
   return out.length ? out : [m];
 }

@@ -6,7 +6,7 @@ import styled from 'styled-components';
 import type { Api } from '../lib/api';
 import { getBody, putBody } from '../lib/db';
 import { FRAME_SANDBOX, frameDocument, sanitizeHTML } from '../lib/sanitize';
-import { ApiError, type Attachment, type Message } from '../lib/types';
+import { ApiError, folderLabel, type Attachment, type Folder, type Message } from '../lib/types';
 import { Button, Muted, formatSize, saveBlob } from './common';
 import { theme } from './theme';
 
@@ -146,12 +146,22 @@ export type ReplyMode = 'reply' | 'replyAll' | 'forward';
 interface Props {
   api: Api;
   thread: Message[];
+  folders: readonly Folder[]; // every folder, to offer as a move target
   onReply: (m: Message, mode: ReplyMode) => void;
-  onDelete: (m: Message) => void;
+  onDelete: (m: Message) => void; // to trash; from trash, for good
+  onMove: (m: Message, to: Folder) => void;
+  onRestore: (m: Message) => void;
   onUnread: (m: Message) => void;
 }
 
-export function Conversation({ api, thread, onReply, onDelete, onUnread }: Props) {
+// movable is where a message may move by hand (§8.18): not into drafts or
+// sent, nor trash (that is Delete), nor where it is.
+function movable(folders: readonly Folder[], m: Message): Folder[] {
+  if (m.folder === 'drafts' || m.folder === 'trash') return [];
+  return folders.filter((f) => f !== m.folder && f !== 'drafts' && f !== 'sent' && f !== 'trash');
+}
+
+export function Conversation({ api, thread, folders, onReply, onDelete, onMove, onRestore, onUnread }: Props) {
   const last = thread[thread.length - 1]!;
   const [open, setOpen] = useState<Set<string>>(() => new Set([last.id]));
   const heading = useRef<HTMLHeadingElement>(null);
@@ -189,7 +199,24 @@ export function Conversation({ api, thread, onReply, onDelete, onUnread }: Props
                 <Button type="button" onClick={() => onReply(m, 'replyAll')}>Reply all</Button>
                 <Button type="button" onClick={() => onReply(m, 'forward')}>Forward</Button>
                 {m.folder === 'inbox' && <Button type="button" onClick={() => onUnread(m)}>Mark unread</Button>}
-                <Button type="button" onClick={() => onDelete(m)}>Delete</Button>
+                {m.folder === 'trash' ? (
+                  <Button type="button" onClick={() => onRestore(m)}>Restore</Button>
+                ) : (
+                  m.folder !== 'archive' && m.folder !== 'drafts' && <Button type="button" onClick={() => onMove(m, 'archive')} aria-keyshortcuts="e">Archive</Button>
+                )}
+                {movable(folders, m).length > 0 && (
+                  <select
+                    aria-label="Move to folder"
+                    value=""
+                    onChange={(e) => e.target.value && onMove(m, e.target.value)}
+                  >
+                    <option value="">Move to…</option>
+                    {movable(folders, m).map((f) => <option key={f} value={f}>{folderLabel(f)}</option>)}
+                  </select>
+                )}
+                <Button type="button" onClick={() => onDelete(m)} aria-keyshortcuts={m.folder === 'trash' ? undefined : '#'}>
+                  {m.folder === 'trash' ? 'Delete forever' : 'Delete'}
+                </Button>
               </div>
             </>
           )}

@@ -3,7 +3,7 @@
 import { useEffect, useRef, type KeyboardEvent } from 'react';
 import styled from 'styled-components';
 import { displayName } from '../lib/address';
-import type { Folder, Message } from '../lib/types';
+import { folderLabel, type Folder, type Message } from '../lib/types';
 import { formatDate } from './common';
 import { theme } from './theme';
 
@@ -35,13 +35,15 @@ const statusLabel: Record<string, string> = { fetching: 'fetching…', failed: '
 
 interface Props {
   folder: Folder;
+  label?: string; // what the list is, when not a folder (search results)
+  empty?: string; // what an empty list says instead of "No messages in FOLDER."
   messages: Message[];
   selected: string | null;
   onSelect: (id: string) => void;
   onOpen: (id: string) => void;
 }
 
-export function MessageList({ folder, messages, selected, onSelect, onOpen }: Props) {
+export function MessageList({ folder, label: named, empty, messages, selected, onSelect, onOpen }: Props) {
   const ref = useRef<HTMLUListElement>(null);
   const index = Math.max(0, messages.findIndex((m) => m.id === selected));
 
@@ -67,11 +69,15 @@ export function MessageList({ folder, messages, selected, onSelect, onOpen }: Pr
     }
   }
 
-  if (messages.length === 0) return <p style={{ padding: '1rem', color: theme.muted }}>No messages in {folder}.</p>;
+  const label = named ?? folderLabel(folder);
+  if (messages.length === 0) return <p style={{ padding: '1rem', color: theme.muted }}>{empty ?? `No messages in ${label}.`}</p>;
   return (
-    <List ref={ref} role="listbox" aria-label={`Messages in ${folder}`} onKeyDown={onKey} data-testid="message-list">
+    <List ref={ref} role="listbox" aria-label={named ?? `Messages in ${label}`} onKeyDown={onKey} data-testid="message-list">
       {messages.map((m, i) => {
-        const who = folder === 'inbox' ? displayName(m.from) : m.to.map(displayName).join(', ') || '(no recipient)';
+        // What the user wrote shows whom it went to; what they got, who from.
+        const mine = m.status === 'sent' || m.status === 'draft';
+        const unread = !m.seen && !mine;
+        const who = mine ? m.to.map(displayName).join(', ') || '(no recipient)' : displayName(m.from);
         return (
           <Row
             key={m.id}
@@ -80,12 +86,12 @@ export function MessageList({ folder, messages, selected, onSelect, onOpen }: Pr
             aria-selected={m.id === selected}
             tabIndex={i === index ? 0 : -1}
             $selected={m.id === selected}
-            $unread={!m.seen && folder === 'inbox'}
+            $unread={unread}
             onClick={() => onOpen(m.id)}
             onFocus={() => m.id !== selected && onSelect(m.id)}
           >
             <span className="from">
-              {!m.seen && folder === 'inbox' && <span className="visually-hidden">Unread, </span>}
+              {unread && <span className="visually-hidden">Unread, </span>}
               {who}
             </span>
             <span className="date">{formatDate(m.date ?? m.updated)}</span>
