@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,8 +33,13 @@ func TestSendToSMTPDomain(t *testing.T) {
 		Users: []string{"alice@a.test", "bob@b.test"}, SMTP: true,
 		Server: func(c *server.Config) { c.SMTPOutPort = outPort }})
 	a, b := sb.Domain("a.test"), sb.Domain("b.test")
-	_, port, _ := net.SplitHostPort(b.SMTP)
-	outPort = atoi(t, port)
+	_, port, err := net.SplitHostPort(b.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if outPort, err = strconv.Atoi(port); err != nil {
+		t.Fatal(err)
+	}
 
 	// a.test's DKIM keys, made by the command, published with SPF and
 	// DMARC; b.test becomes an SMTP-only domain.
@@ -142,16 +148,4 @@ func TestSendToSMTPDomain(t *testing.T) {
 			t.Fatalf("no notice for the refused recipient: %+v %v\n%s", l, err, a.Log())
 		}
 	}
-}
-
-func atoi(t *testing.T, s string) int {
-	t.Helper()
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			t.Fatalf("not a number: %q", s)
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
 }

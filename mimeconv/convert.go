@@ -114,7 +114,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // errors are those of reading r, of the store and of the context. On an
 // error, resources already stored stay (unreferenced: collectable).
 func Convert(ctx context.Context, r io.Reader, store Store, opt Options) (*Result, error) {
-	c := &conv{ctx: ctx, store: store, opt: opt, lim: withDefaults(opt.Limits), atStart: true}
+	c := &conv{ctx: ctx, store: store, opt: opt, lim: opt.Limits.WithDefaults(), atStart: true}
 	c.in = &countingReader{r: r, h: sha256.New()}
 	c.br = bufio.NewReaderSize(c.in, readBuffer)
 	c.lits.dir = opt.TempDir
@@ -144,26 +144,6 @@ func Convert(ctx context.Context, r io.Reader, store Store, opt Options) (*Resul
 		return c.fallback(res)
 	}
 	return res, nil
-}
-
-func withDefaults(l placeholder.Limits) placeholder.Limits {
-	d := placeholder.DefaultLimits()
-	if l.MaxDocument > 0 {
-		d.MaxDocument = l.MaxDocument
-	}
-	if l.MaxDepth > 0 {
-		d.MaxDepth = l.MaxDepth
-	}
-	if l.MaxParts > 0 {
-		d.MaxParts = l.MaxParts
-	}
-	if l.MaxHeaders > 0 {
-		d.MaxHeaders = l.MaxHeaders
-	}
-	if l.MaxHeaderValue > 0 {
-		d.MaxHeaderValue = l.MaxHeaderValue
-	}
-	return d
 }
 
 // next returns the next fragment of input, or false at its end.

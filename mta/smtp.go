@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"net/smtp"
@@ -316,5 +315,3 @@ func refusedText(r map[string]string) string {
 	}
 	return strings.TrimSuffix(b.String(), "; ")
 }
-
-var _ io.Writer = (*dkim.Signer)(nil)

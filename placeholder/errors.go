@@ -62,6 +62,10 @@ func DefaultLimits() Limits {
 	}
 }
 
+// WithDefaults returns l with every zero field set to its default
+// (DefaultLimits), as Parse and Validate apply them.
+func (l Limits) WithDefaults() Limits { return l.withDefaults() }
+
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
 	if l.MaxDocument <= 0 {
