@@ -65,46 +65,15 @@ func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) (SMTPReceipt,
 	if len(d.Recipients) == 0 || d.Message == nil || d.Digest == "" {
 		return SMTPReceipt{}, errors.New("mailbox: an SMTP delivery needs recipients, a message and its digest")
 	}
-	m := d.Message.Clone()
-	h := &m.Header
-	if !h.Has(placeholder.HMessageID) {
-		id := placeholder.NewMessageID(s.cfg.Domain)
-		h.SetString(placeholder.HMessageID, id)
-		if !h.Has(placeholder.HThreadID) {
-			h.SetString(placeholder.HThreadID, id)
-		}
+	c, err := s.converted(d.Message, d.Received, d.Record, d.Resources)
+	if err != nil {
+		return SMTPReceipt{}, err
 	}
-	if d.Received != "" {
-		if prev := h.Get(placeholder.HReceived); !prev.IsZero() {
-			h.Set(placeholder.HReceived, placeholder.List(append([]string{d.Received}, prev.List()...)...))
-		} else {
-			h.SetString(placeholder.HReceived, d.Received)
-		}
-	}
-	if d.Record != "" {
-		h.SetString(HMIMERecord, d.Record.ContentID())
-	}
-	if err := m.Validate(placeholder.Limits{}); err != nil {
-		return SMTPReceipt{}, errs.Wrap(err, errs.Invalid, placeholder.CodeDocumentTooLarge, "the converted message is not a valid placeholder")
-	}
-	doc := m.Canonical()
-	var refs []meta.Ref
-	seen := map[resource.ID]bool{}
-	for _, r := range d.Resources {
-		if !seen[r.ID] {
-			seen[r.ID] = true
-			refs = append(refs, meta.Ref{ID: r.ID, Size: r.Size})
-		}
-	}
-	now := s.now()
-	date := now
-	if t, err := mail.ParseDate(h.Get(placeholder.HDate).String()); err == nil {
-		date = t
-	}
+	h, doc, refs, date, now := &c.msg.Header, c.doc, c.refs, c.date, c.now
 	key := "smtp:" + d.Digest
 	var made []meta.Message
 	repeated := 0
-	err := s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
+	err = s.cfg.Meta.Update(ctx, func(tx meta.Tx) error {
 		made, repeated = made[:0], 0
 		var users []int64
 		seenU := map[int64]bool{}
@@ -157,4 +126,56 @@ func (s *Service) ReceiveSMTP(ctx context.Context, d SMTPDelivery) (SMTPReceipt,
 		return SMTPReceipt{}, err
 	}
 	return SMTPReceipt{Copies: made, Repeated: repeated}, nil
+}
+
+// convertedMessage is a converted message (SMTP, import) made ready to
+// store: its placeholder with what this server adds, canonical, the refs
+// of its resources (each once) and its date.
+type convertedMessage struct {
+	msg  *placeholder.Message
+	doc  []byte
+	refs []meta.Ref
+	date time.Time
+	now  time.Time
+}
+
+// converted adds to a converted message a Message-ID (and X-Thread-ID) if
+// it has none, the trace line received first in Received (if any) and the
+// record's Content-ID (X-MIME-Record), and checks the result.
+func (s *Service) converted(msg *placeholder.Message, received string, record resource.ID, resources []resource.Info) (convertedMessage, error) {
+	m := msg.Clone()
+	h := &m.Header
+	if !h.Has(placeholder.HMessageID) {
+		id := placeholder.NewMessageID(s.cfg.Domain)
+		h.SetString(placeholder.HMessageID, id)
+		if !h.Has(placeholder.HThreadID) {
+			h.SetString(placeholder.HThreadID, id)
+		}
+	}
+	if received != "" {
+		if prev := h.Get(placeholder.HReceived); !prev.IsZero() {
+			h.Set(placeholder.HReceived, placeholder.List(append([]string{received}, prev.List()...)...))
+		} else {
+			h.SetString(placeholder.HReceived, received)
+		}
+	}
+	if record != "" {
+		h.SetString(HMIMERecord, record.ContentID())
+	}
+	if err := m.Validate(placeholder.Limits{}); err != nil {
+		return convertedMessage{}, errs.Wrap(err, errs.Invalid, placeholder.CodeDocumentTooLarge, "the converted message is not a valid placeholder")
+	}
+	c := convertedMessage{msg: m, doc: m.Canonical(), now: s.now()}
+	seen := map[resource.ID]bool{}
+	for _, r := range resources {
+		if !seen[r.ID] {
+			seen[r.ID] = true
+			c.refs = append(c.refs, meta.Ref{ID: r.ID, Size: r.Size})
+		}
+	}
+	c.date = c.now
+	if t, err := mail.ParseDate(h.Get(placeholder.HDate).String()); err == nil {
+		c.date = t
+	}
+	return c, nil
 }
