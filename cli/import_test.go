@@ -208,7 +208,8 @@ func TestImportExportCorpus(t *testing.T) {
 	for _, addr := range []string{"alice@a.test", "bob@a.test"} {
 		for _, format := range []string{"mbox", "maildir"} {
 			out := filepath.Join(t.TempDir(), "export")
-			code, stdout, errb := runCLI(t, "export", "--data", dir, "--format", format, "--json", addr, out)
+			// The form: flags after ADDRESS too.
+			code, stdout, errb := runCLI(t, "export", "--data", dir, addr, "--format", format, out, "--json")
 			if code != 0 {
 				t.Fatalf("export %s %s: exit %d: %s", addr, format, code, errb)
 			}
@@ -304,6 +305,21 @@ func TestImportMboxStatus(t *testing.T) {
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+	// A progress bar on a terminal's stderr only; quiet otherwise.
+	mbox2 := filepath.Join(t.TempDir(), "p.mbox")
+	writeMbox(t, mbox2, manyMessages(3))
+	for _, term := range []bool{true, false} {
+		env, out, errb := testEnv(nil, term)
+		if code := Main(context.Background(), env, []string{"import", "--data", dir, "alice@a.test", mbox2}); code != 0 {
+			t.Fatalf("import: exit %d: %s", code, errb)
+		}
+		if term != strings.Contains(errb.String(), "importing") {
+			t.Errorf("terminal %v: stderr %q", term, errb)
+		}
+		if !strings.Contains(out.String(), "imported ") {
+			t.Errorf("summary: %q", out)
 		}
 	}
 	// The vector of mailfile's tests: From_ quoting undone, X-Status AF
