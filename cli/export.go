@@ -44,7 +44,7 @@ still being fetched (or whose fetch failed) is left out, and the summary says so
 					}
 					return exportMailbox(ctx, env, data, *format, args[0], args[1], *asJSON)
 				}
-				if len(args) != 0 || *format != "" || *data.dir != "" {
+				if len(args) != 0 || *format != "" || *data.dir != "" || *asJSON {
 					return usagef("export takes --raw MESSAGE-ID (and no other arguments)")
 				}
 				api, err := newClient(ctx, env)

@@ -65,10 +65,13 @@ func exportMailbox(ctx context.Context, env *Env, data *dataFlags, format, addre
 	return nil
 }
 
-// exportItem is one message to write.
+// exportItem is one message to write: what the export needs of its
+// summary, so that the list of a large mailbox stays small.
 type exportItem struct {
-	m      mailbox.Message
-	folder string
+	id, messageID, from, folder string
+	status, statusReason        string
+	seen                        bool
+	date, created               time.Time
 }
 
 // exportList lists every message of the principal, of every folder, oldest
@@ -87,8 +90,12 @@ func exportList(ctx context.Context, mbx *mailbox.Service) ([]exportItem, error)
 				return nil, fmt.Errorf("listing %s: %w", f.Name, err)
 			}
 			for _, m := range l.Messages {
-				m.Placeholder = nil // the id and state are enough
-				items = append(items, exportItem{m: m, folder: f.Name})
+				it := exportItem{id: m.ID, messageID: m.MessageID, from: m.From, folder: f.Name, status: m.Status,
+					statusReason: m.StatusReason, seen: m.Seen, date: m.Created, created: m.Created}
+				if m.Date != nil {
+					it.date = *m.Date
+				}
+				items = append(items, it)
 			}
 			if l.NextPage == "" {
 				break
@@ -96,17 +103,11 @@ func exportList(ctx context.Context, mbx *mailbox.Service) ([]exportItem, error)
 			page = l.NextPage
 		}
 	}
-	when := func(m mailbox.Message) time.Time {
-		if m.Date != nil {
-			return *m.Date
-		}
-		return m.Created
-	}
 	slices.SortStableFunc(items, func(a, b exportItem) int {
-		if c := when(a.m).Compare(when(b.m)); c != 0 {
+		if c := a.date.Compare(b.date); c != 0 {
 			return c
 		}
-		return a.m.Created.Compare(b.m.Created)
+		return a.created.Compare(b.created)
 	})
 	return items, nil
 }
@@ -137,17 +138,17 @@ func ExportMail(ctx context.Context, mbx *mailbox.Service, format, out string) (
 
 // openRaw opens a message's bytes, or says why it is left out.
 func openRaw(ctx context.Context, mbx *mailbox.Service, it exportItem, sum *ExportSummary) (io.ReadCloser, error) {
-	switch meta.Status(it.m.Status) {
+	switch meta.Status(it.status) {
 	case meta.StatusFetching:
-		sum.Left = append(sum.Left, ExportLeft{ID: it.m.ID, MessageID: it.m.MessageID, Reason: "its resources are still being fetched"})
+		sum.Left = append(sum.Left, ExportLeft{ID: it.id, MessageID: it.messageID, Reason: "its resources are still being fetched"})
 		return nil, nil
 	case meta.StatusFailed:
-		sum.Left = append(sum.Left, ExportLeft{ID: it.m.ID, MessageID: it.m.MessageID, Reason: "its resources could not be fetched: " + it.m.StatusReason})
+		sum.Left = append(sum.Left, ExportLeft{ID: it.id, MessageID: it.messageID, Reason: "its resources could not be fetched: " + it.statusReason})
 		return nil, nil
 	}
-	rc, err := mbx.Raw(ctx, it.m.ID)
+	rc, err := mbx.Raw(ctx, it.id)
 	if err != nil {
-		return nil, fmt.Errorf("message %s: %w", it.m.ID, err)
+		return nil, fmt.Errorf("message %s: %w", it.id, err)
 	}
 	return rc, nil
 }
@@ -177,11 +178,7 @@ func exportMbox(ctx context.Context, mbx *mailbox.Service, items []exportItem, o
 		if rc == nil {
 			continue
 		}
-		date := it.m.Created
-		if it.m.Date != nil {
-			date = *it.m.Date
-		}
-		mw, err := w.Message(mailfile.FromLine(sender(it.m.From), date))
+		mw, err := w.Message(mailfile.FromLine(sender(it.from), it.date))
 		if err == nil {
 			_, err = io.Copy(mw, rc)
 		}
@@ -190,7 +187,7 @@ func exportMbox(ctx context.Context, mbx *mailbox.Service, items []exportItem, o
 			err = mw.Close()
 		}
 		if err != nil {
-			return fmt.Errorf("writing message %s: %w", it.m.ID, err)
+			return fmt.Errorf("writing message %s: %w", it.id, err)
 		}
 		sum.Exported++
 	}
@@ -238,12 +235,12 @@ func exportMaildir(ctx context.Context, mbx *mailbox.Service, items []exportItem
 		if rc == nil {
 			continue
 		}
-		flags := mailfile.Flags{Seen: it.m.Seen, Trashed: it.folder == string(meta.Trash), Draft: it.folder == string(meta.Drafts)}
+		flags := mailfile.Flags{Seen: it.seen, Trashed: it.folder == string(meta.Trash), Draft: it.folder == string(meta.Drafts)}
 		cr := &countingReader{r: rc}
-		_, err = w.Deliver(cr, flags, it.m.Created)
+		_, err = w.Deliver(cr, flags, it.created)
 		rc.Close()
 		if err != nil {
-			return fmt.Errorf("writing message %s: %w", it.m.ID, err)
+			return fmt.Errorf("writing message %s: %w", it.id, err)
 		}
 		sum.Bytes += cr.n
 		sum.Exported++

@@ -266,7 +266,6 @@ func ImportMail(ctx context.Context, cfg ImportConfig) (ImportSummary, error) {
 		return ImportSummary{}, err
 	}
 	sum := ImportSummary{Address: cfg.Address, Source: cfg.Path}
-	defer func() { sum.Seconds = time.Since(start).Seconds() }()
 	im := &importer{cfg: cfg, sum: &sum}
 	if st.IsDir() {
 		sum.Format = "maildir"

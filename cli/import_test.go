@@ -171,13 +171,18 @@ func listAll(t *testing.T, dir, addr string) []mailbox.Message {
 		t.Fatal(err)
 	}
 	mbx := mailbox.New(mailbox.Config{Domain: "a.test", Meta: b.Meta, Resources: b.Resources})
-	items, err := exportList(auth.WithPrincipal(ctx, auth.Principal{UserID: u.ID, Address: addr}), mbx)
+	ctx = auth.WithPrincipal(ctx, auth.Principal{UserID: u.ID, Address: addr})
+	fl, err := mbx.Folders(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []mailbox.Message
-	for _, it := range items {
-		out = append(out, it.m)
+	for _, f := range fl.Folders {
+		l, err := mbx.List(ctx, mailbox.ListOptions{Folder: f.Name})
+		if err != nil || l.NextPage != "" {
+			t.Fatalf("listing %s: %v (or more than a page)", f.Name, err)
+		}
+		out = append(out, l.Messages...)
 	}
 	return out
 }
