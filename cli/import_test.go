@@ -22,6 +22,7 @@ import (
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/mailfile"
 	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/postgres/pgtest"
 	"github.com/pullmail/pullmail/resource"
 	"github.com/pullmail/pullmail/server"
 )
@@ -574,6 +575,40 @@ func TestExportAtomic(t *testing.T) {
 		}
 		if ents, _ := os.ReadDir(outDir); len(ents) != 0 {
 			t.Errorf("%s: %d entries left in OUT's directory, want none", format, len(ents))
+		}
+	}
+}
+
+// TestImportExportPostgres: the same on PostgreSQL (a throwaway cluster):
+// the corpus in by an mbox file, out byte for byte, and a second run
+// stores nothing (the import records, under serializable transactions).
+func TestImportExportPostgres(t *testing.T) {
+	pg := pgtest.URL(t)
+	dir := t.TempDir()
+	msgs := corpus(t)
+	runAdmin(t, "user", "add", "--data", dir, "--meta", pg, "alice@a.test", "--password", "long enough")
+	mbox := filepath.Join(t.TempDir(), "corpus.mbox")
+	writeMbox(t, mbox, msgs)
+	for run, want := range []int{len(msgs), 0} {
+		code, s := importJSON(t, dir, "alice@a.test", mbox, "--meta", pg)
+		if code != 0 || s.Imported != want || s.Failed != 0 {
+			t.Fatalf("run %d: exit %d, %+v; want %d imported", run, code, s, want)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "import")); err != nil { // the digests alone, the second time
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out.mbox")
+	if code, _, errb := runCLI(t, "export", "--data", dir, "--meta", pg, "alice@a.test", "--format", "mbox", out); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errb)
+	}
+	got, want := digests(readMbox(t, out)), digests(msgs)
+	if len(got) != len(want) {
+		t.Fatalf("%d distinct messages back, want %d", len(got), len(want))
+	}
+	for d, n := range want {
+		if got[d] != n {
+			t.Errorf("a corpus message back %d times, want %d", got[d], n)
 		}
 	}
 }
