@@ -11,7 +11,7 @@ import (
 
 func init() {
 	register(&command{
-		name: "export", args: "--raw MESSAGE-ID [--out FILE] | --data DIR --format mbox|maildir [--json] ADDRESS OUT",
+		name: "export", args: "--raw MESSAGE-ID [--out FILE] | --data DIR ADDRESS --format mbox|maildir [--json] OUT",
 		short: "write a message, or a user's every message, as RFC 5322 bytes",
 		long: `With --raw, writes one message of yours as an Internet message (RFC 5322, MIME), like get,
 through the mailbox API: a message that came in by SMTP exactly as it arrived, any other
@@ -23,8 +23,8 @@ With --data (an admin command, on the data directory), writes every message of A
 of every folder, oldest first, to OUT: an mbox file (--format mbox, mboxrd quoting) or a new
 Maildir (--format maildir; OUT must not exist; flags S for read, T for trash, D for drafts).
 Each message is its RFC 5322 bytes as GET /api/v1/messages/{id}/raw gives them: mail that
-came in by SMTP or by import byte for byte as it came, import reads the result back
-exactly. OUT appears only complete: the export is written beside it, synced, and renamed
+came in by SMTP or by import byte for byte as it came (so import reads an export back
+exactly), any other composed as MIME. OUT appears only complete: the export is written beside it, synced, and renamed
 into place, so an interrupted export leaves OUT as it was. A message whose resources are
 still being fetched (or whose fetch failed) is left out, and the summary says so.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {

@@ -32,7 +32,7 @@ import (
 
 func init() {
 	register(&command{
-		name: "import", args: "--data DIR [--json] [--mbox-variant mboxrd|mboxo] [--max-size N] ADDRESS PATH",
+		name: "import", args: "--data DIR ADDRESS PATH [--json] [--mbox-variant mboxrd|mboxo] [--max-size N]",
 		short: "import an mbox file or a Maildir into a user's mailbox",
 		long: `Imports the messages of PATH, an mbox file or a Maildir directory (told apart by what
 it is), into the mailbox of ADDRESS, converted as mail that comes in by SMTP is (every
@@ -41,12 +41,12 @@ kept, so that export writes each back exactly: docs/PROTOCOL.md §13).
 
 Each message lands in inbox, complete, read if the file says so (Maildir flag S, mbox
 Status R); a deleted one (Maildir T, mbox X-Status D) in trash. The mailbox has no state
-for replied (R, A), flagged (F) or draft (D, T), which are left out (the bytes keep mbox's
-fields).
+for replied (R, A) or flagged (F), and its drafts folder holds its own editable drafts, not
+another client's (D, X-Status T): those flags are left out (the bytes keep mbox's fields).
 
 An import can be stopped at any point and run again: it stores no message twice (a
-message already imported for the user, by the SHA-256 of its bytes, is skipped, however
-long ago), and on an mbox file it carries on where it stopped (a journal in DIR/import
+message already imported for the user, by the SHA-256 of its bytes, is skipped however
+long ago, while the user keeps that copy, in trash too), and on an mbox file it carries on where it stopped (a journal in DIR/import
 names the offset reached and the digest of the file's bytes before it; a file changed
 before that point is read from the start again). A message that cannot be imported
 (larger than --max-size, unreadable, refused by the mailbox) is counted as failed with
