@@ -334,6 +334,38 @@ func TestImportMboxStatus(t *testing.T) {
 	if code != 0 || s.Imported != 2 {
 		t.Fatalf("vector: exit %d, %+v", code, s)
 	}
+	code, s = importJSON(t, dir, "alice@a.test", "../mailfile/testdata/mboxo.mbox", "--mbox-variant", "mboxo")
+	if code != 0 || s.Imported != 1 {
+		t.Fatalf("mboxo vector: exit %d, %+v", code, s)
+	}
+	found := false
+	for _, m := range listAll(t, dir, "alice@a.test") {
+		if m.Subject == "o" {
+			found = true
+			b, err := server.OpenBackends(context.Background(), dir, "", "", server.BackendOptions{Shared: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := b.Meta.UserByAddress(context.Background(), "alice@a.test")
+			mbx := mailbox.New(mailbox.Config{Domain: "a.test", Meta: b.Meta, Resources: b.Resources})
+			rc, err := mbx.Raw(auth.WithPrincipal(context.Background(), auth.Principal{UserID: u.ID, Address: "alice@a.test"}), m.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(rc)
+			rc.Close()
+			b.Close()
+			if want := "Subject: o\n\nFrom here\n>>From there\n"; string(raw) != want {
+				t.Errorf("mboxo message: %q, want %q", raw, want)
+			}
+		}
+	}
+	if !found {
+		t.Error("the mboxo message is not in the mailbox")
+	}
+	if code, _, errb := runCLI(t, "import", "--data", dir, "alice@a.test", mbox, "--mbox-variant", "mboxcl2"); code != 2 {
+		t.Errorf("an unknown variant: exit %d: %s", code, errb)
+	}
 }
 
 // TestImportDedupAttachments: the same attachment in two messages (and in a
