@@ -151,6 +151,7 @@ type MTA struct {
 	kick     [len(kinds)]chan struct{}
 
 	metrics  *metrics
+	smtp     *smtpPool // open SMTP sessions, by destination
 	scanOnce sync.Once // RunDue's scan of the queue (Run scans at each start)
 
 	mu      sync.Mutex
@@ -218,6 +219,14 @@ func New(cfg Config) (*MTA, error) {
 	for i := range m.kick {
 		m.kick[i] = make(chan struct{}, 1)
 	}
+	idle, conns := cfg.SMTP.IdleTimeout, cfg.SMTP.MaxConns
+	if idle == 0 {
+		idle = DefaultSMTPIdle
+	}
+	if conns <= 0 {
+		conns = DefaultSMTPConns
+	}
+	m.smtp = newSMTPPool(idle, conns)
 	var err error
 	if m.metrics, err = newMetrics(cfg.Metrics, m); err != nil {
 		return nil, fmt.Errorf("mta: registering metrics: %w", err)
@@ -449,7 +458,12 @@ func (m *MTA) Run(ctx context.Context) {
 		wg.Go(func() { m.runKind(ctx, kind, m.kick[i]) })
 	}
 	wg.Wait()
+	m.CloseIdle()
 }
+
+// CloseIdle closes the SMTP sessions kept open for the next message (Run
+// does when it returns; after RunDue, whoever called it).
+func (m *MTA) CloseIdle() { m.smtp.closeIdle() }
 
 // runKind is Run's loop for one kind of job.
 func (m *MTA) runKind(ctx context.Context, kind string, kick <-chan struct{}) {

@@ -66,7 +66,7 @@ func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 			}
 			deferred = &dj
 		}
-		m.cfg.Log.Info("mta: delivered by SMTP", "key", j.Key, "domain", p.Domain, "mx", sres.host, "tls", sres.tls,
+		m.cfg.Log.Info("mta: delivered by SMTP", "key", j.Key, "domain", p.Domain, "mx", sres.host, "tls", sres.tls, "mta_sts", sres.sts,
 			"delivered", len(sres.delivered), "refused", len(sres.refused), "deferred", len(sres.deferred))
 	}
 	if o.giveUp {

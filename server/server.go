@@ -150,6 +150,7 @@ type Server struct {
 	Authz     *authz.Server
 	MTAKey    *federation.ClientKey // the MTA's private_key_jwt key
 	Discovery *discovery.Client
+	STS       *discovery.STS // SMTP domains' MTA-STS policies, for the MTA
 	MTA       *mta.MTA
 	Keys      *keys.Set
 	Registry  *prometheus.Registry
@@ -445,6 +446,10 @@ func (s *Server) openMTA() error {
 	if len(dk2) == 0 {
 		s.log.Warn("no DKIM keys: mail to SMTP domains goes unsigned (pullmail dkim --data DIR makes them)")
 	}
+	// MTA-STS policies (RFC 8461) of the SMTP domains mail goes to,
+	// fetched with the MTA's resolver and verified against its roots.
+	s.STS = discovery.NewSTS(discovery.STSConfig{Resolver: discovery.NewResolver(s.cfg.DNS), RootCAs: pool,
+		AllowPrivate: s.cfg.AllowPrivatePeers, Clock: s.cfg.Clock, Log: s.log})
 	s.MTA, err = mta.New(mta.Config{
 		Domain: s.Domain, PublicURL: s.PublicURL(), Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
 		TokenURL: s.PublicURL() + authz.PathToken,
@@ -454,7 +459,7 @@ func (s *Server) openMTA() error {
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
 		Metrics: s.Registry, Staging: pulls, Node: s.cfg.Node,
 		SMTP: mta.SMTPConfig{Peers: s.Discovery.Peer, Resolver: discovery.NewResolver(s.cfg.DNS), Port: s.cfg.SMTPOutPort,
-			RootCAs: pool, DKIM: dk2, AllowPrivate: s.cfg.AllowPrivatePeers},
+			RootCAs: pool, DKIM: dk2, AllowPrivate: s.cfg.AllowPrivatePeers, STS: s.STS.Policy},
 	})
 	return err
 }
