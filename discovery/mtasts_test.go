@@ -205,7 +205,7 @@ func TestSTSCache(t *testing.T) {
 
 	// A third id whose policy does not fetch, then no record: the cached
 	// policy stands until max_age.
-	bad := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) })
+	bad := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) })
 	ps.handle.Store(&bad)
 	e.dns.Remove("_mta-sts.b.test")
 	e.dns.AddTXT("_mta-sts.b.test", "v=STSv1; id=three")

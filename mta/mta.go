@@ -272,6 +272,24 @@ type PushPayload struct {
 	// copy arrived with, and the new hop's header block.
 	Chain []federation.ChainElement `json:"chain,omitempty"`
 	Hop   json.RawMessage           `json:"hop,omitempty"`
+	// Via, MX, TLS and Outcome are what the last attempt found, written
+	// back into the job as it finishes, for the sender's delivery state
+	// (Deliveries): how the domain takes mail (discovery.PeerKind), the
+	// exchanger and its TLS ("verified", "unverified", "none"), and each
+	// recipient's answer when an exchanger gave one.
+	Via     string                      `json:"via,omitempty"`
+	MX      string                      `json:"mx,omitempty"`
+	TLS     string                      `json:"tls,omitempty"`
+	Outcome map[string]RecipientOutcome `json:"outcome,omitempty"`
+}
+
+// RecipientOutcome is one recipient's end of an SMTP attempt.
+type RecipientOutcome struct {
+	// State is DeliveryDelivered (2xx), DeliveryFailed (5xx) or
+	// DeliveryDeferred (4xx: retried, by a job of its own when the
+	// exchanger took the message for others).
+	State string `json:"state"`
+	Reply string `json:"reply,omitempty"` // the exchanger's answer, "550 5.1.1 …"
 }
 
 // SendGrant signs the send grant of an author's message (docs/PROTOCOL.md
@@ -649,6 +667,9 @@ type outcome struct {
 	next   time.Time
 	giveUp bool
 	reason string // Reason*, when giveUp
+	// payload, when set, replaces the job's payload (what the attempt
+	// found, for the delivery state).
+	payload []byte
 }
 
 // outcome decides what err, the end of an attempt of j with peer, does: a
@@ -689,6 +710,9 @@ func (m *MTA) finish(ctx context.Context, j meta.Job, o outcome, onDone, onFail 
 			return nil
 		}
 		cur.Updated = o.now
+		if o.payload != nil {
+			cur.Payload = o.payload
+		}
 		switch {
 		case o.err == nil:
 			cur.State, cur.LastError = meta.JobDone, ""

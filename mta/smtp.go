@@ -408,18 +408,29 @@ func smtpError(step string, err error) error {
 }
 
 // deferredJob is the push job that retries the recipients an exchanger
-// answered 4xx while it took the message for others: the same copy for
-// fewer recipients, its own key.
-func (m *MTA) deferredJob(j meta.Job, p PushPayload, rcpts []string, now time.Time) (meta.Job, error) {
+// answered 4xx (res.deferred) while it took the message for others: the
+// same copy for fewer recipients, its own key. It starts as deferred, with
+// the exchanger's answers as its last error and outcome (Deliveries).
+func (m *MTA) deferredJob(j meta.Job, p PushPayload, res *smtpResult, now time.Time) (meta.Job, error) {
+	rcpts := make([]string, 0, len(res.deferred))
+	for r := range res.deferred {
+		rcpts = append(rcpts, r)
+	}
 	slices.Sort(rcpts)
 	p.Recipients = rcpts
+	p.Via, p.MX, p.TLS = string(discovery.PeerSMTP), res.host, res.tls
+	p.Outcome = map[string]RecipientOutcome{}
+	for r, a := range res.deferred {
+		p.Outcome[r] = RecipientOutcome{State: DeliveryDeferred, Reply: a}
+	}
 	pb, err := json.Marshal(p)
 	if err != nil {
 		return meta.Job{}, err
 	}
 	sum := sha256.Sum256([]byte(strings.Join(rcpts, "\n")))
 	return meta.Job{Kind: JobPush, Key: j.Key + ":deferred:" + hex.EncodeToString(sum[:6]), Payload: pb,
-		NextTry: now.Add(m.cfg.Backoff(1)), Created: now, Updated: now, Expires: j.Expires}, nil
+		NextTry: now.Add(m.cfg.Backoff(1)), Created: now, Updated: now, Expires: j.Expires,
+		LastError: p.Domain + "'s mail exchanger " + res.host + " deferred: " + refusedText(res.deferred)}, nil
 }
 
 // refusedText says, for a notice, what each refused recipient's exchanger

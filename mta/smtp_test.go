@@ -35,6 +35,8 @@ type receiver struct {
 	mu   sync.Mutex
 	msgs []string // each message's body
 	open []*smtp.Conn
+	// rcpt, when set, answers RCPT TO (nil error: accepted).
+	rcpt func(to string) error
 }
 
 func newReceiver(t testing.TB, cert *tls.Certificate) *receiver {
@@ -99,10 +101,18 @@ func (r *receiver) messages() []string {
 
 type rsession struct{ r *receiver }
 
-func (s *rsession) Reset()                                    {}
-func (s *rsession) Logout() error                             { return nil }
-func (s *rsession) Mail(string, *smtp.MailOptions) error      { return nil }
-func (s *rsession) Rcpt(to string, _ *smtp.RcptOptions) error { return nil }
+func (s *rsession) Reset()                               {}
+func (s *rsession) Logout() error                        { return nil }
+func (s *rsession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *rsession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.r.mu.Lock()
+	f := s.r.rcpt
+	s.r.mu.Unlock()
+	if f != nil {
+		return f(to)
+	}
+	return nil
+}
 func (s *rsession) Data(rd io.Reader) error {
 	b, err := io.ReadAll(rd)
 	if err != nil {
@@ -421,4 +431,88 @@ func TestSMTPConnectionReuse(t *testing.T) {
 			t.Fatalf("%d connections after the idle timeout, want 3", n)
 		}
 	})
+}
+
+// TestDeliveries: the sender's delivery state per recipient, as the push
+// jobs say: queued before the first attempt; for SMTP, each recipient's
+// answer (delivered, failed with the 5xx reply, deferred with the 4xx reply
+// and the next retry), the deferred recipient delivered by its own job
+// later; for a Pullmail domain, delivered.
+func TestDeliveries(t *testing.T) {
+	ctx := context.Background()
+	sw := newSMTPWorld(t, smtpOpts{cert: "mx.b.test"})
+	later := true
+	sw.rcv.rcpt = func(to string) error {
+		switch {
+		case strings.HasPrefix(to, "nobody@"):
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		case strings.HasPrefix(to, "later@") && later:
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "greylisted, try later"}
+		}
+		return nil
+	}
+	sent := sw.send(t, []byte("a report"), []string{"bob@b.test", "nobody@b.test", "later@b.test"})
+	state := func() map[string]mta.Delivery {
+		t.Helper()
+		ds, err := mta.Deliveries(ctx, sw.a.Meta, sent.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]mta.Delivery{}
+		for _, d := range ds {
+			out[d.Recipient] = d
+		}
+		if len(out) != 3 || len(ds) != 3 {
+			t.Fatalf("deliveries %+v", ds)
+		}
+		return out
+	}
+	for r, d := range state() {
+		if d.State != mta.DeliveryQueued || d.Domain != "b.test" {
+			t.Errorf("%s before the first attempt: %+v", r, d)
+		}
+	}
+	sw.mtaA.RunDue(ctx)
+	ds := state()
+	for _, c := range []struct {
+		rcpt, state string
+		code        int
+		reply       string
+		retry       bool
+	}{
+		{"bob@b.test", mta.DeliveryDelivered, 0, "", false},
+		{"nobody@b.test", mta.DeliveryFailed, 550, "550 5.1.1 no such user", false},
+		{"later@b.test", mta.DeliveryDeferred, 451, "451 4.7.1 greylisted, try later", true},
+	} {
+		d := ds[c.rcpt]
+		if d.State != c.state || d.Code != c.code || d.Reply != c.reply || d.NextRetry.IsZero() == c.retry ||
+			d.Via != "smtp" || d.MX != "mx.b.test" || d.TLS != "verified" {
+			t.Errorf("%s: %+v; want %s %d %q retry %v via smtp, mx.b.test, verified", c.rcpt, d, c.state, c.code, c.reply, c.retry)
+		}
+	}
+	// The exchanger takes later@ now: its own job delivers it.
+	sw.rcv.mu.Lock()
+	later = false
+	sw.rcv.mu.Unlock()
+	for _, j := range jobs(t, sw.a.Meta, mta.JobPush) {
+		if j.State == meta.JobQueued {
+			wakeJob(t, sw.a.Meta, j)
+		}
+	}
+	sw.mtaA.RunDue(ctx)
+	if d := state()["later@b.test"]; d.State != mta.DeliveryDelivered || d.Reply != "" || !d.NextRetry.IsZero() {
+		t.Errorf("later@b.test after its retry: %+v", d)
+	}
+
+	// A Pullmail domain: queued, then delivered.
+	w := newWorldInProcess(t, mta.Config{})
+	sent = w.send(t, []byte("a report"), []string{"bob@b.test"})
+	if ds, err := mta.Deliveries(ctx, w.a.Meta, sent.ID); err != nil || len(ds) != 1 || ds[0].State != mta.DeliveryQueued {
+		t.Fatalf("before the push: %+v, %v", ds, err)
+	}
+	w.mtaA.RunDue(ctx)
+	if ds, err := mta.Deliveries(ctx, w.a.Meta, sent.ID); err != nil || len(ds) != 1 || ds[0].State != mta.DeliveryDelivered ||
+		ds[0].Via != "pullmail" || ds[0].Code != 0 {
+		t.Fatalf("after the push: %+v, %v", ds, err)
+	}
 }

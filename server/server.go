@@ -295,7 +295,7 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 	// (outbound), made next.
 	s.Mailbox = mailbox.New(mailbox.Config{
 		Domain: domain, Meta: s.Meta, Resources: s.Store, Log: s.log, Clock: cfg.Clock,
-		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry), Outbound: outbound{s},
+		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry), Outbound: outbound{s}, Deliveries: outbound{s},
 		Staging: s.Uploads, Events: s.Events,
 	})
 	if err := s.openMTA(); err != nil {
@@ -518,6 +518,25 @@ func (o outbound) QueueSend(ctx context.Context, tx meta.Tx, author, grant strin
 	}
 	o.s.MTA.Kick()
 	return nil
+}
+
+// Deliveries reads a sent message's remote delivery state from the MTA's
+// push jobs (mailbox.Deliveries).
+func (o outbound) Deliveries(ctx context.Context, sent meta.Message) ([]mailbox.Delivery, error) {
+	ds, err := mta.Deliveries(ctx, o.s.Meta, sent.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mailbox.Delivery, len(ds))
+	for i, d := range ds {
+		out[i] = mailbox.Delivery{Recipient: d.Recipient, Domain: d.Domain, Via: d.Via, State: d.State, Reply: d.Reply,
+			Code: d.Code, MX: d.MX, TLS: d.TLS, Updated: d.Updated.UTC()}
+		if !d.NextRetry.IsZero() {
+			t := d.NextRetry.UTC()
+			out[i].NextRetry = &t
+		}
+	}
+	return out, nil
 }
 
 // QueueForward hands a chain forward's copies to the MTA (mailbox.Forwarder).
