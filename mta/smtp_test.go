@@ -146,7 +146,9 @@ type smtpOpts struct {
 	tune  func(*mta.SMTPConfig)
 }
 
-func newSMTPWorld(t *testing.T, o smtpOpts) *smtpWorld {
+func newSMTPWorld(t *testing.T, o smtpOpts) *smtpWorld { return newSMTPWorldTB(t, o) }
+
+func newSMTPWorldTB(t testing.TB, o smtpOpts) *smtpWorld {
 	t.Helper()
 	d, err := dnstest.Start()
 	if err != nil {
@@ -514,5 +516,32 @@ func TestDeliveries(t *testing.T) {
 	if ds, err := mta.Deliveries(ctx, w.a.Meta, sent.ID); err != nil || len(ds) != 1 || ds[0].State != mta.DeliveryDelivered ||
 		ds[0].Via != "pullmail" || ds[0].Code != 0 {
 		t.Fatalf("after the push: %+v, %v", ds, err)
+	}
+}
+
+// BenchmarkSMTPDelivery delivers 100 queued messages to one exchanger over
+// STARTTLS, with sessions reused (the default) and one per message.
+func BenchmarkSMTPDelivery(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		idle time.Duration
+	}{{"reuse", 0}, {"per-message", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				sw := newSMTPWorldTB(b, smtpOpts{cert: "mx.b.test", tune: func(s *mta.SMTPConfig) { s.IdleTimeout = c.idle }})
+				for range 100 {
+					sw.send(b, []byte("a report"), []string{"bob@b.test"})
+				}
+				b.StartTimer()
+				sw.mtaA.RunDue(context.Background())
+				b.StopTimer()
+				if n := len(sw.rcv.messages()); n != 100 {
+					b.Fatalf("%d messages delivered", n)
+				}
+				b.ReportMetric(float64(sw.rcv.conns.Load()), "conns")
+				b.StartTimer()
+			}
+		})
 	}
 }
