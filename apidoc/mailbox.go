@@ -549,7 +549,7 @@ var mailboxTypes = []Type{
 		"attachments": Schema{"description": "Every other leaf: those with disposition attachment or a filename, and any other inline leaf."},
 		"placeholder": Ref("PlaceholderMessage"),
 		"chain":       Schema{"description": "The hops a received copy arrived with, oldest first (GET one message only; docs/PROTOCOL.md §8.16, §12)."},
-		"deliveries":  Schema{"description": "On a message the user sent (listings, GET, `message_id` lookups): where it is for each recipient, local, Pullmail and SMTP alike, in the order of To, Cc and Bcc (docs/PROTOCOL.md §8.20). Absent on every other message."},
+		"deliveries":  Schema{"description": "On a message the user sent (listings, search, GET, `message_id` lookups; not in changes or the answer to send): where it is for each recipient, local, Pullmail and SMTP alike, in the order of To, Cc and Bcc (docs/PROTOCOL.md §8.20). Absent on every other message."},
 	}},
 	{Go: TypeOf[mailbox.Delivery](), Description: "Where a sent message is for one recipient (docs/PROTOCOL.md §8.20).", Fields: map[string]Schema{
 		"recipient":  Schema{"description": "The address as the sender wrote it."},

@@ -65,6 +65,11 @@ func TestDeliveryState(t *testing.T) {
 		t.Fatalf("list --json: %v %s", err, out.String())
 	}
 	env, out, errb = testEnv(vars, false)
+	if code := Main(context.Background(), env, []string{"search", "subject:state", "--json"}); code != 0 ||
+		!strings.Contains(out.String(), `"via": "pullmail"`) {
+		t.Fatalf("search --json: exit %d %s %s", code, out.String(), errb.String())
+	}
+	env, out, errb = testEnv(vars, false)
 	if code := Main(context.Background(), env, []string{"show", msgid}); code != 0 ||
 		!strings.Contains(out.String(), "Delivery: bob@a.test delivered via local\n") ||
 		!strings.Contains(out.String(), "Delivery: carol@b.test delivered via pullmail\n") {

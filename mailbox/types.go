@@ -158,7 +158,7 @@ type Message struct {
 	// Chain is the chain of signed envelopes a received copy arrived with,
 	// oldest hop (the author's) first (Get only; docs/PROTOCOL.md §12).
 	Chain []ChainHop `json:"chain,omitempty"`
-	// Deliveries is, on a sent message (List, Get, Lookup), where it is
+	// Deliveries is, on a sent message (List, Search, Get, Lookup), where it is
 	// for each recipient, local and remote, in the order of To, Cc and
 	// Bcc (docs/PROTOCOL.md §8.20).
 	Deliveries []Delivery `json:"deliveries,omitempty"`

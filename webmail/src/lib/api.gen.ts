@@ -252,7 +252,7 @@ export interface Message {
   created: string;
   /** When it was sent; null for drafts. */
   date: string | null;
-  /** On a message the user sent (listings, GET, `message_id` lookups): where it is for each recipient, local, Pullmail and SMTP alike, in the order of To, Cc and Bcc (docs/PROTOCOL.md §8.20). Absent on every other message. */
+  /** On a message the user sent (listings, search, GET, `message_id` lookups; not in changes or the answer to send): where it is for each recipient, local, Pullmail and SMTP alike, in the order of To, Cc and Bcc (docs/PROTOCOL.md §8.20). Absent on every other message. */
   deliveries?: Delivery[];
   folder: Folder;
   forward?: ForwardInfo;
