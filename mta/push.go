@@ -37,6 +37,8 @@ func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 		return attempt
 	}
 	o := m.outcome(j, attempt, p.Domain)
+	// A payload that does not marshal (it just unmarshalled) keeps the
+	// job's own: the delivery state is then the job's state alone.
 	if pb, err := json.Marshal(recordOutcome(p, via, sres)); err == nil {
 		o.payload = pb
 	}
@@ -131,8 +133,8 @@ func recordOutcome(p PushPayload, via string, res *smtpResult) PushPayload {
 	if via != "" {
 		p.Via = via
 	}
-	if res == nil {
-		p.Outcome = nil
+	if res == nil { // no exchanger answered: the error says why
+		p.Outcome, p.MX, p.TLS = nil, "", ""
 		return p
 	}
 	p.MX, p.TLS = res.host, res.tls
