@@ -46,7 +46,10 @@ step, and says in plain words what is wrong and how to fix it:
   5. the mailbox metadata document (domain, url, endpoints, mta_client_id mta@DOMAIN),
   6. the MTA's keys in it, and
   7. how other domains deliver to DOMAIN: Pullmail push (the SRV record) or SMTP (its MX
-     records in preference order, else its own address; a null MX refuses all mail).
+     records in preference order, else its own address; a null MX refuses all mail);
+  8. for an SMTP domain, its MTA-STS policy (RFC 8461: the _mta-sts.DOMAIN TXT record and
+     https://mta-sts.DOMAIN/.well-known/mta-sts.txt): none, or its mode, mx patterns and
+     max_age, and whether every MX matches them.
 
 A check whose prerequisite failed is skipped (and counts as failed). Exit status 0 when every
 check passes, 1 otherwise. --json prints an array of {"check", "ok", "detail", "fix"}.
@@ -171,6 +174,7 @@ type doctorConfig struct {
 	RootCAs      *x509.CertPool // nil for the system's roots
 	AllowPrivate bool
 	Timeout      time.Duration // per network step; default 10s
+	stsPort      int           // the MTA-STS policy host's port (tests; 0: 443)
 }
 
 // runDoctor runs every check of domain in order. It never fails as a
@@ -282,13 +286,55 @@ func runDoctor(ctx context.Context, cfg doctorConfig) []doctorCheck {
 
 	// 7. How mail reaches the domain (PROTOCOL §11.1.1): a Pullmail push,
 	// or SMTP to its MX. Either passes; a domain that takes no mail fails.
-	add(peerCheck(ctx, res, d))
+	pc, peer := peerCheck(ctx, res, d)
+	add(pc)
+	// 8. An SMTP domain's MTA-STS policy (PROTOCOL §13.10.1).
+	if peer.Kind == discovery.PeerSMTP {
+		add(stsCheck(ctx, res, cfg, peer))
+	}
 	return out
+}
+
+// stsCheck fetches peer's MTA-STS policy as the MTA would, and says
+// whether its MX hosts match it.
+func stsCheck(ctx context.Context, res *net.Resolver, cfg doctorConfig, peer discovery.Peer) doctorCheck {
+	sts := discovery.NewSTS(discovery.STSConfig{Resolver: res, RootCAs: cfg.RootCAs, AllowPrivate: cfg.AllowPrivate,
+		Port: cfg.stsPort, Timeout: cfg.Timeout})
+	d := peer.Domain
+	pol, err := sts.Policy(ctx, d)
+	switch {
+	case err != nil:
+		return doctorCheck{Check: "MTA-STS", Detail: "_mta-sts." + d + " names a policy that cannot be had: " + oneLine(err),
+			Fix: "serve the policy as text/plain at https://mta-sts." + d + "/.well-known/mta-sts.txt with a certificate for mta-sts." + d +
+				" (RFC 8461 §3.3), or remove the TXT record; until then senders deliver as without a policy"}
+	case pol == nil:
+		return doctorCheck{Check: "MTA-STS", OK: true, Detail: "no _mta-sts." + d + " policy: mail to it uses opportunistic TLS"}
+	}
+	c := doctorCheck{Check: "MTA-STS", OK: true, Detail: fmt.Sprintf("mode %s, mx %s, max_age %s, id %s", pol.Mode,
+		strings.Join(pol.MX, " "), pol.MaxAge, pol.ID)}
+	if pol.Mode == discovery.STSNone {
+		return c
+	}
+	var bad []string
+	for _, h := range peer.Hosts {
+		if !pol.MatchMX(h.Host) {
+			bad = append(bad, h.Host)
+		}
+	}
+	if len(bad) > 0 {
+		c.OK = pol.Mode != discovery.STSEnforce
+		c.Detail += "; MX " + strings.Join(bad, ", ") + " not in the policy"
+		if pol.Mode == discovery.STSEnforce {
+			c.Detail += ": senders that enforce it do not deliver there"
+		}
+		c.Fix = "add an mx line for " + strings.Join(bad, ", ") + " to the policy (and change the TXT record's id), or drop the MX"
+	}
+	return c
 }
 
 // peerCheck says whether other domains deliver to d by Pullmail push or by
 // SMTP, and from which records.
-func peerCheck(ctx context.Context, res *net.Resolver, d string) doctorCheck {
+func peerCheck(ctx context.Context, res *net.Resolver, d string) (doctorCheck, discovery.Peer) {
 	c := discovery.New(discovery.Config{Resolver: res})
 	defer c.Close()
 	p, err := c.Peer(ctx, d)
@@ -300,14 +346,14 @@ func peerCheck(ctx context.Context, res *net.Resolver, d string) doctorCheck {
 		case "no_mail_host":
 			fix = "publish the _federizer._rs._tcp SRV record above to receive Pullmail pushes, or an MX record to receive SMTP"
 		}
-		return doctorCheck{Check: "delivery", Detail: oneLine(err), Fix: fix}
+		return doctorCheck{Check: "delivery", Detail: oneLine(err), Fix: fix}, discovery.Peer{}
 	}
 	var hosts []string
 	for _, h := range p.Hosts {
 		hosts = append(hosts, h.Host)
 	}
 	return doctorCheck{Check: "delivery", OK: true,
-		Detail: fmt.Sprintf("%s peer (%s): %s", p.Kind, strings.Join(hosts, ", "), p.Why)}
+		Detail: fmt.Sprintf("%s peer (%s): %s", p.Kind, strings.Join(hosts, ", "), p.Why)}, p
 }
 
 // usable drops the "." targets of SRV records.

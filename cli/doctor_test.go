@@ -90,7 +90,8 @@ func TestDoctor(t *testing.T) {
 		{"an SMTP domain", []string{"smtp.test", "--dns", dns}, 1, []want{
 			{check: "SRV _federizer._as._tcp.smtp.test", detail: "no SRV record"},
 			{check: "delivery", detail: "smtp peer (mx1.smtp.test, mx2.smtp.test): no SRV _federizer._rs._tcp.smtp.test; MX mx1.smtp.test (preference 10) and 1 more", ok: true},
-		}, 7},
+			{check: "MTA-STS", detail: "no _mta-sts.smtp.test policy", ok: true},
+		}, 8},
 		{"a null MX", []string{"null.test", "--dns", dns}, 1, []want{
 			{check: "delivery", detail: "null MX", fix: "remove the null MX"},
 		}, 7},

@@ -493,8 +493,9 @@ the folder the message is in now (trash), or "" with purged true.`,
 	register(&command{
 		name: "show", args: "MESSAGE-ID [--json]",
 		short: "show a message's headers and text",
-		long: `Shows a message: its headers, its attachments and its text body. MESSAGE-ID is the
-Message-ID (angle brackets optional) or the message's id from 'list --json'.`,
+		long: `Shows a message: its headers, its attachments and its text body; for a message you sent,
+a Delivery line per recipient (queued, deferred, delivered or failed, with the last answer).
+MESSAGE-ID is the Message-ID (angle brackets optional) or the message's id from 'list --json'.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			asJSON := fs.Bool("json", false, "print JSON: the message with its text as \"body\"")
 			return func(ctx context.Context, env *Env, args []string) error {
@@ -535,6 +536,20 @@ Message-ID (angle brackets optional) or the message's id from 'list --json'.`,
 				}
 				fmt.Fprintf(w, "Message-ID: %s\n", safe(m.MessageID))
 				fmt.Fprintf(w, "Status: %s\n", safe(m.Status))
+				for _, d := range m.Deliveries {
+					// The reply is the remote exchanger's text: escaped.
+					line := safe(d.Recipient) + " " + safe(d.State)
+					if d.Via != "" {
+						line += " via " + safe(d.Via)
+					}
+					if d.Reply != "" {
+						line += ": " + safe(d.Reply)
+					}
+					if d.NextRetry != nil {
+						line += " (next try " + d.NextRetry.Local().Format(time.RFC1123Z) + ")"
+					}
+					fmt.Fprintf(w, "Delivery: %s\n", line)
+				}
 				for _, a := range m.Attachments {
 					fmt.Fprintf(w, "Attachment: %s (%s, %d bytes) <%s>\n", safe(a.Filename), safe(a.ContentType), a.Size, a.ContentID)
 				}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -148,4 +149,41 @@ func TestSendToSMTPDomain(t *testing.T) {
 			t.Fatalf("no notice for the refused recipient: %+v %v\n%s", l, err, a.Log())
 		}
 	}
+
+	// Alice sees each recipient's delivery state in list --json and show
+	// --json: bob delivered by SMTP over STARTTLS (unverified: b.test's
+	// certificate does not name mx.b.test), nobody failed with the
+	// exchanger's 550.
+	check := func(what string, ds []mailbox.Delivery) {
+		t.Helper()
+		if len(ds) != 2 {
+			t.Fatalf("%s: deliveries %+v", what, ds)
+		}
+		bob, nobody := ds[0], ds[1]
+		if bob.Recipient != "bob@b.test" || bob.Via != "smtp" || bob.State != "delivered" || bob.MX != "mx.b.test" || bob.TLS != "unverified" {
+			t.Errorf("%s: bob %+v", what, bob)
+		}
+		if nobody.Recipient != "nobody@b.test" || nobody.State != "failed" || nobody.Code != 550 || !strings.HasPrefix(nobody.Reply, "550 5.1.1") {
+			t.Errorf("%s: nobody %+v", what, nobody)
+		}
+	}
+	env, out, errb = testEnv(vars, false)
+	if code := Main(context.Background(), env, []string{"list", "--folder", "sent", "--json"}); code != 0 {
+		t.Fatalf("list: exit %d: %s", code, errb.String())
+	}
+	var sent []mailbox.Message
+	if err := json.Unmarshal(out.Bytes(), &sent); err != nil || len(sent) != 1 {
+		t.Fatalf("list --json: %v %s", err, out.String())
+	}
+	check("list --json", sent[0].Deliveries)
+	env, out, errb = testEnv(vars, false)
+	if code := Main(context.Background(), env, []string{"show", "--json", msgid}); code != 0 {
+		t.Fatalf("show: exit %d: %s", code, errb.String())
+	}
+	var shown mailbox.Message
+	if err := json.Unmarshal(out.Bytes(), &shown); err != nil {
+		t.Fatalf("show --json: %v %s", err, out.String())
+	}
+	check("show --json", shown.Deliveries)
+	t.Logf("deliveries: %s", out.Bytes()[bytes.Index(out.Bytes(), []byte(`"deliveries"`)):][:400])
 }

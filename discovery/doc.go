@@ -65,6 +65,16 @@
 // cached. RefreshKeys refetches a domain's JWKS when a signature names an
 // unknown kid, at most once a minute per domain.
 //
+// # MTA-STS
+//
+// STS (mtasts.go) finds SMTP domains' MTA-STS policies (RFC 8461) for the
+// MTA: the _mta-sts.DOMAIN TXT record through the MTA's resolver, the
+// policy from https://mta-sts.DOMAIN/.well-known/mta-sts.txt over the same
+// client as every other fetch (verified TLS, no redirect, no proxy, the
+// private-address check) with a one-minute timeout and text/plain only,
+// cached in memory until its max_age and while the record's id stays
+// (docs/PROTOCOL.md §13.10.1).
+//
 // # Errors
 //
 // Errors are *errs.Error. Kind Temporary (a queue retries): dns_failed,

@@ -171,6 +171,7 @@ func (s *Service) view(row meta.Message, full bool) Message {
 		as, _ := addresses(d.m, f.name)
 		for _, a := range as {
 			*f.dst = append(*f.dst, formatAddress(a))
+			v.rcpts = append(v.rcpts, a.Address)
 		}
 	}
 	v.InReplyTo = d.inReplyTo()

@@ -192,7 +192,11 @@ func (s *Service) Search(ctx context.Context, opt SearchOptions) (List, error) {
 		out.NextPage = encodeSearchPage(meta.KeyOf(rows[len(rows)-1]))
 	}
 	for _, row := range rows {
-		out.Messages = append(out.Messages, s.view(row, false))
+		v := s.view(row, false)
+		if err := s.addDeliveries(ctx, &v, row); err != nil {
+			return List{}, storeErr(err, "reading the delivery state failed")
+		}
+		out.Messages = append(out.Messages, v)
 	}
 	return out, nil
 }

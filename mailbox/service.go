@@ -61,6 +61,9 @@ type Config struct {
 	// Events wakes event streams on this process's commits; nil: the
 	// streams only poll.
 	Events *Hub
+	// Deliveries tells the delivery state of sent messages' remote
+	// recipients (the MTA's push jobs); nil: only local recipients show.
+	Deliveries Deliveries
 	// EventPoll is how often an event stream polls the store's cursor, to
 	// see writers in other processes (default 3s); EventPing how often it
 	// sends a keep-alive (default 25s).
@@ -614,6 +617,59 @@ type Outbound interface {
 	QueueSend(ctx context.Context, tx meta.Tx, author, grant string, sent meta.Message, copies []RemoteCopy) error
 }
 
+// Deliveries reads where a sent message is for its remote recipients.
+type Deliveries interface {
+	// Deliveries returns the state of each remote recipient of sent, in
+	// the order they were queued (package mta: its push jobs).
+	Deliveries(ctx context.Context, sent meta.Message) ([]Delivery, error)
+}
+
+// addDeliveries sets v.Deliveries when v is a message the user sent:
+// every recipient in the order of its headers, local ones delivered with
+// the send, remote ones as s.cfg.Deliveries says (queued until it says
+// otherwise).
+func (s *Service) addDeliveries(ctx context.Context, v *Message, row meta.Message) error {
+	if row.Status != meta.StatusSent || v.Forward != nil || len(v.rcpts) == 0 {
+		return nil
+	}
+	remote := map[string]Delivery{}
+	var extra []Delivery
+	if s.cfg.Deliveries != nil {
+		ds, err := s.cfg.Deliveries.Deliveries(ctx, row)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			remote[strings.ToLower(d.Recipient)] = d
+			extra = append(extra, d)
+		}
+	}
+	seen := map[string]bool{}
+	for _, a := range v.rcpts {
+		key := strings.ToLower(a)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		_, dom, _ := strings.Cut(key, "@")
+		if d, ok := remote[key]; ok {
+			v.Deliveries = append(v.Deliveries, d)
+			continue
+		}
+		d := Delivery{Recipient: a, Domain: dom, State: "queued", Updated: row.Updated}
+		if norm, err := account.NormalizeAddress(a); err == nil && strings.HasSuffix(norm, "@"+s.cfg.Domain) {
+			d.Via, d.State, d.Updated = "local", "delivered", row.Date
+		}
+		v.Deliveries = append(v.Deliveries, d)
+	}
+	for _, d := range extra { // a recipient the headers do not show (none expected)
+		if !seen[strings.ToLower(d.Recipient)] {
+			v.Deliveries = append(v.Deliveries, d)
+		}
+	}
+	return nil
+}
+
 // RemoteCopy is one copy of a sent message for another domain: the To/Cc
 // copy of a domain (no Bcc), or the copy of one Bcc recipient, each with its
 // own Recipients-Digest (docs/PROTOCOL.md §5.2).
@@ -717,7 +773,11 @@ func (s *Service) List(ctx context.Context, opt ListOptions) (List, error) {
 		out.NextPage = encodePage(folder, meta.KeyOf(rows[limit-1]))
 	}
 	for _, row := range rows {
-		out.Messages = append(out.Messages, s.view(row, false))
+		v := s.view(row, false)
+		if err := s.addDeliveries(ctx, &v, row); err != nil {
+			return List{}, storeErr(err, "reading the delivery state failed")
+		}
+		out.Messages = append(out.Messages, v)
 	}
 	return out, nil
 }
@@ -733,6 +793,9 @@ func (s *Service) Get(ctx context.Context, id string) (Message, error) {
 		return Message{}, storeErr(err, "reading the message failed")
 	}
 	v := s.view(row, true)
+	if err := s.addDeliveries(ctx, &v, row); err != nil {
+		return Message{}, storeErr(err, "reading the delivery state failed")
+	}
 	if env, err := s.cfg.Meta.Envelope(ctx, p.UserID, id); err == nil {
 		v.Chain = chainView(env)
 	} else if !errors.Is(err, meta.ErrNotFound) {
@@ -757,7 +820,11 @@ func (s *Service) Lookup(ctx context.Context, messageID string) ([]Message, erro
 	}
 	out := make([]Message, 0, len(rows))
 	for _, row := range rows {
-		out = append(out, s.view(row, false))
+		v := s.view(row, false)
+		if err := s.addDeliveries(ctx, &v, row); err != nil {
+			return nil, storeErr(err, "reading the delivery state failed")
+		}
+		out = append(out, v)
 	}
 	return out, nil
 }

@@ -158,8 +158,40 @@ type Message struct {
 	// Chain is the chain of signed envelopes a received copy arrived with,
 	// oldest hop (the author's) first (Get only; docs/PROTOCOL.md §12).
 	Chain []ChainHop `json:"chain,omitempty"`
+	// Deliveries is, on a sent message (List, Search, Get, Lookup), where it is
+	// for each recipient, local and remote, in the order of To, Cc and
+	// Bcc (docs/PROTOCOL.md §8.20).
+	Deliveries []Delivery `json:"deliveries,omitempty"`
 
-	all []Attachment // every resource leaf, inline bodies included
+	all   []Attachment // every resource leaf, inline bodies included
+	rcpts []string     // the addresses of To, Cc and Bcc, in order
+}
+
+// Delivery is where a sent message is for one recipient (docs/PROTOCOL.md
+// §8.20). Local recipients are delivered with the send; a remote one's
+// state comes from the push job that carries its copy (package mta).
+type Delivery struct {
+	Recipient string `json:"recipient"`
+	Domain    string `json:"domain"`
+	// Via is how the copy goes: "local" (this domain's inbox), "pullmail"
+	// (pushed to a Pullmail domain), "smtp" (to an SMTP domain's mail
+	// exchanger); "" while the domain has not been looked up yet.
+	Via string `json:"via"`
+	// State is queued, deferred (an attempt failed for a temporary
+	// reason; tried again at next_retry), delivered, or failed (given up;
+	// a delivery-status notice is in the sender's inbox).
+	State string `json:"state"`
+	// Reply is the last answer: an SMTP exchanger's reply ("550 5.1.1 no
+	// such user") or why the last attempt failed; Code is the SMTP reply
+	// code in it, when an exchanger answered.
+	Reply     string     `json:"reply,omitempty"`
+	Code      int        `json:"code,omitempty"`
+	NextRetry *time.Time `json:"next_retry,omitempty"`
+	// MX and TLS name the mail exchanger of the last SMTP attempt and how
+	// its connection was protected: verified, unverified or none.
+	MX      string    `json:"mx,omitempty"`
+	TLS     string    `json:"tls,omitempty"`
+	Updated time.Time `json:"updated"`
 }
 
 // ListOptions selects a folder.

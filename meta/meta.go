@@ -501,6 +501,24 @@ type JobReader interface {
 	// running) whose Key starts with keyPrefix ("" for every one): the
 	// depth of a queue, for metrics, without reading the jobs.
 	CountJobs(ctx context.Context, kind, keyPrefix string) (int, error)
+	// JobsByKeyPrefix lists the jobs, of any kind and state, whose Key
+	// starts with prefix (not empty), oldest first by ID: the jobs of one
+	// piece of work, e.g. a sent message's pushes ("push:<row id>:"), for
+	// its delivery state. It reads the key's index.
+	JobsByKeyPrefix(ctx context.Context, prefix string) ([]Job, error)
+}
+
+// KeyPrefixEnd is the least string above every string that starts with
+// prefix ("" when there is none): the stores' range over the key index.
+func KeyPrefixEnd(prefix string) string {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return ""
 }
 
 // JobWriter adds and finishes jobs.

@@ -50,6 +50,13 @@ type metrics struct {
 	retries  *prometheus.CounterVec // class
 	failures *prometheus.CounterVec // class, reason
 	storage  prometheus.Counter
+	// sts counts what a domain's MTA-STS policy (RFC 8461) refused or, in
+	// mode testing, would have refused: by mode and reason (mx_mismatch,
+	// starttls, certificate; policy_fetch when the record stands but no
+	// policy could be had, mode "").
+	sts *prometheus.CounterVec
+	// smtpSessions counts SMTP transactions by session: "new" or "reused".
+	smtpSessions *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, m *MTA) (*metrics, error) {
@@ -62,11 +69,17 @@ func newMetrics(reg prometheus.Registerer, m *MTA) (*metrics, error) {
 			[]string{"kind", "reason"}),
 		storage: prometheus.NewCounter(prometheus.CounterOpts{Name: "pullmail_mta_storage_errors_total",
 			Help: "Job attempts that failed on this domain's own storage (resource store, pull staging, metadata)."}),
+		sts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullmail_mta_sts_failures_total",
+			Help: "SMTP deliveries that an MTA-STS policy refused (mode enforce) or would have (testing), by mode and reason (mx_mismatch, starttls, certificate, policy_fetch)."},
+			[]string{"mode", "reason"}),
+		smtpSessions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullmail_mta_smtp_transactions_total",
+			Help: "SMTP transactions (MAIL FROM) to mail exchangers, by session: new (a connection dialled for it) or reused."},
+			[]string{"session"}),
 	}
 	if reg == nil {
 		return ms, nil
 	}
-	for _, c := range []prometheus.Collector{ms.retries, ms.failures, ms.storage, depth{m}} {
+	for _, c := range []prometheus.Collector{ms.retries, ms.failures, ms.storage, ms.sts, ms.smtpSessions, depth{m}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -151,6 +151,7 @@ type MTA struct {
 	kick     [len(kinds)]chan struct{}
 
 	metrics  *metrics
+	smtp     *smtpPool // open SMTP sessions, by destination
 	scanOnce sync.Once // RunDue's scan of the queue (Run scans at each start)
 
 	mu      sync.Mutex
@@ -218,6 +219,14 @@ func New(cfg Config) (*MTA, error) {
 	for i := range m.kick {
 		m.kick[i] = make(chan struct{}, 1)
 	}
+	idle, conns := cfg.SMTP.IdleTimeout, cfg.SMTP.MaxConns
+	if idle == 0 {
+		idle = DefaultSMTPIdle
+	}
+	if conns <= 0 {
+		conns = DefaultSMTPConns
+	}
+	m.smtp = newSMTPPool(idle, conns)
 	var err error
 	if m.metrics, err = newMetrics(cfg.Metrics, m); err != nil {
 		return nil, fmt.Errorf("mta: registering metrics: %w", err)
@@ -263,6 +272,24 @@ type PushPayload struct {
 	// copy arrived with, and the new hop's header block.
 	Chain []federation.ChainElement `json:"chain,omitempty"`
 	Hop   json.RawMessage           `json:"hop,omitempty"`
+	// Via, MX, TLS and Outcome are what the last attempt found, written
+	// back into the job as it finishes, for the sender's delivery state
+	// (Deliveries): how the domain takes mail (discovery.PeerKind), the
+	// exchanger and its TLS ("verified", "unverified", "none"), and each
+	// recipient's answer when an exchanger gave one.
+	Via     string                      `json:"via,omitempty"`
+	MX      string                      `json:"mx,omitempty"`
+	TLS     string                      `json:"tls,omitempty"`
+	Outcome map[string]RecipientOutcome `json:"outcome,omitempty"`
+}
+
+// RecipientOutcome is one recipient's end of an SMTP attempt.
+type RecipientOutcome struct {
+	// State is DeliveryDelivered (2xx), DeliveryFailed (5xx) or
+	// DeliveryDeferred (4xx: retried, by a job of its own when the
+	// exchanger took the message for others).
+	State string `json:"state"`
+	Reply string `json:"reply,omitempty"` // the exchanger's answer, "550 5.1.1 …"
 }
 
 // SendGrant signs the send grant of an author's message (docs/PROTOCOL.md
@@ -449,7 +476,12 @@ func (m *MTA) Run(ctx context.Context) {
 		wg.Go(func() { m.runKind(ctx, kind, m.kick[i]) })
 	}
 	wg.Wait()
+	m.CloseIdle()
 }
+
+// CloseIdle closes the SMTP sessions kept open for the next message (Run
+// does when it returns; after RunDue, whoever called it).
+func (m *MTA) CloseIdle() { m.smtp.closeIdle() }
 
 // runKind is Run's loop for one kind of job.
 func (m *MTA) runKind(ctx context.Context, kind string, kick <-chan struct{}) {
@@ -635,6 +667,9 @@ type outcome struct {
 	next   time.Time
 	giveUp bool
 	reason string // Reason*, when giveUp
+	// payload, when set, replaces the job's payload (what the attempt
+	// found, for the delivery state).
+	payload []byte
 }
 
 // outcome decides what err, the end of an attempt of j with peer, does: a
@@ -675,6 +710,9 @@ func (m *MTA) finish(ctx context.Context, j meta.Job, o outcome, onDone, onFail 
 			return nil
 		}
 		cur.Updated = o.now
+		if o.payload != nil {
+			cur.Payload = o.payload
+		}
 		switch {
 		case o.err == nil:
 			cur.State, cur.LastError = meta.JobDone, ""

@@ -32,11 +32,16 @@ func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 		_, ferr := m.finish(ctx, j, m.outcome(j, final(fmt.Errorf("push payload: %w", err)), ""), nil, nil)
 		return errors.Join(err, ferr)
 	}
-	sres, attempt := m.attempt(ctx, p)
+	via, sres, attempt := m.attempt(ctx, p)
 	if ctx.Err() != nil {
 		return attempt
 	}
 	o := m.outcome(j, attempt, p.Domain)
+	// A payload that does not marshal (it just unmarshalled) keeps the
+	// job's own: the delivery state is then the job's state alone.
+	if pb, err := json.Marshal(recordOutcome(p, via, sres)); err == nil {
+		o.payload = pb
+	}
 	var dsn *notice
 	var deferred *meta.Job
 	if attempt == nil && sres != nil {
@@ -56,17 +61,13 @@ func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 			dsn = n
 		}
 		if len(sres.deferred) > 0 {
-			var rs []string
-			for r := range sres.deferred {
-				rs = append(rs, r)
-			}
-			dj, err := m.deferredJob(j, p, rs, o.now)
+			dj, err := m.deferredJob(j, p, sres, o.now)
 			if err != nil {
 				return fmt.Errorf("the deferred recipients of %s: %w", j.Key, err)
 			}
 			deferred = &dj
 		}
-		m.cfg.Log.Info("mta: delivered by SMTP", "key", j.Key, "domain", p.Domain, "mx", sres.host, "tls", sres.tls,
+		m.cfg.Log.Info("mta: delivered by SMTP", "key", j.Key, "domain", p.Domain, "mx", sres.host, "tls", sres.tls, "mta_sts", sres.sts,
 			"delivered", len(sres.delivered), "refused", len(sres.refused), "deferred", len(sres.deferred))
 	}
 	if o.giveUp {
@@ -103,25 +104,51 @@ func (m *MTA) runPush(ctx context.Context, j meta.Job) error {
 
 // attempt makes one attempt at delivering p: by SMTP to a domain that takes
 // mail so (docs/PROTOCOL.md §11.1.1), else by push. A domain that takes no
-// mail (null_mx, no_mail_host) is a final failure.
-func (m *MTA) attempt(ctx context.Context, p PushPayload) (*smtpResult, error) {
+// mail (null_mx, no_mail_host) is a final failure. It returns how the
+// domain takes mail ("" when discovery failed) and, for SMTP, what the
+// exchanger answered each recipient, also when it took the message for
+// none of them (the error then says so).
+func (m *MTA) attempt(ctx context.Context, p PushPayload) (string, *smtpResult, error) {
 	if m.cfg.SMTP.Peers != nil && p.Hop == nil {
 		peer, err := m.cfg.SMTP.Peers(ctx, p.Domain)
 		if err != nil {
-			return nil, discoveryError(p.Domain, err)
+			return "", nil, discoveryError(p.Domain, err)
 		}
 		if peer.Kind == discovery.PeerSMTP {
 			res, err := m.deliverSMTP(ctx, p, peer)
 			if err == nil && len(res.delivered) == 0 && len(res.deferred) == 0 {
-				return nil, refused(fmt.Errorf("%s's mail exchanger %s refused every recipient: %s", p.Domain, res.host, refusedText(res.refused)))
+				return string(peer.Kind), res, refused(fmt.Errorf("%s's mail exchanger %s refused every recipient: %s", p.Domain, res.host, refusedText(res.refused)))
 			}
 			if err == nil && len(res.delivered) == 0 {
-				return nil, temporary(fmt.Errorf("%s's mail exchanger %s deferred: %s", p.Domain, res.host, refusedText(res.deferred)))
+				return string(peer.Kind), res, temporary(fmt.Errorf("%s's mail exchanger %s deferred: %s", p.Domain, res.host, refusedText(res.deferred)))
 			}
-			return res, err
+			return string(peer.Kind), res, err
 		}
 	}
-	return nil, m.push(ctx, p)
+	return string(discovery.PeerPullmail), nil, m.push(ctx, p)
+}
+
+// recordOutcome is p with what an attempt found, for Deliveries.
+func recordOutcome(p PushPayload, via string, res *smtpResult) PushPayload {
+	if via != "" {
+		p.Via = via
+	}
+	if res == nil { // no exchanger answered: the error says why
+		p.Outcome, p.MX, p.TLS = nil, "", ""
+		return p
+	}
+	p.MX, p.TLS = res.host, res.tls
+	p.Outcome = map[string]RecipientOutcome{}
+	for _, r := range res.delivered {
+		p.Outcome[r] = RecipientOutcome{State: DeliveryDelivered}
+	}
+	for r, a := range res.refused {
+		p.Outcome[r] = RecipientOutcome{State: DeliveryFailed, Reply: a}
+	}
+	for r, a := range res.deferred {
+		p.Outcome[r] = RecipientOutcome{State: DeliveryDeferred, Reply: a}
+	}
+	return p
 }
 
 // push makes one attempt at delivering p: discovery, a fresh assertion, the

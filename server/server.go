@@ -150,6 +150,7 @@ type Server struct {
 	Authz     *authz.Server
 	MTAKey    *federation.ClientKey // the MTA's private_key_jwt key
 	Discovery *discovery.Client
+	STS       *discovery.STS // SMTP domains' MTA-STS policies, for the MTA
 	MTA       *mta.MTA
 	Keys      *keys.Set
 	Registry  *prometheus.Registry
@@ -294,7 +295,7 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 	// (outbound), made next.
 	s.Mailbox = mailbox.New(mailbox.Config{
 		Domain: domain, Meta: s.Meta, Resources: s.Store, Log: s.log, Clock: cfg.Clock,
-		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry), Outbound: outbound{s},
+		MaxUpload: cfg.MaxUpload, Metrics: mailbox.NewMetrics(s.Registry), Outbound: outbound{s}, Deliveries: outbound{s},
 		Staging: s.Uploads, Events: s.Events,
 	})
 	if err := s.openMTA(); err != nil {
@@ -445,6 +446,10 @@ func (s *Server) openMTA() error {
 	if len(dk2) == 0 {
 		s.log.Warn("no DKIM keys: mail to SMTP domains goes unsigned (pullmail dkim --data DIR makes them)")
 	}
+	// MTA-STS policies (RFC 8461) of the SMTP domains mail goes to,
+	// fetched with the MTA's resolver and verified against its roots.
+	s.STS = discovery.NewSTS(discovery.STSConfig{Resolver: discovery.NewResolver(s.cfg.DNS), RootCAs: pool,
+		AllowPrivate: s.cfg.AllowPrivatePeers, Clock: s.cfg.Clock, Log: s.log})
 	s.MTA, err = mta.New(mta.Config{
 		Domain: s.Domain, PublicURL: s.PublicURL(), Meta: s.Meta, Resources: s.Store, Discovery: s.Discovery,
 		TokenURL: s.PublicURL() + authz.PathToken,
@@ -454,7 +459,7 @@ func (s *Server) openMTA() error {
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
 		Metrics: s.Registry, Staging: pulls, Node: s.cfg.Node,
 		SMTP: mta.SMTPConfig{Peers: s.Discovery.Peer, Resolver: discovery.NewResolver(s.cfg.DNS), Port: s.cfg.SMTPOutPort,
-			RootCAs: pool, DKIM: dk2, AllowPrivate: s.cfg.AllowPrivatePeers},
+			RootCAs: pool, DKIM: dk2, AllowPrivate: s.cfg.AllowPrivatePeers, STS: s.STS.Policy},
 	})
 	return err
 }
@@ -513,6 +518,25 @@ func (o outbound) QueueSend(ctx context.Context, tx meta.Tx, author, grant strin
 	}
 	o.s.MTA.Kick()
 	return nil
+}
+
+// Deliveries reads a sent message's remote delivery state from the MTA's
+// push jobs (mailbox.Deliveries).
+func (o outbound) Deliveries(ctx context.Context, sent meta.Message) ([]mailbox.Delivery, error) {
+	ds, err := mta.Deliveries(ctx, o.s.Meta, sent.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mailbox.Delivery, len(ds))
+	for i, d := range ds {
+		out[i] = mailbox.Delivery{Recipient: d.Recipient, Domain: d.Domain, Via: d.Via, State: d.State, Reply: d.Reply,
+			Code: d.Code, MX: d.MX, TLS: d.TLS, Updated: d.Updated.UTC()}
+		if !d.NextRetry.IsZero() {
+			t := d.NextRetry.UTC()
+			out[i].NextRetry = &t
+		}
+	}
+	return out, nil
 }
 
 // QueueForward hands a chain forward's copies to the MTA (mailbox.Forwarder).

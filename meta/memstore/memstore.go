@@ -481,6 +481,21 @@ func (r reader) Jobs(_ context.Context, kind string, limit int) ([]meta.Job, err
 	return js, nil
 }
 
+func (r reader) JobsByKeyPrefix(_ context.Context, prefix string) ([]meta.Job, error) {
+	if prefix == "" {
+		return nil, fmt.Errorf("meta/memstore: jobs by key prefix: empty prefix")
+	}
+	var js []meta.Job
+	for _, j := range r.st().jobs {
+		if strings.HasPrefix(j.Key, prefix) {
+			j.Payload = bytes.Clone(j.Payload)
+			js = append(js, j)
+		}
+	}
+	slices.SortFunc(js, func(a, b meta.Job) int { return cmp.Compare(a.ID, b.ID) })
+	return js, nil
+}
+
 func (r reader) CountJobs(_ context.Context, kind, keyPrefix string) (int, error) {
 	n := 0
 	for _, j := range r.st().jobs {

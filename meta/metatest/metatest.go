@@ -1725,6 +1725,28 @@ func testJobs(t *testing.T, s meta.Store) {
 				t.Errorf("Jobs(\"\") lacks %s", key)
 			}
 		}
+		// By key prefix: any kind, oldest first; "list:c" is no prefix
+		// of "list:d" but is of "list:c2".
+		for _, tc := range []struct {
+			prefix string
+			want   []string
+		}{
+			{"list:", []string{"list:b", "list:a", "list:d", "list:c", "list:c2"}},
+			{"list:c", []string{"list:c", "list:c2"}},
+			{"list", []string{"list:b", "list:a", "list:d", "list:c", "list:c2", "list-other:1"}},
+			{"list:e", nil},
+		} {
+			js, err := s.JobsByKeyPrefix(ctx, tc.prefix)
+			if err != nil {
+				t.Fatalf("JobsByKeyPrefix(%q): %v", tc.prefix, err)
+			}
+			if got := jobKeys(js); !slices.Equal(got, tc.want) {
+				t.Errorf("JobsByKeyPrefix(%q) = %v, want %v", tc.prefix, got, tc.want)
+			}
+		}
+		if _, err := s.JobsByKeyPrefix(ctx, ""); err == nil {
+			t.Error("JobsByKeyPrefix(\"\") did not fail")
+		}
 		// Listings are readable in a transaction too.
 		err = s.View(ctx, func(r meta.Reader) error {
 			js, err := r.Jobs(ctx, "list", 1)

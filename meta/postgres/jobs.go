@@ -59,6 +59,21 @@ func (r reader) Jobs(ctx context.Context, kind string, limit int) ([]meta.Job, e
 	return js, nil
 }
 
+// JobsByKeyPrefix ranges over the key's unique index (COLLATE "C": byte
+// order).
+func (r reader) JobsByKeyPrefix(ctx context.Context, prefix string) ([]meta.Job, error) {
+	if prefix == "" {
+		return nil, fmt.Errorf("meta/postgres: jobs by key prefix: empty prefix")
+	}
+	end := meta.KeyPrefixEnd(prefix)
+	js, err := collect(ctx, r.q, scanJob, `SELECT `+jobColumns+` FROM jobs
+		WHERE key >= $1 AND ($2 = '' OR key < $2) AND starts_with(key, $1) ORDER BY id`, prefix, end)
+	if err != nil {
+		return nil, fmt.Errorf("meta/postgres: jobs with key prefix %q: %w", prefix, err)
+	}
+	return js, nil
+}
+
 // CountJobs walks jobs_claim, the unfinished jobs of the kind; starts_with
 // compares bytes, so a prefix holding '%' or '_' means itself.
 func (r reader) CountJobs(ctx context.Context, kind, keyPrefix string) (int, error) {

@@ -71,6 +71,22 @@ func (r reader) Jobs(ctx context.Context, kind string, limit int) ([]meta.Job, e
 	return js, nil
 }
 
+// JobsByKeyPrefix ranges over the key's unique index (BINARY collation:
+// byte order), and checks the prefix again for a prefix ending in 0xff.
+func (r reader) JobsByKeyPrefix(ctx context.Context, prefix string) ([]meta.Job, error) {
+	if prefix == "" {
+		return nil, fmt.Errorf("meta/sqlite: jobs by key prefix: empty prefix")
+	}
+	end := meta.KeyPrefixEnd(prefix)
+	js, err := jobs(ctx, r.q, `SELECT `+jobColumns+` FROM jobs
+		WHERE key >= ? AND (? = '' OR key < ?) AND substr(CAST(key AS BLOB), 1, ?) = CAST(? AS BLOB) ORDER BY id`,
+		prefix, end, end, len(prefix), prefix)
+	if err != nil {
+		return nil, fmt.Errorf("meta/sqlite: jobs with key prefix %q: %w", prefix, err)
+	}
+	return js, nil
+}
+
 // AddJob returns the job with its times in UTC.
 func (t *txn) AddJob(ctx context.Context, j meta.Job) (meta.Job, error) {
 	j, err := t.addJob(ctx, j)

@@ -91,6 +91,30 @@ export interface Changes {
 /** A resource's id: unpadded base64url of the SHA-256 of its bytes, never salted; without angle brackets. */
 export type ContentID = string;
 
+/** Where a sent message is for one recipient (docs/PROTOCOL.md §8.20). */
+export interface Delivery {
+  /** The SMTP reply code of `reply`, when an exchanger answered. */
+  code?: number;
+  /** The recipient's domain, lower case. */
+  domain: string;
+  /** The mail exchanger of the last SMTP attempt. */
+  mx?: string;
+  /** When a deferred delivery is tried again. */
+  next_retry?: string;
+  /** The address as the sender wrote it. */
+  recipient: string;
+  /** The last answer: the SMTP exchanger's reply (`550 5.1.1 no such user`), or why the last attempt failed. */
+  reply?: string;
+  /** `queued` (not tried yet), `deferred` (an attempt failed for a temporary reason: see `reply`; tried again at `next_retry`), `delivered` (the recipient's domain took it), `failed` (given up; a delivery-status notice is in the sender's inbox). */
+  state: "queued" | "deferred" | "delivered" | "failed";
+  /** How that connection was protected: `verified` (STARTTLS, certificate valid for the MX), `unverified`, or `none`. */
+  tls?: "verified" | "unverified" | "none";
+  /** When the state was last set. */
+  updated: string;
+  /** `local` (this domain's inbox), `pullmail` (pushed to a Pullmail domain), `smtp` (to an SMTP domain's mail exchanger); empty until the domain has been looked up. */
+  via: "" | "local" | "pullmail" | "smtp";
+}
+
 /** RFC 8628 §3.2. */
 export interface DeviceAuthorization {
   device_code: string;
@@ -228,6 +252,8 @@ export interface Message {
   created: string;
   /** When it was sent; null for drafts. */
   date: string | null;
+  /** On a message the user sent (listings, search, GET, `message_id` lookups; not in changes or the answer to send): where it is for each recipient, local, Pullmail and SMTP alike, in the order of To, Cc and Bcc (docs/PROTOCOL.md §8.20). Absent on every other message. */
+  deliveries?: Delivery[];
   folder: Folder;
   forward?: ForwardInfo;
   /** The From header as written, e.g. `Alice <alice@example.com>`. */
