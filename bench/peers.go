@@ -475,3 +475,28 @@ func (s *sourceIPs) get() string {
 	s.next++
 	return fmt.Sprintf("127.%d.%d.1", 1+k/32, 8*(k%32))
 }
+
+// PeerBinary returns the binary of the peer name ("maddy" or "mox", at the
+// version the benchmark pins) from cacheDir, building it there first if it
+// is missing, as the benchmark does: for the interop tests, which exchange
+// mail with the same builds.
+func PeerBinary(ctx context.Context, name, cacheDir string, progress io.Writer) (string, error) {
+	spec, ok := peerSpecs[name]
+	if !ok {
+		return "", fmt.Errorf("unknown peer %q (known: %s)", name, strings.Join(PeerNames, ", "))
+	}
+	b, err := buildPeer(ctx, spec, cacheDir, progress)
+	return b.Binary, err
+}
+
+// PeerVersion is the version of the peer name that PeerBinary builds.
+func PeerVersion(name string) string { return peerSpecs[name].version }
+
+// DefaultCacheDir is where 'pullmail bench' keeps the peers' binaries
+// unless --cache says otherwise.
+func DefaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "pullmail-bench")
+	}
+	return "pullmail-bench-cache"
+}
