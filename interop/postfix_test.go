@@ -136,6 +136,7 @@ maillog_file_prefixes = %[9]s
 biff = no
 append_dot_mydomain = no
 message_size_limit = 104857600
+virtual_mailbox_limit = 0
 `, p.queue, filepath.Join(dir, "data"), postfixHost, strings.Join(relayDomains, ", "), p.conf,
 		strings.Join(vdomains, ", "), p.mail, tlsConf, dir))
 	write("master.cf", fmt.Sprintf(`# service type private unpriv chroot wakeup maxproc command

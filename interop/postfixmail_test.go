@@ -203,10 +203,150 @@ func portOf(t testing.TB, addr string) string {
 	return port
 }
 
-// Keep the imports of the next tests' helpers in one place.
-var (
-	_ = hex.EncodeToString
-	_ = strconv.Itoa
-	_ server.Config
-	_ = tlsca.LoadPool
-)
+// publishDKIM makes a domain's DKIM keys with 'pullmail dkim' (its data
+// directory dir) and returns the TXT records it printed, by name, as a
+// receiver finds them in DNS.
+func publishDKIM(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	var recs []struct{ Selector, Name, Record string }
+	if err := json.Unmarshal([]byte(pullmail(t, nil, "dkim", "--data", dir, "--json")), &recs); err != nil || len(recs) != 2 {
+		t.Fatalf("dkim --json: %d records, %v", len(recs), err)
+	}
+	out := map[string]string{}
+	for _, r := range recs {
+		// NAME. TTL IN TXT "part" "part": the value is the parts joined.
+		txt := r.Record[strings.Index(r.Record, "\"")+1 : len(r.Record)-1]
+		out[r.Name] = strings.ReplaceAll(txt, "\" \"", "")
+	}
+	return out
+}
+
+type dkimResult struct {
+	File       string
+	Signatures []struct {
+		D, S, A string
+		OK      bool
+		Error   *string
+	}
+}
+
+// verifyDKIM checks every signature of each file with dkimpy, its DNS
+// answered from records.
+func verifyDKIM(t testing.TB, records map[string]string, files ...string) []dkimResult {
+	t.Helper()
+	recFile := filepath.Join(t.TempDir(), "records.json")
+	b, _ := json.Marshal(records)
+	if err := os.WriteFile(recFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var res []dkimResult
+	runJSON(t, &res, "dkimcheck.py", append([]string{recFile}, files...)...)
+	return res
+}
+
+type mimeResult struct {
+	Subject, From, To string
+	ContentType       string `json:"content_type"`
+	MessageID         string `json:"message_id"`
+	Received, Defects []string
+	Parts             []struct {
+		ContentType string `json:"content_type"`
+		Filename    *string
+		Charset     *string
+		Size        int
+		SHA256      string
+		Text        *string
+		Defects     []string
+	}
+}
+
+// TestPullmailDeliversToPostfix: alice@a.test sends (pullmail send) to
+// someone@c.test, whose MX in the sandbox's DNS is the Postfix instance;
+// a.test's MTA delivers by SMTP over STARTTLS, DKIM-signed with the keys
+// 'pullmail dkim' made, and Postfix's virtual(8) writes the message to a
+// Maildir. Python's email package reads that file as the message sent
+// (subject, text, the attachment's bytes), and dkimpy verifies both
+// signatures, ed25519-sha256 and rsa-sha256, against the TXT records the
+// command printed.
+func TestPullmailDeliversToPostfix(t *testing.T) {
+	python(t)
+	sbDir := t.TempDir()
+	ca, err := tlsca.LoadOrCreate(sbDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := startPostfix(t, postfixConfig{Mailboxes: []string{"someone@c.test"}, CA: ca})
+	port, _ := strconv.Atoi(portOf(t, pf.addr()))
+	sb := testenv.Sandbox(t, sandbox.Config{Kind: sandbox.InProcess, Dir: sbDir, Domains: []string{"a.test"},
+		Users: []string{"alice@a.test"}, Server: func(c *server.Config) { c.SMTPOutPort = port }})
+	a := sb.Domain("a.test")
+	records := publishDKIM(t, a.Dir)
+	dns := sb.Directory.DNS
+	for name, txt := range records {
+		dns.AddTXT(name, txt)
+	}
+	dns.AddMX("c.test", 10, "mx.c.test")
+	dns.AddA("mx.c.test", "127.0.0.1")
+	// a.test again, to load the keys.
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	payload := randomBytes(t, 200<<10)
+	attach := filepath.Join(t.TempDir(), "plans.bin")
+	if err := os.WriteFile(attach, payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := sb.User("alice@a.test")
+	msgid := strings.TrimSpace(pullmail(t, map[string]string{"PULLMAIL_SERVER": a.URL, "PULLMAIL_TOKEN": alice.Token, "PULLMAIL_CA": sb.CA},
+		"send", "--to", "Someone <someone@c.test>", "--subject", "Grüße an Postfix", "--text", "Grüße über SMTP\nzweite Zeile",
+		"--attach", attach))
+	got := pf.delivered(t, "someone@c.test", 1, 30*time.Second)
+	file := filepath.Join(t.TempDir(), "delivered.eml")
+	if err := os.WriteFile(file, got[0], 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var m mimeResult
+	runJSON(t, &m, "mimecheck.py", file)
+	if m.Subject != "Grüße an Postfix" || m.MessageID != msgid || !strings.Contains(m.From, "alice@a.test") ||
+		!strings.Contains(m.To, "someone@c.test") || m.ContentType != "multipart/mixed" || len(m.Defects) != 0 {
+		t.Errorf("python's email package read: %+v", m)
+	}
+	var text, file2 bool
+	for _, p := range m.Parts {
+		switch {
+		case p.ContentType == "text/plain" && p.Text != nil:
+			text = strings.Contains(*p.Text, "Grüße über SMTP\nzweite Zeile")
+		case p.Filename != nil && *p.Filename == "plans.bin":
+			file2 = p.SHA256 == hex.EncodeToString(resource.IDOf(payload).Sum()) && p.Size == len(payload)
+		}
+		if len(p.Defects) != 0 {
+			t.Errorf("part %s: defects %v", p.ContentType, p.Defects)
+		}
+	}
+	if !text || !file2 {
+		t.Errorf("text found %v, attachment intact %v: %+v", text, file2, m.Parts)
+	}
+	// ESMTPS, or UTF8SMTPS where the message needed SMTPUTF8 (RFC 6531
+	// §4.3): either way over TLS.
+	if len(m.Received) == 0 || !regexp.MustCompile(`with (ESMTPS|UTF8SMTPS) `).MatchString(m.Received[0]) {
+		t.Errorf("Postfix's Received %q: want ESMTPS or UTF8SMTPS (Pullmail's MTA used STARTTLS)", m.Received)
+	}
+
+	res := verifyDKIM(t, records, file)
+	algs := map[string]bool{}
+	for _, s := range res[0].Signatures {
+		if !s.OK || s.D != "a.test" {
+			t.Errorf("dkimpy: signature %+v does not verify", s)
+		}
+		algs[s.A] = s.OK
+	}
+	if len(res[0].Signatures) != 2 || !algs["ed25519-sha256"] || !algs["rsa-sha256"] {
+		t.Errorf("dkimpy verified %+v, want ed25519-sha256 and rsa-sha256", res[0].Signatures)
+	}
+	t.Logf("dkimpy: %+v", res[0].Signatures)
+}
