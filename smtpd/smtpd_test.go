@@ -445,6 +445,10 @@ func TestAuthentication(t *testing.T) {
 		{"all pass", "bounce@signer.test", sign(fmt.Sprintf(body, "all pass")),
 			[]string{"mx.a.test;", "spf=pass", "dkim=pass", "header.d=signer.test", "dmarc=pass", "header.from=signer.test"}},
 		{"tampered", "bounce@signer.test", tampered, []string{"spf=pass", "dkim=fail", "dmarc=pass"}},
+		// Header fields only, no empty line (RFC 5322 §3.5): the
+		// signature still verifies (dkimpy agrees; interop's corpus test).
+		{"headers only", "bounce@signer.test", bytes.TrimSuffix(sign("From: Sig <sig@signer.test>\r\nSubject: headers only\r\n\r\n"), []byte("\r\n")),
+			[]string{"spf=pass", "dkim=pass", "header.d=signer.test", "dmarc=pass"}},
 		{"spf fail", "x@elsewhere.test", []byte("From: x@elsewhere.test\r\nSubject: spf fail\r\n\r\nhi\r\n"),
 			[]string{"spf=fail", "dkim=none", "dmarc=fail", "header.from=elsewhere.test"}},
 		{"no records", "x@unknown.test", []byte("From: x@unknown.test\r\nSubject: no records\r\n\r\nhi\r\n"),
