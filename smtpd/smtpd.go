@@ -158,8 +158,10 @@ type session struct {
 var (
 	errRelay = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 		Message: "Relaying denied: this server takes mail for its own domain only"}
-	errNoRcpt = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
-	errTemp   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, please try again later"}
+	errNoRcpt      = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+	errLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Message refused: a line longer than 1 MiB"}
+	errTemp = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, please try again later"}
 )
 
 func (ss *session) Reset() {
@@ -268,6 +270,12 @@ func (ss *session) Data(r io.Reader) error {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			return se // the size limit, as go-smtp says it
+		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			// Permanent: the same message would meet the same limit
+			// again (a 451 made the sender retry for days).
+			ss.s.log.Warn("message refused: a line over the limit", "remote", ss.remote())
+			return errLineTooLong
 		}
 		ss.s.log.Error("converting a message", "remote", ss.remote(), "err", err)
 		return errTemp
