@@ -500,3 +500,36 @@ func DefaultCacheDir() string {
 	}
 	return "pullmail-bench-cache"
 }
+
+// PeerNet is the network the peers run in, for tests outside bench: a
+// DNS server on port 53 of a loopback address (its records in DNS) and a
+// resolv.conf naming it that Command binds over /etc/resolv.conf in a
+// mount namespace of the peer's own (root needed). Nothing leaves
+// 127.0.0.0/8.
+type PeerNet struct {
+	DNS    *dnstest.Server
+	resolv string
+	p      *peerDNS
+}
+
+// StartPeerNet starts the DNS server and writes the resolv.conf in dir.
+func StartPeerNet(dir string) (*PeerNet, error) {
+	p, err := startPeerDNS()
+	if err != nil {
+		return nil, err
+	}
+	resolv, err := checkIsolation(dir, p.addr)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	return &PeerNet{DNS: p.recs, resolv: resolv, p: p}, nil
+}
+
+// Command runs bin with args in the peers' network (the process is bin).
+func (n *PeerNet) Command(bin string, args ...string) *exec.Cmd {
+	return isolatedCommand(n.resolv, bin, args...)
+}
+
+// Close stops the DNS server.
+func (n *PeerNet) Close() { n.p.Close() }
