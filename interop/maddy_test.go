@@ -40,7 +40,7 @@ func TestMaddy(t *testing.T) {
 	mx := port25(t)
 	sbDir := t.TempDir()
 	sb := testenv.Sandbox(t, sandbox.Config{Kind: sandbox.InProcess, Dir: sbDir, Domains: []string{"a.test"},
-		Users: []string{"alice@a.test"},
+		Users:  []string{"alice@a.test"},
 		Server: func(c *server.Config) { c.SMTP, c.SMTPOutPort = mx, port }})
 	a := sb.Domain("a.test")
 	// Pullmail finds maddy as m.test's MX; maddy finds Pullmail as a.test's.

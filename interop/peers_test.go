@@ -2,7 +2,6 @@ package interop
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -102,5 +101,3 @@ func runPeer(t testing.TB, name string, cmd *exec.Cmd, addr string) *sandbox.Buf
 	}
 	return &log
 }
-
-var errNotYet = errors.New("not yet")
