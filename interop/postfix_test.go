@@ -51,9 +51,7 @@ func startPostfix(t testing.TB, cfg postfixConfig) *postfix {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if os.Getenv("INTEROP_KEEP") == "" {
-		t.Cleanup(func() { os.RemoveAll(dir) })
-	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	// The queue and data directories belong to the postfix user, which
 	// must reach them through every parent.
 	if err := os.Chmod(dir, 0o755); err != nil {
