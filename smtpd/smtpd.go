@@ -120,9 +120,11 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Serve accepts connections on l until Close.
+// Serve accepts connections on l until Close. A listener of implicit TLS
+// should be made over CloseOnWriteError(l) (Serve wraps plain connections
+// itself).
 func (s *Server) Serve(l net.Listener) error {
-	err := s.srv.Serve(l)
+	err := s.srv.Serve(closingListener{l})
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -131,6 +133,37 @@ func (s *Server) Serve(l net.Listener) error {
 
 // Close stops the server and closes its connections.
 func (s *Server) Close() error { return s.srv.Close() }
+
+// CloseOnWriteError returns l with connections that close themselves when
+// a write fails. go-smtp ignores the errors of its reply writes, so a
+// client that pipelines commands and never reads the replies (RFC 2920
+// abuse) would otherwise keep its session reading and answering into a
+// dead connection after the write timeout, for as long as it sends.
+func CloseOnWriteError(l net.Listener) net.Listener { return closingListener{l} }
+
+type closingListener struct{ net.Listener }
+
+func (l closingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	switch c.(type) {
+	case *tls.Conn, *closingConn: // go-smtp must see the *tls.Conn; it was made over one
+		return c, nil
+	}
+	return &closingConn{Conn: c}, nil
+}
+
+type closingConn struct{ net.Conn }
+
+func (c *closingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.Conn.Close()
+	}
+	return n, err
+}
 
 type slogLogger struct{ l *slog.Logger }
 

@@ -626,3 +626,40 @@ func TestHostileInput(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelineFlood: a client that pipelines commands without ever reading
+// the replies (RFC 2920 abuse) fills its own receive window; the server's
+// write then times out and it closes the connection, instead of buffering
+// replies without bound, and serves the next client as before.
+func TestPipelineFlood(t *testing.T) {
+	const timeout = time.Second
+	m := startMXTimeout(t, 0, timeout)
+	conn, err := net.Dial("tcp", m.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	conn.SetWriteDeadline(time.Now().Add(timeout + 20*time.Second))
+	flood := []byte(strings.Repeat("RCPT TO:<nobody@a.test>\r\n", 4096))
+	conn.Write([]byte("EHLO flood.example\r\nMAIL FROM:<c@example.org>\r\n"))
+	start := time.Now()
+	var sent int64
+	for {
+		n, err := conn.Write(flood)
+		sent += int64(n)
+		if err != nil {
+			t.Logf("closed after %v and %d MiB of commands: %v", time.Since(start), sent>>20, err)
+			break
+		}
+	}
+	if took := time.Since(start); took > timeout+9*time.Second {
+		t.Errorf("the server took %v to close a client that reads nothing", took)
+	}
+	if err := m.send(t, "c@example.org", []string{"alice@a.test"}, corpus(t, "corpus/01-plain.eml")); err != nil {
+		t.Fatalf("the next client: %v", err)
+	}
+	if n := len(m.inbox(t, "alice@a.test")); n != 1 {
+		t.Errorf("alice has %d messages, want the next client's 1", n)
+	}
+}
