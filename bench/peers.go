@@ -475,3 +475,61 @@ func (s *sourceIPs) get() string {
 	s.next++
 	return fmt.Sprintf("127.%d.%d.1", 1+k/32, 8*(k%32))
 }
+
+// PeerBinary returns the binary of the peer name ("maddy" or "mox", at the
+// version the benchmark pins) from cacheDir, building it there first if it
+// is missing, as the benchmark does: for the interop tests, which exchange
+// mail with the same builds.
+func PeerBinary(ctx context.Context, name, cacheDir string, progress io.Writer) (string, error) {
+	spec, ok := peerSpecs[name]
+	if !ok {
+		return "", fmt.Errorf("unknown peer %q (known: %s)", name, strings.Join(PeerNames, ", "))
+	}
+	b, err := buildPeer(ctx, spec, cacheDir, progress)
+	return b.Binary, err
+}
+
+// PeerVersion is the version of the peer name that PeerBinary builds.
+func PeerVersion(name string) string { return peerSpecs[name].version }
+
+// DefaultCacheDir is where 'pullmail bench' keeps the peers' binaries
+// unless --cache says otherwise.
+func DefaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "pullmail-bench")
+	}
+	return "pullmail-bench-cache"
+}
+
+// PeerNet is the network the peers run in, for tests outside bench: a
+// DNS server on port 53 of a loopback address (its records in DNS) and a
+// resolv.conf naming it that Command binds over /etc/resolv.conf in a
+// mount namespace of the peer's own (root needed). Nothing leaves
+// 127.0.0.0/8.
+type PeerNet struct {
+	DNS    *dnstest.Server
+	resolv string
+	p      *peerDNS
+}
+
+// StartPeerNet starts the DNS server and writes the resolv.conf in dir.
+func StartPeerNet(dir string) (*PeerNet, error) {
+	p, err := startPeerDNS()
+	if err != nil {
+		return nil, err
+	}
+	resolv, err := checkIsolation(dir, p.addr)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	return &PeerNet{DNS: p.recs, resolv: resolv, p: p}, nil
+}
+
+// Command runs bin with args in the peers' network (the process is bin).
+func (n *PeerNet) Command(bin string, args ...string) *exec.Cmd {
+	return isolatedCommand(n.resolv, bin, args...)
+}
+
+// Close stops the DNS server.
+func (n *PeerNet) Close() { n.p.Close() }

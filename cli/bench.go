@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"strings"
 
@@ -71,11 +70,7 @@ The full mode needs about 20 GiB of free space in --tmp and takes tens of minute
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			quick := fs.Bool("quick", false, "small sizes and few messages: proves the tool works")
 			peers := fs.String("peers", "maddy,mox", "SMTP `PEERS` to compare with, comma-separated, or none")
-			cacheDef := "pullmail-bench-cache"
-			if d, err := os.UserCacheDir(); err == nil {
-				cacheDef = filepath.Join(d, "pullmail-bench")
-			}
-			cache := fs.String("cache", cacheDef, "`DIR`ectory that keeps the peers' binaries")
+			cache := fs.String("cache", bench.DefaultCacheDir(), "`DIR`ectory that keeps the peers' binaries")
 			jsonOut := fs.Bool("json", false, "print the report as JSON instead of tables")
 			out := fs.String("out", "", "write the markdown section to `FILE` (replacing its \""+strings.TrimPrefix(benchSection, "## ")+"\" section if it has one)")
 			cpu := fs.String("cpuprofile", "", "make each Pullmail server write a CPU profile to `DIR`/DOMAIN.cpu.pprof")

@@ -961,7 +961,7 @@ func (s *Server) startSubmission(tc *tls.Config, addr string, implicit bool, sto
 	stc.NextProtos = nil
 	store.Store(l.Addr().String())
 	if implicit {
-		l = tls.NewListener(l, stc)
+		l = tls.NewListener(smtpd.CloseOnWriteError(l), stc)
 	}
 	sub := &smtpd.Submission{
 		Password: func(ctx context.Context, address, password string) (auth.Principal, error) {

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -44,11 +45,21 @@ type dkimVerifier struct {
 	pw   *io.PipeWriter
 	done chan struct{}
 	res  []*dkim.Verification
+	// tail is the copy's last bytes and body whether the empty line that
+	// ends the header section has gone by: a message of header fields
+	// only (RFC 5322 §3.5: the body is optional) gets one at the end, or
+	// the verifier finds no header and no signature in it. An empty body
+	// and a CRLF hash alike in both canonicalizations (RFC 6376 §3.4.3,
+	// §3.4.4), so signatures are unchanged.
+	tail []byte
+	body bool
 }
 
 func (s *Server) startDKIM(ctx context.Context) *dkimVerifier {
 	pr, pw := io.Pipe()
-	v := &dkimVerifier{pw: pw, done: make(chan struct{})}
+	// The line end before the first byte: a message that begins with the
+	// empty line has its body at once.
+	v := &dkimVerifier{pw: pw, done: make(chan struct{}), tail: []byte("\n")}
 	go func() {
 		defer close(v.done)
 		res, err := dkim.VerifyWithOptions(pr, &dkim.VerifyOptions{
@@ -68,12 +79,20 @@ func (s *Server) startDKIM(ctx context.Context) *dkimVerifier {
 
 // Write feeds the copy; it never fails (a verifier that gave up drains).
 func (v *dkimVerifier) Write(p []byte) (int, error) {
+	if !v.body {
+		v.tail = append(v.tail, p...)
+		v.body = bytes.Contains(v.tail, []byte("\n\r\n")) || bytes.Contains(v.tail, []byte("\n\n"))
+		v.tail = v.tail[max(0, len(v.tail)-2):]
+	}
 	_, _ = v.pw.Write(p)
 	return len(p), nil
 }
 
 // Wait ends the copy and returns the verifications.
 func (v *dkimVerifier) Wait() []*dkim.Verification {
+	if !v.body {
+		_, _ = v.pw.Write([]byte("\r\n"))
+	}
 	v.pw.Close()
 	<-v.done
 	return v.res

@@ -120,9 +120,11 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Serve accepts connections on l until Close.
+// Serve accepts connections on l until Close. A listener of implicit TLS
+// should be made over CloseOnWriteError(l) (Serve wraps plain connections
+// itself).
 func (s *Server) Serve(l net.Listener) error {
-	err := s.srv.Serve(l)
+	err := s.srv.Serve(closingListener{l})
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -131,6 +133,37 @@ func (s *Server) Serve(l net.Listener) error {
 
 // Close stops the server and closes its connections.
 func (s *Server) Close() error { return s.srv.Close() }
+
+// CloseOnWriteError returns l with connections that close themselves when
+// a write fails. go-smtp ignores the errors of its reply writes, so a
+// client that pipelines commands and never reads the replies (RFC 2920
+// abuse) would otherwise keep its session reading and answering into a
+// dead connection after the write timeout, for as long as it sends.
+func CloseOnWriteError(l net.Listener) net.Listener { return closingListener{l} }
+
+type closingListener struct{ net.Listener }
+
+func (l closingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	switch c.(type) {
+	case *tls.Conn, *closingConn: // go-smtp must see the *tls.Conn; it was made over one
+		return c, nil
+	}
+	return &closingConn{Conn: c}, nil
+}
+
+type closingConn struct{ net.Conn }
+
+func (c *closingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.Conn.Close()
+	}
+	return n, err
+}
 
 type slogLogger struct{ l *slog.Logger }
 
@@ -158,8 +191,10 @@ type session struct {
 var (
 	errRelay = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 		Message: "Relaying denied: this server takes mail for its own domain only"}
-	errNoRcpt = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
-	errTemp   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, please try again later"}
+	errNoRcpt      = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+	errLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Message refused: a line longer than 1 MiB"}
+	errTemp = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, please try again later"}
 )
 
 func (ss *session) Reset() {
@@ -268,6 +303,12 @@ func (ss *session) Data(r io.Reader) error {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			return se // the size limit, as go-smtp says it
+		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			// Permanent: the same message would meet the same limit
+			// again (a 451 made the sender retry for days).
+			ss.s.log.Warn("message refused: a line over the limit", "remote", ss.remote())
+			return errLineTooLong
 		}
 		ss.s.log.Error("converting a message", "remote", ss.remote(), "err", err)
 		return errTemp

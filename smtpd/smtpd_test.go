@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -49,6 +50,12 @@ type mx struct {
 
 func startMX(t *testing.T, maxSize int64) *mx {
 	t.Helper()
+	return startMXTimeout(t, maxSize, 10*time.Second)
+}
+
+// startMXTimeout is startMX with the server's read and write timeout.
+func startMXTimeout(t *testing.T, maxSize int64, timeout time.Duration) *mx {
+	t.Helper()
 	ctx := context.Background()
 	m := &mx{meta: memstore.New(), res: rmem.New(), users: map[string]int64{}}
 	err := m.meta.Update(ctx, func(tx meta.Tx) error {
@@ -86,7 +93,7 @@ func startMX(t *testing.T, maxSize int64) *mx {
 	}
 	t.Cleanup(func() { m.dns.Close() })
 	s := New(Config{Domain: "a.test", Hostname: "mx.a.test", TLS: stc, Users: m.meta, Mailbox: mb, Resources: m.res,
-		MaxSize: maxSize, Timeout: 10 * time.Second, TempDir: t.TempDir(), Resolver: discovery.NewResolver(m.dns.Addr())})
+		MaxSize: maxSize, Timeout: timeout, TempDir: t.TempDir(), Resolver: discovery.NewResolver(m.dns.Addr())})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -445,6 +452,10 @@ func TestAuthentication(t *testing.T) {
 		{"all pass", "bounce@signer.test", sign(fmt.Sprintf(body, "all pass")),
 			[]string{"mx.a.test;", "spf=pass", "dkim=pass", "header.d=signer.test", "dmarc=pass", "header.from=signer.test"}},
 		{"tampered", "bounce@signer.test", tampered, []string{"spf=pass", "dkim=fail", "dmarc=pass"}},
+		// Header fields only, no empty line (RFC 5322 §3.5): the
+		// signature still verifies (dkimpy agrees; interop's corpus test).
+		{"headers only", "bounce@signer.test", bytes.TrimSuffix(sign("From: Sig <sig@signer.test>\r\nSubject: headers only\r\n\r\n"), []byte("\r\n")),
+			[]string{"spf=pass", "dkim=pass", "header.d=signer.test", "dmarc=pass"}},
 		{"spf fail", "x@elsewhere.test", []byte("From: x@elsewhere.test\r\nSubject: spf fail\r\n\r\nhi\r\n"),
 			[]string{"spf=fail", "dkim=none", "dmarc=fail", "header.from=elsewhere.test"}},
 		{"no records", "x@unknown.test", []byte("From: x@unknown.test\r\nSubject: no records\r\n\r\nhi\r\n"),
@@ -478,5 +489,177 @@ func TestAuthentication(t *testing.T) {
 				t.Errorf("the record does not render what was sent")
 			}
 		})
+	}
+}
+
+// TestStallingClient: a client that stops sending, between commands or in
+// the middle of DATA, is disconnected once the server's timeout has passed
+// (RFC 5321 §4.5.3.2; 5 minutes by default, a second here), and the
+// message it never finished is not stored.
+func TestStallingClient(t *testing.T) {
+	if d := New(Config{}).cfg.Timeout; d != 5*time.Minute {
+		t.Errorf("default timeout %v, want RFC 5321 §4.5.3.2's 5 minutes", d)
+	}
+	const timeout = time.Second
+	m := startMXTimeout(t, 0, timeout)
+	for _, tc := range []struct {
+		name  string
+		sends []string // before the client stalls, each answered
+		data  string   // then written unanswered
+	}{
+		{"after the greeting", nil, ""},
+		{"after EHLO", []string{"EHLO staller.example"}, ""},
+		{"in a command", []string{"EHLO staller.example"}, "MAIL FROM:<c@exa"},
+		{"in DATA", []string{"EHLO staller.example", "MAIL FROM:<c@example.org>", "RCPT TO:<alice@a.test>", "DATA"},
+			"Subject: stalled\r\n\r\nthe first line, and no more\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", m.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(timeout + 10*time.Second))
+			br := bufio.NewReader(conn)
+			reply := func() string {
+				t.Helper()
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						t.Fatalf("reading a reply: %v", err)
+					}
+					if len(line) < 4 || line[3] != '-' {
+						return line
+					}
+				}
+			}
+			reply() // 220
+			for _, c := range tc.sends {
+				conn.Write([]byte(c + "\r\n"))
+				if r := reply(); r[0] != '2' && r[0] != '3' {
+					t.Fatalf("%s: %q", c, r)
+				}
+			}
+			conn.Write([]byte(tc.data))
+			start := time.Now()
+			// Whatever the server says on closing (421), then the end.
+			rest, err := io.ReadAll(br)
+			took := time.Since(start)
+			if err != nil {
+				t.Fatalf("the server did not close the connection: %v after %v (%q)", err, took, rest)
+			}
+			// go-smtp answers what a stall cut short (a partial command
+			// as a command, a DATA as a temporary failure) and closes
+			// after one more timeout: at most two.
+			if took < timeout-100*time.Millisecond || took > 2*timeout+3*time.Second {
+				t.Errorf("closed after %v, want within twice the timeout %v", took, timeout)
+			}
+			replies := strings.Split(strings.TrimSuffix(string(rest), "\r\n"), "\r\n")
+			if last := replies[len(replies)-1]; len(rest) > 0 && !strings.HasPrefix(last, "421 4.4.2") {
+				t.Errorf("closing reply %q, want 421 4.4.2", rest)
+			}
+			if tc.name == "in DATA" && (len(replies) != 2 || replies[0][0] != '4') {
+				t.Errorf("replies to the stalled DATA %q, want a temporary failure (the sender retries), then 421", replies)
+			}
+		})
+	}
+	if n := len(m.inbox(t, "alice@a.test")); n != 0 {
+		t.Errorf("a stalled message was stored: %d", n)
+	}
+}
+
+// TestHostileInput: a declared SIZE over the limit is refused at MAIL,
+// before any data (RFC 1870 §6.1); a header of a megabyte and ten thousand
+// nested multiparts are answered without storing a half message.
+func TestHostileInput(t *testing.T) {
+	m := startMX(t, 8<<20)
+	t.Run("declared SIZE", func(t *testing.T) {
+		c, err := smtp.DialStartTLS(m.addr, m.tls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		err = c.Mail("c@example.org", &smtp.MailOptions{Size: 9 << 20})
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 552 || se.EnhancedCode != (smtp.EnhancedCode{5, 3, 4}) {
+			t.Fatalf("MAIL with SIZE over the limit: %v, want 552 5.3.4", err)
+		}
+	})
+	var deep bytes.Buffer
+	deep.WriteString("From: c@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n")
+	for i := range 10000 {
+		fmt.Fprintf(&deep, "Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n", i, i)
+	}
+	deep.WriteString("Content-Type: text/plain\r\n\r\nthe bottom\r\n")
+	for i := 9999; i >= 0; i-- {
+		fmt.Fprintf(&deep, "--b%d--\r\n", i)
+	}
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+	}{
+		// Over the line limit (1 MiB), with a second transaction after
+		// it that must not be read as commands.
+		{"a 1 MB header", []byte("From: c@example.org\r\nSubject: big header\r\nX-Big: " + strings.Repeat("a", 1<<20) +
+			"\r\n\r\nbody\r\n.\r\nMAIL FROM:<c@example.org>\r\nRCPT TO:<bob@a.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n")},
+		{"10,000 nested multiparts", deep.Bytes()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(m.inbox(t, "alice@a.test"))
+			err := m.send(t, "c@example.org", []string{"alice@a.test"}, tc.msg)
+			after := m.inbox(t, "alice@a.test")
+			t.Logf("%s: %v; %d stored", tc.name, err, len(after)-before)
+			if err == nil {
+				// Accepted: then whole, and written back exactly.
+				if len(after) != before+1 || !bytes.Equal(m.rendered(t, after[len(after)-1]), tc.msg) {
+					t.Fatalf("accepted, but not stored whole")
+				}
+				return
+			}
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) || se.Code/100 != 5 || len(after) != before {
+				t.Fatalf("%v, %d stored: want a permanent refusal that stores nothing", err, len(after)-before)
+			}
+			if n := len(m.inbox(t, "bob@a.test")); n != 0 {
+				t.Fatalf("bob got %d messages: the rest of the refused data was read as commands", n)
+			}
+		})
+	}
+}
+
+// TestPipelineFlood: a client that pipelines commands without ever reading
+// the replies (RFC 2920 abuse) fills its own receive window; the server's
+// write then times out and it closes the connection, instead of buffering
+// replies without bound, and serves the next client as before.
+func TestPipelineFlood(t *testing.T) {
+	const timeout = time.Second
+	m := startMXTimeout(t, 0, timeout)
+	conn, err := net.Dial("tcp", m.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	conn.SetWriteDeadline(time.Now().Add(timeout + 20*time.Second))
+	flood := []byte(strings.Repeat("RCPT TO:<nobody@a.test>\r\n", 4096))
+	conn.Write([]byte("EHLO flood.example\r\nMAIL FROM:<c@example.org>\r\n"))
+	start := time.Now()
+	var sent int64
+	for {
+		n, err := conn.Write(flood)
+		sent += int64(n)
+		if err != nil {
+			t.Logf("closed after %v and %d MiB of commands: %v", time.Since(start), sent>>20, err)
+			break
+		}
+	}
+	if took := time.Since(start); took > timeout+9*time.Second {
+		t.Errorf("the server took %v to close a client that reads nothing", took)
+	}
+	if err := m.send(t, "c@example.org", []string{"alice@a.test"}, corpus(t, "corpus/01-plain.eml")); err != nil {
+		t.Fatalf("the next client: %v", err)
+	}
+	if n := len(m.inbox(t, "alice@a.test")); n != 1 {
+		t.Errorf("alice has %d messages, want the next client's 1", n)
 	}
 }
