@@ -65,18 +65,19 @@ type Sizes struct {
 	FanoutPerDomain int     `json:"fanout_per_domain"` // workload 3
 	Small           int     `json:"small"`             // workload 4: messages per run
 	Senders         []int   `json:"senders"`           // workload 4
+	SMTPIn          int64   `json:"smtp_in,omitempty"` // workload 6 (0: not run)
 }
 
 // FullSizes are the issue's workloads.
 func FullSizes() Sizes {
 	return Sizes{Large: []int64{1 << 20, 50 << 20, 1 << 30}, Repeat: 50 << 20, Fanout: 100 << 20,
-		FanoutDomains: 5, FanoutPerDomain: 20, Small: 10000, Senders: []int{1, 16}}
+		FanoutDomains: 5, FanoutPerDomain: 20, Small: 10000, Senders: []int{1, 16}, SMTPIn: 50 << 20}
 }
 
 // QuickSizes run in well under a minute once the peers are built.
 func QuickSizes() Sizes {
 	return Sizes{Large: []int64{1 << 20, 8 << 20}, Repeat: 8 << 20, Fanout: 4 << 20,
-		FanoutDomains: 5, FanoutPerDomain: 2, Small: 200, Senders: []int{1, 16}}
+		FanoutDomains: 5, FanoutPerDomain: 2, Small: 200, Senders: []int{1, 16}, SMTPIn: 8 << 20}
 }
 
 // Report is everything a run measured; 'pullmail bench --json' prints it.
@@ -98,6 +99,7 @@ type Report struct {
 	Repeat      *Case        `json:"repeat"`       // workload 2
 	Fanout      *Case        `json:"fanout"`       // workload 3
 	Small       []SmallCase  `json:"small"`        // workload 4
+	SMTPIn      []Case       `json:"smtp_in"`      // workload 6: first, then again
 }
 
 // Machine is what the run ran on.
@@ -256,6 +258,22 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		logf("floor %s: sha256 %.3fs, https copy %.3fs, fsync'd write %.3fs", mib(s), fl.SHA256Seconds, fl.HTTPSCopySeconds, fl.FsyncWriteSeconds)
 		r.Floors = append(r.Floors, fl)
 	}
+	// Workload 6's attachment: bytes no system holds yet (the others'
+	// would be found stored by Pullmail's MX and cost no disk).
+	var smtpInPath string
+	if sz.SMTPIn > 0 {
+		smtpInPath = filepath.Join(files, fmt.Sprintf("smtp-in-%d.bin", sz.SMTPIn))
+		if err := MakeFile(smtpInPath, sz.SMTPIn, byte(len(sizes)+1)); err != nil {
+			return nil, fmt.Errorf("writing the attachment: %w", err)
+		}
+		if !slices.Contains(sizes, sz.SMTPIn) {
+			fl, err := measureFloor(smtpInPath, files)
+			if err != nil {
+				return nil, fmt.Errorf("floors: %w", err)
+			}
+			r.Floors = append(r.Floors, fl)
+		}
+	}
 	for _, w := range sz.Senders {
 		fl, err := measureSmallFloor(files, min(sz.Small, 2000), w)
 		if err != nil {
@@ -326,6 +344,15 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			c.Results = append(c.Results, res)
 		}
 		r.Repeat = &c
+	}
+
+	// Workload 6.
+	if sz.SMTPIn > 0 {
+		cs, err := smtpInCases(ctx, systems, smtpInPath, sz.SMTPIn, bigRcpt, logf)
+		if err != nil {
+			return nil, err
+		}
+		r.SMTPIn = cs
 	}
 
 	// Workload 3.

@@ -42,7 +42,8 @@ func (s *Pullmail) client(user string) (*client.Client, error) {
 // (profiles returns their paths, by domain).
 func startPullmail(ctx context.Context, bin, dir, profileDir string, users []string) (*Pullmail, map[string]string, error) {
 	profiles := map[string]string{}
-	cfg := sandbox.Config{Kind: sandbox.Process, Dir: dir, Users: users, Binary: bin, CountWire: true, LogLevel: "warn"}
+	// SMTP: each domain has a mail exchanger too (workload 6).
+	cfg := sandbox.Config{Kind: sandbox.Process, Dir: dir, Users: users, Binary: bin, CountWire: true, LogLevel: "warn", SMTP: true}
 	if profileDir != "" {
 		for _, d := range domainsOf(users) {
 			profiles[d] = filepath.Join(profileDir, d+".cpu.pprof")

@@ -222,6 +222,13 @@ func (r *Report) Markdown(w io.Writer, command string) {
 			"attachment × %d domains.", r.Fanout.Recipients, r.Fanout.Domains, r.Fanout.Domains), []Case{*r.Fanout})
 	}
 
+	if len(r.SMTPIn) > 0 {
+		caseTable(smtpInTitle(false), r.SMTPIn[:1])
+	}
+	if len(r.SMTPIn) > 1 {
+		caseTable(smtpInTitle(true), r.SMTPIn[1:])
+	}
+
 	if len(r.Small) > 0 {
 		p("**Workload 4: %d small messages**, a.test → one recipient. Pullmail: a sender uploads the text, saves a draft and "+
 			"sends without waiting for delivery; latency from `Send` returning to the copy complete in the recipient's changes "+
