@@ -27,6 +27,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,26 +59,27 @@ type Options struct {
 
 // Sizes are the workloads' parameters.
 type Sizes struct {
-	Large           []int64 `json:"large"`             // workload 1
-	Repeat          int64   `json:"repeat"`            // workload 2: sent again (one of Large)
-	Fanout          int64   `json:"fanout"`            // workload 3
-	FanoutDomains   int     `json:"fanout_domains"`    // workload 3
-	FanoutPerDomain int     `json:"fanout_per_domain"` // workload 3
-	Small           int     `json:"small"`             // workload 4: messages per run
-	Senders         []int   `json:"senders"`           // workload 4
-	SMTPIn          int64   `json:"smtp_in,omitempty"` // workload 6 (0: not run)
+	Large           []int64 `json:"large"`              // workload 1
+	Repeat          int64   `json:"repeat"`             // workload 2: sent again (one of Large)
+	Fanout          int64   `json:"fanout"`             // workload 3
+	FanoutDomains   int     `json:"fanout_domains"`     // workload 3
+	FanoutPerDomain int     `json:"fanout_per_domain"`  // workload 3
+	Small           int     `json:"small"`              // workload 4: messages per run
+	Senders         []int   `json:"senders"`            // workload 4
+	SMTPIn          int64   `json:"smtp_in,omitempty"`  // workload 6 (0: not run)
+	SMTPOut         int     `json:"smtp_out,omitempty"` // workload 8: messages per run (0: not run)
 }
 
 // FullSizes are the issue's workloads.
 func FullSizes() Sizes {
 	return Sizes{Large: []int64{1 << 20, 50 << 20, 1 << 30}, Repeat: 50 << 20, Fanout: 100 << 20,
-		FanoutDomains: 5, FanoutPerDomain: 20, Small: 10000, Senders: []int{1, 16}, SMTPIn: 50 << 20}
+		FanoutDomains: 5, FanoutPerDomain: 20, Small: 10000, Senders: []int{1, 16}, SMTPIn: 50 << 20, SMTPOut: 1000}
 }
 
 // QuickSizes run in well under a minute once the peers are built.
 func QuickSizes() Sizes {
 	return Sizes{Large: []int64{1 << 20, 8 << 20}, Repeat: 8 << 20, Fanout: 4 << 20,
-		FanoutDomains: 5, FanoutPerDomain: 2, Small: 200, Senders: []int{1, 16}, SMTPIn: 8 << 20}
+		FanoutDomains: 5, FanoutPerDomain: 2, Small: 200, Senders: []int{1, 16}, SMTPIn: 8 << 20, SMTPOut: 100}
 }
 
 // Report is everything a run measured; 'pullmail bench --json' prints it.
@@ -93,6 +95,9 @@ type Report struct {
 	Skipped  map[string]string   `json:"peers_skipped,omitempty"` // peer → why
 	Profiles []string            `json:"cpu_profiles,omitempty"`
 
+	resolv string    // the peers' resolv.conf
+	peerCA *tlsca.CA // their certificates' CA
+
 	Floors      []Floor      `json:"floors"`       // workload 5, one per file size
 	SmallFloors []SmallFloor `json:"small_floors"` // workload 5 for workload 4
 	Large       []Case       `json:"large"`        // workload 1
@@ -100,6 +105,7 @@ type Report struct {
 	Fanout      *Case        `json:"fanout"`       // workload 3
 	Small       []SmallCase  `json:"small"`        // workload 4
 	SMTPIn      []Case       `json:"smtp_in"`      // workload 6: first, then again
+	SMTPOut     []SmallCase  `json:"smtp_out"`     // workload 8
 }
 
 // Machine is what the run ran on.
@@ -299,23 +305,38 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	// The peers first: Pullmail's MTA dials maddy's port for out.test
+	// (workload 8).
+	var peers []*peer
+	if len(opt.Peers) > 0 {
+		if peers, err = startPeers(ctx, opt, r, dir, rcptDomains, rcpts, logf); err != nil {
+			return nil, err
+		}
+		for _, p := range peers {
+			closers = append(closers, p.stop)
+		}
+	}
+	var maddy *peer
+	for _, p := range peers {
+		if p.name == "maddy" {
+			maddy = p
+		}
+	}
+	var serveFlags []string
+	if maddy != nil {
+		serveFlags = []string{"--smtp-out-port", strconv.Itoa(maddy.proxyPort())}
+	}
 	logf("starting %d Pullmail domains", 1+nd)
-	pm, profiles, err := startPullmail(ctx, opt.Binary, filepath.Join(dir, "pullmail"), opt.CPUProfileDir, append([]string{sender}, rcpts...))
+	pm, profiles, err := startPullmail(ctx, opt.Binary, filepath.Join(dir, "pullmail"), opt.CPUProfileDir, append([]string{sender}, rcpts...), serveFlags)
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, pm.close)
 	systems = append(systems, pm)
-
-	if len(opt.Peers) > 0 {
-		peers, err := startPeers(ctx, opt, r, dir, rcptDomains, rcpts, logf)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range peers {
-			closers = append(closers, p.stop)
-			systems = append(systems, &smtpSystem{peer: p})
-		}
+	pm.Sandbox.Directory.DNS.AddMX(outDomain, 10, outMX)
+	pm.Sandbox.Directory.DNS.AddA(outMX, "127.0.0.1")
+	for _, p := range peers {
+		systems = append(systems, &smtpSystem{peer: p})
 	}
 
 	// Workloads 1 and 2.
@@ -389,6 +410,24 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		r.Small = append(r.Small, c)
 	}
 
+	// Workload 8.
+	if sz.SMTPOut > 0 && maddy != nil {
+		outs := []outSender{pm}
+		relay, err := startRelay(ctx, opt, r, dir, maddy, logf)
+		if err != nil {
+			r.Skipped["maddy-relay"] = err.Error()
+			logf("workload 8 without maddy relaying: %v", err)
+		} else {
+			closers = append(closers, relay.stop)
+			outs = append(outs, &relaySystem{relay: relay})
+		}
+		cs, err := smtpOutCases(ctx, outs, maddy.pids(), maddy.msgDirs, sz.SMTPOut, sz.Senders, logf)
+		if err != nil {
+			return nil, err
+		}
+		r.SMTPOut = cs
+	}
+
 	// Stop the servers now: each Pullmail server writes its CPU profile as
 	// it ends.
 	for i := len(closers) - 1; i >= 0; i-- {
@@ -444,12 +483,18 @@ func startPeers(ctx context.Context, opt Options, r *Report, dir string, rcptDom
 	if err != nil {
 		return nil, err
 	}
+	// out.test's MX is maddy (workload 8), for its relay.
+	pdns.recs.AddMX(outDomain, 10, outMX)
+	pdns.recs.AddA(outMX, "127.0.0.1")
 	resolv, err := checkIsolation(dir, pdns.addr)
 	if err != nil {
 		pdns.Close()
 		return nil, err
 	}
-	ca, err := tlsca.LoadOrCreate(filepath.Join(dir, "peer-ca"))
+	// The peers' certificates come from the Pullmail domains' CA (the
+	// sandbox's, in dir/pullmail), which a.test's MTA trusts: its STARTTLS
+	// to maddy verifies, as it would on the Internet.
+	ca, err := tlsca.LoadOrCreate(filepath.Join(dir, "pullmail"))
 	if err != nil {
 		pdns.Close()
 		return nil, err
@@ -481,7 +526,7 @@ func startPeers(ctx context.Context, opt Options, r *Report, dir string, rcptDom
 		var p *peer
 		switch name {
 		case "maddy":
-			p, err = startMaddy(ctx, b.Binary, pdir, resolv, ca, rcpts)
+			p, err = startMaddy(ctx, b.Binary, pdir, resolv, ca, append(slices.Clone(rcpts), outRcpt))
 		case "mox":
 			p, err = startMox(ctx, b.Binary, pdir, resolv, rcptDomains, rcpts)
 		}
@@ -500,7 +545,30 @@ func startPeers(ctx context.Context, opt Options, r *Report, dir string, rcptDom
 	}
 	// The DNS server goes with the last peer.
 	peers[len(peers)-1].onStop = pdns.Close
+	r.resolv, r.peerCA = resolv, ca
 	return peers, nil
+}
+
+// startRelay builds (once) and starts maddy as a relay to maddy's port.
+func startRelay(ctx context.Context, opt Options, r *Report, dir string, maddy *peer, logf func(string, ...any)) (*peer, error) {
+	b, err := buildPeer(ctx, relaySpec, opt.CacheDir, opt.Progress)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRelay(b.Binary); err != nil {
+		return nil, err
+	}
+	pdir := filepath.Join(dir, "maddy-relay")
+	if err := os.MkdirAll(pdir, 0o700); err != nil {
+		return nil, err
+	}
+	p, err := startMaddyRelay(ctx, b.Binary, pdir, r.resolv, r.peerCA, maddy.proxyPort())
+	if err != nil {
+		return nil, err
+	}
+	logf("maddy relay listening on 127.0.0.1:%d (proxy %s), delivering to %s", p.port, p.addr(), maddy.addr())
+	r.Settings["maddy-relay"] = p.settings
+	return p, nil
 }
 
 // machine describes this computer.

@@ -30,7 +30,7 @@ func TestQuickRun(t *testing.T) {
 		peers = PeerNames
 	}
 	sz := Sizes{Large: []int64{256 << 10, 1 << 20}, Repeat: 1 << 20, Fanout: 512 << 10,
-		FanoutDomains: 2, FanoutPerDomain: 2, Small: 30, Senders: []int{1, 4}, SMTPIn: 768 << 10}
+		FanoutDomains: 2, FanoutPerDomain: 2, Small: 30, Senders: []int{1, 4}, SMTPIn: 768 << 10, SMTPOut: 20}
 	cache := os.Getenv("PULLMAIL_BENCH_CACHE")
 	if cache == "" {
 		cache = filepath.Join(dir, "cache")
@@ -121,6 +121,22 @@ func TestQuickRun(t *testing.T) {
 		for _, res := range c.Results {
 			if res.Delivered != sz.Small || res.Refused != "" || res.PerSecond <= 0 || res.P50 <= 0 || res.P99 < res.P50 || res.WireBytes <= 0 {
 				t.Errorf("workload 4, %d senders, %s: %+v", c.Senders, res.System, res)
+			}
+		}
+	}
+	// Workload 8 runs with maddy only (its MX).
+	if len(peers) > 0 {
+		if len(r.SMTPOut) != 2 {
+			t.Fatalf("workload 8: %d cases", len(r.SMTPOut))
+		}
+		for _, c := range r.SMTPOut {
+			if len(c.Results) != 2 {
+				t.Errorf("workload 8, %d senders: %d results (pullmail and maddy-relay wanted)", c.Senders, len(c.Results))
+			}
+			for _, res := range c.Results {
+				if res.Delivered != sz.SMTPOut || res.Refused != "" || res.PerSecond <= 0 || res.P99 < res.P50 {
+					t.Errorf("workload 8, %d senders, %s: %+v", c.Senders, res.System, res)
+				}
 			}
 		}
 	}

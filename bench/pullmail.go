@@ -40,10 +40,10 @@ func (s *Pullmail) client(user string) (*client.Client, error) {
 // 'pullmail serve' process of bin under dir behind a counting proxy.
 // profileDir, when set, makes each server write its CPU profile there
 // (profiles returns their paths, by domain).
-func startPullmail(ctx context.Context, bin, dir, profileDir string, users []string) (*Pullmail, map[string]string, error) {
+func startPullmail(ctx context.Context, bin, dir, profileDir string, users, serveFlags []string) (*Pullmail, map[string]string, error) {
 	profiles := map[string]string{}
 	// SMTP: each domain has a mail exchanger too (workload 6).
-	cfg := sandbox.Config{Kind: sandbox.Process, Dir: dir, Users: users, Binary: bin, CountWire: true, LogLevel: "warn", SMTP: true}
+	cfg := sandbox.Config{Kind: sandbox.Process, Dir: dir, Users: users, Binary: bin, CountWire: true, LogLevel: "warn", SMTP: true, ServeFlags: serveFlags}
 	if profileDir != "" {
 		for _, d := range domainsOf(users) {
 			profiles[d] = filepath.Join(profileDir, d+".cpu.pprof")

@@ -272,6 +272,38 @@ func (r *Report) Markdown(w io.Writer, command string) {
 		p("")
 	}
 
+	if len(r.SMTPOut) > 0 {
+		p("**Workload 8: %d small messages out to an SMTP domain** (issue 15): to %s, whose MX is the maddy peer. "+
+			"Pullmail: a.test's user uploads, drafts and sends through the API, and a.test's MTA composes the MIME, DKIM-signs "+
+			"it (Ed25519 and RSA) and delivers it by SMTP with STARTTLS (verified). maddy-relay: the benchmark submits each "+
+			"message by SMTP to a second maddy, which queues it and delivers it with its remote target to the same peer. "+
+			"The clock stops when the peer's store holds the message (a new file with its subject; polled every 10 ms): "+
+			"rate over first send to last stored, latency from send (Pullmail: Send returned; relay: MAIL) to stored.", r.Sizes.SMTPOut, outRcpt)
+		p("")
+		p("| senders | system | delivered | msgs/s | p50 | p99 | peak RSS | Pullmail ÷ maddy-relay (msgs/s, p50, p99) |")
+		p("| --- | --- | --- | --- | --- | --- | --- | --- |")
+		for _, c := range r.SMTPOut {
+			var pm *SmallResult
+			for i := range c.Results {
+				if c.Results[i].System == "pullmail" {
+					pm = &c.Results[i]
+				}
+			}
+			for _, res := range c.Results {
+				d := fmt.Sprintf("%d", res.Delivered)
+				if res.Refused != "" {
+					d += " (refused: " + oneLine(res.Refused) + ")"
+				}
+				vs := "—"
+				if pm != nil && res.System != "pullmail" && res.Delivered > 0 {
+					vs = fmt.Sprintf("%s, %s, %s", ratio(pm.PerSecond, res.PerSecond), ratio(pm.P50, res.P50), ratio(pm.P99, res.P99))
+				}
+				p("| %d | %s | %s | %.0f | %s | %s | %s | %s |", c.Senders, res.System, d, res.PerSecond, secs(res.P50), secs(res.P99), rssText(res.PeakRSS), vs)
+			}
+		}
+		p("")
+	}
+
 	if len(peers) > 0 {
 		p("**The peers' settings** (everything changed from their defaults):")
 		p("")
