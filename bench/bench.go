@@ -391,8 +391,11 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		r.Fanout = &c
 	}
 
-	// Workload 4.
+	// Workload 4 (the senders serve workload 8 too).
 	for _, w := range sz.Senders {
+		if sz.Small == 0 {
+			break
+		}
 		c := SmallCase{Senders: w, Messages: sz.Small}
 		for _, sys := range systems {
 			pids := sys.pids()
