@@ -55,6 +55,14 @@ type Options struct {
 	Progress io.Writer
 	// Sizes overrides the sizes of the mode (tests).
 	Sizes *Sizes
+	// Meta and Resources, when set (both), run the workloads again on
+	// Pullmail domains whose stores are PostgreSQL (a postgres:// URL of
+	// a server where the role may create databases) and S3 (an s3://
+	// URL; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY),
+	// one database and one prefix per domain, removed at the end:
+	// "pullmail-pg"; and workload 4 on two nodes per domain of those
+	// stores, "pullmail-pg-2nodes" (issue 14).
+	Meta, Resources string
 }
 
 // Sizes are the workloads' parameters.
@@ -94,6 +102,9 @@ type Report struct {
 	Settings map[string][]string `json:"peer_settings,omitempty"`
 	Skipped  map[string]string   `json:"peers_skipped,omitempty"` // peer → why
 	Profiles []string            `json:"cpu_profiles,omitempty"`
+	// Stores names the PostgreSQL and S3 of pullmail-pg (Options.Meta),
+	// without credentials.
+	Stores string `json:"stores,omitempty"`
 
 	resolv string    // the peers' resolv.conf
 	peerCA *tlsca.CA // their certificates' CA
@@ -327,12 +338,54 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		serveFlags = []string{"--smtp-out-port", strconv.Itoa(maddy.proxyPort())}
 	}
 	logf("starting %d Pullmail domains", 1+nd)
-	pm, profiles, err := startPullmail(ctx, opt.Binary, filepath.Join(dir, "pullmail"), opt.CPUProfileDir, append([]string{sender}, rcpts...), serveFlags)
+	users := append([]string{sender}, rcpts...)
+	pm, profiles, err := startPullmail(ctx, opt.Binary, pullmailRun{label: "pullmail", dir: filepath.Join(dir, "pullmail"),
+		profileDir: opt.CPUProfileDir, users: users, serveFlags: serveFlags})
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, pm.close)
 	systems = append(systems, pm)
+	smallOnly := []system{} // systems of workload 4 alone
+	if opt.Meta != "" || opt.Resources != "" {
+		if opt.Meta == "" || opt.Resources == "" {
+			return nil, errors.New("--meta and --resources go together (PostgreSQL and S3)")
+		}
+		stores, err := newSharedStores(opt.Meta, opt.Resources)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() {
+			if err := stores.close(); err != nil {
+				logf("removing the run's databases and objects: %v", err)
+			}
+		})
+		logf("starting %d Pullmail domains on PostgreSQL and S3", 1+nd)
+		pg, profs, err := startPullmail(ctx, opt.Binary, pullmailRun{label: "pullmail-pg", dir: filepath.Join(dir, "pullmail-pg"),
+			profileDir: opt.CPUProfileDir, users: users, stores: stores})
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, pg.close)
+		systems = append(systems, pg)
+		_, smallDomain, _ := strings.Cut(smallRcpt, "@")
+		logf("starting a.test and %s with two nodes each on PostgreSQL and S3", smallDomain)
+		pg2, profs2, err := startPullmail(ctx, opt.Binary, pullmailRun{label: "pullmail-pg-2nodes", dir: filepath.Join(dir, "pullmail-pg2"),
+			profileDir: opt.CPUProfileDir, users: []string{sender, smallRcpt}, stores: stores,
+			nodes: map[string]int{"a.test": 2, smallDomain: 2}})
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, pg2.close)
+		smallOnly = append(smallOnly, pg2)
+		for d, p := range profs {
+			profiles["pullmail-pg/"+d] = p
+		}
+		for d, p := range profs2 {
+			profiles["pullmail-pg-2nodes/"+d] = p
+		}
+		r.Stores = fmt.Sprintf("PostgreSQL %s, S3 %s", redactURL(opt.Meta), redactURL(opt.Resources))
+	}
 	pm.Sandbox.Directory.DNS.AddMX(outDomain, 10, outMX)
 	pm.Sandbox.Directory.DNS.AddA(outMX, "127.0.0.1")
 	for _, p := range peers {
@@ -397,7 +450,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			break
 		}
 		c := SmallCase{Senders: w, Messages: sz.Small}
-		for _, sys := range systems {
+		for _, sys := range append(slices.Clone(systems), smallOnly...) {
 			pids := sys.pids()
 			rssOf(pids, true)
 			w0 := sys.wire()
@@ -437,13 +490,12 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		closers[i]()
 	}
 	closers = nil
-	for _, d := range pm.Sandbox.Domains() {
-		if p := profiles[d.Name]; p != "" {
-			if _, err := os.Stat(p); err == nil {
-				r.Profiles = append(r.Profiles, p)
-			}
+	for _, p := range profiles {
+		if _, err := os.Stat(p); err == nil {
+			r.Profiles = append(r.Profiles, p)
 		}
 	}
+	slices.Sort(r.Profiles)
 	r.Seconds = time.Since(start).Seconds()
 	return r, nil
 }
