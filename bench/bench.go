@@ -27,6 +27,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,29 +55,39 @@ type Options struct {
 	Progress io.Writer
 	// Sizes overrides the sizes of the mode (tests).
 	Sizes *Sizes
+	// Meta and Resources, when set (both), run the workloads again on
+	// Pullmail domains whose stores are PostgreSQL (a postgres:// URL of
+	// a server where the role may create databases) and S3 (an s3://
+	// URL; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY),
+	// one database and one prefix per domain, removed at the end:
+	// "pullmail-pg"; and workload 4 on two nodes per domain of those
+	// stores, "pullmail-pg-2nodes" (issue 14).
+	Meta, Resources string
 }
 
 // Sizes are the workloads' parameters.
 type Sizes struct {
-	Large           []int64 `json:"large"`             // workload 1
-	Repeat          int64   `json:"repeat"`            // workload 2: sent again (one of Large)
-	Fanout          int64   `json:"fanout"`            // workload 3
-	FanoutDomains   int     `json:"fanout_domains"`    // workload 3
-	FanoutPerDomain int     `json:"fanout_per_domain"` // workload 3
-	Small           int     `json:"small"`             // workload 4: messages per run
-	Senders         []int   `json:"senders"`           // workload 4
+	Large           []int64 `json:"large"`              // workload 1
+	Repeat          int64   `json:"repeat"`             // workload 2: sent again (one of Large)
+	Fanout          int64   `json:"fanout"`             // workload 3
+	FanoutDomains   int     `json:"fanout_domains"`     // workload 3
+	FanoutPerDomain int     `json:"fanout_per_domain"`  // workload 3
+	Small           int     `json:"small"`              // workload 4: messages per run
+	Senders         []int   `json:"senders"`            // workload 4
+	SMTPIn          int64   `json:"smtp_in,omitempty"`  // workload 6 (0: not run)
+	SMTPOut         int     `json:"smtp_out,omitempty"` // workload 8: messages per run (0: not run)
 }
 
 // FullSizes are the issue's workloads.
 func FullSizes() Sizes {
 	return Sizes{Large: []int64{1 << 20, 50 << 20, 1 << 30}, Repeat: 50 << 20, Fanout: 100 << 20,
-		FanoutDomains: 5, FanoutPerDomain: 20, Small: 10000, Senders: []int{1, 16}}
+		FanoutDomains: 5, FanoutPerDomain: 20, Small: 10000, Senders: []int{1, 16}, SMTPIn: 50 << 20, SMTPOut: 1000}
 }
 
 // QuickSizes run in well under a minute once the peers are built.
 func QuickSizes() Sizes {
 	return Sizes{Large: []int64{1 << 20, 8 << 20}, Repeat: 8 << 20, Fanout: 4 << 20,
-		FanoutDomains: 5, FanoutPerDomain: 2, Small: 200, Senders: []int{1, 16}}
+		FanoutDomains: 5, FanoutPerDomain: 2, Small: 200, Senders: []int{1, 16}, SMTPIn: 8 << 20, SMTPOut: 100}
 }
 
 // Report is everything a run measured; 'pullmail bench --json' prints it.
@@ -91,6 +102,12 @@ type Report struct {
 	Settings map[string][]string `json:"peer_settings,omitempty"`
 	Skipped  map[string]string   `json:"peers_skipped,omitempty"` // peer → why
 	Profiles []string            `json:"cpu_profiles,omitempty"`
+	// Stores names the PostgreSQL and S3 of pullmail-pg (Options.Meta),
+	// without credentials.
+	Stores string `json:"stores,omitempty"`
+
+	resolv string    // the peers' resolv.conf
+	peerCA *tlsca.CA // their certificates' CA
 
 	Floors      []Floor      `json:"floors"`       // workload 5, one per file size
 	SmallFloors []SmallFloor `json:"small_floors"` // workload 5 for workload 4
@@ -98,6 +115,8 @@ type Report struct {
 	Repeat      *Case        `json:"repeat"`       // workload 2
 	Fanout      *Case        `json:"fanout"`       // workload 3
 	Small       []SmallCase  `json:"small"`        // workload 4
+	SMTPIn      []Case       `json:"smtp_in"`      // workload 6: first, then again
+	SMTPOut     []SmallCase  `json:"smtp_out"`     // workload 8
 }
 
 // Machine is what the run ran on.
@@ -256,6 +275,22 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		logf("floor %s: sha256 %.3fs, https copy %.3fs, fsync'd write %.3fs", mib(s), fl.SHA256Seconds, fl.HTTPSCopySeconds, fl.FsyncWriteSeconds)
 		r.Floors = append(r.Floors, fl)
 	}
+	// Workload 6's attachment: bytes no system holds yet (the others'
+	// would be found stored by Pullmail's MX and cost no disk).
+	var smtpInPath string
+	if sz.SMTPIn > 0 {
+		smtpInPath = filepath.Join(files, fmt.Sprintf("smtp-in-%d.bin", sz.SMTPIn))
+		if err := MakeFile(smtpInPath, sz.SMTPIn, byte(len(sizes)+1)); err != nil {
+			return nil, fmt.Errorf("writing the attachment: %w", err)
+		}
+		if !slices.Contains(sizes, sz.SMTPIn) {
+			fl, err := measureFloor(smtpInPath, files)
+			if err != nil {
+				return nil, fmt.Errorf("floors: %w", err)
+			}
+			r.Floors = append(r.Floors, fl)
+		}
+	}
 	for _, w := range sz.Senders {
 		fl, err := measureSmallFloor(files, min(sz.Small, 2000), w)
 		if err != nil {
@@ -281,23 +316,80 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	// The peers first: Pullmail's MTA dials maddy's port for out.test
+	// (workload 8).
+	var peers []*peer
+	if len(opt.Peers) > 0 {
+		if peers, err = startPeers(ctx, opt, r, dir, rcptDomains, rcpts, logf); err != nil {
+			return nil, err
+		}
+		for _, p := range peers {
+			closers = append(closers, p.stop)
+		}
+	}
+	var maddy *peer
+	for _, p := range peers {
+		if p.name == "maddy" {
+			maddy = p
+		}
+	}
+	var serveFlags []string
+	if maddy != nil {
+		serveFlags = []string{"--smtp-out-port", strconv.Itoa(maddy.proxyPort())}
+	}
 	logf("starting %d Pullmail domains", 1+nd)
-	pm, profiles, err := startPullmail(ctx, opt.Binary, filepath.Join(dir, "pullmail"), opt.CPUProfileDir, append([]string{sender}, rcpts...))
+	users := append([]string{sender}, rcpts...)
+	pm, profiles, err := startPullmail(ctx, opt.Binary, pullmailRun{label: "pullmail", dir: filepath.Join(dir, "pullmail"),
+		profileDir: opt.CPUProfileDir, users: users, serveFlags: serveFlags})
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, pm.close)
 	systems = append(systems, pm)
-
-	if len(opt.Peers) > 0 {
-		peers, err := startPeers(ctx, opt, r, dir, rcptDomains, rcpts, logf)
+	smallOnly := []system{} // systems of workload 4 alone
+	if opt.Meta != "" || opt.Resources != "" {
+		if opt.Meta == "" || opt.Resources == "" {
+			return nil, errors.New("--meta and --resources go together (PostgreSQL and S3)")
+		}
+		stores, err := newSharedStores(opt.Meta, opt.Resources)
 		if err != nil {
 			return nil, err
 		}
-		for _, p := range peers {
-			closers = append(closers, p.stop)
-			systems = append(systems, &smtpSystem{peer: p})
+		closers = append(closers, func() {
+			if err := stores.close(); err != nil {
+				logf("removing the run's databases and objects: %v", err)
+			}
+		})
+		logf("starting %d Pullmail domains on PostgreSQL and S3", 1+nd)
+		pg, profs, err := startPullmail(ctx, opt.Binary, pullmailRun{label: "pullmail-pg", dir: filepath.Join(dir, "pullmail-pg"),
+			profileDir: opt.CPUProfileDir, users: users, stores: stores})
+		if err != nil {
+			return nil, err
 		}
+		closers = append(closers, pg.close)
+		systems = append(systems, pg)
+		_, smallDomain, _ := strings.Cut(smallRcpt, "@")
+		logf("starting a.test and %s with two nodes each on PostgreSQL and S3", smallDomain)
+		pg2, profs2, err := startPullmail(ctx, opt.Binary, pullmailRun{label: "pullmail-pg-2nodes", dir: filepath.Join(dir, "pullmail-pg2"),
+			profileDir: opt.CPUProfileDir, users: []string{sender, smallRcpt}, stores: stores,
+			nodes: map[string]int{"a.test": 2, smallDomain: 2}})
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, pg2.close)
+		smallOnly = append(smallOnly, pg2)
+		for d, p := range profs {
+			profiles["pullmail-pg/"+d] = p
+		}
+		for d, p := range profs2 {
+			profiles["pullmail-pg-2nodes/"+d] = p
+		}
+		r.Stores = fmt.Sprintf("PostgreSQL %s, S3 %s", redactURL(opt.Meta), redactURL(opt.Resources))
+	}
+	pm.Sandbox.Directory.DNS.AddMX(outDomain, 10, outMX)
+	pm.Sandbox.Directory.DNS.AddA(outMX, "127.0.0.1")
+	for _, p := range peers {
+		systems = append(systems, &smtpSystem{peer: p})
 	}
 
 	// Workloads 1 and 2.
@@ -328,6 +420,15 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		r.Repeat = &c
 	}
 
+	// Workload 6.
+	if sz.SMTPIn > 0 {
+		cs, err := smtpInCases(ctx, systems, smtpInPath, sz.SMTPIn, bigRcpt, logf)
+		if err != nil {
+			return nil, err
+		}
+		r.SMTPIn = cs
+	}
+
 	// Workload 3.
 	if sz.Fanout > 0 {
 		c := Case{Workload: 3, Size: sz.Fanout, Recipients: len(rcpts), Domains: nd}
@@ -343,10 +444,13 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		r.Fanout = &c
 	}
 
-	// Workload 4.
+	// Workload 4 (the senders serve workload 8 too).
 	for _, w := range sz.Senders {
+		if sz.Small == 0 {
+			break
+		}
 		c := SmallCase{Senders: w, Messages: sz.Small}
-		for _, sys := range systems {
+		for _, sys := range append(slices.Clone(systems), smallOnly...) {
 			pids := sys.pids()
 			rssOf(pids, true)
 			w0 := sys.wire()
@@ -362,19 +466,36 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		r.Small = append(r.Small, c)
 	}
 
+	// Workload 8.
+	if sz.SMTPOut > 0 && maddy != nil {
+		outs := []outSender{pm}
+		relay, err := startRelay(ctx, opt, r, dir, maddy, logf)
+		if err != nil {
+			r.Skipped["maddy-relay"] = err.Error()
+			logf("workload 8 without maddy relaying: %v", err)
+		} else {
+			closers = append(closers, relay.stop)
+			outs = append(outs, &relaySystem{relay: relay})
+		}
+		cs, err := smtpOutCases(ctx, outs, maddy.pids(), maddy.msgDirs, sz.SMTPOut, sz.Senders, logf)
+		if err != nil {
+			return nil, err
+		}
+		r.SMTPOut = cs
+	}
+
 	// Stop the servers now: each Pullmail server writes its CPU profile as
 	// it ends.
 	for i := len(closers) - 1; i >= 0; i-- {
 		closers[i]()
 	}
 	closers = nil
-	for _, d := range pm.Sandbox.Domains() {
-		if p := profiles[d.Name]; p != "" {
-			if _, err := os.Stat(p); err == nil {
-				r.Profiles = append(r.Profiles, p)
-			}
+	for _, p := range profiles {
+		if _, err := os.Stat(p); err == nil {
+			r.Profiles = append(r.Profiles, p)
 		}
 	}
+	slices.Sort(r.Profiles)
 	r.Seconds = time.Since(start).Seconds()
 	return r, nil
 }
@@ -417,12 +538,18 @@ func startPeers(ctx context.Context, opt Options, r *Report, dir string, rcptDom
 	if err != nil {
 		return nil, err
 	}
+	// out.test's MX is maddy (workload 8), for its relay.
+	pdns.recs.AddMX(outDomain, 10, outMX)
+	pdns.recs.AddA(outMX, "127.0.0.1")
 	resolv, err := checkIsolation(dir, pdns.addr)
 	if err != nil {
 		pdns.Close()
 		return nil, err
 	}
-	ca, err := tlsca.LoadOrCreate(filepath.Join(dir, "peer-ca"))
+	// The peers' certificates come from the Pullmail domains' CA (the
+	// sandbox's, in dir/pullmail), which a.test's MTA trusts: its STARTTLS
+	// to maddy verifies, as it would on the Internet.
+	ca, err := tlsca.LoadOrCreate(filepath.Join(dir, "pullmail"))
 	if err != nil {
 		pdns.Close()
 		return nil, err
@@ -454,7 +581,7 @@ func startPeers(ctx context.Context, opt Options, r *Report, dir string, rcptDom
 		var p *peer
 		switch name {
 		case "maddy":
-			p, err = startMaddy(ctx, b.Binary, pdir, resolv, ca, rcpts)
+			p, err = startMaddy(ctx, b.Binary, pdir, resolv, ca, append(slices.Clone(rcpts), outRcpt))
 		case "mox":
 			p, err = startMox(ctx, b.Binary, pdir, resolv, rcptDomains, rcpts)
 		}
@@ -473,7 +600,30 @@ func startPeers(ctx context.Context, opt Options, r *Report, dir string, rcptDom
 	}
 	// The DNS server goes with the last peer.
 	peers[len(peers)-1].onStop = pdns.Close
+	r.resolv, r.peerCA = resolv, ca
 	return peers, nil
+}
+
+// startRelay builds (once) and starts maddy as a relay to maddy's port.
+func startRelay(ctx context.Context, opt Options, r *Report, dir string, maddy *peer, logf func(string, ...any)) (*peer, error) {
+	b, err := buildPeer(ctx, relaySpec, opt.CacheDir, opt.Progress)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRelay(b.Binary); err != nil {
+		return nil, err
+	}
+	pdir := filepath.Join(dir, "maddy-relay")
+	if err := os.MkdirAll(pdir, 0o700); err != nil {
+		return nil, err
+	}
+	p, err := startMaddyRelay(ctx, b.Binary, pdir, r.resolv, r.peerCA, maddy.proxyPort())
+	if err != nil {
+		return nil, err
+	}
+	logf("maddy relay listening on 127.0.0.1:%d (proxy %s), delivering to %s", p.port, p.addr(), maddy.addr())
+	r.Settings["maddy-relay"] = p.settings
+	return p, nil
 }
 
 // machine describes this computer.

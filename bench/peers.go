@@ -29,6 +29,7 @@ type peerSpec struct {
 	name, module, version string
 	pkg                   string // the main package, relative to the module root
 	cgo                   bool
+	tags                  string // build tags ("": none), part of the cache's name
 }
 
 // Peers are the SMTP servers the benchmark compares Pullmail with.
@@ -55,8 +56,11 @@ type Build struct {
 // directory in a temporary directory, and 'go build' in it. Nothing is
 // vendored or kept but the binary.
 func buildPeer(ctx context.Context, spec peerSpec, cacheDir string, progress io.Writer) (Build, error) {
-	b := Build{Peer: spec.name, Version: spec.version,
-		Binary: filepath.Join(cacheDir, spec.name+"-"+spec.version, spec.name)}
+	key := spec.name + "-" + spec.version
+	if spec.tags != "" {
+		key += "-" + spec.tags
+	}
+	b := Build{Peer: spec.name, Version: spec.version, Binary: filepath.Join(cacheDir, key, spec.name)}
 	if fi, err := os.Stat(b.Binary); err == nil && fi.Mode().IsRegular() {
 		b.Cached = true
 		return b, nil
@@ -88,7 +92,7 @@ func buildPeer(ctx context.Context, spec peerSpec, cacheDir string, progress io.
 		return b, err
 	}
 	tmpBin := b.Binary + ".tmp"
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", tmpBin, spec.pkg)
+	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-tags", spec.tags, "-o", tmpBin, spec.pkg)
 	cmd.Dir = src
 	cgo := "0"
 	if spec.cgo {
@@ -232,7 +236,7 @@ func checkIsolation(dir, dnsAddr string) (string, error) {
 
 // peerCert writes a certificate for localhost from ca and its key, PEM.
 func peerCert(ca *tlsca.CA, dir string) (certPath, keyPath string, err error) {
-	c, err := ca.Issue([]string{"localhost", "mx.bench.test"}, 24*time.Hour)
+	c, err := ca.Issue([]string{"localhost", "mx.bench.test", outMX}, 24*time.Hour)
 	if err != nil {
 		return "", "", err
 	}

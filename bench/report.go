@@ -191,9 +191,13 @@ func (r *Report) Markdown(w io.Writer, command string) {
 				if res.System == "pullmail" {
 					sd = mib(res.SenderDiskBytes)
 				}
+				disk, diskRatio := mib(res.DiskBytes), ratio(float64(res.DiskBytes), payload)
+				if external(res.System) {
+					disk, diskRatio = "—", "—" // in PostgreSQL and S3, not the data directory
+				}
 				row := fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", mib(c.Size), res.System, t,
 					ratio(res.Seconds, fl.HTTPSCopySeconds), mib(res.WireBytes), ratio(float64(res.WireBytes), payload),
-					mib(res.DiskBytes), ratio(float64(res.DiskBytes), payload), sd, rssText(res.PeakRSS))
+					disk, diskRatio, sd, rssText(res.PeakRSS))
 				for _, n := range peers {
 					if pm == nil || res.System != n || res.Delivered == 0 || pm.Delivered == 0 {
 						row += " — |"
@@ -212,6 +216,7 @@ func (r *Report) Markdown(w io.Writer, command string) {
 		"recipient's MX) to its 250 after DATA (the message is then in the store). Floors: one loopback HTTPS copy; the "+
 		"attachment's size for wire and disk. Disk is what the receiving domain's server added; sender disk what a.test "+
 		"added (Pullmail only: the SMTP peers are measured as receiving MX alone, a sending MTA's queue copy is not counted).", r.Large)
+	storesTable(p, r)
 	if r.Repeat != nil {
 		caseTable("**Workload 2: the same attachment again in a new message**: the extra bytes on the wire and on disk. "+
 			"The SMTP peers receive and store it again; Pullmail's recipient domain already holds the resource.", []Case{*r.Repeat})
@@ -220,6 +225,13 @@ func (r *Report) Markdown(w io.Writer, command string) {
 		caseTable(fmt.Sprintf("**Workload 3: fan-out**, one message with the attachment to %d recipients on %d domains. "+
 			"SMTP: one transaction per recipient domain, in parallel, to the peer as every domain's MX. Floors: the "+
 			"attachment × %d domains.", r.Fanout.Recipients, r.Fanout.Domains, r.Fanout.Domains), []Case{*r.Fanout})
+	}
+
+	if len(r.SMTPIn) > 0 {
+		caseTable(smtpInTitle(false), r.SMTPIn[:1])
+	}
+	if len(r.SMTPIn) > 1 {
+		caseTable(smtpInTitle(true), r.SMTPIn[1:])
 	}
 
 	if len(r.Small) > 0 {
@@ -265,6 +277,38 @@ func (r *Report) Markdown(w io.Writer, command string) {
 		p("")
 	}
 
+	if len(r.SMTPOut) > 0 {
+		p("**Workload 8: %d small messages out to an SMTP domain** (issue 15): to %s, whose MX is the maddy peer. "+
+			"Pullmail: a.test's user uploads, drafts and sends through the API, and a.test's MTA composes the MIME, DKIM-signs "+
+			"it (Ed25519 and RSA) and delivers it by SMTP with STARTTLS (verified). maddy-relay: the benchmark submits each "+
+			"message by SMTP to a second maddy, which queues it and delivers it with its remote target to the same peer. "+
+			"The clock stops when the peer's store holds the message (a new file with its subject; polled every 10 ms): "+
+			"rate over first send to last stored, latency from send (Pullmail: Send returned; relay: MAIL) to stored.", r.Sizes.SMTPOut, outRcpt)
+		p("")
+		p("| senders | system | delivered | msgs/s | p50 | p99 | peak RSS | Pullmail ÷ maddy-relay (msgs/s, p50, p99) |")
+		p("| --- | --- | --- | --- | --- | --- | --- | --- |")
+		for _, c := range r.SMTPOut {
+			var pm *SmallResult
+			for i := range c.Results {
+				if c.Results[i].System == "pullmail" {
+					pm = &c.Results[i]
+				}
+			}
+			for _, res := range c.Results {
+				d := fmt.Sprintf("%d", res.Delivered)
+				if res.Refused != "" {
+					d += " (refused: " + oneLine(res.Refused) + ")"
+				}
+				vs := "—"
+				if pm != nil && res.System != "pullmail" && res.Delivered > 0 {
+					vs = fmt.Sprintf("%s, %s, %s", ratio(pm.PerSecond, res.PerSecond), ratio(pm.P50, res.P50), ratio(pm.P99, res.P99))
+				}
+				p("| %d | %s | %s | %.0f | %s | %s | %s | %s |", c.Senders, res.System, d, res.PerSecond, secs(res.P50), secs(res.P99), rssText(res.PeakRSS), vs)
+			}
+		}
+		p("")
+	}
+
 	if len(peers) > 0 {
 		p("**The peers' settings** (everything changed from their defaults):")
 		p("")
@@ -280,6 +324,64 @@ func (r *Report) Markdown(w io.Writer, command string) {
 		p("CPU profiles: %s (`go tool pprof -top FILE`).", strings.Join(r.Profiles, ", "))
 		p("")
 	}
+}
+
+// external says a system keeps its data in the operator's stores
+// (Options.Meta), where the run does not measure disk.
+func external(system string) bool { return strings.HasPrefix(system, "pullmail-pg") }
+
+// storesTable compares Pullmail on PostgreSQL and S3 with Pullmail on
+// SQLite and files in the same run (issue 14): workload 1's time and
+// workload 4's rate and p99.
+func storesTable(p func(string, ...any), r *Report) {
+	find := func(rs []Result, sys string) *Result {
+		for i := range rs {
+			if rs[i].System == sys {
+				return &rs[i]
+			}
+		}
+		return nil
+	}
+	findSmall := func(rs []SmallResult, sys string) *SmallResult {
+		for i := range rs {
+			if rs[i].System == sys {
+				return &rs[i]
+			}
+		}
+		return nil
+	}
+	if r.Stores == "" {
+		return
+	}
+	p("**PostgreSQL and S3 against SQLite and files** (issue 14; same run): pullmail-pg runs every domain on its own "+
+		"database and bucket prefix of %s; pullmail-pg-2nodes runs a.test and the recipient's domain with two `serve` "+
+		"nodes each on those stores (workload 4 only), behind one public port that spreads connections over the nodes. "+
+		"Peak RSS lists each node and, where the stores run on this machine, the PostgreSQL processes (their VmHWM "+
+		"counts the shared buffers they touched) and the S3 server.", r.Stores)
+	p("")
+	p("| workload | pullmail (SQLite, files) | pullmail-pg | ÷ | pullmail-pg-2nodes | ÷ | pullmail-pg peak RSS |")
+	p("| --- | --- | --- | --- | --- | --- | --- |")
+	for _, c := range r.Large {
+		a, b := find(c.Results, "pullmail"), find(c.Results, "pullmail-pg")
+		if a == nil || b == nil {
+			continue
+		}
+		p("| 1: %s | %s | %s | %s | — | — | %s |", mib(c.Size), secs(a.Seconds), secs(b.Seconds), ratio(b.Seconds, a.Seconds), rssText(b.PeakRSS))
+	}
+	for _, c := range r.Small {
+		a, b, b2 := findSmall(c.Results, "pullmail"), findSmall(c.Results, "pullmail-pg"), findSmall(c.Results, "pullmail-pg-2nodes")
+		if a == nil || b == nil {
+			continue
+		}
+		two, twoRatio := "—", "—"
+		if b2 != nil {
+			two = fmt.Sprintf("%.0f msgs/s, p99 %s", b2.PerSecond, secs(b2.P99))
+			twoRatio = ratio(b2.PerSecond, a.PerSecond)
+		}
+		p("| 4: %d small, %d senders | %.0f msgs/s, p99 %s | %.0f msgs/s, p99 %s | %s | %s | %s | %s |", c.Messages, c.Senders,
+			a.PerSecond, secs(a.P99), b.PerSecond, secs(b.P99), ratio(b.PerSecond, a.PerSecond), two, twoRatio, rssText(b.PeakRSS))
+	}
+	p("")
 }
 
 func peerVersions(r *Report) string {

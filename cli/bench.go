@@ -48,7 +48,7 @@ its servers this way; serve itself has no profiling flag.`,
 		},
 	})
 	register(&command{
-		name: "bench", args: "[--quick] [--peers maddy,mox|none] [--json] [--out FILE] [--cpuprofile DIR]",
+		name: "bench", args: "[--quick] [--peers maddy,mox|none] [--json] [--out FILE] [--cpuprofile DIR] [--meta URL --resources URL]",
 		short: "benchmark Pullmail against maddy, mox and the machine's floors",
 		long: `Runs the benchmark suite of docs/BENCHMARKS.md on loopback, in one run:
 
@@ -58,6 +58,8 @@ its servers this way; serve itself has no profiling flag.`,
   3. fan-out: a 100 MiB attachment to 100 recipients on 5 domains;
   4. 10,000 small messages, one sender and 16 at once: messages/s, p50/p99 latency;
   5. the floors: SHA-256 of each file, a plain loopback HTTPS copy, an fsync'd write;
+  6. a 50 MiB attachment by SMTP into the recipient's MX, then again: time, disk;
+  8. 1,000 small messages out to an SMTP domain (maddy), against a maddy relaying them;
 
 on Pullmail (this binary's 'serve', one process per domain, a DNS server of the run's own)
 and on the SMTP servers maddy v0.8.2 and mox v0.0.15 as the recipients' MX. The peers are
@@ -66,6 +68,9 @@ and cached in --cache. They run in a mount namespace of their own whose /etc/res
 names a loopback DNS server of the run (needs root): nothing leaves 127.0.0.0/8.
 
 Tables go to stdout (markdown), progress to stderr. --quick runs small sizes (a minute).
+With --meta and --resources the workloads run a second time on Pullmail domains whose
+stores are that PostgreSQL server and S3 bucket (pullmail-pg), and workload 4 a third
+time with two serve nodes per domain (pullmail-pg-2nodes), beside SQLite and files.
 The full mode needs about 20 GiB of free space in --tmp and takes tens of minutes.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			quick := fs.Bool("quick", false, "small sizes and few messages: proves the tool works")
@@ -75,6 +80,8 @@ The full mode needs about 20 GiB of free space in --tmp and takes tens of minute
 			out := fs.String("out", "", "write the markdown section to `FILE` (replacing its \""+strings.TrimPrefix(benchSection, "## ")+"\" section if it has one)")
 			cpu := fs.String("cpuprofile", "", "make each Pullmail server write a CPU profile to `DIR`/DOMAIN.cpu.pprof")
 			tmp := fs.String("tmp", "", "`DIR`ectory for the run's data (default: the system's temporary directory)")
+			metaURL := fs.String("meta", "", "also run on PostgreSQL: a postgres://USER@HOST/DB `URL` whose role may create databases (one per domain, dropped at the end); with --resources")
+			resURL := fs.String("resources", "", "also run on S3: an s3://BUCKET/PREFIX?endpoint=URL&region=R `URL` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; one prefix per domain, emptied at the end); with --meta")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 0 {
 					return usagef("unexpected arguments: %s", strings.Join(args, " "))
@@ -88,7 +95,7 @@ The full mode needs about 20 GiB of free space in --tmp and takes tens of minute
 					return fmt.Errorf("finding this binary: %w", err)
 				}
 				rep, err := bench.Run(ctx, bench.Options{Binary: bin, Quick: *quick, Peers: names, CacheDir: *cache,
-					CPUProfileDir: *cpu, TempDir: *tmp, Progress: env.Stderr})
+					CPUProfileDir: *cpu, TempDir: *tmp, Progress: env.Stderr, Meta: *metaURL, Resources: *resURL})
 				if err != nil {
 					return err
 				}
@@ -98,6 +105,9 @@ The full mode needs about 20 GiB of free space in --tmp and takes tens of minute
 				}
 				if *peers != "maddy,mox" {
 					cmdline += " --peers " + *peers
+				}
+				if *metaURL != "" {
+					cmdline += " --meta postgres://… --resources s3://…"
 				}
 				var md bytes.Buffer
 				rep.Markdown(&md, cmdline)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pullmail/pullmail/mta"
 	"github.com/pullmail/pullmail/server"
 )
 
@@ -104,6 +105,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 	fs.Int64Var(&cfg.SMTPMaxSize, "smtp-max-size", 1<<30, "largest message accepted by SMTP, in bytes")
 	fs.StringVar(&cfg.Submission, "submission", "", "`ADDR`ess for mail clients' submission with STARTTLS (port 587; default: none)")
 	fs.StringVar(&cfg.Submissions, "submissions", "", "`ADDR`ess for mail clients' submission with implicit TLS (port 465; default: none)")
+	fs.DurationVar(&cfg.JobLease, "job-lease", mta.DefaultLease, "`DURATION` of a node's claim on a delivery or pull, renewed while it runs: how soon the other nodes of the domain take over a dead node's work")
 	fs.IntVar(&cfg.SMTPOutPort, "smtp-out-port", 25, "`PORT` dialled on other domains' mail exchangers (25; another for tests and the sandbox)")
 	fs.Uint64Var(&cfg.ReadyMinFree, "ready-min-free", server.DefaultReadyMinFree, "free bytes on the data directory's file system below which /readyz answers 503")
 	fs.StringVar(&cfg.Node, "node", "", "this server's `NAME` among the nodes of its domain sharing its stores, unique and the same across restarts (default: the host name)")

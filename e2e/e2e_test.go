@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullmail/pullmail/meta/postgres/pgtest"
 	"github.com/pullmail/pullmail/sandbox"
 	"github.com/pullmail/pullmail/testenv"
 	"github.com/pullmail/pullmail/tlsca"
@@ -45,7 +46,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building pullmail:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := pgtest.Run(m) // stops the PostgreSQL cluster, if a test started one
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

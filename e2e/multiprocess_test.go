@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,43 +24,17 @@ func startDomains(t testing.TB, kind sandbox.Kind, users ...string) *sandbox.San
 	return testenv.Sandbox(t, sandbox.Config{Kind: kind, Binary: bin, Users: users})
 }
 
-// inbox lists user's inbox.
-func inbox(t testing.TB, sb *sandbox.Sandbox, user string) []listed {
-	t.Helper()
-	var l []listed
-	if err := json.Unmarshal([]byte(must(t, sb.Env(user), "", "list", "--json")), &l); err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
 // waitComplete waits until user's inbox holds msgid, complete, and
 // returns the inbox.
 func waitComplete(t testing.TB, sb *sandbox.Sandbox, user, msgid string, within time.Duration) []listed {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		l := inbox(t, sb, user)
-		for _, m := range l {
-			if m.MessageID == msgid && m.Status == "complete" {
-				return l
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's inbox after %v: %+v", user, within, l)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return waitCompleteEnv(t, sb.Env(user), msgid, within)
 }
 
 // checkAttachment downloads msgid's attachment as user and compares it.
 func checkAttachment(t testing.TB, sb *sandbox.Sandbox, user, msgid string, want []byte) {
 	t.Helper()
-	saved := strings.TrimSpace(must(t, sb.Env(user), "", "get", msgid, "--out", t.TempDir()))
-	got, err := os.ReadFile(saved)
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("%s's attachment differs from what was sent (%d bytes read, %v)", user, len(got), err)
-	}
+	checkAttachmentEnv(t, sb.Env(user), msgid, want)
 }
 
 func randomFile(t testing.TB, name string, size int) (string, []byte) {

@@ -56,7 +56,9 @@ type Domain struct {
 	// Process:
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has been waited for
-	exit error
+	exit *error        // how it ended, once done is closed
+	// nodes are the domain's other nodes (Config.Nodes).
+	nodes []*Node
 }
 
 // User returns one of the domain's users.
@@ -127,7 +129,7 @@ func (d *Domain) Stop() error {
 			d.cmd.Process.Signal(syscall.SIGKILL)
 			<-d.done
 		}
-		return d.exit
+		return *d.exit
 	}
 	d.cancel()
 	err := <-d.served
@@ -169,7 +171,8 @@ func (d *Domain) startInProcess(ctx context.Context) error {
 		log = slog.New(slog.NewTextHandler(&d.log, &slog.HandlerOptions{Level: level}))
 	}
 	cfg := server.Config{DataDir: d.Dir, Domain: d.Name, Log: log, PublicURL: d.URL,
-		DNS: d.sb.DNS(), PeerCA: d.sb.CA, AllowPrivatePeers: true, SMTP: d.SMTP}
+		DNS: d.sb.DNS(), PeerCA: d.sb.CA, AllowPrivatePeers: true, SMTP: d.SMTP,
+		MetaURL: d.sb.cfg.Backends[d.Name].Meta, ResourcesURL: d.sb.cfg.Backends[d.Name].Resources}
 	if d.sb.cfg.Server != nil {
 		d.sb.cfg.Server(&cfg)
 	}
@@ -210,29 +213,50 @@ func (d *Domain) startInProcess(ctx context.Context) error {
 }
 
 func (d *Domain) startProcess(ctx context.Context) error {
+	node := ""
+	if len(d.nodes) > 0 {
+		node = d.NodeName()
+	}
+	cmd, done, exit, err := d.serve(ctx, d.Dir, d.port, node, &d.log)
+	if err != nil {
+		return err
+	}
+	d.cmd, d.done, d.exit = cmd, done, exit
+	return nil
+}
+
+// serve starts 'pullmail serve' for the domain on the data directory dir
+// and port (node, when set, is its --node), logging to log, and waits
+// until it serves. done is closed once the process has been waited for,
+// and *exit is then how it ended.
+func (d *Domain) serve(ctx context.Context, dir string, port int, node string, log *Buffer) (*exec.Cmd, chan struct{}, *error, error) {
 	cfg := d.sb.cfg
 	args := []string{"serve"}
 	if cfg.Command != nil {
 		args = cfg.Command(d.Name)
 	}
-	args = append(args, "--data", d.Dir, "--domain", d.Name,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", d.port), "--public-url", d.URL,
+	args = append(args, "--data", dir, "--domain", d.Name,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--public-url", d.URL,
 		"--dns", d.sb.DNS(), "--peer-ca", d.sb.CA, "--allow-private-peers", "--log-level", cfg.LogLevel)
-	if d.SMTP != "" {
+	args = append(args, d.backendFlags()...)
+	if node != "" {
+		args = append(args, "--node", node)
+	}
+	if d.SMTP != "" && dir == d.Dir {
 		args = append(args, "--smtp", d.SMTP)
 	}
 	args = append(args, cfg.ServeFlags...)
 	cmd := exec.Command(cfg.Binary, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	cmd.Stderr = &d.log
+	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	d.cmd, d.done = cmd, make(chan struct{})
-	done := d.done
+	done := make(chan struct{})
+	exit := new(error)
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -243,20 +267,20 @@ func (d *Domain) startProcess(ctx context.Context) error {
 			}
 		}
 		io.Copy(io.Discard, stdout)
-		d.exit = cmd.Wait()
+		*exit = cmd.Wait()
 		close(done)
 	}()
 	select {
 	case <-ready:
-		return nil
+		return cmd, done, exit, nil
 	case <-done:
-		return fmt.Errorf("exited at start (%v): %s", d.exit, lastLines(d.Log(), 10))
+		return nil, nil, nil, fmt.Errorf("exited at start (%v): %s", *exit, lastLines(log.String(), 10))
 	case <-time.After(30 * time.Second):
 	case <-ctx.Done():
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-done
-	return fmt.Errorf("did not start: %s", lastLines(d.Log(), 10))
+	return nil, nil, nil, fmt.Errorf("did not start: %s", lastLines(log.String(), 10))
 }
 
 // addUsersByCLI creates the users with the binary's admin commands, as an
@@ -265,14 +289,14 @@ func (d *Domain) addUsersByCLI(ctx context.Context) error {
 	for _, addr := range d.addrs {
 		pw, kept := password(d.Dir, addr)
 		if !kept {
-			if _, err := d.run(ctx, pw+"\n", "user", "add", "--data", d.Dir, addr); err != nil {
+			if _, err := d.run(ctx, pw+"\n", append(append([]string{"user", "add", "--data", d.Dir}, d.backendFlags()...), addr)...); err != nil {
 				return err
 			}
 			if err := keepPassword(d.Dir, addr, pw); err != nil {
 				return err
 			}
 		}
-		tok, err := d.run(ctx, "", "token", "create", "--data", d.Dir, addr, "--label", d.sb.cfg.TokenLabel)
+		tok, err := d.run(ctx, "", append(append([]string{"token", "create", "--data", d.Dir}, d.backendFlags()...), addr, "--label", d.sb.cfg.TokenLabel)...)
 		if err != nil {
 			return err
 		}

@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -11,10 +13,13 @@ import (
 // Proxy forwards every connection on its listener to a server's real
 // port, TLS untouched, counting the bytes both ways as they pass: what a
 // domain (or an SMTP server of 'pullmail bench') received and sent on the
-// wire.
+// wire. With several targets (a domain's nodes, AddTarget) it takes them
+// in turn, connection by connection, and skips one that refuses: a load
+// balancer in front of the nodes.
 type Proxy struct {
 	ln    net.Listener
-	to    string
+	to    []string
+	next  atomic.Uint64
 	bytes atomic.Int64
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -26,9 +31,33 @@ func StartProxy(addr, to string) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	p := &Proxy{ln: ln, to: to, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, to: []string{to}, conns: map[net.Conn]struct{}{}}
 	go p.serve()
 	return p, nil
+}
+
+// AddTarget adds a server the proxy forwards to.
+func (p *Proxy) AddTarget(to string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.to = append(p.to, to)
+}
+
+// dial connects to the next target that answers, from local.
+func (p *Proxy) dial(d net.Dialer) (net.Conn, error) {
+	p.mu.Lock()
+	to := slices.Clone(p.to)
+	p.mu.Unlock()
+	first := int(p.next.Add(1) % uint64(len(to)))
+	var errs []error
+	for i := range to {
+		c, err := d.Dial("tcp", to[(first+i)%len(to)])
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }
 
 // Addr is where clients connect.
@@ -69,7 +98,7 @@ func (p *Proxy) forward(in net.Conn) {
 	if a, ok := in.RemoteAddr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
 		d.LocalAddr = &net.TCPAddr{IP: a.IP}
 	}
-	out, err := d.Dial("tcp", p.to)
+	out, err := p.dial(d)
 	if err != nil {
 		return
 	}

@@ -98,6 +98,14 @@ type Config struct {
 	// SMTP gives each domain a mail exchanger too, on a port of its own
 	// (Domain.SMTP): mail from SMTP clients for the domain's users.
 	SMTP bool
+	// Backends are domains' stores (by domain; default the data
+	// directory's SQLite and files).
+	Backends map[string]Backends
+	// Nodes is how many serve processes a domain runs on its stores (by
+	// domain; default 1): more than one needs Process and Backends that
+	// the nodes can share. Domain.Nodes returns the others; the domain's
+	// public port spreads connections over those running.
+	Nodes map[string]int
 }
 
 // Sandbox is a running set of domains.
@@ -134,6 +142,9 @@ func Start(ctx context.Context, cfg Config) (_ *Sandbox, err error) {
 	}
 	if cfg.TokenLabel == "" {
 		cfg.TokenLabel = "sandbox"
+	}
+	if err := checkNodes(cfg); err != nil {
+		return nil, err
 	}
 	s := &Sandbox{cfg: cfg, log: cfg.Log, domains: map[string]*Domain{}}
 	if s.log == nil {
@@ -194,6 +205,14 @@ func Start(ctx context.Context, cfg Config) (_ *Sandbox, err error) {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	// The other nodes once the first has made the domain's keys.
+	for _, name := range s.order {
+		for _, n := range s.domains[name].nodes {
+			if err := n.Start(ctx); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return s, nil
 }
@@ -311,7 +330,10 @@ func (s *Sandbox) Close() error {
 	for i, name := range s.order {
 		wg.Go(func() {
 			d := s.domains[name]
-			errs[i] = d.Stop()
+			for _, n := range d.nodes {
+				errs[i] = errors.Join(errs[i], n.Stop())
+			}
+			errs[i] = errors.Join(errs[i], d.Stop())
 			if d.proxy != nil {
 				d.proxy.Close()
 			}
@@ -351,12 +373,16 @@ func (d *Domain) listen() error {
 		}
 		d.SMTP = fmt.Sprintf("127.0.0.1:%d", p)
 	}
-	if d.sb.cfg.CountWire {
+	nodes := d.sb.cfg.Nodes[d.Name]
+	if d.sb.cfg.CountWire || nodes > 1 {
 		p, err := StartProxy("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", d.port))
 		if err != nil {
 			return err
 		}
 		d.proxy, d.URL = p, "https://"+p.Addr()
+	}
+	if nodes > 1 {
+		return d.addNodes(nodes)
 	}
 	return nil
 }

@@ -133,6 +133,10 @@ type Config struct {
 	// SMTPOutPort is the port the MTA dials on other domains' mail
 	// exchangers: 25 (the default), but for tests and the sandbox.
 	SMTPOutPort int
+	// JobLease is how long a node's claim on a delivery or pull lasts
+	// unrenewed: how soon the other nodes take over the work of a node
+	// that died (default mta.DefaultLease, a minute).
+	JobLease time.Duration
 
 	Log   *slog.Logger
 	Clock func() time.Time
@@ -457,7 +461,7 @@ func (s *Server) openMTA() error {
 		OwnAS:     s.Authz.Handler(), // this domain's assertions are had in process
 		SendGrant: func(author, msgid string) (string, error) { return s.Authz.IssueSendGrant(author, id, msgid) },
 		Clock:     s.cfg.Clock, Log: s.log, Horizon: s.cfg.RetryHorizon,
-		Metrics: s.Registry, Staging: pulls, Node: s.cfg.Node,
+		Metrics: s.Registry, Staging: pulls, Node: s.cfg.Node, Lease: s.cfg.JobLease,
 		SMTP: mta.SMTPConfig{Peers: s.Discovery.Peer, Resolver: discovery.NewResolver(s.cfg.DNS), Port: s.cfg.SMTPOutPort,
 			RootCAs: pool, DKIM: dk2, AllowPrivate: s.cfg.AllowPrivatePeers, STS: s.STS.Policy},
 	})

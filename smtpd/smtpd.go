@@ -297,7 +297,9 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	// DKIM reads a copy of the message as it streams in (one pass).
 	ver := ss.s.startDKIM(ss.ctx)
-	res, err := mimeconv.Convert(ss.ctx, io.TeeReader(r, ver), cfg.Resources, mimeconv.Options{TempDir: cfg.TempDir})
+	ra := newReadAhead(r, readAheadChunk, readAheadChunks)
+	res, err := mimeconv.Convert(ss.ctx, io.TeeReader(ra, ver), cfg.Resources, mimeconv.Options{TempDir: cfg.TempDir})
+	ra.Stop()
 	sigs := ver.Wait()
 	if err != nil {
 		var se *smtp.SMTPError

@@ -54,12 +54,16 @@ var (
 
 // Main runs the tests, then stops the cluster if one was started, and exits
 // with the tests' status.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain with more to do after the tests: it returns
+// their status.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if shared != nil {
 		shared.stop()
 	}
-	os.Exit(code)
+	return code
 }
 
 // inCI reports whether missing PostgreSQL must fail the tests.
