@@ -10,6 +10,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pullmail/pullmail/meta"
@@ -37,11 +39,15 @@ const (
 type Options struct {
 	// Progress, when set, is called as the copy goes: the phase, what is
 	// done and the total (bytes for PhaseResources and PhaseVerify,
-	// messages for PhaseMessages). It runs on the copy's goroutine.
+	// messages for PhaseMessages). It is called one call at a time, from the
+	// copy's goroutines.
 	Progress func(p Phase, done, total int64)
 	// Batch is how many messages go in one target transaction (default
 	// 200).
 	Batch int
+	// Workers is how many resources are copied (and verified) at once
+	// (default 4): a remote store's round trips overlap.
+	Workers int
 	// Verify compares the target with the source snapshot after the
 	// copy; VerifyBytes also reads every resource back from the target
 	// and hashes it (otherwise its size is checked with Stat).
@@ -108,6 +114,9 @@ func copyStores(ctx context.Context, src, dst Stores, opt Options) (Summary, map
 	start := time.Now()
 	if opt.Batch <= 0 {
 		opt.Batch = 200
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = 4
 	}
 	if opt.Progress == nil {
 		opt.Progress = func(Phase, int64, int64) {}
@@ -279,26 +288,76 @@ func (c *copier) resources(ctx context.Context) error {
 	for _, size := range c.refs {
 		c.sum.Bytes += size
 	}
-	var done int64
-	c.opt.Progress(PhaseResources, 0, c.sum.Bytes)
-	for _, id := range slices.Sorted(maps.Keys(c.refs)) {
-		size := c.refs[id]
-		copied, err := c.resource(ctx, id, size, done)
+	var copied atomic.Int64
+	var bytesCopied atomic.Int64
+	err = c.parallel(ctx, PhaseResources, func(ctx context.Context, id resource.ID, size int64, moved func(int64)) error {
+		ok, err := c.resource(ctx, id, size, moved)
 		if err != nil {
 			return fmt.Errorf("copying resource %s: %w", id, err)
 		}
-		if copied {
-			c.sum.ResourcesCopied++
-			c.sum.BytesCopied += size
+		if ok {
+			copied.Add(1)
+			bytesCopied.Add(size)
 		}
-		done += size
-		c.opt.Progress(PhaseResources, done, c.sum.Bytes)
+		return nil
+	})
+	c.sum.ResourcesCopied, c.sum.BytesCopied = int(copied.Load()), bytesCopied.Load()
+	return err
+}
+
+// parallel runs fn for every referenced resource, Options.Workers at a
+// time, in ID order of starting, reporting the bytes done: fn reports what
+// it moved as it goes (moved), the rest of each resource's size is counted
+// when it returns. The first error stops the others.
+func (c *copier) parallel(ctx context.Context, phase Phase, fn func(ctx context.Context, id resource.ID, size int64, moved func(int64)) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var mu sync.Mutex // Progress runs under it, one call at a time
+	var done int64
+	add := func(n int64) {
+		mu.Lock()
+		done += n
+		c.opt.Progress(phase, done, c.sum.Bytes)
+		mu.Unlock()
 	}
-	return nil
+	add(0)
+	ids := make(chan resource.ID)
+	var wg sync.WaitGroup
+	var first error
+	var once sync.Once
+	for range c.opt.Workers {
+		wg.Go(func() {
+			for id := range ids {
+				size := c.refs[id]
+				var counted int64
+				err := fn(ctx, id, size, func(n int64) { counted += n; add(n) })
+				if err != nil {
+					once.Do(func() { first = err })
+					cancel(err)
+					continue
+				}
+				add(size - counted)
+			}
+		})
+	}
+feed:
+	for _, id := range slices.Sorted(maps.Keys(c.refs)) {
+		select {
+		case ids <- id:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ids)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return context.Cause(ctx)
 }
 
 // resource copies one resource unless the target has it with that size.
-func (c *copier) resource(ctx context.Context, id resource.ID, size, done int64) (bool, error) {
+func (c *copier) resource(ctx context.Context, id resource.ID, size int64, moved func(int64)) (bool, error) {
 	if in, err := c.dst.Resources.Stat(ctx, id); err == nil && in.Size == size {
 		return false, nil
 	} else if err != nil && !errors.Is(err, resource.ErrNotFound) {
@@ -314,27 +373,28 @@ func (c *copier) resource(ctx context.Context, id resource.ID, size, done int64)
 	defer obj.Close()
 	// The target checks digest and size as it writes, and commits
 	// nothing that does not match.
-	r := &counter{r: obj, report: func(n int64) { c.opt.Progress(PhaseResources, done+n, c.sum.Bytes) }}
+	r := &counter{r: obj, report: moved}
 	if _, err := c.dst.Resources.Put(ctx, r, resource.PutOptions{Want: id, Size: size}); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
-// counter reports how much of a large resource has been read, every MiB,
-// so that a progress bar moves within it.
+// counter reports how much of a large resource has been read (the bytes
+// since the last report, every MiB), so that a progress bar moves within
+// it.
 type counter struct {
 	r      io.Reader
 	n, at  int64
-	report func(n int64)
+	report func(delta int64)
 }
 
 func (c *counter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	if c.n-c.at >= 1<<20 {
+		c.report(c.n - c.at)
 		c.at = c.n
-		c.report(c.n)
 	}
 	return n, err
 }
@@ -685,16 +745,9 @@ func (c *copier) verifyMessages(ctx context.Context, d meta.Reader, dex meta.Exp
 // verifyResources checks that the target holds every referenced resource:
 // read whole and hashed with VerifyBytes, by Stat otherwise.
 func (c *copier) verifyResources(ctx context.Context) error {
-	var done int64
-	for _, id := range slices.Sorted(maps.Keys(c.refs)) {
-		size := c.refs[id]
-		if err := c.verifyResource(ctx, id, size); err != nil {
-			return err
-		}
-		done += size
-		c.opt.Progress(PhaseVerify, done, c.sum.Bytes)
-	}
-	return nil
+	return c.parallel(ctx, PhaseVerify, func(ctx context.Context, id resource.ID, size int64, _ func(int64)) error {
+		return c.verifyResource(ctx, id, size)
+	})
 }
 
 func (c *copier) verifyResource(ctx context.Context, id resource.ID, size int64) error {

@@ -435,30 +435,58 @@ func references(ctx context.Context, ex meta.Exporter, batch int) (map[resource.
 	return refs, n, nil
 }
 
+// Opened is a backup opened as the source of a copy, once Check passed.
+type Opened struct {
+	Stores
+	Manifest Manifest
+	close    func() error
+}
+
+// Close closes the backup's stores and removes the scratch copy.
+func (o *Opened) Close() error { return o.close() }
+
+// Open checks the backup in dir whole (Check: a damaged or partial backup
+// is refused with an ErrDamaged) and opens it as a source: a scratch copy
+// of its snapshot, in opt.Scratch, and its resources. The backup itself is
+// only read.
+func Open(ctx context.Context, dir string, opt RestoreOptions) (*Opened, error) {
+	m, scratch, err := check(ctx, dir, opt.Scratch, opt.Progress)
+	if err != nil {
+		if scratch != "" {
+			removeDB(scratch)
+		}
+		return nil, err
+	}
+	st, err := sqlite.Open(ctx, scratch)
+	if err != nil {
+		removeDB(scratch)
+		return nil, fmt.Errorf("backup: opening the snapshot: %w", err)
+	}
+	res, err := fsstore.New(filepath.Join(dir, ResourcesDir), fsstore.Options{Shared: true})
+	if err != nil {
+		st.Close()
+		removeDB(scratch)
+		return nil, fmt.Errorf("backup: opening %s: %w", dir, err)
+	}
+	return &Opened{Stores: Stores{Meta: st, Resources: res}, Manifest: m, close: func() error {
+		err := errors.Join(st.Close(), res.Close())
+		removeDB(scratch)
+		return err
+	}}, nil
+}
+
 // Restore copies the backup in dir into dst, then verifies it (every
 // resource read back from dst and hashed). Before writing anything it
-// checks the backup whole (Check): a damaged or partial backup is refused
+// checks the backup whole (Open): a damaged or partial backup is refused
 // with an ErrDamaged and dst is left as it was. Restoring into stores that
 // already hold another domain is the caller's to refuse (pullmail restore
 // does); running it again after an interruption resumes it, as Copy does.
 func Restore(ctx context.Context, dir string, dst Stores, opt RestoreOptions) (Summary, error) {
-	_, scratch, err := check(ctx, dir, opt.Scratch, opt.Progress)
-	if scratch != "" {
-		defer removeDB(scratch)
-	}
+	src, err := Open(ctx, dir, opt)
 	if err != nil {
 		return Summary{}, err
 	}
-	st, err := sqlite.Open(ctx, scratch)
-	if err != nil {
-		return Summary{}, fmt.Errorf("backup: opening the snapshot: %w", err)
-	}
-	defer st.Close()
-	res, err := fsstore.New(filepath.Join(dir, ResourcesDir), fsstore.Options{Shared: true})
-	if err != nil {
-		return Summary{}, fmt.Errorf("backup: opening %s: %w", dir, err)
-	}
-	defer res.Close()
+	defer src.Close()
 	opt.Verify, opt.VerifyBytes = true, true
-	return Copy(ctx, Stores{Meta: st, Resources: res}, dst, opt.Options)
+	return Copy(ctx, src.Stores, dst, opt.Options)
 }

@@ -12,7 +12,8 @@
 // target (a user by ID, a message by ID, a token or grant by hash, a job by
 // key, a resource by digest and size) is left as it is. So a copy that was
 // interrupted is resumed by running it again, and nothing is duplicated.
-// Resources are streamed one at a time (constant memory), each Put checked
+// Resources are streamed, four at a time (Options.Workers), each in constant
+// memory and each Put checked
 // against its digest by the target store as it writes, before the messages
 // that name them, so that no message is ever in the target before its
 // bytes. The change feed starts afresh on the target (meta.Loader.ResetFeed):
