@@ -376,3 +376,42 @@ func TestRestoreRefusesDamaged(t *testing.T) {
 		t.Errorf("the restore differs: %s", d)
 	}
 }
+
+// TestBackupGarbageCollected: when garbage collection removes a resource
+// the snapshot references (its message deleted since), Backup takes a new
+// snapshot, which no longer names it, and succeeds.
+func TestBackupGarbageCollected(t *testing.T) {
+	ctx := t.Context()
+	src := memStores(t)
+	fx := backuptest.Fill(t, src.Meta, src.Resources, small)
+	victim, err := src.Meta.Message(ctx, fx.Users[1].ID, "msg-000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := victim.Refs[0].ID
+	var collected atomic.Bool
+	m, err := backup.Backup(ctx, src, t.TempDir(), backup.BackupOptions{Options: backup.Options{
+		Progress: func(p backup.Phase, done, total int64) {
+			if p == backup.PhaseResources && done == 0 && collected.CompareAndSwap(false, true) {
+				// As the server would: the message deleted, then its
+				// resource condemned and removed by the collector.
+				if err := src.Meta.Update(ctx, func(tx meta.Tx) error { return tx.DeleteMessage(ctx, victim.UserID, victim.ID) }); err != nil {
+					t.Error(err)
+				}
+				if err := src.Resources.Remove(ctx, gone); err != nil {
+					t.Error(err)
+				}
+			}
+		}}})
+	if err != nil {
+		t.Fatalf("Backup: %v", err)
+	}
+	if m.Summary.Messages != small.Messages-1 {
+		t.Errorf("the backup holds %d messages, want the %d of the second snapshot", m.Summary.Messages, small.Messages-1)
+	}
+	for _, r := range m.Resources {
+		if r.ID == gone {
+			t.Errorf("the manifest lists the collected resource %s", gone)
+		}
+	}
+}
