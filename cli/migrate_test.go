@@ -137,17 +137,19 @@ func TestMigrateToPostgresAndS3(t *testing.T) {
 	t.Logf("migrate of %d messages and %.1f MiB to PostgreSQL and S3: %v, %.1f MiB/s, %.0f messages/s (copy and verify, every resource read back)",
 		full.Messages, float64(full.Bytes)/(1<<20), elapsed.Round(time.Millisecond), float64(full.Bytes)/(1<<20)/elapsed.Seconds(), float64(full.Messages)/elapsed.Seconds())
 
-	// Backups of the domain now on PostgreSQL and S3: the first copies
+	// Backups of the domain, from either pair of stores: the first copies
 	// everything, the second (nothing changed) no resource.
-	out := filepath.Join(t.TempDir(), "backup")
-	for i, want := range []int{len(fx.Resources), 0} {
-		start = time.Now()
-		b := summary(t, run(t, nil, "backup", "--data", dir, "--meta", pg, "--resources", res, "--json", out))
-		if !b.Verified || b.ResourcesCopied != want || b.Messages != spec.Messages {
-			t.Errorf("backup %d: %+v; want %d resources copied", i+1, b, want)
+	for _, from := range []struct{ name, meta, res string }{{"SQLite and files", "", ""}, {"PostgreSQL and S3", pg, res}} {
+		out := filepath.Join(t.TempDir(), "backup")
+		for i, want := range []int{len(fx.Resources), 0} {
+			start = time.Now()
+			b := summary(t, run(t, nil, "backup", "--data", dir, "--meta", from.meta, "--resources", from.res, "--json", out))
+			if !b.Verified || b.ResourcesCopied != want || b.Messages != spec.Messages {
+				t.Errorf("backup %d: %+v; want %d resources copied", i+1, b, want)
+			}
+			t.Logf("backup %d of the domain on %s: %v, %d resources (%.1f MiB) copied", i+1, from.name,
+				time.Since(start).Round(time.Millisecond), b.ResourcesCopied, float64(b.BytesCopied)/(1<<20))
 		}
-		t.Logf("backup %d of the domain on PostgreSQL and S3: %v, %d resources (%.1f MiB) copied", i+1,
-			time.Since(start).Round(time.Millisecond), b.ResourcesCopied, float64(b.BytesCopied)/(1<<20))
 	}
 }
 
