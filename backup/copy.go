@@ -566,60 +566,18 @@ func (c *copier) verifyAccounts(ctx context.Context, d meta.Reader, dex meta.Exp
 			return differ("the settings of user %s", a.Address)
 		}
 	}
-	ss, err := c.ex.Settings(ctx)
-	if err != nil {
-		return err
-	}
-	ds, err := dex.Settings(ctx)
-	if err != nil {
-		return err
-	}
-	if !maps.Equal(ss, ds) {
-		return differ("the domain's settings")
-	}
-	st, err := c.ex.Tokens(ctx)
-	if err != nil {
-		return err
-	}
-	dt, err := dex.Tokens(ctx)
-	if err != nil {
-		return err
-	}
-	if !slices.EqualFunc(st, dt, sameToken) {
-		return differ("the tokens (%d in the source, %d in the target)", len(st), len(dt))
-	}
-	sc, err := c.r.Clients(ctx)
-	if err != nil {
-		return err
-	}
-	dc, err := d.Clients(ctx)
-	if err != nil {
-		return err
-	}
-	if !slices.EqualFunc(sc, dc, sameClient) {
-		return differ("the OAuth clients")
-	}
-	sg, err := c.ex.Grants(ctx)
-	if err != nil {
-		return err
-	}
-	dg, err := dex.Grants(ctx)
-	if err != nil {
-		return err
-	}
-	if !slices.EqualFunc(sg, dg, sameGrant) {
-		return differ("the grants (%d in the source, %d in the target)", len(sg), len(dg))
-	}
-	sf, err := c.ex.RevokedFamilies(ctx)
-	if err != nil {
-		return err
-	}
-	df, err := dex.RevokedFamilies(ctx)
-	if err != nil {
-		return err
-	}
-	if !maps.EqualFunc(sf, df, time.Time.Equal) {
-		return differ("the revoked grant families")
+	for _, check := range []func(context.Context) error{
+		same("the domain's settings", c.ex.Settings, dex.Settings, maps.Equal[map[string]string, map[string]string]),
+		same("the tokens", c.ex.Tokens, dex.Tokens, equalSlices(sameToken)),
+		same("the OAuth clients", c.r.Clients, d.Clients, equalSlices(sameClient)),
+		same("the grants", c.ex.Grants, dex.Grants, equalSlices(sameGrant)),
+		same("the revoked grant families", c.ex.RevokedFamilies, dex.RevokedFamilies, func(a, b map[string]time.Time) bool {
+			return maps.EqualFunc(a, b, time.Time.Equal)
+		}),
+	} {
+		if err := check(ctx); err != nil {
+			return err
+		}
 	}
 	sj, err := c.r.Jobs(ctx, "", 0)
 	if err != nil {
@@ -635,6 +593,29 @@ func (c *copier) verifyAccounts(ctx context.Context, d meta.Reader, dex meta.Exp
 		}
 	}
 	return nil
+}
+
+// same returns a check that reads a listing from the source's snapshot and
+// from the target and compares them.
+func same[T any](what string, src, dst func(context.Context) (T, error), equal func(a, b T) bool) func(context.Context) error {
+	return func(ctx context.Context) error {
+		a, err := src(ctx)
+		if err != nil {
+			return err
+		}
+		b, err := dst(ctx)
+		if err != nil {
+			return err
+		}
+		if !equal(a, b) {
+			return differ("%s", what)
+		}
+		return nil
+	}
+}
+
+func equalSlices[T any](equal func(a, b T) bool) func(a, b []T) bool {
+	return func(a, b []T) bool { return slices.EqualFunc(a, b, equal) }
 }
 
 // The comparisons of Verify: every field, times by instant (a store may
@@ -726,20 +707,9 @@ func (c *copier) verifyMessages(ctx context.Context, d meta.Reader, dex meta.Exp
 	} else if len(more) > 0 {
 		return differ("message %q is in the target only", more[0].ID)
 	}
-	su, err := c.ex.Uploads(ctx)
-	if err != nil {
-		return err
-	}
-	du, err := dex.Uploads(ctx)
-	if err != nil {
-		return err
-	}
-	if !slices.EqualFunc(su, du, func(a, b meta.Upload) bool {
+	return same("the uploads", c.ex.Uploads, dex.Uploads, equalSlices(func(a, b meta.Upload) bool {
 		return a.UserID == b.UserID && a.Ref == b.Ref && a.Created.Equal(b.Created)
-	}) {
-		return differ("the uploads")
-	}
-	return nil
+	}))(ctx)
 }
 
 // verifyResources checks that the target holds every referenced resource:
