@@ -17,6 +17,7 @@ import (
 	"github.com/pullmail/pullmail/backup"
 	"github.com/pullmail/pullmail/backup/backuptest"
 	"github.com/pullmail/pullmail/meta/postgres/pgtest"
+	"github.com/pullmail/pullmail/resource/fsstore"
 	"github.com/pullmail/pullmail/resource/s3store/s3test"
 	"github.com/pullmail/pullmail/server"
 )
@@ -407,5 +408,29 @@ func TestBackupRunningServer(t *testing.T) {
 		if want := fmt.Sprintf("%q", fmt.Sprintf("n%03d", k-1-i)); !strings.Contains(inbox[i], want) {
 			t.Errorf("restored inbox line %d = %s, want subject %s", i, inbox[i], want)
 		}
+	}
+}
+
+// TestMigrateEncrypted: a domain whose resources are encrypted at rest
+// stays encrypted in the target, under the same key.
+func TestMigrateEncrypted(t *testing.T) {
+	dir := t.TempDir()
+	b, err := server.OpenBackends(t.Context(), dir, "", "", server.BackendOptions{EncryptAtRest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backuptest.Fill(t, b.Meta, b.Resources, backuptest.Spec{Users: 2, Messages: 20, Bytes: 1 << 20, Seed: 5})
+	before := backuptest.List(t, b.Meta, b.Resources)
+	b.Close()
+	to := t.TempDir()
+	toMeta, toRes := "sqlite:"+filepath.Join(to, "meta.db"), "file:"+filepath.Join(to, "res")
+	if s := summary(t, run(t, nil, "migrate", "--data", dir, "--to-meta", toMeta, "--to-resources", toRes, "--json")); !s.Verified {
+		t.Fatalf("migrate: %+v", s)
+	}
+	if enc, err := fsstore.Encrypted(filepath.Join(to, "res")); err != nil || !enc {
+		t.Errorf("the target resources: encrypted %v, %v", enc, err)
+	}
+	if d := backuptest.Diff(before, listDataDir(t, dir, toMeta, toRes)); d != "" {
+		t.Errorf("after migrate: %s", d)
 	}
 }
