@@ -87,36 +87,35 @@ and is not a system folder's name in any case.`,
 			}
 		},
 	})
-	register(&command{
-		name: "restore", args: "MESSAGE-ID [--json]",
-		short: "move a message from trash back where it was deleted from",
-		long: `Moves a message in trash back to the folder it was deleted from (a deleted draft to
-drafts; a folder of yours removed since: inbox). MESSAGE-ID is the Message-ID (angle brackets
-optional) or the message's id from 'list --json'. --json prints the restored message.`,
-		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
-			asJSON := fs.Bool("json", false, "print the restored message as JSON")
-			return func(ctx context.Context, env *Env, args []string) error {
-				if len(args) != 1 {
-					return usagef("want exactly one MESSAGE-ID")
-				}
-				api, err := newClient(ctx, env)
-				if err != nil {
-					return err
-				}
-				m, err := resolveIn(ctx, api, args[0], "trash")
-				if err != nil {
-					return err
-				}
-				m, err = api.Restore(ctx, m.ID)
-				if err != nil {
-					return err
-				}
-				if *asJSON {
-					return printJSON(env, m)
-				}
-				fmt.Fprintf(env.Stdout, "restored %s to %s\n", safe(m.MessageID), safe(m.Folder))
-				return nil
-			}
-		},
-	})
+}
+
+// restoreHelp is the mail client's half of pullmail restore's help (the
+// other half, a backup restored into a data directory, is in migrate.go).
+const restoreHelp = `Without --data: moves a message in trash back to the folder it was deleted from (a
+deleted draft to drafts; a folder of yours removed since: inbox). MESSAGE-ID is the
+Message-ID (angle brackets optional) or the message's id from 'list --json'. --json
+prints the restored message.`
+
+// restoreMessage is pullmail restore MESSAGE-ID: a message out of trash.
+func restoreMessage(ctx context.Context, env *Env, args []string, asJSON bool) error {
+	if len(args) != 1 {
+		return usagef("want exactly one MESSAGE-ID")
+	}
+	api, err := newClient(ctx, env)
+	if err != nil {
+		return err
+	}
+	m, err := resolveIn(ctx, api, args[0], "trash")
+	if err != nil {
+		return err
+	}
+	m, err = api.Restore(ctx, m.ID)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(env, m)
+	}
+	fmt.Fprintf(env.Stdout, "restored %s to %s\n", safe(m.MessageID), safe(m.Folder))
+	return nil
 }

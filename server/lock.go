@@ -56,3 +56,8 @@ func lockDataDir(dir string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// LockDataDir takes dir's lock as a server does, for a command that must
+// not run beside one (pullmail migrate, restore): while it holds the lock,
+// no server starts on dir. Close the file to release it.
+func LockDataDir(dir string) (*os.File, error) { return lockDataDir(dir) }

@@ -78,6 +78,7 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 			tt.fn(t, s)
 		})
 	}
+	t.Run("Port", func(t *testing.T) { testPort(t, open) })
 }
 
 // update runs fn in s.Update and fails the test on error.
