@@ -415,3 +415,40 @@ func errorsIsAny(err error, targets ...error) bool {
 	}
 	return false
 }
+
+// testRangeWriters: sixteen writers, each reading a page of one user's Sent
+// folder and adding a message to it, many times at once (a user's sends
+// from sixteen tabs). Every Update must succeed: a store may retry a writer
+// that conflicts, but not give up on writers that keep meeting each other
+// (PostgreSQL's predicate locks cover index pages, so each pair of these
+// conflicts, and ten plain retries each were not enough).
+func testRangeWriters(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	u := addUser(t, s, "ranges@example.com")
+	const writers, each = 16, 8
+	var runs atomic.Int64
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				id := fmt.Sprintf("r%02d%02d", w, i)
+				err := s.Update(ctx, func(tx meta.Tx) error {
+					runs.Add(1)
+					if _, err := tx.Messages(ctx, u.ID, meta.ListOptions{Folder: meta.Sent, Limit: 10}); err != nil {
+						return err
+					}
+					return tx.InsertMessage(ctx, message(u.ID, id, meta.Sent, day(2).Add(time.Duration(w*each+i)*time.Second)))
+				})
+				if err != nil {
+					t.Errorf("writer %d, message %d: %v", w, i, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	l, err := s.Messages(ctx, u.ID, meta.ListOptions{Folder: meta.Sent})
+	if err != nil || len(l) != writers*each {
+		t.Errorf("the Sent folder holds %d messages (%v), want %d", len(l), err, writers*each)
+	}
+	t.Logf("%d writes took %d runs", writers*each, runs.Load())
+}

@@ -62,6 +62,7 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"Locks", testLocks},
 		{"Envelopes", testEnvelopes},
 		{"WriteConflict", testWriteConflict},
+		{"RangeWriters", testRangeWriters},
 		{"FeedRace", testFeedRace},
 		{"FailHalfway", testFailHalfway},
 		{"Condemn", testCondemn},

@@ -8,7 +8,16 @@
 // transaction that conflicts with a concurrent one with a serialization
 // failure (SQLSTATE 40001) or a deadlock (40P01); Update then rolls back and
 // runs fn again, up to maxAttempts times with a short random backoff, as
-// meta.Store.Update's contract allows. A conflict is recognised whatever fn
+// meta.Store.Update's contract allows. Every write transaction runs on a
+// connection holding retryLock, a session advisory lock taken before BEGIN
+// (a lock taken by the transaction's first statement would come after its
+// snapshot): shared on a first attempt, so writers run side by side, and
+// exclusive on a retry, so that a transaction that conflicted runs again
+// alone, on a snapshot taken once every writer it could conflict with has
+// ended, and commits. Without it, writers that keep meeting each other
+// (sixteen sends of one user at once read and write the same index pages, and
+// SSI's predicate locks are by page) failed each other until their attempts
+// ran out. A conflict is recognised whatever fn
 // did with the error: every statement's error is noted by the transaction
 // (conflictNoter), so a fn that swallowed one still gets its retry.
 //
@@ -75,6 +84,7 @@ const maxAttempts = 10
 const (
 	migrationLock int64 = 0x70756c6c6d61696c
 	feedLock      int64 = 0x70756c6c66656564
+	retryLock     int64 = 0x70756c6c72657472 // "pullretr"
 )
 
 //go:embed migrations/*.sql
@@ -162,7 +172,7 @@ func (s *Store) write(ctx context.Context, fn func(*txn) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		var retry bool
-		retry, err = s.attempt(ctx, fn)
+		retry, err = s.attempt(ctx, fn, attempt > 1)
 		if !retry || attempt == maxAttempts || ctx.Err() != nil {
 			return err
 		}
@@ -178,9 +188,32 @@ func (s *Store) write(ctx context.Context, fn func(*txn) error) error {
 }
 
 // attempt runs fn once, reporting whether it ended in a conflict worth
-// another run.
-func (s *Store) attempt(ctx context.Context, fn func(*txn) error) (retry bool, err error) {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite})
+// another run. It holds retryLock around the transaction (see the package
+// doc): shared, or exclusive for a retry (again).
+func (s *Store) attempt(ctx context.Context, fn func(*txn) error, again bool) (retry bool, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("meta/postgres: connecting: %w", err)
+	}
+	defer conn.Release()
+	lock, unlock := `SELECT pg_advisory_lock_shared($1)`, `SELECT pg_advisory_unlock_shared($1)`
+	if again {
+		lock, unlock = `SELECT pg_advisory_lock($1)`, `SELECT pg_advisory_unlock($1)`
+	}
+	if _, err := conn.Exec(ctx, lock, retryLock); err != nil {
+		// Cancelled while waiting, the lock may be had: only the end of
+		// the session is sure to release it.
+		conn.Conn().Close(context.WithoutCancel(ctx))
+		return false, fmt.Errorf("meta/postgres: waiting for the writers' lock: %w", err)
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, unlock, retryLock); err != nil {
+			conn.Conn().Close(uctx) // the session's end releases it
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite})
 	if err != nil {
 		return false, fmt.Errorf("meta/postgres: begin: %w", err)
 	}
