@@ -76,18 +76,19 @@ type Sizes struct {
 	Senders         []int   `json:"senders"`            // workload 4
 	SMTPIn          int64   `json:"smtp_in,omitempty"`  // workload 6 (0: not run)
 	SMTPOut         int     `json:"smtp_out,omitempty"` // workload 8: messages per run (0: not run)
+	Import          int64   `json:"import,omitempty"`   // workload 9: bytes of mbox (0: not run)
 }
 
 // FullSizes are the issue's workloads.
 func FullSizes() Sizes {
 	return Sizes{Large: []int64{1 << 20, 50 << 20, 1 << 30}, Repeat: 50 << 20, Fanout: 100 << 20,
-		FanoutDomains: 5, FanoutPerDomain: 20, Small: 10000, Senders: []int{1, 16}, SMTPIn: 50 << 20, SMTPOut: 1000}
+		FanoutDomains: 5, FanoutPerDomain: 20, Small: 10000, Senders: []int{1, 16}, SMTPIn: 50 << 20, SMTPOut: 1000, Import: 1 << 30}
 }
 
 // QuickSizes run in well under a minute once the peers are built.
 func QuickSizes() Sizes {
 	return Sizes{Large: []int64{1 << 20, 8 << 20}, Repeat: 8 << 20, Fanout: 4 << 20,
-		FanoutDomains: 5, FanoutPerDomain: 2, Small: 200, Senders: []int{1, 16}, SMTPIn: 8 << 20, SMTPOut: 100}
+		FanoutDomains: 5, FanoutPerDomain: 2, Small: 200, Senders: []int{1, 16}, SMTPIn: 8 << 20, SMTPOut: 100, Import: 16 << 20}
 }
 
 // Report is everything a run measured; 'pullmail bench --json' prints it.
@@ -109,14 +110,15 @@ type Report struct {
 	resolv string    // the peers' resolv.conf
 	peerCA *tlsca.CA // their certificates' CA
 
-	Floors      []Floor      `json:"floors"`       // workload 5, one per file size
-	SmallFloors []SmallFloor `json:"small_floors"` // workload 5 for workload 4
-	Large       []Case       `json:"large"`        // workload 1
-	Repeat      *Case        `json:"repeat"`       // workload 2
-	Fanout      *Case        `json:"fanout"`       // workload 3
-	Small       []SmallCase  `json:"small"`        // workload 4
-	SMTPIn      []Case       `json:"smtp_in"`      // workload 6: first, then again
-	SMTPOut     []SmallCase  `json:"smtp_out"`     // workload 8
+	Floors      []Floor       `json:"floors"`           // workload 5, one per file size
+	SmallFloors []SmallFloor  `json:"small_floors"`     // workload 5 for workload 4
+	Large       []Case        `json:"large"`            // workload 1
+	Repeat      *Case         `json:"repeat"`           // workload 2
+	Fanout      *Case         `json:"fanout"`           // workload 3
+	Small       []SmallCase   `json:"small"`            // workload 4
+	SMTPIn      []Case        `json:"smtp_in"`          // workload 6: first, then again
+	SMTPOut     []SmallCase   `json:"smtp_out"`         // workload 8
+	Import      *ImportResult `json:"import,omitempty"` // workload 9
 }
 
 // Machine is what the run ran on.
@@ -482,6 +484,16 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			return nil, err
 		}
 		r.SMTPOut = cs
+	}
+
+	// Workload 9: no server, the import command alone.
+	if sz.Import > 0 {
+		res, err := runImport(ctx, opt.Binary, dir, sz.Import)
+		if err != nil {
+			return nil, fmt.Errorf("workload 9: %w", err)
+		}
+		logf("w9 import %s: %d messages in %.1fs, %.1f MiB/s, peak RSS %s", mib(res.Bytes), res.Messages, res.Seconds, mbps(res.Bytes, res.Seconds), mib(res.PeakRSS))
+		r.Import = res
 	}
 
 	// Stop the servers now: each Pullmail server writes its CPU profile as

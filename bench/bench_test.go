@@ -30,7 +30,7 @@ func TestQuickRun(t *testing.T) {
 		peers = PeerNames
 	}
 	sz := Sizes{Large: []int64{256 << 10, 1 << 20}, Repeat: 1 << 20, Fanout: 512 << 10,
-		FanoutDomains: 2, FanoutPerDomain: 2, Small: 30, Senders: []int{1, 4}, SMTPIn: 768 << 10, SMTPOut: 20}
+		FanoutDomains: 2, FanoutPerDomain: 2, Small: 30, Senders: []int{1, 4}, SMTPIn: 768 << 10, SMTPOut: 20, Import: 4 << 20}
 	cache := os.Getenv("PULLMAIL_BENCH_CACHE")
 	if cache == "" {
 		cache = filepath.Join(dir, "cache")
@@ -124,6 +124,9 @@ func TestQuickRun(t *testing.T) {
 			}
 		}
 	}
+	if im := r.Import; im == nil || im.Messages == 0 || im.Failed != 0 || im.Bytes < 4<<20 || im.PeakRSS == 0 || im.DiskBytes == 0 {
+		t.Errorf("workload 9: %+v", r.Import)
+	}
 	// Workload 8 runs with maddy only (its MX).
 	if len(peers) > 0 {
 		if len(r.SMTPOut) != 2 {
@@ -146,7 +149,7 @@ func TestQuickRun(t *testing.T) {
 
 	var md strings.Builder
 	r.Markdown(&md, "pullmail bench --quick")
-	for _, want := range []string{"Workload 1", "Workload 2", "Workload 3", "Workload 4", "Workload 5", "Workload 6:", "Workload 6b", "| 1.0 MiB | pullmail |"} {
+	for _, want := range []string{"Workload 1", "Workload 2", "Workload 3", "Workload 4", "Workload 5", "Workload 6:", "Workload 6b", "Workload 9:", "| 1.0 MiB | pullmail |"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
 		}

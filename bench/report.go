@@ -309,6 +309,11 @@ func (r *Report) Markdown(w io.Writer, command string) {
 		p("")
 	}
 
+	if r.Import != nil {
+		p("%s", importLine(r.Import))
+		p("")
+	}
+
 	if len(peers) > 0 {
 		p("**The peers' settings** (everything changed from their defaults):")
 		p("")

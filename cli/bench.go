@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 
@@ -18,7 +20,47 @@ import (
 const benchSection = "## Benchmark suite (pullmail bench)"
 
 func init() {
-	// "bench serve" first: find matches commands in order.
+	// "bench serve" and "bench mbox" first: find matches commands in order.
+	register(&command{
+		name: "bench mbox", args: "--size N OUT",
+		short: "write the mbox file of pullmail bench's import workload",
+		long: `Writes an mbox file of about --size bytes to OUT (atomically): seven messages in ten are
+text of 2-10 KiB, the others carry an attachment of 32 KiB to 1 MiB (base64 of random bytes:
+nothing dedupes), each with its own Message-ID, the same bytes on every run. 'pullmail bench'
+imports it (workload 9); it is here so that the benchmark times the import command alone.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			size := fs.Int64("size", 64<<20, "about how many `BYTES` to write")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) != 1 {
+					return usagef("want OUT")
+				}
+				f, err := os.CreateTemp(filepath.Dir(args[0]), ".bench-mbox-*")
+				if err != nil {
+					return err
+				}
+				defer os.Remove(f.Name())
+				bw := bufio.NewWriterSize(f, 1<<20)
+				n, err := WriteBenchMbox(bw, *size, 1)
+				if err == nil {
+					err = bw.Flush()
+				}
+				if err == nil {
+					err = f.Sync()
+				}
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return fmt.Errorf("writing %s: %w", args[0], err)
+				}
+				if err := os.Rename(f.Name(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintln(env.Stdout, n)
+				return nil
+			}
+		},
+	})
 	register(&command{
 		name: "bench serve", args: "-- PROFILE-FILE [serve flags]",
 		short: "serve with a CPU profile (used by pullmail bench --cpuprofile)",
@@ -60,6 +102,7 @@ its servers this way; serve itself has no profiling flag.`,
   5. the floors: SHA-256 of each file, a plain loopback HTTPS copy, an fsync'd write;
   6. a 50 MiB attachment by SMTP into the recipient's MX, then again: time, disk;
   8. 1,000 small messages out to an SMTP domain (maddy), against a maddy relaying them;
+  9. pullmail import of a 1 GiB mbox (pullmail bench mbox): MiB/s and peak RSS;
 
 on Pullmail (this binary's 'serve', one process per domain, a DNS server of the run's own)
 and on the SMTP servers maddy v0.8.2 and mox v0.0.15 as the recipients' MX. The peers are
