@@ -83,3 +83,28 @@ export function referencesOf(m: Message): string[] {
   if (!ids.includes(m.message_id)) ids.push(m.message_id);
   return ids;
 }
+
+// inlineParts maps the Content-IDs that cid: URLs (RFC 2392) may name to the
+// resource of each leaf: a part's original Content-ID (X-Original-Content-ID,
+// §13.2, for mail from SMTP) and the resource's own (Pullmail's).
+export function inlineParts(doc: PlaceholderDoc | undefined): Map<string, { contentId: string; contentType: string }> {
+  const out = new Map<string, { contentId: string; contentType: string }>();
+  const bare = (v: HeaderValue | undefined) => (Array.isArray(v) ? v[0] : v)?.trim().replace(/^<|>$/g, '') ?? '';
+  const walk = (p: PlaceholderPart) => {
+    if (p.parts) {
+      for (const c of p.parts) walk(c);
+      return;
+    }
+    const h = p.headers as Record<string, HeaderValue | undefined>;
+    const id = bare(h['Content-ID']);
+    if (!id) return;
+    const ct = h['Content-Type'];
+    const type = Array.isArray(ct) ? (ct[1] ?? '') : '';
+    const leaf = { contentId: id, contentType: type };
+    out.set(id, leaf);
+    const orig = bare(h['X-Original-Content-ID']);
+    if (orig) out.set(orig, leaf);
+  };
+  if (doc) for (const p of (doc.parts as PlaceholderPart[] | undefined) ?? []) walk(p);
+  return out;
+}

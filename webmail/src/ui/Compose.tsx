@@ -1,10 +1,14 @@
 // The compose form: recipients checked as typed, attachments uploaded at
-// once (resumable, with a progress bar), the draft saved as you type.
+// once (resumable, with a progress bar), the draft kept in IndexedDB on
+// every change and saved to the server a moment after the last one; the tab
+// asks before it closes with words the server does not have yet.
 import { useCallback, useEffect, useRef, useState, type FormEvent } from 'react';
 import styled from 'styled-components';
 import { checkList, formatAddress } from '../lib/address';
 import type { ComposeInit } from '../lib/compose';
 import type { MailController } from '../lib/controller';
+import { kvDelete, kvSet } from '../lib/db';
+import { humanError, offline } from '../lib/human';
 import { buildDraft, leafOf, type Leaf } from '../lib/placeholder';
 import { ApiError, type Attachment, type Message } from '../lib/types';
 import { resumableUpload } from '../lib/upload';
@@ -21,7 +25,7 @@ const Form = styled.form`
   h2 { margin: 0; font-size: 1.3rem; }
   label { font-weight: 600; display: block; margin-bottom: 0.15rem; }
   input[type='text'], input[type='email'], textarea {
-    width: 100%; padding: 0.5rem; border: 1px solid ${theme.muted}; border-radius: 6px; background: #fff; color: ${theme.text};
+    width: 100%; padding: 0.5rem; border: 1px solid ${theme.muted}; border-radius: 6px; background: ${theme.bg}; color: ${theme.text};
   }
   input[aria-invalid='true'] { border-color: ${theme.danger}; }
   textarea { min-height: 12rem; resize: vertical; }
@@ -47,14 +51,30 @@ interface Att {
 export interface ComposeProps {
   ctl: MailController;
   init: ComposeInit;
-  draft?: Message; // editing an existing draft
+  draft?: Message | { id: string; message_id: string }; // editing an existing draft
   forwardFrom?: string; // the message whose attachments a forward carries
-  onClose: (sent: boolean) => void;
+  restored?: boolean; // reopened from this device's copy after a reload
+  failure?: string; // why the last send of these words was not delivered
+  onClose: (sent?: Message, fields?: ComposeInit) => void;
+}
+
+// LOCAL_DRAFT is the IndexedDB key of the open compose form's words.
+export const LOCAL_DRAFT = 'compose';
+
+// SAVE_MS is how long after the last change the draft goes to the server.
+export const SAVE_MS = 1000;
+
+// LocalDraft is what this device keeps of the open form, written on every
+// change, so that a reload, a crash or a send without network loses nothing.
+export interface LocalDraft {
+  init: ComposeInit;
+  draft: { id: string; message_id: string } | null;
+  saved: boolean; // the server has these words
 }
 
 let seq = 0;
 
-export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps) {
+export function Compose({ ctl, init, draft, forwardFrom, restored, failure, onClose }: ComposeProps) {
   const api = ctl.api;
   const [to, setTo] = useState(init.to);
   const [cc, setCc] = useState(init.cc);
@@ -64,19 +84,71 @@ export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps
   const [atts, setAtts] = useState<Att[]>(() =>
     init.forwarded.map((a) => ({ key: `f${seq++}`, name: a.filename || a.content_id, type: a.content_type, size: a.size, sent: a.size, leaf: leafOf(a), from: forwardFrom ? { message: forwardFrom, attachment: a } : undefined })),
   );
-  const [status, setStatus] = useState(draft ? 'Draft' : '');
-  const [error, setError] = useState('');
-  const [touched, setTouched] = useState(false);
+  const [status, setStatus] = useState(restored ? 'Restored from this device' : draft ? 'Draft' : '');
+  const [error, setError] = useState(failure ?? '');
+  const [touched, setTouched] = useState(!!restored);
   const [sending, setSending] = useState(false);
   const draftRef = useRef<{ id: string; messageId: string } | null>(draft ? { id: draft.id, messageId: draft.message_id } : null);
   const saving = useRef<Promise<void>>(Promise.resolve());
-  const dirty = useRef(false);
+  const dirty = useRef(!!restored);
+  const closed = useRef(false);
   const attsRef = useRef(atts);
   attsRef.current = atts;
 
   const checks = { to: checkList(to), cc: checkList(cc), bcc: checkList(bcc) };
   const fieldsRef = useRef({ checks, subject, text });
   fieldsRef.current = { checks, subject, text };
+
+  // fields is the form as a ComposeInit: what this device keeps and what a
+  // failed delivery reopens.
+  const fields = useCallback(
+    (): ComposeInit => ({
+      ...init,
+      to,
+      cc,
+      bcc,
+      subject,
+      text,
+      forwarded: atts
+        .filter((a) => a.leaf)
+        .map((a) => ({ content_id: a.leaf!.contentId, content_type: a.leaf!.contentType, size: a.leaf!.size, filename: a.leaf!.filename, disposition: 'attachment' as const })),
+    }),
+    [init, to, cc, bcc, subject, text, atts],
+  );
+
+  // keepLocal writes the form to IndexedDB; it runs on every change.
+  const keepLocal = useCallback(
+    (saved: boolean) => {
+      if (closed.current) return;
+      const d: LocalDraft = { init: fields(), draft: draftRef.current ? { id: draftRef.current.id, message_id: draftRef.current.messageId } : null, saved };
+      void kvSet(LOCAL_DRAFT, d).catch(() => {});
+    },
+    [fields],
+  );
+
+  // First focus: To for a new message or a forward, the text for a reply
+  // (the caret before the quote).
+  const toRef = useRef<HTMLInputElement>(null);
+  const formRef = useRef<HTMLFormElement>(null);
+  const bodyRef = useRef<HTMLTextAreaElement>(null);
+  useEffect(() => {
+    if (init.inReplyTo && init.to) {
+      bodyRef.current?.focus();
+      bodyRef.current?.setSelectionRange(0, 0);
+      bodyRef.current?.scrollTo(0, 0);
+    } else toRef.current?.focus();
+  }, [init]);
+
+  // Words the server does not have: the browser asks before the tab closes.
+  useEffect(() => {
+    function onBeforeUnload(e: BeforeUnloadEvent) {
+      if (!dirty.current) return;
+      e.preventDefault();
+      e.returnValue = '';
+    }
+    window.addEventListener('beforeunload', onBeforeUnload);
+    return () => window.removeEventListener('beforeunload', onBeforeUnload);
+  }, []);
 
   const patchAtt = (key: string, p: Partial<Att>) => setAtts((xs) => xs.map((x) => (x.key === key ? { ...x, ...p } : x)));
 
@@ -102,7 +174,7 @@ export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps
       draftRef.current = { id: m.id, messageId: m.message_id };
       ctl.update(m);
       dirty.current = false;
-      setStatus(`Draft saved ${new Date().toLocaleTimeString()}`);
+      setStatus(`Draft saved ${new Date().toLocaleTimeString('en', { hour: '2-digit', minute: '2-digit', second: '2-digit' })}`);
     });
     return saving.current;
   }, [api, ctl, init]);
@@ -117,18 +189,37 @@ export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps
         await reuploadForwarded();
         return;
       }
-      setStatus(e instanceof TypeError ? 'Offline: draft not saved yet' : `Draft not saved: ${e instanceof Error ? e.message : e}`);
+      setStatus(offline(e) ? 'Offline: saved on this device; it goes to the server when you are back online' : `Saved on this device; the server refused it: ${e instanceof Error ? e.message : e}`);
+      return;
     }
+    keepLocal(true);
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [save]);
+  }, [save, keepLocal]);
 
-  // Saved as you type: 1.5 s after the last change.
+  // Kept on this device at every change, saved to the server SAVE_MS after
+  // the last one, and again when the network comes back.
   useEffect(() => {
     if (!touched) return;
     dirty.current = true;
-    const t = setTimeout(() => void trySave(), 1500);
+    keepLocal(false);
+    const t = setTimeout(() => void trySave(), SAVE_MS);
     return () => clearTimeout(t);
-  }, [to, cc, bcc, subject, text, atts.length, touched, trySave]);
+  }, [to, cc, bcc, subject, text, atts.length, touched, trySave, keepLocal]);
+  useEffect(() => {
+    const again = () => {
+      if (dirty.current) void trySave();
+    };
+    window.addEventListener('online', again);
+    return () => window.removeEventListener('online', again);
+  }, [trySave]);
+
+  // finish closes the form for good: this device forgets its copy.
+  function finish(sent?: Message) {
+    closed.current = true;
+    dirty.current = false;
+    void kvDelete(LOCAL_DRAFT).catch(() => {});
+    onClose(sent, sent ? fields() : undefined);
+  }
 
   async function upload(a: Att, blob: Blob) {
     try {
@@ -143,7 +234,7 @@ export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps
       patchAtt(a.key, { leaf, sent: a.size, error: undefined });
       setTouched(true);
     } catch (e) {
-      patchAtt(a.key, { error: e instanceof Error ? e.message : String(e) });
+      patchAtt(a.key, { error: offline(e) ? 'you are offline; retry when you are back online' : e instanceof Error ? e.message : String(e) });
     }
   }
 
@@ -191,17 +282,36 @@ export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps
       const sent = await api.sendDraft(draftRef.current!.id);
       ctl.update(sent);
       void ctl.sync();
-      onClose(true);
+      finish(sent);
     } catch (err) {
       saving.current = Promise.resolve();
       if (err instanceof ApiError && err.code === 'unknown_resource' && atts.some((a) => a.from)) {
         await reuploadForwarded();
         setError('Forwarded attachments were copied; press Send again.');
+      } else if (offline(err)) {
+        setError('You are offline: the message is kept on this device. Send it when you are back online.');
       } else {
-        setError(err instanceof Error ? err.message : String(err));
+        setError(humanError(err, 'sending'));
       }
     } finally {
       setSending(false);
+    }
+  }
+
+  // onCloseForm closes; words the server lacks stay on this device until it
+  // has them (a failed save leaves them for the next start to reopen).
+  async function onCloseForm() {
+    if (!dirty.current) {
+      finish();
+      return;
+    }
+    closed.current = true;
+    onClose();
+    try {
+      await save();
+      await kvDelete(LOCAL_DRAFT);
+    } catch {
+      saving.current = Promise.resolve();
     }
   }
 
@@ -215,7 +325,7 @@ export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps
         /* offline: the draft stays */
       }
     }
-    onClose(false);
+    finish();
   }
 
   const field = (id: string, label: string, value: string, set: (v: string) => void, bad: string[]) => (
@@ -223,6 +333,7 @@ export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps
       <label htmlFor={id}>{label}</label>
       <input
         id={id}
+        ref={id === 'to' ? toRef : undefined}
         type="text"
         inputMode="email"
         autoComplete="email"
@@ -239,7 +350,23 @@ export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps
   );
 
   return (
-    <Form onSubmit={onSend} aria-label="Compose" data-testid="compose">
+    <Form
+      ref={formRef}
+      onSubmit={onSend}
+      aria-label="Compose"
+      data-testid="compose"
+      aria-keyshortcuts="Control+Enter Escape"
+      onKeyDown={(e) => {
+        // Ctrl+Enter (⌘+Enter) sends; Escape closes, keeping the words.
+        if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+          e.preventDefault();
+          formRef.current?.requestSubmit();
+        } else if (e.key === 'Escape' && !e.defaultPrevented) {
+          e.preventDefault();
+          void onCloseForm();
+        }
+      }}
+    >
       <h2>{draft ? 'Edit draft' : init.inReplyTo ? 'Reply' : init.forwarded.length || init.subject.startsWith('Fwd') ? 'Forward' : 'New message'}</h2>
       {field('to', 'To', to, setTo, checks.to.invalid)}
       {field('cc', 'Cc', cc, setCc, checks.cc.invalid)}
@@ -250,7 +377,7 @@ export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps
       </div>
       <div>
         <label htmlFor="body">Message</label>
-        <textarea id="body" value={text} onChange={(e) => { setText(e.target.value); setTouched(true); }} />
+        <textarea id="body" ref={bodyRef} value={text} onChange={(e) => { setText(e.target.value); setTouched(true); }} />
       </div>
       <div>
         <label htmlFor="files">Attachments</label>
@@ -274,7 +401,7 @@ export function Compose({ ctl, init, draft, forwardFrom, onClose }: ComposeProps
       {error && <p className="err" role="alert">{error}</p>}
       <div className="row">
         <Button type="submit" $primary disabled={sending}>{sending ? 'Sending…' : 'Send'}</Button>
-        <Button type="button" onClick={() => { if (dirty.current) void trySave(); onClose(false); }}>Close</Button>
+        <Button type="button" onClick={() => void onCloseForm()}>Close</Button>
         <Button type="button" onClick={onDiscard}>Discard</Button>
         <Muted role="status" aria-live="polite">{status}</Muted>
       </div>

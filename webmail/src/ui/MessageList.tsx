@@ -3,8 +3,8 @@
 import { useEffect, useRef, type KeyboardEvent } from 'react';
 import styled from 'styled-components';
 import { displayName } from '../lib/address';
+import { formatDate, fullDate } from '../lib/human';
 import { folderLabel, type Folder, type Message } from '../lib/types';
-import { formatDate } from './common';
 import { theme } from './theme';
 
 const List = styled.ul`
@@ -13,25 +13,36 @@ const List = styled.ul`
   padding: 0;
   overflow-y: auto;
   flex: 1;
+  container-type: inline-size;
 `;
 
+// A row is one line where the list is wide (sender, subject — snippet,
+// date: about 20 rows on a laptop), two where it is narrow.
 const Row = styled.li<{ $selected: boolean; $unread: boolean }>`
   display: grid;
-  grid-template-columns: 1fr auto;
+  grid-template-columns: minmax(0, 1fr) auto;
   gap: 0 0.5rem;
-  padding: 0.6rem 0.9rem;
+  padding: 0.3rem 0.75rem;
+  font-size: 0.9rem;
+  line-height: 1.35;
   border-bottom: 1px solid ${theme.border};
   cursor: pointer;
   background: ${(p) => (p.$selected ? theme.accentSoft : 'transparent')};
   border-left: 4px solid ${(p) => (p.$unread ? theme.accent : 'transparent')};
   font-weight: ${(p) => (p.$unread ? 600 : 400)};
   &:focus-visible { outline-offset: -3px; }
-  .from, .subject { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-  .date, .status { color: ${theme.muted}; font-size: 0.85rem; font-weight: 400; text-align: right; }
-  .subject { grid-column: 1; color: ${theme.text}; }
+  .from, .line { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  .date { color: ${theme.muted}; font-size: 0.8rem; font-weight: 400; text-align: right; white-space: nowrap; }
+  .line { grid-column: 1 / -1; color: ${theme.text}; }
+  .snippet, .status { color: ${theme.muted}; font-weight: 400; }
+  @container (min-width: 28rem) {
+    grid-template-columns: 11rem minmax(0, 1fr) auto;
+    .line { grid-column: 2; grid-row: 1; }
+    .date { grid-column: 3; }
+  }
 `;
 
-const statusLabel: Record<string, string> = { fetching: 'fetching…', failed: 'failed', draft: 'draft' };
+const statusLabel: Record<string, string> = { fetching: 'arriving…', failed: 'failed', draft: 'draft' };
 
 interface Props {
   folder: Folder;
@@ -41,9 +52,11 @@ interface Props {
   selected: string | null;
   onSelect: (id: string) => void;
   onOpen: (id: string) => void;
+  snippets?: ReadonlyMap<string, string>; // the text's first words, when known
+  failed?: ReadonlySet<string>; // sent messages not delivered (by Message-ID)
 }
 
-export function MessageList({ folder, label: named, empty, messages, selected, onSelect, onOpen }: Props) {
+export function MessageList({ folder, label: named, empty, messages, selected, onSelect, onOpen, snippets, failed }: Props) {
   const ref = useRef<HTMLUListElement>(null);
   const index = Math.max(0, messages.findIndex((m) => m.id === selected));
 
@@ -78,6 +91,7 @@ export function MessageList({ folder, label: named, empty, messages, selected, o
         const mine = m.status === 'sent' || m.status === 'draft';
         const unread = !m.seen && !mine;
         const who = mine ? m.to.map(displayName).join(', ') || '(no recipient)' : displayName(m.from);
+        const status = [failed?.has(m.message_id) ? 'not delivered' : statusLabel[m.status], m.attachments.length > 0 ? 'attachment' : ''].filter(Boolean).join(' · ');
         return (
           <Row
             key={m.id}
@@ -94,9 +108,12 @@ export function MessageList({ folder, label: named, empty, messages, selected, o
               {unread && <span className="visually-hidden">Unread, </span>}
               {who}
             </span>
-            <span className="date">{formatDate(m.date ?? m.updated)}</span>
-            <span className="subject">{m.subject || '(no subject)'}</span>
-            <span className="status">{statusLabel[m.status] ?? ''}{m.attachments.length > 0 ? (statusLabel[m.status] ? ' · ' : '') + 'attachment' : ''}</span>
+            <span className="date" title={fullDate(m.date ?? m.updated)}>{formatDate(m.date ?? m.updated)}</span>
+            <span className="line">
+              <span className="subject">{m.subject || '(no subject)'}</span>
+              {status && <span className="status"> · {status}</span>}
+              {snippets?.get(m.id) && <span className="snippet"> — {snippets.get(m.id)}</span>}
+            </span>
           </Row>
         );
       })}
