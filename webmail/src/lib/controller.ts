@@ -49,6 +49,7 @@ export class MailController {
     // Back online: refresh and sync now rather than at the next backoff.
     this.refreshFailures = 0;
     this.syncFailures = 0;
+    this.session.resetBackoff();
     for (const t of this.timers) clearTimeout(t);
     this.timers = [];
     this.refreshLoop();

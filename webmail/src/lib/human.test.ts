@@ -45,3 +45,11 @@ describe('snippet', () => {
   it('skips quotes and collapses space', () => expect(snippet('Thanks!\n\nSee you\n\nOn Mon, Bob wrote:\n> hi\n> there')).toBe('Thanks! See you'));
   it('cuts long text', () => expect(snippet('word '.repeat(100), 20)).toBe('word word word word…'));
 });
+
+describe('humanReason', () => {
+  it.each([
+    ['discovering nowhere.test: no_mail_host: nowhere.test has no SRV _federizer._rs._tcp.nowhere.test record, no MX and no address: it takes no mail', 'The domain nowhere.test does not exist or does not accept mail. Check the address for a typo.'],
+    ['550 5.1.1 user unknown', 'nowhere.test has no such mailbox. Check the address for a typo.'],
+    ['dial tcp 10.0.0.1:25: i/o timeout', 'The mail server of nowhere.test could not be reached for a long time, so the message was given up on.'],
+  ])('%s', (reason, want) => expect(humanReason(reason, ['bob@nowhere.test'])).toBe(want));
+});

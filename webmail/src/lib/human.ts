@@ -80,7 +80,7 @@ function domainsOf(recipients: string[]): string {
 export function humanReason(reason: string, recipients: string[]): string {
   const r = reason.toLowerCase();
   const d = domainsOf(recipients);
-  if (/no such host|nxdomain|not found.*(srv|mx)|no mail server|no pullmail record/.test(r)) return `The domain ${d} does not exist or does not accept mail. Check the address for a typo.`;
+  if (/no such host|nxdomain|no_mail_host|takes no mail|no mx\b|not found.*(srv|mx)|no mail server|no pullmail record/.test(r)) return `The domain ${d} does not exist or does not accept mail. Check the address for a typo.`;
   if (/unknown (user|recipient)|no such (user|mailbox)|user unknown|550/.test(r)) return `${d} has no such mailbox. Check the address for a typo.`;
   if (/timeout|timed out|deadline|refused|unreachable|connection reset/.test(r)) return `The mail server of ${d} could not be reached for a long time, so the message was given up on.`;
   if (/too large|size/.test(r)) return `The message is too large for ${d}.`;

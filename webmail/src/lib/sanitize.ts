@@ -52,15 +52,6 @@ function hook(): void {
       node.setAttribute('target', '_blank');
       node.setAttribute('rel', 'noopener noreferrer');
     }
-    if (node.tagName === 'IMG' && !node.hasAttribute('src')) {
-      // No source (remote, or a cid: the message lacks): its words, not a
-      // broken icon.
-      const alt = node.getAttribute('alt')?.trim();
-      node.setAttribute('alt', alt ? `[image: ${alt}]` : '[image]');
-      node.removeAttribute('width');
-      node.removeAttribute('height');
-      node.setAttribute('style', BLOCKED_STYLE);
-    }
     node.removeAttribute('data-pm-blocked');
   });
 }
@@ -103,13 +94,29 @@ export function cidsOf(html: string): string[] {
   return [...out];
 }
 
+// clean sanitises, then puts words where an image has no source (remote,
+// or a cid: the message lacks), never the browser's broken-image icon.
 function clean(html: string): string {
+  const body = purify(html);
+  for (const img of Array.from(body.querySelectorAll('img:not([src])'))) {
+    const alt = img.getAttribute('alt')?.trim();
+    const span = body.ownerDocument.createElement('span');
+    span.setAttribute('style', BLOCKED_STYLE);
+    span.setAttribute('data-blocked-image', '');
+    span.textContent = alt ? `[image: ${alt}]` : '[image]';
+    img.replaceWith(span);
+  }
+  return body.innerHTML;
+}
+
+function purify(html: string): HTMLElement {
   return DOMPurify.sanitize(html, {
+    RETURN_DOM: true,
     FORBID_TAGS: ['script', 'iframe', 'frame', 'frameset', 'object', 'embed', 'applet', 'link', 'meta', 'base', 'form', 'input', 'button', 'textarea', 'select', 'style', 'svg', 'math', 'video', 'audio', 'source', 'track'],
     FORBID_ATTR: ['srcset', 'ping'],
     ALLOW_DATA_ATTR: false,
     ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|data:image\/|blob:|cid:|#)/i,
-  });
+  }) as HTMLElement;
 }
 
 // frameDocument is the srcdoc of the iframe that shows a sanitised body.

@@ -30,6 +30,7 @@ const Form = styled.form`
   input[aria-invalid='true'] { border-color: ${theme.danger}; }
   textarea { min-height: 12rem; resize: vertical; }
   .err { color: ${theme.danger}; margin: 0.2rem 0 0; font-size: 0.9rem; }
+  .failure { border: 1px solid ${theme.danger}; border-radius: 6px; padding: 0.5rem 0.7rem; margin: 0; }
   .row { display: flex; gap: 0.5rem; align-items: center; flex-wrap: wrap; }
   ul { list-style: none; padding: 0; margin: 0; }
   li { padding: 0.3rem 0; }
@@ -70,6 +71,33 @@ export interface LocalDraft {
   init: ComposeInit;
   draft: { id: string; message_id: string } | null;
   saved: boolean; // the server has these words
+  at: number; // when written (ms), so the newer of two copies wins
+}
+
+// IndexedDB writes are asynchronous, and a reload can abort the last one;
+// so when the page goes away the form is also written, synchronously, to
+// sessionStorage (this tab only), and the next start takes the newer copy.
+export function flushLocal(d: LocalDraft | null): void {
+  try {
+    if (d) sessionStorage.setItem(LOCAL_DRAFT, JSON.stringify(d));
+    else sessionStorage.removeItem(LOCAL_DRAFT);
+  } catch {
+    /* storage full or refused: IndexedDB's copy stands */
+  }
+}
+
+// takeLocal returns the newer of the two copies (the tab's is forgotten
+// when the form closes).
+export function takeLocal(fromDB: LocalDraft | undefined): LocalDraft | undefined {
+  let tab: LocalDraft | undefined;
+  try {
+    tab = JSON.parse(sessionStorage.getItem(LOCAL_DRAFT) ?? 'null') ?? undefined;
+  } catch {
+    tab = undefined;
+  }
+  if (!tab) return fromDB;
+  if (!fromDB) return tab;
+  return (tab.at ?? 0) >= (fromDB.at ?? 0) ? tab : fromDB;
 }
 
 let seq = 0;
@@ -85,7 +113,7 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, onCl
     init.forwarded.map((a) => ({ key: `f${seq++}`, name: a.filename || a.content_id, type: a.content_type, size: a.size, sent: a.size, leaf: leafOf(a), from: forwardFrom ? { message: forwardFrom, attachment: a } : undefined })),
   );
   const [status, setStatus] = useState(restored ? 'Restored from this device' : draft ? 'Draft' : '');
-  const [error, setError] = useState(failure ?? '');
+  const [error, setError] = useState('');
   const [touched, setTouched] = useState(!!restored);
   const [sending, setSending] = useState(false);
   const draftRef = useRef<{ id: string; messageId: string } | null>(draft ? { id: draft.id, messageId: draft.message_id } : null);
@@ -117,10 +145,14 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, onCl
   );
 
   // keepLocal writes the form to IndexedDB; it runs on every change.
+  const latest = useRef<LocalDraft | null>(null);
+  const fieldsFn = useRef(fields);
+  fieldsFn.current = fields;
   const keepLocal = useCallback(
     (saved: boolean) => {
       if (closed.current) return;
-      const d: LocalDraft = { init: fields(), draft: draftRef.current ? { id: draftRef.current.id, message_id: draftRef.current.messageId } : null, saved };
+      const d: LocalDraft = { init: fields(), draft: draftRef.current ? { id: draftRef.current.id, message_id: draftRef.current.messageId } : null, saved, at: Date.now() };
+      latest.current = d;
       void kvSet(LOCAL_DRAFT, d).catch(() => {});
     },
     [fields],
@@ -146,8 +178,16 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, onCl
       e.preventDefault();
       e.returnValue = '';
     }
+    function onPageHide() {
+      if (closed.current || !latest.current) return;
+      flushLocal({ ...latest.current, init: fieldsFn.current(), saved: !dirty.current, at: Date.now() });
+    }
     window.addEventListener('beforeunload', onBeforeUnload);
-    return () => window.removeEventListener('beforeunload', onBeforeUnload);
+    window.addEventListener('pagehide', onPageHide);
+    return () => {
+      window.removeEventListener('beforeunload', onBeforeUnload);
+      window.removeEventListener('pagehide', onPageHide);
+    };
   }, []);
 
   const patchAtt = (key: string, p: Partial<Att>) => setAtts((xs) => xs.map((x) => (x.key === key ? { ...x, ...p } : x)));
@@ -218,6 +258,7 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, onCl
     closed.current = true;
     dirty.current = false;
     void kvDelete(LOCAL_DRAFT).catch(() => {});
+    flushLocal(null);
     onClose(sent, sent ? fields() : undefined);
   }
 
@@ -368,6 +409,7 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, onCl
       }}
     >
       <h2>{draft ? 'Edit draft' : init.inReplyTo ? 'Reply' : init.forwarded.length || init.subject.startsWith('Fwd') ? 'Forward' : 'New message'}</h2>
+      {failure && <p className="err failure" role="alert" data-testid="delivery-failure">{failure}</p>}
       {field('to', 'To', to, setTo, checks.to.invalid)}
       {field('cc', 'Cc', cc, setCc, checks.cc.invalid)}
       {field('bcc', 'Bcc', bcc, setBcc, checks.bcc.invalid)}

@@ -8,7 +8,7 @@ import { getBody, kvGet, kvSet } from '../lib/db';
 import { humanError, isNotice, parseNotice, snippet } from '../lib/human';
 import { folderList, threadOf } from '../lib/sync';
 import { FOLDERS, TRASH_DAYS, folderLabel, type Folder, type Message } from '../lib/types';
-import { Compose, LOCAL_DRAFT, type LocalDraft } from './Compose';
+import { Compose, LOCAL_DRAFT, takeLocal, type LocalDraft } from './Compose';
 import { Conversation, loadBody, type ReplyMode } from './Conversation';
 import { MessageList } from './MessageList';
 import { Shortcuts } from './Shortcuts';
@@ -28,9 +28,10 @@ const Shell = styled.div<{ $pane: Pane }>`
   > header .search input { width: 100%; padding: 0.4rem 0.6rem; border: 1px solid ${theme.border}; border-radius: 6px; background: ${theme.bg}; color: ${theme.text}; }
   > header .me { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
   > header button { white-space: nowrap; }
-  > nav, > .list, > main { min-height: 0; min-width: 0; display: flex; flex-direction: column; }
+  > main { display: contents; }
+  > nav, > main > .list, > main > .reading { min-height: 0; min-width: 0; display: flex; flex-direction: column; }
   > nav { border-right: 1px solid ${theme.border}; padding: 0.75rem; gap: 0.25rem; overflow-y: auto; }
-  > .list { border-right: 1px solid ${theme.border}; }
+  > main > .list { border-right: 1px solid ${theme.border}; }
   .menu, .back, .fab, .theme-narrow, .me-narrow { display: none; }
   @media (max-width: ${theme.narrow}) {
     grid-template-columns: minmax(0, 1fr);
@@ -39,8 +40,8 @@ const Shell = styled.div<{ $pane: Pane }>`
     > header .me, > header .theme { display: none; }
     > header .search { order: 10; flex-basis: 100%; max-width: none; }
     > nav { display: ${(p) => (p.$pane === 'folders' ? 'flex' : 'none')}; border: 0; }
-    > .list { display: ${(p) => (p.$pane === 'list' ? 'flex' : 'none')}; border: 0; }
-    > main { display: ${(p) => (p.$pane === 'main' ? 'flex' : 'none')}; }
+    > main > .list { display: ${(p) => (p.$pane === 'list' ? 'flex' : 'none')}; border: 0; }
+    > main > .reading { display: ${(p) => (p.$pane === 'main' ? 'flex' : 'none')}; }
     .menu, .back, .theme-narrow, .me-narrow { display: inline-block; }
     .fab { display: ${(p) => (p.$pane === 'main' ? 'none' : 'block')}; position: fixed; right: 1rem; bottom: 1rem; padding: 0.8rem 1.2rem; border-radius: 999px; box-shadow: 0 3px 10px rgba(0, 0, 0, 0.3); z-index: 5; }
   }
@@ -152,7 +153,8 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
   // A form open at the last reload (or close, offline) opens again.
   useEffect(() => {
     let live = true;
-    void kvGet<LocalDraft>(LOCAL_DRAFT).then((d) => {
+    void kvGet<LocalDraft>(LOCAL_DRAFT).catch(() => undefined).then((db) => {
+      const d = takeLocal(db);
       if (!live || !d) return;
       setCompose({ key: Date.now(), init: d.init, draft: d.draft ?? undefined, restored: true });
       setPane('main');
@@ -168,6 +170,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
     };
   }, []);
 
+  const schemeLabel = scheme === 'dark' ? 'Dark' : scheme === 'light' ? 'Light' : 'Auto';
   function changeScheme() {
     const next: Scheme = scheme === 'system' ? 'dark' : scheme === 'dark' ? 'light' : 'system';
     setScheme(next);
@@ -465,8 +468,8 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
         </search>
         <Status role="status" aria-live="polite" title={statusTitle} data-testid="sync-status">{statusText}</Status>
         <Muted className="me">{st.me?.address}</Muted>
-        <Button type="button" className="theme" onClick={changeScheme} aria-label={`Colour scheme: ${scheme}`} title="Light, dark or as the system">
-          {scheme === 'dark' ? '☾ Dark' : scheme === 'light' ? '☀ Light' : '◐ Auto'}
+        <Button type="button" className="theme" onClick={changeScheme} aria-label={`Colour scheme: ${schemeLabel}`} title="Light, dark or as the system">
+          <span aria-hidden="true">{scheme === 'dark' ? '☾' : scheme === 'light' ? '☀' : '◐'}</span> {schemeLabel}
         </Button>
         <Button type="button" onClick={() => setHelp(true)} aria-label="Keyboard shortcuts" aria-keyshortcuts="?">?</Button>
         <Button type="button" onClick={onSignOut}>Sign out</Button>
@@ -489,6 +492,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
         <Muted className="me-narrow" style={{ fontSize: '0.85rem', overflowWrap: 'anywhere' }}>{st.me?.address}</Muted>
         {st.error && <p role="alert" style={{ color: theme.danger }}>{st.error}</p>}
       </nav>
+      <main>
       <section className="list" aria-label={`${folderLabel(folder)} messages`}>
         {folder === 'trash' && <Muted style={{ padding: '0.5rem 0.9rem', fontSize: '0.85rem' }}>Messages in Trash are deleted for good after {TRASH_DAYS} days.</Muted>}
         {searching && found?.error && <p role="alert" style={{ padding: '0.5rem 0.9rem', color: theme.danger }}>{found.error}</p>}
@@ -497,7 +501,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
           snippets={snippets} failed={failedSends} />
         <Button type="button" $primary className="fab" onClick={newMessage}>Compose</Button>
       </section>
-      <main>
+      <section className="reading" aria-label="Reading pane">
         <div className="back" style={{ padding: '0.5rem 1rem 0' }}>
           <Button type="button" onClick={() => setPane('list')}>← Back</Button>
         </div>
@@ -518,6 +522,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
         ) : (
           <p style={{ padding: '1rem', color: theme.muted }}>{st.loaded ? 'Select a message to read it.' : 'Loading…'}</p>
         )}
+      </section>
       </main>
       {help && <Shortcuts onClose={() => setHelp(false)} />}
       {toast && (
