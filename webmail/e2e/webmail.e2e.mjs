@@ -129,7 +129,6 @@ async function sendHTML(user, to, subject, image) {
 async function axe(page, view) {
   await page.evaluate(axeSource + ';0');
   const v = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
     const r = await axe.run(document, { iframes: false, resultTypes: ['violations'] });
     return r.violations.map((x) => `${x.id} (${x.impact}): ${x.nodes.slice(0, 3).map((n) => `${n.target.join(' ')} ${n.failureSummary}`).join(' | ')}`);
   });

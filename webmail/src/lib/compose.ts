@@ -52,7 +52,7 @@ export function replyInit(m: Message, body: string, mode: 'reply' | 'replyAll' |
   // A reply to one's own sent message goes to its recipients.
   const fromMe = addrOf(m.from) === self;
   const to = fromMe ? m.to : [m.from];
-  let cc: string[] = [];
+  const cc: string[] = [];
   if (mode === 'replyAll') {
     const seen = new Set(to.map(addrOf));
     seen.add(self);

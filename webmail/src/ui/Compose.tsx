@@ -167,7 +167,7 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, onCl
     if (init.inReplyTo && init.to) {
       bodyRef.current?.focus();
       bodyRef.current?.setSelectionRange(0, 0);
-      bodyRef.current?.scrollTo(0, 0);
+      if (bodyRef.current) bodyRef.current.scrollTop = 0;
     } else toRef.current?.focus();
   }, [init]);
 

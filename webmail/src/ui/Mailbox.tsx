@@ -251,7 +251,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
         say(`Not delivered: ${w.init.subject || '(no subject)'}`);
       })();
     }
-  }, [notices, ctl.api]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [notices, ctl.api]);
 
   const openMsg = opened ? st.messages.get(opened) : undefined;
   const thread = useMemo(() => (openMsg ? threadOf(st.messages.values(), openMsg) : []), [st.messages, openMsg]);

@@ -42,6 +42,12 @@ const Row = styled.li<{ $selected: boolean; $unread: boolean }>`
   }
 `;
 
+// attrEscape quotes a value for an attribute selector (CSS.escape where the
+// browser has it).
+function attrEscape(v: string): string {
+  return typeof CSS !== 'undefined' && CSS.escape ? CSS.escape(v) : v.replace(/["\\]/g, '\\$&');
+}
+
 const statusLabel: Record<string, string> = { fetching: 'arriving…', failed: 'failed', draft: 'draft' };
 
 interface Props {
@@ -61,7 +67,7 @@ export function MessageList({ folder, label: named, empty, messages, selected, o
   const index = Math.max(0, messages.findIndex((m) => m.id === selected));
 
   useEffect(() => {
-    const el = ref.current?.querySelector<HTMLElement>(`[data-id="${CSS.escape(selected ?? '')}"]`);
+    const el = ref.current?.querySelector<HTMLElement>(`[data-id="${attrEscape(selected ?? '')}"]`);
     if (el && ref.current?.contains(document.activeElement)) el.focus();
   }, [selected]);
 
