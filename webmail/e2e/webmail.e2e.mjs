@@ -399,6 +399,12 @@ try {
   await c.page.keyboard.press('c');
   await c.page.getByTestId('compose').waitFor();
   if ((await c.page.evaluate(() => document.activeElement?.id)) !== 'to') throw new Error('c does not focus To');
+  // Autocomplete from correspondents: alice wrote to carol.
+  await c.page.keyboard.type('ali');
+  await c.page.getByRole('listbox', { name: 'Suggested addresses' }).getByRole('option', { name: 'alice@a.test' }).waitFor();
+  await axe(c.page, 'compose with suggestions');
+  await c.page.keyboard.press('Enter');
+  if ((await c.page.locator('#to').inputValue()) !== 'alice@a.test, ') throw new Error('the suggestion was not taken');
   await c.page.keyboard.press('Escape');
   await c.page.getByTestId('compose').waitFor({ state: 'detached' });
   const heading = () => c.page.getByTestId('conversation').locator('h2').textContent();
@@ -439,6 +445,12 @@ try {
   await shot(c.page, '12-offline-preview');
   await c.ctx.setOffline(false);
   await c.page.getByTestId('sync-status').getByText(/Live|Up to date/).waitFor({ timeout: TIMEOUT });
+
+  // Denser rows: about 20 fit a 1280×800 window.
+  const rowH = (await c.page.getByRole('option').first().boundingBox()).height;
+  const listH = (await c.page.getByTestId('message-list').boundingBox()).height;
+  log(`list rows ${rowH.toFixed(1)} px high: ${Math.floor(listH / rowH)} visible in ${listH.toFixed(0)} px`);
+  if (listH / rowH < 19) throw new Error(`only ${Math.floor(listH / rowH)} rows fit`);
 
   // Dark mode: the toggle, and the contrast holds.
   await c.page.getByRole('button', { name: /^Colour scheme/ }).click();

@@ -12,6 +12,7 @@ import { humanError, offline } from '../lib/human';
 import { buildDraft, leafOf, type Leaf } from '../lib/placeholder';
 import { ApiError, type Attachment, type Message } from '../lib/types';
 import { resumableUpload } from '../lib/upload';
+import { AddressInput } from './AddressInput';
 import { Button, Muted, formatSize } from './common';
 import { theme } from './theme';
 
@@ -56,6 +57,7 @@ export interface ComposeProps {
   forwardFrom?: string; // the message whose attachments a forward carries
   restored?: boolean; // reopened from this device's copy after a reload
   failure?: string; // why the last send of these words was not delivered
+  contacts?: readonly string[]; // correspondents, for autocomplete
   onClose: (sent?: Message, fields?: ComposeInit) => void;
 }
 
@@ -102,7 +104,7 @@ export function takeLocal(fromDB: LocalDraft | undefined): LocalDraft | undefine
 
 let seq = 0;
 
-export function Compose({ ctl, init, draft, forwardFrom, restored, failure, onClose }: ComposeProps) {
+export function Compose({ ctl, init, draft, forwardFrom, restored, failure, contacts, onClose }: ComposeProps) {
   const api = ctl.api;
   const [to, setTo] = useState(init.to);
   const [cc, setCc] = useState(init.cc);
@@ -372,17 +374,15 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, onCl
   const field = (id: string, label: string, value: string, set: (v: string) => void, bad: string[]) => (
     <div>
       <label htmlFor={id}>{label}</label>
-      <input
+      <AddressInput
         id={id}
-        ref={id === 'to' ? toRef : undefined}
-        type="text"
-        inputMode="email"
-        autoComplete="email"
+        inputRef={id === 'to' ? toRef : undefined}
         value={value}
-        aria-invalid={bad.length > 0}
-        aria-describedby={bad.length ? `${id}-err` : undefined}
-        onChange={(e) => {
-          set(e.target.value);
+        contacts={contacts ?? []}
+        invalid={bad.length > 0}
+        describedBy={bad.length ? `${id}-err` : undefined}
+        onChange={(v) => {
+          set(v);
           setTouched(true);
         }}
       />

@@ -4,6 +4,7 @@ import { useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'reac
 import styled from 'styled-components';
 import { replyInit, type ComposeInit } from '../lib/compose';
 import type { MailController } from '../lib/controller';
+import { correspondents } from '../lib/contacts';
 import { getBody, kvGet, kvSet } from '../lib/db';
 import { humanError, isNotice, parseNotice, snippet } from '../lib/human';
 import { folderList, threadOf } from '../lib/sync';
@@ -224,6 +225,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
     for (const m of st.messages.values()) if (m.in_reply_to && m.folder !== 'trash' && isNotice(m.from, m.subject)) n.set(m.in_reply_to, m);
     return n;
   }, [st.messages]);
+  const contacts = useMemo(() => correspondents(st.messages.values(), st.me?.address ?? ''), [st.messages, st.me]);
   const failedSends = useMemo(() => new Set(notices.keys()), [notices]);
 
   // A notice about a send being watched reopens its words with the failure.
@@ -506,7 +508,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
           <Button type="button" onClick={() => setPane('list')}>← Back</Button>
         </div>
         {compose ? (
-          <Compose key={compose.key} ctl={ctl} init={compose.init} draft={compose.draft} forwardFrom={compose.forwardFrom} restored={compose.restored} failure={compose.failure} onClose={closeCompose} />
+          <Compose key={compose.key} ctl={ctl} init={compose.init} draft={compose.draft} forwardFrom={compose.forwardFrom} restored={compose.restored} failure={compose.failure} contacts={contacts} onClose={closeCompose} />
         ) : thread.length > 0 ? (
           <Conversation
             api={ctl.api}

@@ -103,6 +103,18 @@ describe('Compose', () => {
     expect(onClose).toHaveBeenCalled();
   });
 
+  it('completes addresses from correspondents', () => {
+    const ctl = new MailController(new Session());
+    render(<Compose ctl={ctl} init={init} contacts={['Carol <carol@c.test>', 'Bob <bob@b.test>']} onClose={() => {}} />);
+    const to = screen.getByRole('combobox', { name: 'To' }) as HTMLInputElement;
+    fireEvent.change(to, { target: { value: 'dan@d.test, car' } });
+    expect(to.getAttribute('aria-expanded')).toBe('true');
+    expect(screen.getAllByRole('option').map((o) => o.textContent)).toEqual(['Carol <carol@c.test>']);
+    fireEvent.keyDown(to, { key: 'Enter' });
+    expect(to.value).toBe('dan@d.test, Carol <carol@c.test>, ');
+    expect(to.getAttribute('aria-expanded')).toBe('false');
+  });
+
   it('shows why the last send was not delivered, at the top', () => {
     const ctl = new MailController(new Session());
     render(<Compose ctl={ctl} init={init} failure="Not delivered to bob@nowhere.test." onClose={() => {}} />);
