@@ -396,9 +396,17 @@ try {
   await shot(c.page, '11-shortcuts');
   await c.page.keyboard.press('Escape');
   await help.waitFor({ state: 'detached' });
+  // A signature (Settings), which new messages start with.
+  await nav.getByRole('button', { name: 'Settings' }).click();
+  const settings = c.page.getByTestId('settings');
+  await settings.getByLabel('Signature').fill('Carol\nb.test');
+  await axe(c.page, 'settings');
+  await settings.getByRole('button', { name: 'Save' }).click();
+  await settings.waitFor({ state: 'detached' });
   await c.page.keyboard.press('c');
   await c.page.getByTestId('compose').waitFor();
   if ((await c.page.evaluate(() => document.activeElement?.id)) !== 'to') throw new Error('c does not focus To');
+  if ((await c.page.locator('#body').inputValue()) !== '\n\n-- \nCarol\nb.test') throw new Error('the new message lacks the signature');
   // Autocomplete from correspondents: alice wrote to carol.
   await c.page.keyboard.type('ali');
   await c.page.getByRole('listbox', { name: 'Suggested addresses' }).getByRole('option', { name: 'alice@a.test' }).waitFor();

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatDate, humanError, humanReason, isNotice, parseNotice, scrub, snippet } from './human';
 import { ApiError } from './types';
+import { withSignature } from '../ui/Settings';
 
 describe('formatDate', () => {
   const now = new Date('2026-06-15T12:00:00Z');
@@ -52,4 +53,12 @@ describe('humanReason', () => {
     ['550 5.1.1 user unknown', 'nowhere.test has no such mailbox. Check the address for a typo.'],
     ['dial tcp 10.0.0.1:25: i/o timeout', 'The mail server of nowhere.test could not be reached for a long time, so the message was given up on.'],
   ])('%s', (reason, want) => expect(humanReason(reason, ['bob@nowhere.test'])).toBe(want));
+});
+
+describe('withSignature', () => {
+  it.each([
+    ['', 'Carol', '\n\n-- \nCarol'],
+    ['\n\nOn Mon, Bob wrote:\n> hi', 'Carol\nb.test', '\n\n-- \nCarol\nb.test\n\n\nOn Mon, Bob wrote:\n> hi'],
+    ['text', '  ', 'text'],
+  ])('%j with %j', (text, sig, want) => expect(withSignature(text, sig)).toBe(want));
 });

@@ -12,6 +12,7 @@ import { FOLDERS, TRASH_DAYS, folderLabel, type Folder, type Message } from '../
 import { Compose, LOCAL_DRAFT, takeLocal, type LocalDraft } from './Compose';
 import { Conversation, loadBody, type ReplyMode } from './Conversation';
 import { MessageList } from './MessageList';
+import { Settings, withSignature, type Prefs } from './Settings';
 import { Shortcuts } from './Shortcuts';
 import { Button, Muted } from './common';
 import { applyScheme, theme, type Scheme } from './theme';
@@ -146,6 +147,8 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
   const toastTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const [help, setHelp] = useState(false);
   const [scheme, setScheme] = useState<Scheme>('system');
+  const [signature, setSignature] = useState('');
+  const [settings, setSettings] = useState(false);
   // The words of the last sends, by Message-ID, until a notice says they
   // were not delivered (they reopen) or WATCH_MS passes.
   const watching = useRef(new Map<string, { init: ComposeInit; until: number }>());
@@ -160,6 +163,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
       setCompose({ key: Date.now(), init: d.init, draft: d.draft ?? undefined, restored: true });
       setPane('main');
     }, () => {});
+    void kvGet<string>('signature').then((s) => live && s && setSignature(s), () => {});
     void kvGet<Scheme>('scheme').then((s) => {
       if (live && s) {
         setScheme(s);
@@ -170,6 +174,16 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
       live = false;
     };
   }, []);
+
+  function savePrefs(p: Prefs) {
+    setSettings(false);
+    setSignature(p.signature);
+    void kvSet('signature', p.signature).catch(() => {});
+    setScheme(p.scheme);
+    applyScheme(p.scheme);
+    void kvSet('scheme', p.scheme).catch(() => {});
+    say('Settings saved');
+  }
 
   const schemeLabel = scheme === 'dark' ? 'Dark' : scheme === 'light' ? 'Light' : 'Auto';
   function changeScheme() {
@@ -289,7 +303,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
   }
 
   function newMessage() {
-    setCompose({ key: Date.now(), init: emptyInit() });
+    setCompose({ key: Date.now(), init: { ...emptyInit(), text: withSignature('', signature) } });
     setPane('main');
   }
 
@@ -322,7 +336,8 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
     } catch {
       /* quote nothing */
     }
-    setCompose({ key: Date.now(), init: replyInit(full, body, mode, st.me?.address ?? ''), forwardFrom: mode === 'forward' ? m.id : undefined });
+    const init = replyInit(full, body, mode, st.me?.address ?? '');
+    setCompose({ key: Date.now(), init: { ...init, text: withSignature(init.text, signature) }, forwardFrom: mode === 'forward' ? m.id : undefined });
     setPane('main');
   }
 
@@ -490,6 +505,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
           );
         })}
         <Button type="button" onClick={() => void newFolder()}>New folder</Button>
+        <Button type="button" onClick={() => setSettings(true)}>Settings</Button>
         <Button type="button" className="theme-narrow" onClick={changeScheme}>{`Colours: ${scheme === 'system' ? 'as the system' : scheme}`}</Button>
         <Muted className="me-narrow" style={{ fontSize: '0.85rem', overflowWrap: 'anywhere' }}>{st.me?.address}</Muted>
         {st.error && <p role="alert" style={{ color: theme.danger }}>{st.error}</p>}
@@ -527,6 +543,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
       </section>
       </main>
       {help && <Shortcuts onClose={() => setHelp(false)} />}
+      {settings && <Settings prefs={{ signature, scheme }} onSave={savePrefs} onClose={() => setSettings(false)} />}
       {toast && (
         <ToastBox key={toast.key} role="status" aria-live="polite" data-testid="toast">
           <span>{toast.text}</span>

@@ -20,7 +20,7 @@ export const SHORTCUTS: readonly [string, string][] = [
   ['?', 'This list'],
 ];
 
-const Dialog = styled.dialog`
+export const Dialog = styled.dialog`
   border: 1px solid ${theme.border};
   border-radius: 10px;
   padding: 1.25rem 1.5rem;
