@@ -454,6 +454,31 @@ try {
   await c.ctx.setOffline(false);
   await c.page.getByTestId('sync-status').getByText(/Live|Up to date/).waitFor({ timeout: TIMEOUT });
 
+  // Rich text: the editor's bold goes as a sanitised HTML part beside its
+  // text/plain alternative.
+  await c.page.keyboard.press('c');
+  await c.page.getByTestId('compose').waitFor();
+  await c.page.fill('#to', 'alice@a.test');
+  await c.page.fill('#subject', 'Rich text');
+  await c.page.getByRole('button', { name: 'Formatting' }).click();
+  const editor = c.page.getByRole('textbox', { name: 'Message' });
+  await editor.click();
+  await c.page.keyboard.press('Control+Home');
+  await c.page.keyboard.type('Plain then ');
+  await c.page.getByRole('button', { name: 'Bold' }).click();
+  await c.page.keyboard.type('bold');
+  await axe(c.page, 'rich-text compose');
+  await shot(c.page, '14-rich-compose');
+  await c.page.keyboard.press('Control+Enter');
+  await c.page.getByTestId('toast').getByText('Message sent to alice@a.test').waitFor({ timeout: TIMEOUT });
+  await nav.getByRole('button', { name: /^Sent/ }).click();
+  await c.page.getByRole('option').filter({ hasText: 'Rich text' }).click();
+  await c.page.frameLocator('[data-testid="conversation"] iframe').locator('b').getByText('bold').waitFor({ timeout: TIMEOUT });
+  const got2 = (await apiGet(alice, '/api/v1/messages?folder=inbox')).messages.find((m) => m.subject === 'Rich text');
+  if (!got2?.html || !got2?.text) throw new Error(`alice's copy lacks the HTML or the text part: ${JSON.stringify(got2)}`);
+  log('rich text sent as text/html with its text/plain alternative');
+  await nav.getByRole('button', { name: /^Inbox/ }).click();
+
   // Denser rows: about 20 fit a 1280×800 window.
   const rowH = (await c.page.getByRole('option').first().boundingBox()).height;
   const listH = (await c.page.getByTestId('message-list').boundingBox()).height;
@@ -469,7 +494,8 @@ try {
   // Phone width: one pane at a time, the header on two lines, Compose
   // without the menu.
   await c.page.setViewportSize({ width: 390, height: 800 });
-  await c.page.getByRole('button', { name: '← Back' }).click();
+  const back = c.page.getByRole('button', { name: '← Back' });
+  if (await back.isVisible()) await back.click();
   const box = async (loc) => (await loc.boundingBox()) ?? { height: 0, width: 0, x: 0, y: 0 };
   const header = await box(c.page.locator('header').first());
   const signOut = await box(c.page.getByRole('button', { name: 'Sign out' }));

@@ -19,6 +19,7 @@ export interface DraftFields {
   references?: string[];
   messageId?: string; // the draft's own Message-ID, kept on replace
   text: Leaf; // the text body (always present: the document needs a part)
+  html?: Leaf; // a rich-text body: text and html then go as multipart/alternative
   attachments: Leaf[];
 }
 
@@ -57,7 +58,10 @@ export function buildDraft(f: DraftFields): PlaceholderDoc {
   if (f.inReplyTo) h['In-Reply-To'] = f.inReplyTo;
   if (f.references && f.references.length) h['References'] = f.references.join(' ');
   if (f.messageId) h['Message-ID'] = f.messageId;
-  const parts = [leafPart({ ...f.text, disposition: 'inline' })];
+  // RFC 2046 §5.1.4: the plain alternative first, the preferred last.
+  const parts = f.html
+    ? [{ headers: { 'Content-Type': 'multipart/alternative' }, parts: [leafPart({ ...f.text, disposition: 'inline' }), leafPart({ ...f.html, disposition: 'inline' })] } as PlaceholderPart]
+    : [leafPart({ ...f.text, disposition: 'inline' })];
   for (const a of f.attachments) parts.push(leafPart({ ...a, disposition: a.disposition ?? 'attachment' }));
   return { headers: h, parts };
 }

@@ -5,11 +5,12 @@
 import { useCallback, useEffect, useRef, useState, type FormEvent } from 'react';
 import styled from 'styled-components';
 import { checkList, formatAddress } from '../lib/address';
-import type { ComposeInit } from '../lib/compose';
+import { htmlToText, textToHTML, type ComposeInit } from '../lib/compose';
 import type { MailController } from '../lib/controller';
 import { kvDelete, kvSet } from '../lib/db';
 import { humanError, offline } from '../lib/human';
 import { buildDraft, leafOf, type Leaf } from '../lib/placeholder';
+import { sanitizeHTML } from '../lib/sanitize';
 import { ApiError, type Attachment, type Message } from '../lib/types';
 import { resumableUpload } from '../lib/upload';
 import { AddressInput } from './AddressInput';
@@ -29,7 +30,14 @@ const Form = styled.form`
     width: 100%; padding: 0.5rem; border: 1px solid ${theme.muted}; border-radius: 6px; background: ${theme.bg}; color: ${theme.text};
   }
   input[aria-invalid='true'] { border-color: ${theme.danger}; }
-  textarea { min-height: 12rem; resize: vertical; }
+  textarea, .editor { min-height: 12rem; resize: vertical; }
+  .label { font-weight: 600; }
+  .editor { width: 100%; padding: 0.5rem; border: 1px solid ${theme.muted}; border-radius: 6px; background: ${theme.bg}; color: ${theme.text}; overflow-y: auto; }
+  .toolbar { display: flex; gap: 0.25rem; margin-bottom: 0.25rem; }
+  .toolbar button:nth-child(1) { font-weight: 700; }
+  .toolbar button:nth-child(2) { font-style: italic; }
+  button[aria-pressed='true'] { background: ${theme.accentSoft}; border-color: ${theme.accent}; }
+  .toolbar button { min-width: 2.2rem; padding: 0.3rem 0.5rem; }
   .err { color: ${theme.danger}; margin: 0.2rem 0 0; font-size: 0.9rem; }
   .failure { border: 1px solid ${theme.danger}; border-radius: 6px; padding: 0.5rem 0.7rem; margin: 0; }
   .row { display: flex; gap: 0.5rem; align-items: center; flex-wrap: wrap; }
@@ -111,6 +119,10 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
   const [bcc, setBcc] = useState(init.bcc);
   const [subject, setSubject] = useState(init.subject);
   const [text, setText] = useState(init.text);
+  // Rich text: the editor's HTML (sanitised before it is sent); undefined
+  // while the message is plain text.
+  const [html, setHtml] = useState<string | undefined>(init.html);
+  const editorRef = useRef<HTMLDivElement>(null);
   const [atts, setAtts] = useState<Att[]>(() =>
     init.forwarded.map((a) => ({ key: `f${seq++}`, name: a.filename || a.content_id, type: a.content_type, size: a.size, sent: a.size, leaf: leafOf(a), from: forwardFrom ? { message: forwardFrom, attachment: a } : undefined })),
   );
@@ -126,8 +138,8 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
   attsRef.current = atts;
 
   const checks = { to: checkList(to), cc: checkList(cc), bcc: checkList(bcc) };
-  const fieldsRef = useRef({ checks, subject, text });
-  fieldsRef.current = { checks, subject, text };
+  const fieldsRef = useRef({ checks, subject, text, html });
+  fieldsRef.current = { checks, subject, text, html };
 
   // fields is the form as a ComposeInit: what this device keeps and what a
   // failed delivery reopens.
@@ -139,11 +151,12 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
       bcc,
       subject,
       text,
+      html,
       forwarded: atts
         .filter((a) => a.leaf)
         .map((a) => ({ content_id: a.leaf!.contentId, content_type: a.leaf!.contentType, size: a.leaf!.size, filename: a.leaf!.filename, disposition: 'attachment' as const })),
     }),
-    [init, to, cc, bcc, subject, text, atts],
+    [init, to, cc, bcc, subject, text, html, atts],
   );
 
   // keepLocal writes the form to IndexedDB; it runs on every change.
@@ -198,7 +211,12 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
   const save = useCallback((): Promise<void> => {
     saving.current = saving.current.then(async () => {
       const f = fieldsRef.current;
-      const body = await api.uploadSmall(new TextEncoder().encode(f.text));
+      // Rich text goes as two resources: the sanitised HTML and its plain
+      // alternative.
+      const safe = f.html !== undefined ? sanitizeHTML(f.html) : undefined;
+      const plain = safe !== undefined ? htmlToText(safe) : f.text;
+      const body = await api.uploadSmall(new TextEncoder().encode(plain));
+      const rich = safe !== undefined ? await api.uploadSmall(new TextEncoder().encode(`<!doctype html><html><head><meta charset="utf-8"></head><body>${safe}</body></html>`)) : undefined;
       const fmt = (c: ReturnType<typeof checkList>) => c.addresses.map(formatAddress);
       const leaves = attsRef.current.filter((a) => a.leaf).map((a) => a.leaf!);
       const doc = buildDraft({
@@ -210,6 +228,7 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
         references: init.references,
         messageId: draftRef.current?.messageId,
         text: { contentId: body.content_id, size: body.size, contentType: 'text/plain; charset=UTF-8' },
+        html: rich ? { contentId: rich.content_id, size: rich.size, contentType: 'text/html; charset=UTF-8' } : undefined,
         attachments: leaves,
       });
       const m = draftRef.current ? await api.updateDraft(draftRef.current.id, doc) : await api.createDraft(doc);
@@ -246,7 +265,39 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
     keepLocal(false);
     const t = setTimeout(() => void trySave(), SAVE_MS);
     return () => clearTimeout(t);
-  }, [to, cc, bcc, subject, text, atts.length, touched, trySave, keepLocal]);
+  }, [to, cc, bcc, subject, text, html, atts.length, touched, trySave, keepLocal]);
+
+  // The editor is uncontrolled: its HTML is set when formatting is
+  // switched on, and read back on every input.
+  const rich = html !== undefined;
+  useEffect(() => {
+    if (rich && editorRef.current && editorRef.current.innerHTML === '') editorRef.current.innerHTML = html ?? '';
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [rich]);
+  function onEditorInput() {
+    const h = editorRef.current?.innerHTML ?? '';
+    setHtml(h);
+    setText(htmlToText(h));
+    setTouched(true);
+  }
+  function toggleRich() {
+    if (rich) {
+      setText(htmlToText(html ?? ''));
+      setHtml(undefined);
+    } else {
+      setHtml(textToHTML(text));
+    }
+    setTouched(true);
+  }
+  function format(cmd: string) {
+    editorRef.current?.focus();
+    if (cmd === 'createLink') {
+      const url = prompt('Link to (https://…)')?.trim();
+      if (!url || !/^(https?:|mailto:)/i.test(url)) return;
+      document.execCommand(cmd, false, url);
+    } else document.execCommand(cmd);
+    onEditorInput();
+  }
   useEffect(() => {
     const again = () => {
       if (dirty.current) void trySave();
@@ -418,8 +469,36 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
         <input id="subject" type="text" value={subject} onChange={(e) => { setSubject(e.target.value); setTouched(true); }} />
       </div>
       <div>
-        <label htmlFor="body">Message</label>
-        <textarea id="body" ref={bodyRef} value={text} onChange={(e) => { setText(e.target.value); setTouched(true); }} />
+        <div className="row" style={{ justifyContent: 'space-between' }}>
+          {rich ? <span className="label" id="body-label">Message</span> : <label htmlFor="body">Message</label>}
+          <Button type="button" aria-pressed={rich} onClick={toggleRich}>Formatting</Button>
+        </div>
+        {rich ? (
+          <>
+            <div className="toolbar" role="toolbar" aria-label="Formatting">
+              {([['bold', 'Bold', 'B'], ['italic', 'Italic', 'I'], ['insertUnorderedList', 'Bulleted list', '•'], ['createLink', 'Link', 'Link']] as const).map(([cmd, name, glyph]) => (
+                <Button key={cmd} type="button" aria-label={name} title={name} onMouseDown={(e) => e.preventDefault()} onClick={() => format(cmd)}>
+                  <span aria-hidden="true">{glyph}</span>
+                </Button>
+              ))}
+            </div>
+            <div
+              id="body"
+              ref={editorRef}
+              className="editor"
+              contentEditable
+              suppressContentEditableWarning
+              role="textbox"
+              aria-multiline="true"
+              aria-labelledby="body-label"
+              tabIndex={0}
+              onInput={onEditorInput}
+              data-testid="editor"
+            />
+          </>
+        ) : (
+          <textarea id="body" ref={bodyRef} value={text} onChange={(e) => { setText(e.target.value); setTouched(true); }} />
+        )}
       </div>
       <div>
         <label htmlFor="files">Attachments</label>

@@ -7,6 +7,7 @@ import type { MailController } from '../lib/controller';
 import { correspondents } from '../lib/contacts';
 import { getBody, kvGet, kvSet } from '../lib/db';
 import { humanError, isNotice, parseNotice, snippet } from '../lib/human';
+import { sanitizeHTML } from '../lib/sanitize';
 import { folderList, threadOf } from '../lib/sync';
 import { FOLDERS, TRASH_DAYS, folderLabel, type Folder, type Message } from '../lib/types';
 import { Compose, LOCAL_DRAFT, takeLocal, type LocalDraft } from './Compose';
@@ -282,8 +283,10 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
     if (m?.folder === 'drafts') {
       const full = (await ctl.full(id)) ?? m;
       let text = '';
+      let html: string | undefined;
       try {
         if (full.text) text = await loadBody(ctl.api, full, full.text);
+        if (full.html) html = sanitizeHTML(await loadBody(ctl.api, full, full.html));
       } catch {
         /* offline */
       }
@@ -291,7 +294,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
       setCompose({
         key: Date.now(),
         draft: full,
-        init: { to: full.to.join(', '), cc: (full.cc ?? []).join(', '), bcc: (full.bcc ?? []).join(', '), subject: full.subject, text, inReplyTo: full.in_reply_to, references: refs, forwarded: full.attachments },
+        init: { to: full.to.join(', '), cc: (full.cc ?? []).join(', '), bcc: (full.bcc ?? []).join(', '), subject: full.subject, text, html, inReplyTo: full.in_reply_to, references: refs, forwarded: full.attachments },
       });
       setPane('main');
       return;

@@ -115,6 +115,20 @@ describe('Compose', () => {
     expect(to.getAttribute('aria-expanded')).toBe('false');
   });
 
+  it('switches to rich text and keeps the HTML with its plain form', async () => {
+    const ctl = new MailController(new Session());
+    render(<Compose ctl={ctl} init={{ ...init, text: 'first line' }} onClose={() => {}} />);
+    fireEvent.click(screen.getByRole('button', { name: 'Formatting' }));
+    expect(screen.getByRole('button', { name: 'Formatting' }).getAttribute('aria-pressed')).toBe('true');
+    expect(screen.getByRole('toolbar', { name: 'Formatting' })).toBeTruthy();
+    const editor = screen.getByRole('textbox', { name: 'Message' });
+    expect(editor.innerHTML).toBe('<div>first line</div>');
+    editor.innerHTML = '<div>first <b>bold</b> line</div>';
+    fireEvent.input(editor);
+    await waitFor(async () => expect((await kvGet<LocalDraft>(LOCAL_DRAFT))?.init.html).toBe('<div>first <b>bold</b> line</div>'));
+    expect((await kvGet<LocalDraft>(LOCAL_DRAFT))?.init.text).toBe('first bold line\n');
+  });
+
   it('shows why the last send was not delivered, at the top', () => {
     const ctl = new MailController(new Session());
     render(<Compose ctl={ctl} init={init} failure="Not delivered to bob@nowhere.test." onClose={() => {}} />);
