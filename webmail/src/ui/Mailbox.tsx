@@ -453,7 +453,7 @@ export function Mailbox({ ctl, onSignOut }: { ctl: MailController; onSignOut: ()
       else if (k === 'c' && !compose) act(newMessage);
       else if (k === 'j') act(() => step(1));
       else if (k === 'k') act(() => step(-1));
-      else if (k === 'Escape' && (opened || compose)) act(() => { setCompose(null); leave(); requestAnimationFrame(focusList); });
+      else if (k === 'Escape' && opened && !compose) act(() => { leave(); requestAnimationFrame(focusList); });
       else if (!current) return;
       else if (k === 'r') act(() => void reply(current, 'reply'));
       else if (k === 'a') act(() => void reply(current, 'replyAll'));
