@@ -485,6 +485,25 @@ try {
   log(`list rows ${rowH.toFixed(1)} px high: ${Math.floor(listH / rowH)} visible in ${listH.toFixed(0)} px`);
   if (listH / rowH < 19) throw new Error(`only ${Math.floor(listH / rowH)} rows fit`);
 
+  // A full inbox: 250 more messages (carol to herself, local delivery), then
+  // a reload draws the list from IndexedDB.
+  const empty = await apiSend(carol, 'POST', `/api/v1/resources?content_id=${createHash('sha256').update('x').digest('base64url')}`, Buffer.from('x'), { 'Content-Type': 'application/octet-stream' });
+  const ext1 = `message/external-body; access-type="x-content-addressed-uri"; hash-algorithm="sha256"; size="${empty.size}"`;
+  for (let i = 0; i < 250; i += 10) {
+    await Promise.all(Array.from({ length: 10 }, async (_, j) => {
+      const d = await apiSend(carol, 'POST', '/api/v1/messages', { headers: { 'Content-Type': 'multipart/mixed', To: ['carol@b.test'], Subject: `Bulk ${i + j}` }, parts: [{ headers: { 'Content-Type': [ext1, 'text/plain; charset=utf-8'], 'Content-ID': `<${empty.content_id}>`, 'Content-Disposition': 'inline' } }] });
+      await apiSend(carol, 'POST', `/api/v1/messages/${d.id}/send`);
+    }));
+  }
+  await c.page.getByRole('option').filter({ hasText: 'Bulk 249' }).waitFor({ timeout: TIMEOUT });
+  const tReload = Date.now();
+  await c.page.reload();
+  await c.page.waitForFunction(() => document.querySelectorAll('[data-testid="message-list"] [role="option"]').length >= 250, null, { timeout: TIMEOUT });
+  const drawn = Date.now() - tReload;
+  const setsize = await c.page.getByRole('option').first().getAttribute('aria-setsize');
+  log(`a ${setsize}-message inbox drawn ${drawn} ms after reload`);
+  if (drawn > 2500) throw new Error(`the full inbox took ${drawn} ms to draw`);
+
   // Dark mode: the toggle, and the contrast holds.
   await c.page.getByRole('button', { name: /^Colour scheme/ }).click();
   if ((await c.page.evaluate(() => document.documentElement.dataset.theme)) !== 'dark') throw new Error('the toggle did not switch to dark');

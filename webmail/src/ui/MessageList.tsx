@@ -1,6 +1,6 @@
 // The message list: a listbox the arrow keys move through (Home/End too);
 // Enter or a click opens the message.
-import { useEffect, useRef, type KeyboardEvent } from 'react';
+import { useEffect, useRef, useState, type KeyboardEvent } from 'react';
 import styled from 'styled-components';
 import { displayName } from '../lib/address';
 import { formatDate, fullDate } from '../lib/human';
@@ -31,6 +31,8 @@ const Row = styled.li<{ $selected: boolean; $unread: boolean }>`
   border-left: 4px solid ${(p) => (p.$unread ? theme.accent : 'transparent')};
   font-weight: ${(p) => (p.$unread ? 600 : 400)};
   &:focus-visible { outline-offset: -3px; }
+  content-visibility: auto;
+  contain-intrinsic-size: auto 2rem;
   .from, .line { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   .date { color: ${theme.muted}; font-size: 0.8rem; font-weight: 400; text-align: right; white-space: nowrap; }
   .line { grid-column: 1 / -1; color: ${theme.text}; }
@@ -47,6 +49,9 @@ const Row = styled.li<{ $selected: boolean; $unread: boolean }>`
 function attrEscape(v: string): string {
   return typeof CSS !== 'undefined' && CSS.escape ? CSS.escape(v) : v.replace(/["\\]/g, '\\$&');
 }
+
+// PAGE_ROWS is how many rows are drawn at first, and added at a time.
+export const PAGE_ROWS = 300;
 
 const statusLabel: Record<string, string> = { fetching: 'arriving…', failed: 'failed', draft: 'draft' };
 
@@ -65,6 +70,17 @@ interface Props {
 export function MessageList({ folder, label: named, empty, messages, selected, onSelect, onOpen, snippets, failed }: Props) {
   const ref = useRef<HTMLUListElement>(null);
   const index = Math.max(0, messages.findIndex((m) => m.id === selected));
+  // Rows are drawn a page at a time: more as the list scrolls near its end
+  // or the selection moves on (each row tells its place in the whole list,
+  // aria-posinset of aria-setsize); rows off screen skip layout and paint
+  // (content-visibility).
+  const [shown, setShown] = useState(PAGE_ROWS);
+  useEffect(() => setShown(PAGE_ROWS), [folder, named]);
+  const limit = Math.min(messages.length, Math.max(shown, index + 50));
+  function onScroll() {
+    const el = ref.current;
+    if (el && limit < messages.length && el.scrollTop + el.clientHeight > el.scrollHeight - 800) setShown(limit + PAGE_ROWS);
+  }
 
   useEffect(() => {
     const el = ref.current?.querySelector<HTMLElement>(`[data-id="${attrEscape(selected ?? '')}"]`);
@@ -91,8 +107,8 @@ export function MessageList({ folder, label: named, empty, messages, selected, o
   const label = named ?? folderLabel(folder);
   if (messages.length === 0) return <p style={{ padding: '1rem', color: theme.muted }}>{empty ?? `No messages in ${label}.`}</p>;
   return (
-    <List ref={ref} role="listbox" aria-label={named ?? `Messages in ${label}`} onKeyDown={onKey} data-testid="message-list">
-      {messages.map((m, i) => {
+    <List ref={ref} role="listbox" aria-label={named ?? `Messages in ${label}`} onKeyDown={onKey} onScroll={onScroll} data-testid="message-list">
+      {messages.slice(0, limit).map((m, i) => {
         // What the user wrote shows whom it went to; what they got, who from.
         const mine = m.status === 'sent' || m.status === 'draft';
         const unread = !m.seen && !mine;
@@ -104,6 +120,8 @@ export function MessageList({ folder, label: named, empty, messages, selected, o
             data-id={m.id}
             role="option"
             aria-selected={m.id === selected}
+            aria-posinset={i + 1}
+            aria-setsize={messages.length}
             tabIndex={i === index ? 0 : -1}
             $selected={m.id === selected}
             $unread={unread}

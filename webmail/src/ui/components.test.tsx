@@ -12,7 +12,7 @@ import { Session } from '../lib/oauth';
 import type { Message } from '../lib/types';
 import { Compose, LOCAL_DRAFT, type LocalDraft } from './Compose';
 import { Conversation } from './Conversation';
-import { MessageList } from './MessageList';
+import { MessageList, PAGE_ROWS } from './MessageList';
 
 afterEach(cleanup);
 
@@ -55,6 +55,19 @@ describe('MessageList', () => {
     expect(onSelect).toHaveBeenLastCalledWith('c');
     fireEvent.keyDown(box, { key: 'Enter' });
     expect(onOpen).toHaveBeenLastCalledWith('a');
+  });
+
+  it('draws a long list a page at a time, telling each row its place', () => {
+    const many = Array.from({ length: 1000 }, (_, i) => msg({ id: `n${i}`, subject: `S${i}` }));
+    const { rerender } = render(<MessageList folder="inbox" messages={many} selected={null} onSelect={() => {}} onOpen={() => {}} />);
+    let rows = screen.getAllByRole('option');
+    expect(rows).toHaveLength(PAGE_ROWS);
+    expect(rows[0]!.getAttribute('aria-setsize')).toBe('1000');
+    expect(rows[299]!.getAttribute('aria-posinset')).toBe('300');
+    rerender(<MessageList folder="inbox" messages={many} selected="n999" onSelect={() => {}} onOpen={() => {}} />);
+    rows = screen.getAllByRole('option');
+    expect(rows).toHaveLength(1000);
+    expect(rows[999]!.getAttribute('aria-selected')).toBe('true');
   });
 
   it('says what an empty list is', () => {
