@@ -89,6 +89,18 @@ function apiSend(user, method, path, body, headers = {}) {
   });
 }
 
+// apiText reads a resource as user, as text.
+function apiText(user, path) {
+  return new Promise((resolve, reject) => {
+    https.get(new URL(path, user.server), { ca, headers: { Authorization: `Bearer ${user.token}` } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${path}: ${res.statusCode} ${body}`))));
+    }).on('error', reject);
+  });
+}
+
 // rawGet fetches a path of a server without a token: status and type.
 function rawGet(origin, path) {
   return new Promise((resolve, reject) => {
@@ -467,15 +479,37 @@ try {
   await c.page.keyboard.type('Plain then ');
   await c.page.getByRole('button', { name: 'Bold' }).click();
   await c.page.keyboard.type('bold');
+  await c.page.getByRole('button', { name: 'Bold' }).click();
+  await c.page.keyboard.type(' and a pasted picture: ');
+  // Paste an image: it goes up as an inline part the HTML names by cid:.
+  await editor.evaluate((el, b64) => {
+    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], 'pasted.png', { type: 'image/png' }));
+    el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  }, logo.toString('base64'));
+  await c.page.getByTestId('compose').getByText('pasted.png').waitFor();
+  await c.page.getByTestId('compose').locator('li').filter({ hasText: 'pasted.png' }).getByText('uploaded').waitFor({ timeout: TIMEOUT });
   await axe(c.page, 'rich-text compose');
   await shot(c.page, '14-rich-compose');
   await c.page.keyboard.press('Control+Enter');
   await c.page.getByTestId('toast').getByText('Message sent to alice@a.test').waitFor({ timeout: TIMEOUT });
   await nav.getByRole('button', { name: /^Sent/ }).click();
   await c.page.getByRole('option').filter({ hasText: 'Rich text' }).click();
-  await c.page.frameLocator('[data-testid="conversation"] iframe').locator('b').getByText('bold').waitFor({ timeout: TIMEOUT });
+  const sentFrame = c.page.frameLocator('[data-testid="conversation"] iframe');
+  await sentFrame.locator('b').getByText('bold').waitFor({ timeout: TIMEOUT });
+  await c.page.waitForFunction(() => {
+    const img = document.querySelector('[data-testid="conversation"] iframe')?.contentDocument?.querySelector('img');
+    return img && img.getAttribute('src')?.startsWith('blob:') && img.naturalWidth === 192;
+  }, null, { timeout: TIMEOUT });
+  log('the pasted image shows in the sent message, from its cid: part');
   const got2 = (await apiGet(alice, '/api/v1/messages?folder=inbox')).messages.find((m) => m.subject === 'Rich text');
   if (!got2?.html || !got2?.text) throw new Error(`alice's copy lacks the HTML or the text part: ${JSON.stringify(got2)}`);
+  const sentHTML = await apiText(alice, `/api/v1/messages/${got2.id}/resources/${got2.html.content_id}`);
+  const pasted = got2.attachments.find((x) => x.filename === 'pasted.png');
+  if (!pasted || pasted.disposition !== 'inline' || !sentHTML.includes(`src="cid:${pasted.content_id}"`) || sentHTML.includes('blob:')) {
+    throw new Error(`the pasted image is not an inline part named by cid: ${JSON.stringify(pasted)} ${sentHTML}`);
+  }
   log('rich text sent as text/html with its text/plain alternative');
   await nav.getByRole('button', { name: /^Inbox/ }).click();
 

@@ -56,6 +56,15 @@ interface Att {
   error?: string;
   file?: File;
   from?: { message: string; attachment: Attachment }; // forwarded from a message
+  url?: string; // an image pasted or dropped into the text: its blob URL there
+}
+
+// withCids puts cid: URLs (RFC 2392) where the editor shows pasted images
+// by their blob URLs, for the images whose part is uploaded.
+export function withCids(html: string, inline: readonly { url: string; contentId: string }[]): string {
+  let out = html;
+  for (const i of inline) out = out.split(i.url).join(`cid:${i.contentId}`);
+  return out;
 }
 
 export interface ComposeProps {
@@ -151,7 +160,8 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
       bcc,
       subject,
       text,
-      html,
+      // Kept with cid: URLs: a blob URL dies with the page.
+      html: html === undefined ? undefined : withCids(html, atts.filter((a) => a.url && a.leaf).map((a) => ({ url: a.url!, contentId: a.leaf!.contentId }))),
       forwarded: atts
         .filter((a) => a.leaf)
         .map((a) => ({ content_id: a.leaf!.contentId, content_type: a.leaf!.contentType, size: a.leaf!.size, filename: a.leaf!.filename, disposition: 'attachment' as const })),
@@ -213,7 +223,8 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
       const f = fieldsRef.current;
       // Rich text goes as two resources: the sanitised HTML and its plain
       // alternative.
-      const safe = f.html !== undefined ? sanitizeHTML(f.html) : undefined;
+      const inline = attsRef.current.filter((a) => a.url && a.leaf).map((a) => ({ url: a.url!, contentId: a.leaf!.contentId }));
+      const safe = f.html !== undefined ? withCids(sanitizeHTML(f.html), inline) : undefined;
       const plain = safe !== undefined ? htmlToText(safe) : f.text;
       const body = await api.uploadSmall(new TextEncoder().encode(plain));
       const rich = safe !== undefined ? await api.uploadSmall(new TextEncoder().encode(`<!doctype html><html><head><meta charset="utf-8"></head><body>${safe}</body></html>`)) : undefined;
@@ -289,6 +300,25 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
     }
     setTouched(true);
   }
+  // Images pasted or dropped into the text go up at once as inline parts
+  // that the HTML names by cid: (the editor shows them by blob URL).
+  function insertImages(files: File[]): boolean {
+    const images = files.filter((f) => f.type.startsWith('image/'));
+    if (images.length === 0) return false;
+    editorRef.current?.focus();
+    for (const file of images) {
+      const url = URL.createObjectURL(file);
+      const name = file.name || `image.${file.type.split('/')[1] ?? 'png'}`;
+      const esc = name.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+      document.execCommand('insertHTML', false, `<img src="${url}" alt="${esc}" style="max-width:100%">`);
+      const a: Att = { key: `i${seq++}`, name, type: file.type, size: file.size, sent: 0, file, url };
+      setAtts((xs) => [...xs, a]);
+      void upload(a, file);
+    }
+    onEditorInput();
+    return true;
+  }
+
   function format(cmd: string) {
     editorRef.current?.focus();
     if (cmd === 'createLink') {
@@ -324,7 +354,7 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
         if (!(e instanceof ApiError && e.status === 404)) throw e;
         r = await api.uploadWhole(blob, (n) => patchAtt(a.key, { sent: n })); // a server without resumable uploads
       }
-      const leaf: Leaf = { contentId: r.content_id, size: r.size, contentType: a.type || 'application/octet-stream', disposition: 'attachment', filename: a.name };
+      const leaf: Leaf = { contentId: r.content_id, size: r.size, contentType: a.type || 'application/octet-stream', disposition: a.url ? 'inline' : 'attachment', filename: a.name };
       patchAtt(a.key, { leaf, sent: a.size, error: undefined });
       setTouched(true);
     } catch (e) {
@@ -493,6 +523,15 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
               aria-labelledby="body-label"
               tabIndex={0}
               onInput={onEditorInput}
+              onPaste={(e) => {
+                if (insertImages(Array.from(e.clipboardData?.files ?? []))) e.preventDefault();
+              }}
+              onDragOver={(e) => {
+                if (Array.from(e.dataTransfer?.items ?? []).some((i) => i.kind === 'file')) e.preventDefault();
+              }}
+              onDrop={(e) => {
+                if (insertImages(Array.from(e.dataTransfer?.files ?? []))) e.preventDefault();
+              }}
               data-testid="editor"
             />
           </>
@@ -506,7 +545,7 @@ export function Compose({ ctl, init, draft, forwardFrom, restored, failure, cont
         <ul aria-label="Attached files">
           {atts.map((a) => (
             <li key={a.key}>
-              <span>{a.name}</span> <Muted>({formatSize(a.size)})</Muted>{' '}
+              <span>{a.name}</span> <Muted>({formatSize(a.size)}{a.url ? ', in the text' : ''})</Muted>{' '}
               {a.error ? (
                 <span className="err" role="alert">upload failed: {a.error} <Button type="button" onClick={() => { patchAtt(a.key, { error: undefined, sent: 0 }); if (a.file) void upload(a, a.file); }}>Retry</Button></span>
               ) : a.leaf ? (

@@ -10,7 +10,7 @@ import { MailController } from '../lib/controller';
 import { kvGet, putBody } from '../lib/db';
 import { Session } from '../lib/oauth';
 import type { Message } from '../lib/types';
-import { Compose, LOCAL_DRAFT, type LocalDraft } from './Compose';
+import { Compose, LOCAL_DRAFT, withCids, type LocalDraft } from './Compose';
 import { Conversation } from './Conversation';
 import { MessageList, PAGE_ROWS } from './MessageList';
 
@@ -140,6 +140,10 @@ describe('Compose', () => {
     fireEvent.input(editor);
     await waitFor(async () => expect((await kvGet<LocalDraft>(LOCAL_DRAFT))?.init.html).toBe('<div>first <b>bold</b> line</div>'));
     expect((await kvGet<LocalDraft>(LOCAL_DRAFT))?.init.text).toBe('first bold line\n');
+  });
+
+  it('names pasted images by cid: once uploaded', () => {
+    expect(withCids('<img src="blob:https://a.test/1"><img src="blob:https://a.test/2">', [{ url: 'blob:https://a.test/1', contentId: 'C1' }])).toBe('<img src="cid:C1"><img src="blob:https://a.test/2">');
   });
 
   it('shows why the last send was not delivered, at the top', () => {
