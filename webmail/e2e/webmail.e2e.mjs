@@ -442,7 +442,18 @@ try {
   await c.page.getByTestId('toast').getByText(/^Message sent/).waitFor({ timeout: TIMEOUT });
   const focusAfterSend = await c.page.evaluate(() => document.activeElement?.tagName + ' ' + (document.activeElement?.getAttribute('role') ?? document.activeElement?.textContent?.slice(0, 30)));
   if (focusAfterSend.startsWith('BODY')) throw new Error('after Send the focus is on the page body');
-  log('keyboard journey: ?, c, Esc, j, k, r, Ctrl+Enter; focus after send on', focusAfterSend);
+  // f forwards with the focus in To; a replies to all with it in the text.
+  await c.page.keyboard.press('f');
+  await c.page.getByTestId('compose').getByRole('heading', { name: 'Forward' }).waitFor();
+  if ((await c.page.evaluate(() => document.activeElement?.id)) !== 'to') throw new Error('Forward does not focus To');
+  await c.page.getByRole('button', { name: 'Discard' }).click();
+  await c.page.getByTestId('compose').waitFor({ state: 'detached' });
+  await c.page.getByTestId('conversation').locator('h2').click();
+  await c.page.keyboard.press('a');
+  await c.page.getByTestId('compose').getByRole('heading', { name: 'Reply' }).waitFor();
+  if ((await c.page.evaluate(() => document.activeElement?.id)) !== 'body') throw new Error('Reply all does not focus the text');
+  await c.page.getByRole('button', { name: 'Discard' }).click();
+  log('keyboard journey: ?, c, Esc, j, k, r, Ctrl+Enter, f, a; focus after send on', focusAfterSend);
 
   // Offline: the preview stays, a download says offline in words, the
   // token refresh does not hammer the metadata, the worker has the icons.
