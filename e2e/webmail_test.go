@@ -13,8 +13,13 @@ import (
 // a 'pullmail dev' sandbox: Debian's headless Chromium driven by
 // playwright-core signs alice@a.test in through the login page, sends
 // carol@b.test a message with an attachment, and checks that carol sees it
-// arrive, downloads it byte-identical and reads it offline. Screenshots go
-// to $PULLMAIL_E2E_OUT/webmail, or to the test's temporary directory.
+// arrive, downloads it byte-identical and reads it offline. It goes on
+// through issue 19's journeys: search, trash and undo, words kept over a
+// reload, a bounce, HTML mail with cid: and blocked images, keyboard
+// shortcuts, autocomplete, a signature, rich text with a pasted image,
+// offline, dark mode, a 250-message inbox and phone width, with axe-core
+// (0 violations) on every view. Screenshots go to $PULLMAIL_E2E_OUT/webmail,
+// or to the test's temporary directory.
 //
 // It needs webmail/node_modules (npm ci in webmail/) and /usr/bin/chromium;
 // without them it skips, unless PULLMAIL_REQUIRE_BROWSER=1 (CI), where it

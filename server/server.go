@@ -351,6 +351,7 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 	mux.Handle(webui.Prefix, web)
 	mux.Handle("/webmail", web)
 	mux.Handle("GET /{$}", web)
+	mux.Handle("GET "+webui.Favicon, web)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		errs.Respond(w, r, s.log, errs.E(errs.NotFound, "no_route", "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -1,6 +1,6 @@
 /// <reference types="vitest/config" />
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { defineConfig, type Plugin } from 'vite';
 import react from '@vitejs/plugin-react';
 
@@ -19,8 +19,16 @@ function serviceWorker(): Plugin {
         h.update(f);
         h.update(item.type === 'chunk' ? item.code : item.source);
       }
+      // public/ (icons, manifest) is copied as is, outside the bundle:
+      // cached too, so that the installed app has its icons offline.
+      const pub = new URL('./public/', import.meta.url);
+      const extra = readdirSync(pub).sort();
+      for (const f of extra) {
+        h.update(f);
+        h.update(readFileSync(new URL(f, pub)));
+      }
       const version = h.digest('hex').slice(0, 16);
-      const precache = ['./', ...files.filter((f) => f !== 'index.html')];
+      const precache = ['./', ...[...files.filter((f) => f !== 'index.html'), ...extra].sort()];
       const src = readFileSync(new URL('./sw/sw.js', import.meta.url), 'utf8')
         .replace('__PRECACHE__', JSON.stringify(precache))
         .replace('__VERSION__', JSON.stringify(version));
@@ -41,6 +49,6 @@ export default defineConfig({
   },
   test: {
     environment: 'node',
-    include: ['src/**/*.test.ts'],
+    include: ['src/**/*.test.ts', 'src/**/*.test.tsx'],
   },
 });

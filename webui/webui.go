@@ -31,6 +31,10 @@ var dist embed.FS
 // Prefix is where the webmail lives.
 const Prefix = "/webmail/"
 
+// Favicon is the root path browsers ask for an icon at; it serves
+// Prefix+"favicon.ico".
+const Favicon = "/favicon.ico"
+
 // CSP is the webmail's Content-Security-Policy: its own scripts only, no
 // inline script, inline styles (styled-components injects them), images and
 // frames from itself and blob:/data: (attachment previews, the sandboxed
@@ -75,7 +79,7 @@ type file struct {
 }
 
 // Handler serves the embedded build under Prefix, and redirects "/" and
-// "/webmail" to Prefix.
+// "/webmail" to Prefix; it serves Favicon as well.
 func Handler() http.Handler { return New(dist, "dist") }
 
 // New serves the files of fsys under dir (tests pass their own tree).
@@ -119,7 +123,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix, http.StatusFound)
 		return
 	}
-	name, ok := strings.CutPrefix(r.URL.Path, Prefix)
+	urlPath := r.URL.Path
+	if urlPath == Favicon {
+		// Browsers ask for it at the root, whatever the page says.
+		urlPath = Prefix + "favicon.ico"
+	}
+	name, ok := strings.CutPrefix(urlPath, Prefix)
 	if !ok {
 		noRoute(w, r)
 		return

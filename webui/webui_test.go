@@ -18,6 +18,7 @@ func testTree() http.Handler {
 		"dist/assets/font-x.woff2":     {Data: []byte("wOF2")},
 		"dist/icons/icon.svg":          {Data: []byte("<svg/>")},
 		"dist/icons/icon-192.png":      {Data: []byte("\x89PNG")},
+		"dist/favicon.ico":             {Data: []byte("\x00\x00\x01\x00ICO")},
 	}, "dist")
 }
 
@@ -43,6 +44,8 @@ func TestServe(t *testing.T) {
 		{"GET", "/webmail/assets/font-x.woff2", 200, "font/woff2", "public, max-age=31536000, immutable", "wOF2", ""},
 		{"GET", "/webmail/icons/icon.svg", 200, "image/svg+xml", "no-cache", "<svg", ""},
 		{"GET", "/webmail/icons/icon-192.png", 200, "image/png", "no-cache", "PNG", ""},
+		{"GET", "/favicon.ico", 200, "image/x-icon", "no-cache", "ICO", ""},
+		{"GET", "/webmail/favicon.ico", 200, "image/x-icon", "no-cache", "ICO", ""},
 		{"HEAD", "/webmail/inbox", 200, "text/html; charset=utf-8", "no-cache", "", ""},
 		{"GET", "/webmail/assets/missing.js", 404, "application/json", "no-store", "no_route", ""},
 		{"GET", "/webmail/assets/missing", 404, "application/json", "no-store", "no_route", ""},

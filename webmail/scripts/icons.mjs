@@ -73,3 +73,25 @@ writeFileSync(
   `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><rect width="100" height="100" rx="18" fill="#1d4ed8"/>` +
     `<g fill="none" stroke="#fff" stroke-width="4" stroke-linejoin="round"><rect x="20" y="32" width="60" height="37"/><path d="M20 32 L50 52 L80 32"/></g></svg>\n`,
 );
+
+// favicon.ico (served at /favicon.ico too): an ICO whose two images are
+// PNGs (Windows Vista on, every browser), 32 and 48 pixels.
+function ico(pngs) {
+  const head = Buffer.alloc(6 + 16 * pngs.length);
+  head.writeUInt16LE(0, 0);
+  head.writeUInt16LE(1, 2);
+  head.writeUInt16LE(pngs.length, 4);
+  let offset = head.length;
+  pngs.forEach(([size, data], i) => {
+    const e = 6 + 16 * i;
+    head.writeUInt8(size, e);
+    head.writeUInt8(size, e + 1);
+    head.writeUInt16LE(1, e + 4); // planes
+    head.writeUInt16LE(32, e + 6); // bits per pixel
+    head.writeUInt32LE(data.length, e + 8);
+    head.writeUInt32LE(offset, e + 12);
+    offset += data.length;
+  });
+  return Buffer.concat([head, ...pngs.map(([, d]) => d)]);
+}
+writeFileSync(new URL('favicon.ico', out), ico([[32, png(32, 0.18, true)], [48, png(48, 0.18, true)]]));

@@ -14,15 +14,34 @@ const Center = styled.main`
   align-items: center;
   justify-content: center;
   background: ${theme.panel};
-  section { background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 4px #0003; width: min(24rem, 92vw); }
+  section { background: ${theme.bg}; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 4px #0003; width: min(24rem, 92vw); }
   h1 { margin-top: 0; }
   .err { color: ${theme.danger}; }
 `;
 
 type State = { kind: 'loading' } | { kind: 'signedOut'; error?: string } | { kind: 'signedIn'; ctl: MailController };
 
+// domainName asks the mailbox metadata (§11.1, public) which domain this
+// server serves: the sign-in screen names it rather than host and port.
+async function domainName(): Promise<string> {
+  try {
+    const r = await fetch('/.well-known/pullmail-mailbox', { cache: 'no-store' });
+    if (r.ok) {
+      const j = (await r.json()) as { domain?: unknown };
+      if (typeof j.domain === 'string' && j.domain) return j.domain;
+    }
+  } catch {
+    /* offline: the host name below */
+  }
+  return location.hostname;
+}
+
 export function App() {
   const [state, setState] = useState<State>({ kind: 'loading' });
+  const [domain, setDomain] = useState('');
+  useEffect(() => {
+    if (state.kind === 'signedOut' && !domain) void domainName().then(setDomain);
+  }, [state.kind, domain]);
 
   useEffect(() => {
     let ctl: MailController | null = null;
@@ -85,7 +104,7 @@ export function App() {
       <Center>
         <section>
           <h1>Pullmail</h1>
-          <p>Sign in with your account on {location.host}.</p>
+          <p data-testid="domain">Sign in with your {domain ? <strong>{domain}</strong> : 'mail'} account.</p>
           {state.error && <p className="err" role="alert">{state.error}</p>}
           <Button type="button" $primary onClick={() => void signIn()}>Sign in</Button>
         </section>

@@ -12,6 +12,7 @@ export interface ComposeInit {
   bcc: string;
   subject: string;
   text: string;
+  html?: string; // rich text: the body as (sanitised) HTML; text is its plain form
   inReplyTo?: string;
   references?: string[];
   forwarded: Attachment[]; // attachments carried over by a forward
@@ -52,7 +53,7 @@ export function replyInit(m: Message, body: string, mode: 'reply' | 'replyAll' |
   // A reply to one's own sent message goes to its recipients.
   const fromMe = addrOf(m.from) === self;
   const to = fromMe ? m.to : [m.from];
-  let cc: string[] = [];
+  const cc: string[] = [];
   if (mode === 'replyAll') {
     const seen = new Set(to.map(addrOf));
     seen.add(self);
@@ -75,4 +76,24 @@ export function replyInit(m: Message, body: string, mode: 'reply' | 'replyAll' |
     references: referencesOf(m),
     forwarded: [],
   };
+}
+
+// htmlToText is the text/plain alternative of a rich body: block elements
+// and <br> become line ends, list items get a bullet, links keep their URL.
+export function htmlToText(html: string): string {
+  const doc = new DOMParser().parseFromString(`<body>${html}</body>`, 'text/html');
+  for (const a of Array.from(doc.querySelectorAll('a[href]'))) {
+    const href = a.getAttribute('href') ?? '';
+    if (href && href !== a.textContent) a.append(` <${href}>`);
+  }
+  for (const li of Array.from(doc.querySelectorAll('li'))) li.prepend('• ');
+  for (const br of Array.from(doc.querySelectorAll('br'))) br.replaceWith('\n');
+  for (const b of Array.from(doc.querySelectorAll('p, div, li, h1, h2, h3, blockquote, ul, ol'))) b.append('\n');
+  return (doc.body.textContent ?? '').replace(/\n{3,}/g, '\n\n').replace(/[ \t]+\n/g, '\n').trim() + '\n';
+}
+
+// textToHTML starts a rich body from plain text (switching formatting on).
+export function textToHTML(text: string): string {
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return text.split('\n').map((l) => `<div>${l ? esc(l) : '<br>'}</div>`).join('');
 }

@@ -24,6 +24,14 @@ const isSystem = (f: Folder) => (FOLDERS as readonly string[]).includes(f);
 
 const POLL_MS = 10_000;
 const POLL_LIVE_MS = 60_000;
+// RETRY_MAX_MS caps the wait between attempts while the server cannot be
+// reached: a token refresh that fails is not tried again every second.
+const RETRY_MAX_MS = 60_000;
+
+// retryDelay is the wait after n failures in a row: 2, 4, 8 … 60 s.
+export function retryDelay(n: number): number {
+  return Math.min(RETRY_MAX_MS, 1000 * 2 ** Math.max(1, n));
+}
 
 export class MailController {
   readonly api: Api;
@@ -35,6 +43,18 @@ export class MailController {
   private timers: ReturnType<typeof setTimeout>[] = [];
   private events: EventsHandle | null = null;
   private stopped = false;
+  private refreshFailures = 0;
+  private syncFailures = 0;
+  private onOnline = () => {
+    // Back online: refresh and sync now rather than at the next backoff.
+    this.refreshFailures = 0;
+    this.syncFailures = 0;
+    this.session.resetBackoff();
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+    this.refreshLoop();
+    void this.sync().then(() => this.pollLoop());
+  };
 
   constructor(readonly session: Session) {
     this.api = new Api(session);
@@ -56,6 +76,7 @@ export class MailController {
     const me = (await kvGet<Me>('me')) ?? null;
     const folders = (await kvGet<FolderInfo[]>('folders')) ?? [];
     this.set({ messages: local.messages, me, folders, loaded: true });
+    if (typeof window !== 'undefined') window.addEventListener('online', this.onOnline);
     this.refreshLoop();
     try {
       const fresh = await this.api.me();
@@ -73,32 +94,40 @@ export class MailController {
 
   stop(): void {
     this.stopped = true;
+    if (typeof window !== 'undefined') window.removeEventListener('online', this.onOnline);
     this.events?.stop();
     for (const t of this.timers) clearTimeout(t);
   }
 
-  private refreshLoop(): void {
+  // refreshLoop refreshes the access token a minute before it expires;
+  // after a failure it waits longer each time (retryDelay), so that an
+  // offline tab does not ask for the metadata and a token every second.
+  private refreshLoop(delay?: number): void {
     if (this.stopped) return;
+    const wait = delay ?? (this.refreshFailures > 0 ? retryDelay(this.refreshFailures) : this.session.msUntilRefresh());
     this.timers.push(
       setTimeout(async () => {
         try {
           await this.session.refresh();
+          this.refreshFailures = 0;
           this.set({ online: true });
         } catch (e) {
+          this.refreshFailures++;
           this.fail(e);
         }
         this.refreshLoop();
-      }, this.session.msUntilRefresh()),
+      }, wait),
     );
   }
 
   private pollLoop(): void {
     if (this.stopped) return;
+    const wait = this.syncFailures > 0 ? Math.max(POLL_MS, retryDelay(this.syncFailures)) : this.state.live ? POLL_LIVE_MS : POLL_MS;
     this.timers.push(
       setTimeout(async () => {
         await this.sync();
         this.pollLoop();
-      }, this.state.live ? POLL_LIVE_MS : POLL_MS),
+      }, wait),
     );
   }
 
@@ -128,6 +157,7 @@ export class MailController {
         try {
           const r = await syncOnce(this.api, idbSyncStore, { messages: this.state.messages, cursor: this.cursor });
           this.cursor = r.cursor;
+          this.syncFailures = 0;
           this.set({ messages: r.messages, online: true, error: '' });
           // Folders are not in the change log (§8.18): ask again when
           // anything changed, or a message is in a folder not known here.
@@ -135,6 +165,7 @@ export class MailController {
           const unknown = [...r.messages.values()].some((m) => !known.has(m.folder) && !isSystem(m.folder));
           if (r.changed > 0 || r.resynced || unknown || !this.foldersLoaded) await this.refreshFolders();
         } catch (e) {
+          this.syncFailures++;
           this.fail(e);
         }
       } while (this.again && !this.stopped);

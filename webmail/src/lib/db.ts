@@ -102,3 +102,8 @@ export async function clearAll(): Promise<void> {
   for (const s of STORES) tx.objectStore(s).clear();
   await done(tx);
 }
+
+// Image previews, kept so that they show offline too (resources never
+// change, so a copy never goes stale).
+export const getBlob = (messageId: string, cid: string) => get<Blob>('bodies', `blob:${messageId}/${cid}`);
+export const putBlob = (messageId: string, cid: string, b: Blob) => put('bodies', `blob:${messageId}/${cid}`, b);

@@ -107,6 +107,16 @@ export class Session {
   private access = '';
   private expires = 0;
   private refreshing: Promise<string> | null = null;
+  // Network failures of refresh in a row, and when the last was: while
+  // offline, or until the backoff has passed, a refresh fails at once
+  // instead of asking for the metadata and a token again.
+  private failures = 0;
+  private failedAt = 0;
+
+  // resetBackoff lets the next refresh try at once (the network is back).
+  resetBackoff(): void {
+    this.failures = 0;
+  }
 
   static async restore(): Promise<Session | null> {
     const rt = await kvGet<string>('refresh_token');
@@ -126,11 +136,27 @@ export class Session {
   }
 
   refresh(): Promise<string> {
+    if (!this.refreshing) {
+      if (typeof navigator !== 'undefined' && navigator.onLine === false) return Promise.reject(new TypeError('offline'));
+      if (this.failures > 0 && Date.now() - this.failedAt < Math.min(60_000, 1000 * 2 ** this.failures)) {
+        return Promise.reject(new TypeError('the server could not be reached; trying again later'));
+      }
+    }
     this.refreshing ??= (async () => {
       try {
         const rt = await kvGet<string>('refresh_token');
         if (!rt) throw new OAuthError('signed_out', 'not signed in');
-        const t = await tokenRequest({ grant_type: 'refresh_token', refresh_token: rt, client_id: CLIENT_ID });
+        let t: TokenAnswer;
+        try {
+          t = await tokenRequest({ grant_type: 'refresh_token', refresh_token: rt, client_id: CLIENT_ID });
+        } catch (e) {
+          if (e instanceof TypeError) {
+            this.failures++;
+            this.failedAt = Date.now();
+          }
+          throw e;
+        }
+        this.failures = 0;
         await this.accept(t);
         return this.access;
       } finally {

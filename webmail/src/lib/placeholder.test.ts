@@ -85,3 +85,14 @@ describe('replies', () => {
     expect(r.text).toContain('From: Alice <alice@a.test>');
   });
 });
+
+describe('rich text', () => {
+  it('sends text and html as multipart/alternative, plain first', () => {
+    const doc = buildDraft({ to: ['a@x.test'], cc: [], bcc: [], subject: 's', attachments: [],
+      text: { contentId: 'T', size: 1, contentType: 'text/plain; charset=UTF-8' }, html: { contentId: 'H', size: 2, contentType: 'text/html; charset=UTF-8' } });
+    const alt = (doc.parts as { headers: Record<string, unknown>; parts?: { headers: Record<string, unknown> }[] }[])[0]!;
+    expect(alt.headers['Content-Type']).toBe('multipart/alternative');
+    expect(alt.parts!.map((p) => p.headers['Content-ID'])).toEqual(['<T>', '<H>']);
+    expect((alt.parts![1]!.headers['Content-Type'] as string[])[1]).toBe('text/html; charset=UTF-8');
+  });
+});

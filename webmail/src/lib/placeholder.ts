@@ -19,6 +19,7 @@ export interface DraftFields {
   references?: string[];
   messageId?: string; // the draft's own Message-ID, kept on replace
   text: Leaf; // the text body (always present: the document needs a part)
+  html?: Leaf; // a rich-text body: text and html then go as multipart/alternative
   attachments: Leaf[];
 }
 
@@ -57,7 +58,10 @@ export function buildDraft(f: DraftFields): PlaceholderDoc {
   if (f.inReplyTo) h['In-Reply-To'] = f.inReplyTo;
   if (f.references && f.references.length) h['References'] = f.references.join(' ');
   if (f.messageId) h['Message-ID'] = f.messageId;
-  const parts = [leafPart({ ...f.text, disposition: 'inline' })];
+  // RFC 2046 §5.1.4: the plain alternative first, the preferred last.
+  const parts = f.html
+    ? [{ headers: { 'Content-Type': 'multipart/alternative' }, parts: [leafPart({ ...f.text, disposition: 'inline' }), leafPart({ ...f.html, disposition: 'inline' })] } as PlaceholderPart]
+    : [leafPart({ ...f.text, disposition: 'inline' })];
   for (const a of f.attachments) parts.push(leafPart({ ...a, disposition: a.disposition ?? 'attachment' }));
   return { headers: h, parts };
 }
@@ -82,4 +86,29 @@ export function referencesOf(m: Message): string[] {
   const ids = prev.split(/\s+/).filter((s) => /^<[^<>\s]+@[^<>\s]+>$/.test(s));
   if (!ids.includes(m.message_id)) ids.push(m.message_id);
   return ids;
+}
+
+// inlineParts maps the Content-IDs that cid: URLs (RFC 2392) may name to the
+// resource of each leaf: a part's original Content-ID (X-Original-Content-ID,
+// §13.2, for mail from SMTP) and the resource's own (Pullmail's).
+export function inlineParts(doc: PlaceholderDoc | undefined): Map<string, { contentId: string; contentType: string }> {
+  const out = new Map<string, { contentId: string; contentType: string }>();
+  const bare = (v: HeaderValue | undefined) => (Array.isArray(v) ? v[0] : v)?.trim().replace(/^<|>$/g, '') ?? '';
+  const walk = (p: PlaceholderPart) => {
+    if (p.parts) {
+      for (const c of p.parts) walk(c);
+      return;
+    }
+    const h = p.headers as Record<string, HeaderValue | undefined>;
+    const id = bare(h['Content-ID']);
+    if (!id) return;
+    const ct = h['Content-Type'];
+    const type = Array.isArray(ct) ? (ct[1] ?? '') : '';
+    const leaf = { contentId: id, contentType: type };
+    out.set(id, leaf);
+    const orig = bare(h['X-Original-Content-ID']);
+    if (orig) out.set(orig, leaf);
+  };
+  if (doc) for (const p of (doc.parts as PlaceholderPart[] | undefined) ?? []) walk(p);
+  return out;
 }

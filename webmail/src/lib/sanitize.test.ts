@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from 'vitest';
-import { FRAME_CSP, frameDocument, sanitizeHTML } from './sanitize';
+import { FRAME_CSP, cidsOf, frameDocument, sanitizeBody, sanitizeHTML } from './sanitize';
 
 describe('sanitizeHTML', () => {
   it('removes scripts and handlers', () => {
@@ -29,4 +29,22 @@ describe('sanitizeHTML', () => {
     expect(doc).toContain(`content="${FRAME_CSP}"`);
     expect(doc).toContain('<body><p>x</p></body>');
   });
+});
+
+describe('images', () => {
+  it('resolves cid: from the message and blocks remote images with words', () => {
+    const r = sanitizeBody('<p><img src="cid:logo@x" alt="Logo"><img src="https://track.example/p.gif" width="1" height="1"><img src="cid:missing@x"></p>', {
+      cid: (id) => (id === 'logo@x' ? 'blob:https://a.test/1234' : undefined),
+    });
+    expect(r.html).toContain('src="blob:https://a.test/1234"');
+    expect(r.html).not.toContain('track.example');
+    expect(r.html).toContain('>[image]</span>');
+    expect(r.html).not.toContain('<img src="cid');
+    expect(r.html).toMatch(/<img src="blob:[^"]*" alt="Logo">/);
+    expect(r.blocked).toBe(1);
+  });
+  it('counts remote backgrounds', () => {
+    expect(sanitizeBody('<div style="background:url(http://x.example/a.png)">x</div>').blocked).toBe(1);
+  });
+  it('finds the cid: URLs', () => expect(cidsOf('<img src="cid:a%40b"><img src=\'cid:c@d\'>')).toEqual(['a@b', 'c@d']));
 });

@@ -23,14 +23,6 @@ export function formatSize(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
-export function formatDate(iso: string | null): string {
-  if (!iso) return '';
-  const d = new Date(iso);
-  const now = new Date();
-  if (d.toDateString() === now.toDateString()) return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
-  return d.toLocaleDateString(undefined, { year: d.getFullYear() === now.getFullYear() ? undefined : 'numeric', month: 'short', day: 'numeric' });
-}
-
 // saveBlob hands a blob to the browser as a download.
 export function saveBlob(blob: Blob, filename: string): void {
   const url = URL.createObjectURL(blob);
