@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -22,6 +23,15 @@ type notice struct {
 	epoch int64
 }
 
+// resolverRE matches what Go's resolver adds to a DNS error: " on
+// ADDR:PORT" naming the DNS server asked.
+var resolverRE = regexp.MustCompile(` on (\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d+`)
+
+// withoutResolver drops the DNS server's address from reason: it tells the
+// author nothing, and tells whoever reads the notice (it may be forwarded)
+// about this domain's network.
+func withoutResolver(reason string) string { return resolverRE.ReplaceAllString(reason, "") }
+
 // prepareNotice stores the text of the notice telling p's author that the
 // copy for p.Domain failed for reason, and builds its placeholder.
 func (m *MTA) prepareNotice(ctx context.Context, p PushPayload, reason string) (*notice, error) {
@@ -33,7 +43,7 @@ func (m *MTA) prepareNotice(ctx context.Context, p PushPayload, reason string) (
 	if len(p.Recipients) == 0 {
 		fmt.Fprintf(&b, "    the recipients at %s\n", p.Domain)
 	}
-	fmt.Fprintf(&b, "\nThe mail system at %s gave up on it. The reason:\n\n    %s\n", m.cfg.Domain, reason)
+	fmt.Fprintf(&b, "\nThe mail system at %s gave up on it. The reason:\n\n    %s\n", m.cfg.Domain, withoutResolver(reason))
 	text := []byte(b.String())
 	var epoch int64
 	err := m.cfg.Meta.View(ctx, func(r meta.Reader) error {
