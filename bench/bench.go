@@ -63,6 +63,13 @@ type Options struct {
 	// "pullmail-pg"; and workload 4 on two nodes per domain of those
 	// stores, "pullmail-pg-2nodes" (issue 14).
 	Meta, Resources string
+	// Baseline, when set, is another pullmail binary (the previous
+	// commit's, say) whose 'serve' runs the same workloads on SQLite and
+	// files in the same run, "pullmail-baseline", so that a change is
+	// measured against what it changes on the same machine at the same
+	// moment (issue 14: no workload slower beyond noise). It must take
+	// the serve flags this version passes.
+	Baseline string
 }
 
 // Sizes are the workloads' parameters.
@@ -103,6 +110,8 @@ type Report struct {
 	Settings map[string][]string `json:"peer_settings,omitempty"`
 	Skipped  map[string]string   `json:"peers_skipped,omitempty"` // peer → why
 	Profiles []string            `json:"cpu_profiles,omitempty"`
+	// Baseline is the binary of pullmail-baseline (Options.Baseline).
+	Baseline string `json:"baseline,omitempty"`
 	// Stores names the PostgreSQL and S3 of pullmail-pg (Options.Meta),
 	// without credentials.
 	Stores string `json:"stores,omitempty"`
@@ -263,6 +272,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	sizes := append(slices.Clone(sz.Large), sz.Fanout)
 	slices.Sort(sizes)
 	sizes = slices.Compact(sizes)
+	sizes = slices.DeleteFunc(sizes, func(n int64) bool { return n <= 0 }) // a workload not run
 	paths := map[int64]string{}
 	for i, s := range sizes {
 		p := filepath.Join(files, fmt.Sprintf("attachment-%d.bin", s))
@@ -349,6 +359,20 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	closers = append(closers, pm.close)
 	systems = append(systems, pm)
 	smallOnly := []system{} // systems of workload 4 alone
+	if opt.Baseline != "" {
+		logf("starting %d Pullmail domains of the baseline %s", 1+nd, opt.Baseline)
+		base, profs, err := startPullmail(ctx, opt.Baseline, pullmailRun{label: "pullmail-baseline", dir: filepath.Join(dir, "pullmail-baseline"),
+			profileDir: opt.CPUProfileDir, users: users, serveFlags: serveFlags})
+		if err != nil {
+			return nil, fmt.Errorf("the baseline: %w", err)
+		}
+		closers = append(closers, base.close)
+		systems = append(systems, base)
+		for d, p := range profs {
+			profiles["pullmail-baseline/"+d] = p
+		}
+		r.Baseline = opt.Baseline
+	}
 	if opt.Meta != "" || opt.Resources != "" {
 		if opt.Meta == "" || opt.Resources == "" {
 			return nil, errors.New("--meta and --resources go together (PostgreSQL and S3)")

@@ -217,6 +217,7 @@ func (r *Report) Markdown(w io.Writer, command string) {
 		"attachment's size for wire and disk. Disk is what the receiving domain's server added; sender disk what a.test "+
 		"added (Pullmail only: the SMTP peers are measured as receiving MX alone, a sending MTA's queue copy is not counted).", r.Large)
 	storesTable(p, r)
+	baselineTable(p, r)
 	if r.Repeat != nil {
 		caseTable("**Workload 2: the same attachment again in a new message**: the extra bytes on the wire and on disk. "+
 			"The SMTP peers receive and store it again; Pullmail's recipient domain already holds the resource.", []Case{*r.Repeat})
@@ -329,6 +330,73 @@ func (r *Report) Markdown(w io.Writer, command string) {
 		p("CPU profiles: %s (`go tool pprof -top FILE`).", strings.Join(r.Profiles, ", "))
 		p("")
 	}
+}
+
+// noise is how far a ratio may stray from 1 before the baseline table
+// calls a workload slower: two runs of one binary differ this much here.
+const noise = 0.10
+
+// baselineTable compares this binary with the baseline binary, both on
+// SQLite and files, workload by workload (Options.Baseline).
+func baselineTable(p func(string, ...any), r *Report) {
+	if r.Baseline == "" {
+		return
+	}
+	p("**Against the baseline binary** `%s` (same run, SQLite and files both): time ÷ the baseline's (above 1: slower) "+
+		"and, for small messages, rate ÷ the baseline's (below 1: slower); “slower” beyond %.0f%%.", r.Baseline, noise*100)
+	p("")
+	p("| workload | pullmail | pullmail-baseline | ÷ | |")
+	p("| --- | --- | --- | --- | --- |")
+	verdict := func(worse bool) string {
+		if worse {
+			return "**slower**"
+		}
+		return "same or faster"
+	}
+	row := func(name string, cs []Case) {
+		for _, c := range cs {
+			var a, b *Result
+			for i := range c.Results {
+				switch c.Results[i].System {
+				case "pullmail":
+					a = &c.Results[i]
+				case "pullmail-baseline":
+					b = &c.Results[i]
+				}
+			}
+			if a == nil || b == nil || b.Seconds == 0 {
+				continue
+			}
+			q := a.Seconds / b.Seconds
+			p("| %s %s | %s | %s | ×%.2f | %s |", name, mib(c.Size), secs(a.Seconds), secs(b.Seconds), q, verdict(q > 1+noise))
+		}
+	}
+	row("1:", r.Large)
+	if r.Repeat != nil {
+		row("2: again", []Case{*r.Repeat})
+	}
+	if r.Fanout != nil {
+		row("3: fan-out", []Case{*r.Fanout})
+	}
+	row("6: SMTP in", r.SMTPIn)
+	for _, c := range r.Small {
+		var a, b *SmallResult
+		for i := range c.Results {
+			switch c.Results[i].System {
+			case "pullmail":
+				a = &c.Results[i]
+			case "pullmail-baseline":
+				b = &c.Results[i]
+			}
+		}
+		if a == nil || b == nil || b.PerSecond == 0 {
+			continue
+		}
+		q := a.PerSecond / b.PerSecond
+		p("| 4: %d small, %d senders | %.0f msgs/s, p99 %s | %.0f msgs/s, p99 %s | ×%.2f | %s |", c.Messages, c.Senders,
+			a.PerSecond, secs(a.P99), b.PerSecond, secs(b.P99), q, verdict(q < 1-noise))
+	}
+	p("")
 }
 
 // external says a system keeps its data in the operator's stores

@@ -143,8 +143,11 @@ func measureSMTPIn(ctx context.Context, sys system, path string, size int64, rcp
 		return Result{}, err
 	}
 	res.System = sys.name()
-	if w := sys.wire() - w0; w > 0 {
-		res.WireBytes = w
+	if res.WireBytes == 0 {
+		// A system that did not count its SMTP bytes itself (a peer, whose
+		// proxy did); Pullmail's counting proxy is on its HTTPS port and
+		// sees other traffic than this.
+		res.WireBytes = sys.wire() - w0
 	}
 	res.DiskBytes = r1 - r0
 	res.PeakRSS = rssOf(pids, false)

@@ -90,7 +90,7 @@ its servers this way; serve itself has no profiling flag.`,
 		},
 	})
 	register(&command{
-		name: "bench", args: "[--quick] [--peers maddy,mox|none] [--json] [--out FILE] [--cpuprofile DIR] [--meta URL --resources URL]",
+		name: "bench", args: "[--quick] [--peers maddy,mox|none] [--json] [--out FILE] [--cpuprofile DIR] [--meta URL --resources URL] [--baseline BINARY]",
 		short: "benchmark Pullmail against maddy, mox and the machine's floors",
 		long: `Runs the benchmark suite of docs/BENCHMARKS.md on loopback, in one run:
 
@@ -114,6 +114,8 @@ Tables go to stdout (markdown), progress to stderr. --quick runs small sizes (a 
 With --meta and --resources the workloads run a second time on Pullmail domains whose
 stores are that PostgreSQL server and S3 bucket (pullmail-pg), and workload 4 a third
 time with two serve nodes per domain (pullmail-pg-2nodes), beside SQLite and files.
+--baseline BINARY runs every workload a second time on that binary's serve (SQLite and
+files, pullmail-baseline) and tables each against this binary's, "slower" beyond 10%.
 The full mode needs about 20 GiB of free space in --tmp and takes tens of minutes.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			quick := fs.Bool("quick", false, "small sizes and few messages: proves the tool works")
@@ -124,6 +126,7 @@ The full mode needs about 20 GiB of free space in --tmp and takes tens of minute
 			cpu := fs.String("cpuprofile", "", "make each Pullmail server write a CPU profile to `DIR`/DOMAIN.cpu.pprof")
 			tmp := fs.String("tmp", "", "`DIR`ectory for the run's data (default: the system's temporary directory)")
 			metaURL := fs.String("meta", "", "also run on PostgreSQL: a postgres://USER@HOST/DB `URL` whose role may create databases (one per domain, dropped at the end); with --resources")
+			baseline := fs.String("baseline", "", "also run the workloads on the pullmail `BINARY` given (the previous commit's, say), SQLite and files, and compare")
 			resURL := fs.String("resources", "", "also run on S3: an s3://BUCKET/PREFIX?endpoint=URL&region=R `URL` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; one prefix per domain, emptied at the end); with --meta")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 0 {
@@ -138,7 +141,7 @@ The full mode needs about 20 GiB of free space in --tmp and takes tens of minute
 					return fmt.Errorf("finding this binary: %w", err)
 				}
 				rep, err := bench.Run(ctx, bench.Options{Binary: bin, Quick: *quick, Peers: names, CacheDir: *cache,
-					CPUProfileDir: *cpu, TempDir: *tmp, Progress: env.Stderr, Meta: *metaURL, Resources: *resURL})
+					CPUProfileDir: *cpu, TempDir: *tmp, Progress: env.Stderr, Meta: *metaURL, Resources: *resURL, Baseline: *baseline})
 				if err != nil {
 					return err
 				}
@@ -151,6 +154,9 @@ The full mode needs about 20 GiB of free space in --tmp and takes tens of minute
 				}
 				if *metaURL != "" {
 					cmdline += " --meta postgres://… --resources s3://…"
+				}
+				if *baseline != "" {
+					cmdline += " --baseline " + *baseline
 				}
 				var md bytes.Buffer
 				rep.Markdown(&md, cmdline)
