@@ -1,8 +1,8 @@
 // Pullmail webmail service worker (scope /webmail/): keeps the app shell so
 // that the app starts offline; mail itself is in IndexedDB. The build fills
 // in the list of files and a version derived from their contents.
-const PRECACHE = ["./","assets/index-BF0ftZeW.js","favicon.ico","icon-192.png","icon-512.png","icon-maskable-512.png","icon.svg","manifest.webmanifest"];
-const VERSION = "82a82a0ba380e0ba";
+const PRECACHE = ["./","assets/index-BXf5oE7M.js","favicon.ico","icon-192.png","icon-512.png","icon-maskable-512.png","icon.svg","manifest.webmanifest"];
+const VERSION = "208e3892a740b97d";
 const CACHE = `pullmail-shell-${VERSION}`;
 const BASE = new URL('./', self.location).pathname; // /webmail/
 

@@ -326,6 +326,45 @@ function SentFailure({ api, notice }: { api: Api; notice: Message }) {
   );
 }
 
+// deliveryLabel says where a sent message is for one recipient, in words
+// (docs/PROTOCOL.md §8.20): the exchanger's reply for SMTP recipients, the
+// next try of a deferred one.
+export function deliveryLabel(d: NonNullable<Message['deliveries']>[number]): string {
+  const via = d.via === 'smtp' ? ' by SMTP' : d.via === 'pullmail' ? '' : d.via === 'local' ? ' (this server)' : '';
+  const reply = d.reply ? `: ${scrub(d.reply)}` : '';
+  switch (d.state) {
+    case 'delivered':
+      return `delivered${via}${d.via === 'smtp' && d.tls === 'none' ? ', unencrypted' : ''}`;
+    case 'queued':
+      return 'waiting to be sent';
+    case 'deferred':
+      return `not yet delivered${reply}${d.next_retry ? ` · trying again ${formatDate(d.next_retry)}` : ''}`;
+    case 'failed':
+      return `not delivered${reply}`;
+  }
+}
+
+// Deliveries lists each recipient's delivery state of a sent message.
+function Deliveries({ m }: { m: Message }) {
+  if (m.status !== 'sent' || !m.deliveries?.length) return null;
+  return (
+    <DeliveryList aria-label="Delivery" data-testid="deliveries">
+      {m.deliveries.map((d) => (
+        <li key={d.recipient} data-state={d.state}>
+          <Muted>{d.recipient}: {deliveryLabel(d)}</Muted>
+        </li>
+      ))}
+    </DeliveryList>
+  );
+}
+
+const DeliveryList = styled.ul`
+  list-style: none;
+  margin: 0.25rem 0 0;
+  padding: 0;
+  li[data-state='failed'] span { color: ${theme.danger}; }
+`;
+
 // PullProgress shows how many files of a message being pulled from the
 // sender's server have arrived.
 function PullProgress({ m, arrived }: { m: Message; arrived: Set<string> | null }) {
@@ -357,6 +396,7 @@ function MessageCard({ api, m, open, toggle, folders, noticeFor, onReply, onDele
           </Muted>
         </p>
         <PullProgress m={m} arrived={arrived} />
+        <Deliveries m={m} />
       </header>
       {notice && <SentFailure api={api} notice={notice} />}
       {open && (

@@ -168,6 +168,24 @@ describe('Conversation', () => {
     expect(screen.getByRole('button', { name: 'Mark read' })).toBeTruthy();
   });
 
+  it('lists each recipient’s delivery of a sent message', () => {
+    const m = msg({
+      id: 'k9', status: 'sent', folder: 'sent',
+      deliveries: [
+        { recipient: 'bob@b.test', domain: 'b.test', via: 'pullmail', state: 'delivered', updated: '2026-12-03T10:00:00Z' },
+        { recipient: 'carol@smtp.test', domain: 'smtp.test', via: 'smtp', state: 'deferred', reply: '451 4.7.1 try later', code: 451, updated: '2026-12-03T10:00:00Z' },
+        { recipient: 'dave@smtp.test', domain: 'smtp.test', via: 'smtp', state: 'failed', reply: '550 5.1.1 no such user', code: 550, updated: '2026-12-03T10:00:00Z' },
+      ],
+    });
+    render(<Conversation {...props} thread={[m]} />);
+    const items = screen.getByRole('list', { name: 'Delivery' }).querySelectorAll('li');
+    expect([...items].map((li) => li.textContent)).toEqual([
+      'bob@b.test: delivered',
+      'carol@smtp.test: not yet delivered: 451 4.7.1 try later',
+      'dave@smtp.test: not delivered: 550 5.1.1 no such user',
+    ]);
+  });
+
   it('folds a message with the sender button', async () => {
     const m = msg({ id: 'k2', text: { content_id: 'T2', content_type: 'text/plain', size: 2 } });
     await putBody('k2', 'T2', 'hi');
