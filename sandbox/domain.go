@@ -217,12 +217,29 @@ func (d *Domain) startProcess(ctx context.Context) error {
 	if len(d.nodes) > 0 {
 		node = d.NodeName()
 	}
-	cmd, done, exit, err := d.serve(ctx, d.Dir, d.port, node, &d.log)
-	if err != nil {
-		return err
+	for try := 1; ; try++ {
+		mark := len(d.log.String())
+		cmd, done, exit, err := d.serve(ctx, d.Dir, d.port, node, &d.log)
+		if err == nil {
+			d.cmd, d.done, d.exit = cmd, done, exit
+			return nil
+		}
+		// The mail exchanger's port was free when listen picked it, but
+		// the kernel may have handed it to an outgoing connection since
+		// (both come from the ephemeral range). It is published nowhere
+		// but Domain.SMTP, so another one will do; the HTTPS port is in
+		// DNS and cannot change.
+		smtpTaken := d.SMTP != "" && strings.Contains(d.log.String()[mark:], "listening for SMTP on "+d.SMTP) &&
+			strings.Contains(d.log.String()[mark:], "address already in use")
+		if !smtpTaken || try == 3 {
+			return err
+		}
+		p, perr := FreePort()
+		if perr != nil {
+			return err
+		}
+		d.SMTP = fmt.Sprintf("127.0.0.1:%d", p)
 	}
-	d.cmd, d.done, d.exit = cmd, done, exit
-	return nil
 }
 
 // serve starts 'pullmail serve' for the domain on the data directory dir
