@@ -332,6 +332,23 @@ func (r *Report) Markdown(w io.Writer, command string) {
 	}
 }
 
+// resultOf is the result of system sys among rs, nil if it has none.
+func resultOf[R interface{ Result | SmallResult }](rs []R, sys string) *R {
+	for i := range rs {
+		var name string
+		switch r := any(rs[i]).(type) {
+		case Result:
+			name = r.System
+		case SmallResult:
+			name = r.System
+		}
+		if name == sys {
+			return &rs[i]
+		}
+	}
+	return nil
+}
+
 // noise is how far a ratio may stray from 1 before the baseline table
 // calls a workload slower: two runs of one binary differ this much here.
 const noise = 0.10
@@ -355,15 +372,7 @@ func baselineTable(p func(string, ...any), r *Report) {
 	}
 	row := func(name string, cs []Case) {
 		for _, c := range cs {
-			var a, b *Result
-			for i := range c.Results {
-				switch c.Results[i].System {
-				case "pullmail":
-					a = &c.Results[i]
-				case "pullmail-baseline":
-					b = &c.Results[i]
-				}
-			}
+			a, b := resultOf(c.Results, "pullmail"), resultOf(c.Results, "pullmail-baseline")
 			if a == nil || b == nil || b.Seconds == 0 {
 				continue
 			}
@@ -383,15 +392,7 @@ func baselineTable(p func(string, ...any), r *Report) {
 		row("6b: SMTP in again", r.SMTPIn[1:])
 	}
 	for _, c := range r.Small {
-		var a, b *SmallResult
-		for i := range c.Results {
-			switch c.Results[i].System {
-			case "pullmail":
-				a = &c.Results[i]
-			case "pullmail-baseline":
-				b = &c.Results[i]
-			}
-		}
+		a, b := resultOf(c.Results, "pullmail"), resultOf(c.Results, "pullmail-baseline")
 		if a == nil || b == nil || b.PerSecond == 0 {
 			continue
 		}
@@ -410,22 +411,6 @@ func external(system string) bool { return strings.HasPrefix(system, "pullmail-p
 // SQLite and files in the same run (issue 14): workload 1's time and
 // workload 4's rate and p99.
 func storesTable(p func(string, ...any), r *Report) {
-	find := func(rs []Result, sys string) *Result {
-		for i := range rs {
-			if rs[i].System == sys {
-				return &rs[i]
-			}
-		}
-		return nil
-	}
-	findSmall := func(rs []SmallResult, sys string) *SmallResult {
-		for i := range rs {
-			if rs[i].System == sys {
-				return &rs[i]
-			}
-		}
-		return nil
-	}
 	if r.Stores == "" {
 		return
 	}
@@ -438,14 +423,14 @@ func storesTable(p func(string, ...any), r *Report) {
 	p("| workload | pullmail (SQLite, files) | pullmail-pg | ÷ | pullmail-pg-2nodes | ÷ | pullmail-pg peak RSS |")
 	p("| --- | --- | --- | --- | --- | --- | --- |")
 	for _, c := range r.Large {
-		a, b := find(c.Results, "pullmail"), find(c.Results, "pullmail-pg")
+		a, b := resultOf(c.Results, "pullmail"), resultOf(c.Results, "pullmail-pg")
 		if a == nil || b == nil {
 			continue
 		}
 		p("| 1: %s | %s | %s | %s | — | — | %s |", mib(c.Size), secs(a.Seconds), secs(b.Seconds), ratio(b.Seconds, a.Seconds), rssText(b.PeakRSS))
 	}
 	for _, c := range r.Small {
-		a, b, b2 := findSmall(c.Results, "pullmail"), findSmall(c.Results, "pullmail-pg"), findSmall(c.Results, "pullmail-pg-2nodes")
+		a, b, b2 := resultOf(c.Results, "pullmail"), resultOf(c.Results, "pullmail-pg"), resultOf(c.Results, "pullmail-pg-2nodes")
 		if a == nil || b == nil {
 			continue
 		}

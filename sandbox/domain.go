@@ -122,14 +122,7 @@ func (d *Domain) Stop() error {
 	}
 	d.running = false
 	if d.sb.cfg.Kind == Process {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(15 * time.Second):
-			d.cmd.Process.Signal(syscall.SIGKILL)
-			<-d.done
-		}
-		return *d.exit
+		return terminate(d.cmd, d.done, d.exit)
 	}
 	d.cancel()
 	err := <-d.served

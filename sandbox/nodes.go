@@ -169,14 +169,20 @@ func (n *Node) Stop() error {
 		return nil
 	}
 	n.running = false
-	n.cmd.Process.Signal(syscall.SIGTERM)
+	return terminate(n.cmd, n.done, n.exit)
+}
+
+// terminate ends a serve process gracefully: SIGTERM, SIGKILL after 15 s;
+// done closes once it has been waited for, and *exit is then how it ended.
+func terminate(cmd *exec.Cmd, done <-chan struct{}, exit *error) error {
+	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-n.done:
+	case <-done:
 	case <-time.After(15 * time.Second):
-		n.cmd.Process.Signal(syscall.SIGKILL)
-		<-n.done
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
 	}
-	return *n.exit
+	return *exit
 }
 
 // checkNodes refuses what cannot run several nodes.

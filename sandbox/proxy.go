@@ -4,8 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -147,12 +151,42 @@ func (c countingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort returns a loopback port that was free a moment ago, chosen
+// below the kernel's ephemeral range (ip_local_port_range), so that no
+// outgoing connection is handed it before the server that was given it
+// binds it (or binds it again after a restart): a port from ":0" is an
+// ephemeral one, and the sandbox's restarts found theirs taken that way.
 func FreePort() (int, error) {
+	lo := ephemeralLow()
+	if lo > 20000 {
+		for range 200 {
+			p := 10000 + rand.IntN(lo-10000)
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err == nil {
+				ln.Close()
+				return p, nil
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux),
+// 0 where it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
 }

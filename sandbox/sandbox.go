@@ -353,11 +353,17 @@ func (s *Sandbox) Close() error {
 // listen picks the domain's port and, with CountWire, starts its proxy.
 func (d *Domain) listen() error {
 	if d.sb.cfg.Kind == InProcess {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		// Held from now to the first start, on a port FreePort chose
+		// (restarts bind it again).
+		port, err := FreePort()
 		if err != nil {
 			return err
 		}
-		d.ln, d.port = ln, ln.Addr().(*net.TCPAddr).Port
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return err
+		}
+		d.ln, d.port = ln, port
 	} else {
 		var err error
 		if d.port, err = FreePort(); err != nil {
