@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/sandbox"
 	"github.com/pullmail/pullmail/tlsca"
 )
@@ -205,7 +206,6 @@ func (s *Pullmail) SendOut(ctx context.Context, n, senders int, rcpt string, w *
 	}
 	run := time.Now().UnixNano()
 	var (
-		next    atomic.Int64
 		mu      sync.Mutex
 		sent    = map[string]time.Time{}
 		subject []string
@@ -213,41 +213,15 @@ func (s *Pullmail) SendOut(ctx context.Context, n, senders int, rcpt string, w *
 	for i := range n {
 		subject = append(subject, fmt.Sprintf("out %d %d", run, i))
 	}
-	errc := make(chan error, senders)
 	first := time.Now()
-	for range senders {
-		go func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					errc <- nil
-					return
-				}
-				text, err := uploadText(ctx, alice, fmt.Sprintf("Message %d.\n", i))
-				if err != nil {
-					errc <- err
-					return
-				}
-				d, err := draft(ctx, alice, s.Sender, []string{rcpt}, subject[i], text)
-				if err != nil {
-					errc <- err
-					return
-				}
-				if _, err := alice.Send(ctx, d.ID); err != nil {
-					errc <- fmt.Errorf("sending: %w", err)
-					return
-				}
-				now := time.Now()
-				mu.Lock()
-				sent[subject[i]] = now
-				mu.Unlock()
-			}
-		}()
-	}
-	for range senders {
-		if err := <-errc; err != nil {
-			return SmallResult{}, err
-		}
+	err = sendMany(ctx, alice, s.Sender, rcpt, n, senders, func(i int) string { return subject[i] },
+		func(i int, _ mailbox.Message, at time.Time) {
+			mu.Lock()
+			sent[subject[i]] = at
+			mu.Unlock()
+		})
+	if err != nil {
+		return SmallResult{}, err
 	}
 	stored, err := w.wait(ctx, subject, time.Now().Add(5*time.Minute+time.Duration(n)*20*time.Millisecond))
 	if err != nil {

@@ -213,42 +213,15 @@ func (s *Pullmail) SendSmall(ctx context.Context, n, senders int, rcpt string) (
 		watchDone <- fmt.Errorf("%d of %d delivered when the time ran out", len(done), n)
 	}()
 
-	var next atomic.Int64
-	sendErr := make(chan error, senders)
 	first := time.Now()
-	for range senders {
-		go func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					sendErr <- nil
-					return
-				}
-				text, err := uploadText(ctx, alice, fmt.Sprintf("Message %d.\n", i))
-				if err != nil {
-					sendErr <- err
-					return
-				}
-				d, err := draft(ctx, alice, s.Sender, []string{rcpt}, fmt.Sprintf("small %d", i), text)
-				if err != nil {
-					sendErr <- err
-					return
-				}
-				if _, err := alice.Send(ctx, d.ID); err != nil {
-					sendErr <- fmt.Errorf("sending: %w", err)
-					return
-				}
-				now := time.Now()
-				mu.Lock()
-				sent[d.MessageID] = now
-				mu.Unlock()
-			}
-		}()
-	}
-	for range senders {
-		if err := <-sendErr; err != nil {
-			return SmallResult{}, err
-		}
+	err = sendMany(ctx, alice, s.Sender, rcpt, n, senders, func(i int) string { return fmt.Sprintf("small %d", i) },
+		func(_ int, d mailbox.Message, at time.Time) {
+			mu.Lock()
+			sent[d.MessageID] = at
+			mu.Unlock()
+		})
+	if err != nil {
+		return SmallResult{}, err
 	}
 	if err := <-watchDone; err != nil {
 		return SmallResult{}, err
@@ -429,6 +402,48 @@ func (s *smtpSystem) SendSmall(ctx context.Context, n, senders int, rcpt string)
 		return res, fmt.Errorf("%s accepted %d messages but its store holds %d new files", s.peer.name, res.Delivered, got)
 	}
 	return res, nil
+}
+
+// sendMany sends n small messages from c's user (from) to rcpt, senders
+// at once: each uploads its text, saves a draft with subject(i) and sends
+// it without waiting for delivery; sent is told of each when Send returned.
+// It returns once every sender is done, or at the first error.
+func sendMany(ctx context.Context, c *client.Client, from, rcpt string, n, senders int, subject func(int) string,
+	sent func(i int, d mailbox.Message, at time.Time)) error {
+	var next atomic.Int64
+	errc := make(chan error, senders)
+	for range senders {
+		go func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					errc <- nil
+					return
+				}
+				text, err := uploadText(ctx, c, fmt.Sprintf("Message %d.\n", i))
+				if err != nil {
+					errc <- err
+					return
+				}
+				d, err := draft(ctx, c, from, []string{rcpt}, subject(i), text)
+				if err != nil {
+					errc <- err
+					return
+				}
+				if _, err := c.Send(ctx, d.ID); err != nil {
+					errc <- fmt.Errorf("sending: %w", err)
+					return
+				}
+				sent(i, d, time.Now())
+			}
+		}()
+	}
+	for range senders {
+		if err := <-errc; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // percentiles returns the median and the 99th percentile of xs.
