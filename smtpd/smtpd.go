@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -65,7 +66,13 @@ type Config struct {
 	// Timeout bounds each read and write of a connection (default 5
 	// minutes, RFC 5321 §4.5.3.2's lowest).
 	Timeout time.Duration
-	TempDir string
+	// MaxErrors is how many recipients a session may have refused before
+	// the server says 421 and closes it (default 20, Postfix's
+	// smtpd_hard_error_limit): a directory-harvest probe or a pipelined
+	// flood of bad RCPTs costs the server a bounded amount of work,
+	// whatever its speed.
+	MaxErrors int
+	TempDir   string
 	// Resolver answers the SPF, DKIM and DMARC queries (nil: the system's).
 	Resolver *net.Resolver
 	// Submission, when set, makes the server a submission agent for this
@@ -95,6 +102,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Minute
+	}
+	if cfg.MaxErrors <= 0 {
+		cfg.MaxErrors = 20
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -155,14 +165,33 @@ func (l closingListener) Accept() (net.Conn, error) {
 	return &closingConn{Conn: c}, nil
 }
 
-type closingConn struct{ net.Conn }
+type closingConn struct {
+	net.Conn
+	// last is set when the next reply is the session's last (a 421):
+	// go-smtp writes it and would read on, so the write closes.
+	last atomic.Bool
+}
 
 func (c *closingConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	if err != nil {
+	if err != nil || c.last.Load() {
 		c.Conn.Close()
 	}
 	return n, err
+}
+
+// closeAfterReply makes c close once the reply being made is written. go-smtp
+// writes each reply line with one Write and flushes it, so the next write
+// is that reply whole.
+func closeAfterReply(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if cc, ok := c.(*closingConn); ok {
+		cc.last.Store(true)
+		return
+	}
+	c.Close() // not made by Serve: no reply, but closed all the same
 }
 
 type slogLogger struct{ l *slog.Logger }
@@ -186,6 +215,8 @@ type session struct {
 	rcpts  []string
 	// principal is the authenticated user (submission only).
 	principal *auth.Principal
+	// refused counts the session's refused recipients (MaxErrors).
+	refused int
 }
 
 var (
@@ -194,7 +225,9 @@ var (
 	errNoRcpt      = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	errLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: "Message refused: a line longer than 1 MiB"}
-	errTemp = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, please try again later"}
+	errTemp          = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, please try again later"}
+	errTooManyErrors = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Too many refused recipients, closing the connection"}
 )
 
 func (ss *session) Reset() {
@@ -221,6 +254,24 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt takes a recipient only if it is a user of this domain: an address of
 // another domain is a relay attempt (550 5.7.1), an unknown user 550 5.1.1.
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	err := ss.rcpt(to)
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code < 500 {
+		return err
+	}
+	ss.mu.Lock()
+	ss.refused++
+	over := ss.refused >= ss.s.cfg.MaxErrors
+	ss.mu.Unlock()
+	if !over {
+		return err
+	}
+	ss.s.log.Warn("too many refused recipients, closing", "remote", ss.remote(), "refused", ss.refused)
+	closeAfterReply(ss.c.Conn())
+	return errTooManyErrors
+}
+
+func (ss *session) rcpt(to string) error {
 	addr, err := account.NormalizeAddress(to)
 	if err != nil {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
@@ -246,12 +297,9 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	for _, r := range ss.rcpts {
-		if r == addr {
-			return nil
-		}
+	if !slices.Contains(ss.rcpts, addr) {
+		ss.rcpts = append(ss.rcpts, addr)
 	}
-	ss.rcpts = append(ss.rcpts, addr)
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,10 +99,26 @@ func startMXTimeout(t *testing.T, maxSize int64, timeout time.Duration) *mx {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(l)
+	go s.Serve(smallSendBuffers{l})
 	t.Cleanup(func() { s.Close() })
 	m.addr = l.Addr().String()
 	return m
+}
+
+// smallSendBuffers gives the server's connections a 4 KiB send buffer, so
+// that a client that reads no replies blocks the server's writes after a
+// few hundred replies, not after the megabytes loopback's autotuning
+// allows: how soon TestPipelineFlood's client is closed then depends on
+// the write timeout, not on how fast the server answers. The server writes
+// only replies, so nothing else is slower for it.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(4096)
+	}
+	return c, err
 }
 
 // send delivers msg with go-smtp's client, over STARTTLS.
@@ -630,7 +647,9 @@ func TestHostileInput(t *testing.T) {
 // TestPipelineFlood: a client that pipelines commands without ever reading
 // the replies (RFC 2920 abuse) fills its own receive window; the server's
 // write then times out and it closes the connection, instead of buffering
-// replies without bound, and serves the next client as before.
+// replies without bound, and serves the next client as before. The flood is
+// of NOOPs, which the server answers without refusing anything, so it is the
+// write timeout that ends it, not MaxErrors (TestErrorLimit).
 func TestPipelineFlood(t *testing.T) {
 	const timeout = time.Second
 	m := startMXTimeout(t, 0, timeout)
@@ -640,8 +659,8 @@ func TestPipelineFlood(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.(*net.TCPConn).SetReadBuffer(4096)
-	conn.SetWriteDeadline(time.Now().Add(timeout + 20*time.Second))
-	flood := []byte(strings.Repeat("RCPT TO:<nobody@a.test>\r\n", 4096))
+	conn.SetWriteDeadline(time.Now().Add(timeout + 60*time.Second))
+	flood := []byte(strings.Repeat("NOOP\r\n", 16384))
 	conn.Write([]byte("EHLO flood.example\r\nMAIL FROM:<c@example.org>\r\n"))
 	start := time.Now()
 	var sent int64
@@ -649,12 +668,56 @@ func TestPipelineFlood(t *testing.T) {
 		n, err := conn.Write(flood)
 		sent += int64(n)
 		if err != nil {
-			t.Logf("closed after %v and %d MiB of commands: %v", time.Since(start), sent>>20, err)
+			t.Logf("closed after %v and %d KiB of commands: %v", time.Since(start), sent>>10, err)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("the server never closed a client that reads nothing")
+			}
 			break
 		}
 	}
-	if took := time.Since(start); took > timeout+9*time.Second {
-		t.Errorf("the server took %v to close a client that reads nothing", took)
+	if err := m.send(t, "c@example.org", []string{"alice@a.test"}, corpus(t, "corpus/01-plain.eml")); err != nil {
+		t.Fatalf("the next client: %v", err)
+	}
+	if n := len(m.inbox(t, "alice@a.test")); n != 1 {
+		t.Errorf("alice has %d messages, want the next client's 1", n)
+	}
+}
+
+// TestErrorLimit: a session that has had MaxErrors recipients refused gets
+// 421 and is closed (a directory-harvest probe ends there): the valid
+// recipient it had gets nothing, and the next client is served.
+func TestErrorLimit(t *testing.T) {
+	m := startMX(t, 0)
+	conn, err := net.Dial("tcp", m.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	var cmds strings.Builder
+	cmds.WriteString("EHLO probe.example\r\nMAIL FROM:<c@example.org>\r\nRCPT TO:<alice@a.test>\r\n")
+	for i := range 25 {
+		fmt.Fprintf(&cmds, "RCPT TO:<guess%d@a.test>\r\n", i)
+	}
+	if _, err := conn.Write([]byte(cmds.String())); err != nil {
+		t.Fatal(err)
+	}
+	replies, err := io.ReadAll(conn) // until the server closes
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("reading the replies: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(replies)), "\r\n")
+	var unknown int
+	for _, l := range lines {
+		if strings.HasPrefix(l, "550 5.1.1 ") {
+			unknown++
+		}
+	}
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "421 4.7.0 ") {
+		t.Errorf("last reply %q, want 421 4.7.0", last)
+	}
+	if unknown != 19 {
+		t.Errorf("%d recipients refused with 550 before the 421, want 19 (the 20th is the 421)", unknown)
 	}
 	if err := m.send(t, "c@example.org", []string{"alice@a.test"}, corpus(t, "corpus/01-plain.eml")); err != nil {
 		t.Fatalf("the next client: %v", err)
