@@ -105,8 +105,8 @@ type state struct {
 	envelopes    map[string][]byte
 	index        map[string]indexDoc // by message ID: the search index
 	folders      map[folderKey]meta.FolderState
-	changes      []change            // by Seq
-	seq          int64               // the highest Seq given
+	changes      []change // by Seq
+	seq          int64    // the highest Seq given
 	clients      map[string]meta.Client
 	grants       map[string]meta.Grant // by string(hash)
 	families     map[string]time.Time  // revoked, until
