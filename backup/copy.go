@@ -419,7 +419,7 @@ func (c *copier) messages(ctx context.Context) error {
 			return err
 		}
 		var copied int
-		err = c.update(ctx, func(tx meta.Tx, _ meta.Loader) error {
+		err = c.update(ctx, func(tx meta.Tx, l meta.Loader) error {
 			copied = 0
 			for _, m := range ms {
 				_, err := tx.Message(ctx, m.UserID, m.ID)
@@ -429,7 +429,7 @@ func (c *copier) messages(ctx context.Context) error {
 				if !errors.Is(err, meta.ErrNotFound) {
 					return err
 				}
-				if err := tx.InsertMessage(ctx, m); err != nil {
+				if err := l.LoadMessage(ctx, m); err != nil { // its UID and modseq kept
 					return err
 				}
 				if e, ok := envs[m.ID]; ok {
@@ -473,6 +473,10 @@ func (c *copier) rest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	folders, err := c.ex.FolderStates(ctx)
+	if err != nil {
+		return err
+	}
 	jobs, err := c.r.Jobs(ctx, "", 0)
 	if err != nil {
 		return err
@@ -486,6 +490,11 @@ func (c *copier) rest(ctx context.Context) error {
 		for _, u := range ups {
 			if err := l.LoadUpload(ctx, u); err != nil {
 				return err
+			}
+		}
+		for _, f := range folders {
+			if err := l.LoadFolderState(ctx, f); err != nil {
+				return fmt.Errorf("folder %q of user %d: %w", f.Folder, f.UserID, err)
 			}
 		}
 		// Oldest first, so that the target's IDs keep the order.
@@ -655,7 +664,8 @@ func sameMessage(a, b meta.Message) bool {
 		a.ThreadID == b.ThreadID && a.Status == b.Status && a.StatusReason == b.StatusReason && a.Seen == b.Seen &&
 		a.From == b.From && a.Subject == b.Subject && a.Date.Equal(b.Date) && a.Created.Equal(b.Created) &&
 		a.Updated.Equal(b.Updated) && bytes.Equal(a.Placeholder, b.Placeholder) && sameRefs(a.Refs, b.Refs) &&
-		a.TrashedFrom == b.TrashedFrom && a.Trashed.Equal(b.Trashed)
+		a.TrashedFrom == b.TrashedFrom && a.Trashed.Equal(b.Trashed) && slices.Equal(a.Keywords, b.Keywords) &&
+		a.UID == b.UID && a.ModSeq == b.ModSeq
 }
 
 // sameRefs compares two sets of references (a store need not keep their
@@ -706,6 +716,11 @@ func (c *copier) verifyMessages(ctx context.Context, d meta.Reader, dex meta.Exp
 		return err
 	} else if len(more) > 0 {
 		return differ("message %q is in the target only", more[0].ID)
+	}
+	if err := same("the folders' UIDs", c.ex.FolderStates, dex.FolderStates, equalSlices(func(a, b meta.UserFolder) bool {
+		return a == b
+	}))(ctx); err != nil {
+		return err
 	}
 	return same("the uploads", c.ex.Uploads, dex.Uploads, equalSlices(func(a, b meta.Upload) bool {
 		return a.UserID == b.UserID && a.Ref == b.Ref && a.Created.Equal(b.Created)

@@ -43,6 +43,17 @@ type Exporter interface {
 	// greater than after, ordered by ID, each whole (Placeholder and
 	// Refs): a copy pages through them.
 	AllMessages(ctx context.Context, after string, limit int) ([]Message, error)
+	// FolderStates returns every folder's IMAP state that the store keeps,
+	// ordered by user then folder.
+	FolderStates(ctx context.Context) ([]UserFolder, error)
+}
+
+// UserFolder is a folder's state (FolderState) with whose folder it is, as
+// listed for a copy.
+type UserFolder struct {
+	UserID int64
+	Folder Folder
+	State  FolderState
 }
 
 // Loader writes what Tx cannot, for a copy into a store. It is implemented
@@ -57,6 +68,14 @@ type Loader interface {
 	LoadUser(ctx context.Context, u User) error
 	// LoadUpload records an upload with its time (AddUpload takes now).
 	LoadUpload(ctx context.Context, up Upload) error
+	// LoadMessage stores a message as InsertMessage does, but keeps its
+	// UID and ModSeq and logs no change (the copy's feed starts afresh:
+	// ResetFeed), so that mail clients' cached UIDs stay right.
+	LoadMessage(ctx context.Context, m Message) error
+	// LoadFolderState sets the folder's state (its next UID and highest
+	// modseq; UIDVALIDITY is the user's): with LoadMessage, no UID is given
+	// again in the folder.
+	LoadFolderState(ctx context.Context, f UserFolder) error
 	// ResetFeed starts the change feed afresh above seq (the copied
 	// store's Cursor): Cursor becomes greater than seq and than any Seq
 	// this store logged so far, and every user's log is kept only from

@@ -135,3 +135,44 @@ func (t *txn) ResetFeed(_ context.Context, seq int64) (int64, error) {
 	}
 	return next, nil
 }
+
+func (r reader) FolderStates(context.Context) ([]meta.UserFolder, error) {
+	var out []meta.UserFolder
+	for k, fs := range r.st().folders {
+		out = append(out, meta.UserFolder{UserID: k.user, Folder: k.folder, State: fs})
+	}
+	slices.SortFunc(out, func(a, b meta.UserFolder) int {
+		return cmp.Or(cmp.Compare(a.UserID, b.UserID), strings.Compare(string(a.Folder), string(b.Folder)))
+	})
+	return out, nil
+}
+
+func (t *txn) LoadMessage(_ context.Context, m meta.Message) error {
+	uid, modseq := m.UID, m.ModSeq
+	m, err := rows.NewMessage(m, time.Now())
+	if err != nil {
+		return fmt.Errorf("meta/memstore: load message %q: %w", m.ID, err)
+	}
+	if _, ok := t.st.messages[m.ID]; ok {
+		return exists("message " + m.ID)
+	}
+	if !t.hasUser(m.UserID) {
+		return notFound(fmt.Sprint("user ", m.UserID))
+	}
+	if err := t.refsNotCondemned(m.Refs); err != nil {
+		return fmt.Errorf("meta/memstore: load message %q: %w", m.ID, err)
+	}
+	m.UID, m.ModSeq = uid, modseq
+	own(t.owned, &t.st.messages)[m.ID] = setRefs(m)
+	return nil
+}
+
+func (t *txn) LoadFolderState(_ context.Context, f meta.UserFolder) error {
+	if !t.hasUser(f.UserID) {
+		return notFound(fmt.Sprint("user ", f.UserID))
+	}
+	fs := t.st.folderState(f.UserID, f.Folder)
+	fs.UIDNext, fs.HighestModSeq = f.State.UIDNext, f.State.HighestModSeq
+	own(t.owned, &t.st.folders)[folderKey{f.UserID, f.Folder}] = fs
+	return nil
+}

@@ -39,8 +39,10 @@ func testPort(t *testing.T, open func(t *testing.T) meta.Store) {
 	r1, r2, r3 := meta.Ref{ID: rid("one"), Size: 3}, meta.Ref{ID: rid("two"), Size: 3}, meta.Ref{ID: rid("three"), Size: 5}
 	trashed := message(alice.ID, "m2", meta.Trash, day(3), r2)
 	trashed.TrashedFrom, trashed.Trashed = meta.Archive, day(4)
+	m1 := message(alice.ID, "m1", meta.Inbox, day(2), r1, r2)
+	m1.Keywords = []string{"$flagged", "work"}
 	msgs := []meta.Message{
-		message(alice.ID, "m1", meta.Inbox, day(2), r1, r2),
+		m1,
 		trashed,
 		message(carol.ID, "m3", meta.Sent, day(5), r3),
 		message(carol.ID, "m0", meta.Drafts, time.Time{}),
@@ -94,6 +96,10 @@ func testPort(t *testing.T, open func(t *testing.T) meta.Store) {
 		}
 		return tx.AddUpload(ctx, alice.ID, r1)
 	})
+	// A message that came and went: the inbox's next UID is above every
+	// message left in it, and the copy must keep that.
+	insert(t, src, message(alice.ID, "m-gone", meta.Inbox, day(6)))
+	update(t, src, func(ctx context.Context, tx meta.Tx) error { return tx.DeleteMessage(ctx, alice.ID, "m-gone") })
 	srcCursor := cursor(t, src)
 
 	// The export, in one View.
@@ -105,6 +111,7 @@ func testPort(t *testing.T, open func(t *testing.T) meta.Store) {
 		setOut  map[string]string
 		userOut map[int64]map[string]string
 		famOut  map[string]time.Time
+		fsOut   []meta.UserFolder
 	)
 	err := src.View(ctx, func(r meta.Reader) error {
 		ex, ok := r.(meta.Exporter)
@@ -131,6 +138,9 @@ func testPort(t *testing.T, open func(t *testing.T) meta.Store) {
 			return err
 		}
 		if ups, err = ex.Uploads(ctx); err != nil {
+			return err
+		}
+		if fsOut, err = ex.FolderStates(ctx); err != nil {
 			return err
 		}
 		// Pages of two, then everything at once.
@@ -188,6 +198,15 @@ func testPort(t *testing.T, open func(t *testing.T) meta.Store) {
 	for i := range all {
 		checkMessage(t, all[i], want[i])
 	}
+	var inboxState meta.FolderState
+	for _, f := range fsOut {
+		if f.UserID == alice.ID && f.Folder == meta.Inbox {
+			inboxState = f.State
+		}
+	}
+	if len(fsOut) != 4 || inboxState.UIDNext != 3 {
+		t.Errorf("FolderStates = %+v, want 4 folders, alice's inbox with UIDNext 3", fsOut)
+	}
 
 	// The load, into an empty store.
 	dst := newStore()
@@ -207,7 +226,12 @@ func testPort(t *testing.T, open func(t *testing.T) meta.Store) {
 			}
 		}
 		for _, m := range all {
-			if err := tx.InsertMessage(ctx, m); err != nil {
+			if err := l.LoadMessage(ctx, m); err != nil {
+				return err
+			}
+		}
+		for _, f := range fsOut {
+			if err := l.LoadFolderState(ctx, f); err != nil {
 				return err
 			}
 		}
@@ -260,7 +284,20 @@ func testPort(t *testing.T, open func(t *testing.T) meta.Store) {
 			t.Fatalf("loaded message %q: %v", m.ID, err)
 		}
 		checkMessage(t, got, m)
+		if got.UID != m.UID || got.ModSeq != m.ModSeq {
+			t.Errorf("loaded message %q: UID %d ModSeq %d, want %d %d", m.ID, got.UID, got.ModSeq, m.UID, m.ModSeq)
+		}
 	}
+	for _, f := range fsOut {
+		got, err := dst.FolderState(ctx, f.UserID, f.Folder)
+		if err != nil || got != f.State {
+			t.Errorf("loaded state of %s of user %d = %+v, %v; want %+v", f.Folder, f.UserID, got, err, f.State)
+		}
+	}
+	err = dst.Update(ctx, func(tx meta.Tx) error {
+		return tx.(meta.Loader).LoadFolderState(ctx, meta.UserFolder{UserID: carol.ID + 100, Folder: meta.Inbox})
+	})
+	wantErr(t, "LoadFolderState of no such user", err, meta.ErrNotFound)
 
 	// The feed: every cursor of either store is gone, the new one is not.
 	if c := cursor(t, dst); reset <= srcCursor || c != reset {
@@ -276,6 +313,9 @@ func testPort(t *testing.T, open func(t *testing.T) meta.Store) {
 	insert(t, dst, message(alice.ID, "m9", meta.Inbox, day(9)))
 	if got := changes(t, dst, alice.ID, reset); !slices.Equal(got, []change{{"m9", meta.Inbox, meta.Created}}) {
 		t.Errorf("Changes after a write past ResetFeed = %v", got)
+	}
+	if m9 := readMessage(t, dst, alice.ID, "m9"); m9.UID != 3 {
+		t.Errorf("the first message after the copy has UID %d in the inbox, want 3 (2 was given before it)", m9.UID)
 	}
 	// A reset below the store's own cursor still goes above it.
 	before := cursor(t, dst)

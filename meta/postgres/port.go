@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/internal/rows"
 	"github.com/pullmail/pullmail/resource"
 )
 
@@ -179,4 +180,64 @@ func (t *txn) ResetFeed(ctx context.Context, seq int64) (int64, error) {
 		}
 	}
 	return next, nil
+}
+
+func (r reader) FolderStates(ctx context.Context) ([]meta.UserFolder, error) {
+	out, err := collect(ctx, r.q, func(row scanner) (meta.UserFolder, error) {
+		var f meta.UserFolder
+		var folder string
+		var validity, next int64
+		err := row.Scan(&f.UserID, &folder, &validity, &next, &f.State.HighestModSeq)
+		f.Folder, f.State.UIDValidity, f.State.UIDNext = meta.Folder(folder), uint32(validity), uint32(next)
+		return f, err
+	}, `SELECT user_id, folder, uid_validity, uid_next, highest_modseq FROM folder_uids ORDER BY user_id, folder COLLATE "C"`)
+	if err != nil {
+		return nil, fmt.Errorf("meta/postgres: folder states: %w", err)
+	}
+	return out, nil
+}
+
+func (t *txn) LoadMessage(ctx context.Context, m meta.Message) error {
+	if err := t.loadMessage(ctx, m); err != nil {
+		return fmt.Errorf("meta/postgres: load message %q: %w", m.ID, err)
+	}
+	return nil
+}
+
+func (t *txn) loadMessage(ctx context.Context, m meta.Message) error {
+	uid, modseq := m.UID, m.ModSeq
+	m, err := rows.NewMessage(m, time.Now())
+	if err != nil {
+		return err
+	}
+	if digests, _ := refArrays(m); len(digests) > 0 {
+		if err := t.refsNotCondemned(ctx, digests); err != nil {
+			return err
+		}
+	}
+	tag, err := t.q.Exec(ctx, `INSERT INTO messages (id, user_id, folder, message_id, thread_id, status, status_reason,
+			seen, from_, subject, date, created, updated, placeholder, trashed_from, trashed, keywords, uid, modseq)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
+		WHERE EXISTS (SELECT 1 FROM users WHERE id = $2) ON CONFLICT DO NOTHING`,
+		m.ID, m.UserID, string(m.Folder), m.MessageID, m.ThreadID, string(m.Status), m.StatusReason, m.Seen,
+		m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
+		string(m.TrashedFrom), nanos(m.Trashed), rows.JoinKeywords(m.Keywords), int64(uid), modseq)
+	if err != nil {
+		return mapErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return t.orMissing(ctx, userExists, m.UserID)
+	}
+	return t.insertRefs(ctx, m)
+}
+
+func (t *txn) LoadFolderState(ctx context.Context, f meta.UserFolder) error {
+	tag, err := t.q.Exec(ctx, `INSERT INTO folder_uids (user_id, folder, uid_validity, uid_next, highest_modseq)
+		SELECT id, $2, greatest(1, created / 1000000000), $3, $4 FROM users WHERE id = $1
+		ON CONFLICT (user_id, folder) DO UPDATE SET uid_next = excluded.uid_next, highest_modseq = excluded.highest_modseq`,
+		f.UserID, string(f.Folder), int64(f.State.UIDNext), f.State.HighestModSeq)
+	if err := one(tag, err); err != nil {
+		return fmt.Errorf("meta/postgres: load state of folder %q of user %d: %w", f.Folder, f.UserID, err)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pullmail/pullmail/meta"
+	"github.com/pullmail/pullmail/meta/internal/rows"
 	"github.com/pullmail/pullmail/resource"
 )
 
@@ -191,4 +192,50 @@ func (t *txn) ResetFeed(ctx context.Context, seq int64) (int64, error) {
 		}
 	}
 	return next, nil
+}
+
+func (r reader) FolderStates(ctx context.Context) ([]meta.UserFolder, error) {
+	var out []meta.UserFolder
+	err := r.each(ctx, func(rs *sql.Rows) error {
+		var f meta.UserFolder
+		var folder string
+		if err := rs.Scan(&f.UserID, &folder, &f.State.UIDValidity, &f.State.UIDNext, &f.State.HighestModSeq); err != nil {
+			return err
+		}
+		f.Folder = meta.Folder(folder)
+		out = append(out, f)
+		return nil
+	}, `SELECT user_id, folder, uid_validity, uid_next, highest_modseq FROM folder_uids ORDER BY user_id, folder`)
+	if err != nil {
+		return nil, fmt.Errorf("meta/sqlite: folder states: %w", err)
+	}
+	return out, nil
+}
+
+func (t *txn) LoadMessage(ctx context.Context, m meta.Message) error {
+	uid, modseq := m.UID, m.ModSeq
+	m, err := rows.NewMessage(m, time.Now())
+	if err == nil {
+		err = t.refsNotCondemned(ctx, m.Refs)
+	}
+	if err == nil {
+		m.UID, m.ModSeq = uid, modseq
+		err = t.insertRow(ctx, m)
+	}
+	if err != nil {
+		return fmt.Errorf("meta/sqlite: load message %q: %w", m.ID, err)
+	}
+	return nil
+}
+
+func (t *txn) LoadFolderState(ctx context.Context, f meta.UserFolder) error {
+	err := t.folderRow(ctx, f.UserID, f.Folder)
+	if err == nil {
+		err = one(t.q.ExecContext(ctx, `UPDATE folder_uids SET uid_next = ?, highest_modseq = ? WHERE user_id = ? AND folder = ?`,
+			f.State.UIDNext, f.State.HighestModSeq, f.UserID, string(f.Folder)))
+	}
+	if err != nil {
+		return fmt.Errorf("meta/sqlite: load state of folder %q of user %d: %w", f.Folder, f.UserID, err)
+	}
+	return nil
 }

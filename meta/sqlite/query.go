@@ -529,16 +529,7 @@ func (t *txn) insertMessage(ctx context.Context, m meta.Message) error {
 	if m.UID, err = t.nextUID(ctx, m.UserID, m.Folder); err != nil {
 		return err
 	}
-	_, err = t.q.ExecContext(ctx, `INSERT INTO messages (id, user_id, folder, message_id, thread_id, status,
-		status_reason, seen, from_, subject, date, created, updated, placeholder, trashed_from, trashed, keywords, uid)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.ID, m.UserID, string(m.Folder), m.MessageID, m.ThreadID, string(m.Status),
-		m.StatusReason, m.Seen, m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
-		string(m.TrashedFrom), nanos(m.Trashed), rows.JoinKeywords(m.Keywords), m.UID)
-	if err != nil {
-		return mapErr(err)
-	}
-	if err := t.insertRefs(ctx, m); err != nil {
+	if err := t.insertRow(ctx, m); err != nil {
 		return err
 	}
 	seq, err := t.logChange(ctx, m.UserID, m.ID, m.Folder, m.UID, meta.Created)
@@ -546,6 +537,21 @@ func (t *txn) insertMessage(ctx context.Context, m meta.Message) error {
 		return err
 	}
 	return t.setModSeq(ctx, m.ID, seq)
+}
+
+// insertRow inserts the message's row, with m.UID and m.ModSeq, and its refs.
+func (t *txn) insertRow(ctx context.Context, m meta.Message) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO messages (id, user_id, folder, message_id, thread_id, status,
+		status_reason, seen, from_, subject, date, created, updated, placeholder, trashed_from, trashed, keywords, uid,
+		modseq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ID, m.UserID, string(m.Folder), m.MessageID, m.ThreadID, string(m.Status),
+		m.StatusReason, m.Seen, m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
+		string(m.TrashedFrom), nanos(m.Trashed), rows.JoinKeywords(m.Keywords), m.UID, m.ModSeq)
+	if err != nil {
+		return mapErr(err)
+	}
+	return t.insertRefs(ctx, m)
 }
 
 // UpdateMessage sets Updated to now when it is zero, and keeps the stored
