@@ -3,6 +3,7 @@ package mailbox
 import (
 	"mime"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -151,6 +152,7 @@ func (s *Service) view(row meta.Message, full bool) Message {
 		ID: row.ID, MessageID: row.MessageID, ThreadID: row.ThreadID, Folder: string(row.Folder),
 		Status: string(row.Status), StatusReason: row.StatusReason, Seen: row.Seen, From: row.From,
 		Subject: row.Subject, Created: row.Created, Updated: row.Updated, To: []string{}, Attachments: []Attachment{},
+		Keywords: slices.Clone(row.Keywords),
 	}
 	if !row.Date.IsZero() {
 		d := row.Date

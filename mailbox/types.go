@@ -131,27 +131,30 @@ type Attachment struct {
 // Message is a message as the API shows it. Summaries (List) leave
 // Placeholder out.
 type Message struct {
-	ID           string          `json:"id"`
-	MessageID    string          `json:"message_id"`
-	ThreadID     string          `json:"thread_id,omitempty"`
-	Folder       string          `json:"folder"`
-	Status       string          `json:"status"`
-	StatusReason string          `json:"status_reason,omitempty"`
-	Seen         bool            `json:"seen"`
-	From         string          `json:"from"`
-	To           []string        `json:"to"`
-	Cc           []string        `json:"cc,omitempty"`
-	Bcc          []string        `json:"bcc,omitempty"`
-	Subject      string          `json:"subject"`
-	Date         *time.Time      `json:"date"` // null for drafts
-	InReplyTo    string          `json:"in_reply_to,omitempty"`
-	Created      time.Time       `json:"created"`
-	Updated      time.Time       `json:"updated"`
-	Size         int64           `json:"size"`
-	Text         *Attachment     `json:"text,omitempty"` // the inline text/plain body, if any
-	HTML         *Attachment     `json:"html,omitempty"` // the inline text/html body, if any
-	Attachments  []Attachment    `json:"attachments"`
-	Placeholder  json.RawMessage `json:"placeholder,omitempty"`
+	ID           string `json:"id"`
+	MessageID    string `json:"message_id"`
+	ThreadID     string `json:"thread_id,omitempty"`
+	Folder       string `json:"folder"`
+	Status       string `json:"status"`
+	StatusReason string `json:"status_reason,omitempty"`
+	Seen         bool   `json:"seen"`
+	// Keywords are the message's other flags ("$flagged", "$answered",
+	// user keywords; meta/keywords.go), shared with IMAP and JMAP.
+	Keywords    []string        `json:"keywords,omitempty"`
+	From        string          `json:"from"`
+	To          []string        `json:"to"`
+	Cc          []string        `json:"cc,omitempty"`
+	Bcc         []string        `json:"bcc,omitempty"`
+	Subject     string          `json:"subject"`
+	Date        *time.Time      `json:"date"` // null for drafts
+	InReplyTo   string          `json:"in_reply_to,omitempty"`
+	Created     time.Time       `json:"created"`
+	Updated     time.Time       `json:"updated"`
+	Size        int64           `json:"size"`
+	Text        *Attachment     `json:"text,omitempty"` // the inline text/plain body, if any
+	HTML        *Attachment     `json:"html,omitempty"` // the inline text/html body, if any
+	Attachments []Attachment    `json:"attachments"`
+	Placeholder json.RawMessage `json:"placeholder,omitempty"`
 	// Forward is set on a copy that came by a forward, and on the record
 	// of a forward in sent: who forwarded it, to whom, and their note.
 	Forward *ForwardInfo `json:"forward,omitempty"`

@@ -164,6 +164,17 @@ type Message struct {
 	// (the server purges it TrashRetention later). Empty and zero elsewhere.
 	TrashedFrom Folder
 	Trashed     time.Time
+	// Keywords are the message's flags other than Seen (keywords.go): the
+	// same state for the webmail, the CLI, IMAP and JMAP.
+	Keywords []string
+	// UID and ModSeq are the store's, for IMAP (RFC 9051 §2.3.1.1, RFC
+	// 7162): what a caller sets is ignored. UID numbers the message in its
+	// folder, from 1 up, given at InsertMessage and again at every
+	// UpdateMessage that changes the folder (a moved message is a new one
+	// there), never reused in the folder. ModSeq is the Seq of the
+	// message's latest change.
+	UID    uint32
+	ModSeq int64
 }
 
 // ChangeKind says what happened to a message.
@@ -188,6 +199,9 @@ type Change struct {
 	MessageID string // Message.ID (the opaque id), not the header
 	Folder    Folder
 	Kind      ChangeKind
+	// UID is the message's UID in Folder: for a Deleted change, the one it
+	// had there (IMAP's VANISHED, RFC 7162 §3.2.10).
+	UID uint32
 }
 
 // Client is an OAuth 2.0 client registered at the domain's authorization
@@ -400,6 +414,14 @@ type MailboxReader interface {
 	// Search returns the user's indexed messages (IndexMessage) that match
 	// q, in listing order (Messages), at most q.Limit after q.Page.
 	Search(ctx context.Context, userID int64, q SearchQuery) ([]Message, error)
+	// FolderState returns the folder's UIDVALIDITY, next UID and highest
+	// modseq. A folder that never held a message has UIDNext 1 and
+	// HighestModSeq 0 (its UIDValidity is the one it will get).
+	FolderState(ctx context.Context, userID int64, folder Folder) (FolderState, error)
+	// FolderIndex returns the folder's messages with ModSeq greater than
+	// changedSince (0: all), ordered by UID: what an IMAP session numbers
+	// and a CONDSTORE client asks for.
+	FolderIndex(ctx context.Context, userID int64, folder Folder, changedSince int64) ([]IndexEntry, error)
 	// Unindexed returns messages of every user that are sent or complete
 	// and not in the search index, oldest created first, at most limit:
 	// the mailbox's indexer reads their text bodies and indexes them.

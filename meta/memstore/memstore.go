@@ -65,6 +65,10 @@ func (s *Store) Close() error {
 }
 
 type (
+	folderKey struct {
+		user   int64
+		folder meta.Folder
+	}
 	uploadKey struct {
 		user   int64
 		digest resource.ID
@@ -100,8 +104,9 @@ type state struct {
 	messages     map[string]meta.Message
 	envelopes    map[string][]byte
 	index        map[string]indexDoc // by message ID: the search index
-	changes      []change            // by Seq
-	seq          int64               // the highest Seq given
+	folders      map[folderKey]meta.FolderState
+	changes      []change // by Seq
+	seq          int64    // the highest Seq given
 	clients      map[string]meta.Client
 	grants       map[string]meta.Grant // by string(hash)
 	families     map[string]time.Time  // revoked, until
@@ -190,7 +195,32 @@ func (r reader) TokenByHash(_ context.Context, hash []byte) (meta.Token, error) 
 func cloneMessage(m meta.Message) meta.Message {
 	m.Placeholder = bytes.Clone(m.Placeholder)
 	m.Refs = slices.Clone(m.Refs)
+	m.Keywords = slices.Clone(m.Keywords)
 	return m
+}
+
+// folderState is the folder's state; one never used starts at now.
+func (st *state) folderState(userID int64, f meta.Folder) meta.FolderState {
+	if fs, ok := st.folders[folderKey{userID, f}]; ok {
+		return fs
+	}
+	return meta.FolderState{UIDValidity: meta.UIDValidityOf(st.users[userID].Created), UIDNext: 1}
+}
+
+func (r reader) FolderState(_ context.Context, userID int64, f meta.Folder) (meta.FolderState, error) {
+	return r.st().folderState(userID, f), nil
+}
+
+func (r reader) FolderIndex(_ context.Context, userID int64, f meta.Folder, changedSince int64) ([]meta.IndexEntry, error) {
+	var out []meta.IndexEntry
+	for _, m := range r.st().messages {
+		if m.UserID == userID && m.Folder == f && m.ModSeq > changedSince {
+			out = append(out, meta.IndexEntry{UID: m.UID, ID: m.ID, ModSeq: m.ModSeq, Seen: m.Seen,
+				Keywords: slices.Clone(m.Keywords), Date: m.Date, Created: m.Created})
+		}
+	}
+	slices.SortFunc(out, func(a, b meta.IndexEntry) int { return cmp.Compare(a.UID, b.UID) })
+	return out, nil
 }
 
 func (r reader) Message(_ context.Context, userID int64, id string) (meta.Message, error) {
@@ -651,6 +681,7 @@ func (t *txn) DeleteUser(_ context.Context, userID int64) error {
 		return false
 	})
 	t.st.changes = slices.DeleteFunc(t.ownChanges(), func(c change) bool { return c.UserID == userID })
+	maps.DeleteFunc(own(t.owned, &t.st.folders), func(k folderKey, _ meta.FolderState) bool { return k.user == userID })
 	return nil
 }
 
@@ -700,12 +731,28 @@ func (t *txn) ownChanges() []change {
 	return t.st.changes
 }
 
-func (t *txn) logChange(userID int64, id string, folder meta.Folder, kind meta.ChangeKind) {
+// logChange logs a change of the message in folder, where it has (or had)
+// uid, and returns its Seq, the folder's highest modseq now.
+func (t *txn) logChange(userID int64, id string, folder meta.Folder, uid uint32, kind meta.ChangeKind) int64 {
 	t.st.seq++
-	t.st.changes = append(t.ownChanges(), change{meta.Change{Seq: t.st.seq, UserID: userID, MessageID: id, Folder: folder, Kind: kind}, time.Now()})
+	t.st.changes = append(t.ownChanges(), change{meta.Change{Seq: t.st.seq, UserID: userID, MessageID: id, Folder: folder,
+		Kind: kind, UID: uid}, time.Now()})
 	if !slices.Contains(t.changed, userID) {
 		t.changed = append(t.changed, userID)
 	}
+	fs := t.st.folderState(userID, folder)
+	fs.HighestModSeq = t.st.seq
+	own(t.owned, &t.st.folders)[folderKey{userID, folder}] = fs
+	return t.st.seq
+}
+
+// nextUID gives the next UID of the folder.
+func (t *txn) nextUID(userID int64, folder meta.Folder) uint32 {
+	fs := t.st.folderState(userID, folder)
+	uid := fs.UIDNext
+	fs.UIDNext++
+	own(t.owned, &t.st.folders)[folderKey{userID, folder}] = fs
+	return uid
 }
 
 // setRefs stores m's refs, each once.
@@ -735,13 +782,15 @@ func (t *txn) InsertMessage(_ context.Context, m meta.Message) error {
 	if err := t.refsNotCondemned(m.Refs); err != nil {
 		return fmt.Errorf("meta/memstore: insert message %q: %w", m.ID, err)
 	}
+	m.UID = t.nextUID(m.UserID, m.Folder)
+	m.ModSeq = t.logChange(m.UserID, m.ID, m.Folder, m.UID, meta.Created)
 	own(t.owned, &t.st.messages)[m.ID] = setRefs(m)
-	t.logChange(m.UserID, m.ID, m.Folder, meta.Created)
 	return nil
 }
 
 func (t *txn) UpdateMessage(_ context.Context, m meta.Message) error {
-	if err := rows.CheckMessage(m); err != nil {
+	m, err := rows.CheckMessage(m)
+	if err != nil {
 		return fmt.Errorf("meta/memstore: update message %q: %w", m.ID, err)
 	}
 	old, ok := t.st.messages[m.ID]
@@ -757,10 +806,14 @@ func (t *txn) UpdateMessage(_ context.Context, m meta.Message) error {
 	if err := t.refsNotCondemned(m.Refs); err != nil {
 		return fmt.Errorf("meta/memstore: update message %q: %w", m.ID, err)
 	}
-	own(t.owned, &t.st.messages)[m.ID] = setRefs(m)
+	m.UID = old.UID
 	for _, c := range rows.UpdateChanges(old.Folder, m.Folder) {
-		t.logChange(m.UserID, m.ID, c.Folder, c.Kind)
+		if c.NewUID {
+			m.UID = t.nextUID(m.UserID, c.Folder)
+		}
+		m.ModSeq = t.logChange(m.UserID, m.ID, c.Folder, m.UID, c.Kind)
 	}
+	own(t.owned, &t.st.messages)[m.ID] = setRefs(m)
 	return nil
 }
 
@@ -772,7 +825,7 @@ func (t *txn) DeleteMessage(_ context.Context, userID int64, id string) error {
 	delete(own(t.owned, &t.st.messages), id)
 	delete(own(t.owned, &t.st.envelopes), id)
 	delete(own(t.owned, &t.st.index), id)
-	t.logChange(userID, id, m.Folder, meta.Deleted)
+	t.logChange(userID, id, m.Folder, m.UID, meta.Deleted)
 	return nil
 }
 

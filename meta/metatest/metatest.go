@@ -44,6 +44,8 @@ func Test(t *testing.T, open func(t *testing.T) meta.Store) {
 		{"MessagesPerUser", testMessagesPerUser},
 		{"List", testList},
 		{"UpdateMessage", testUpdateMessage},
+		{"Keywords", testKeywords},
+		{"UIDs", testUIDs},
 		{"Trash", testTrash},
 		{"FolderCounts", testFolderCounts},
 		{"Search", testSearch},
@@ -216,6 +218,9 @@ func checkMessage(t *testing.T, got, want meta.Message) {
 	}
 	if g, w := sortedRefs(got.Refs), sortedRefs(want.Refs); !slices.Equal(g, w) {
 		diff("Refs", g, w)
+	}
+	if !slices.Equal(got.Keywords, want.Keywords) {
+		diff("Keywords", got.Keywords, want.Keywords)
 	}
 	if len(diffs) > 0 {
 		t.Errorf("message %q:\n\t%s", want.ID, strings.Join(diffs, "\n\t"))

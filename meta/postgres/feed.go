@@ -73,17 +73,48 @@ func (t *txn) lockFeed(ctx context.Context) error {
 	return nil
 }
 
-// logChange appends to the user's change log; the lock must be held.
-func (t *txn) logChange(ctx context.Context, userID int64, id string, folder meta.Folder, kind meta.ChangeKind) error {
+// logChange appends to the user's change log a change of the message in
+// folder, where it has (or had) uid, raises the folder's highest modseq to
+// it and returns its Seq; the lock must be held.
+func (t *txn) logChange(ctx context.Context, userID int64, id string, folder meta.Folder, uid uint32, kind meta.ChangeKind) (int64, error) {
 	if !t.locked {
-		return errors.New("change logged without the change-log lock") // a bug in this package
+		return 0, errors.New("change logged without the change-log lock") // a bug in this package
 	}
-	_, err := t.q.Exec(ctx, `INSERT INTO changes (user_id, message_id, folder, kind, at) VALUES ($1, $2, $3, $4, $5)`,
-		userID, id, string(folder), string(kind), nanos(time.Now()))
+	var seq int64
+	err := t.q.QueryRow(ctx, `INSERT INTO changes (user_id, message_id, folder, kind, at, uid) VALUES ($1, $2, $3, $4, $5, $6)
+		RETURNING seq`, userID, id, string(folder), string(kind), nanos(time.Now()), int64(uid)).Scan(&seq)
 	if err != nil {
-		return fmt.Errorf("log %s change: %w", kind, err)
+		return 0, fmt.Errorf("log %s change: %w", kind, err)
+	}
+	_, err = t.q.Exec(ctx, `INSERT INTO folder_uids (user_id, folder, uid_validity, uid_next, highest_modseq)
+		SELECT id, $2, greatest(1, created / 1000000000), 1, $3 FROM users WHERE id = $1
+		ON CONFLICT (user_id, folder) DO UPDATE SET highest_modseq = excluded.highest_modseq`,
+		userID, string(folder), seq)
+	if err != nil {
+		return 0, fmt.Errorf("folder %q's modseq: %w", folder, mapErr(err))
 	}
 	t.changedUser(userID)
+	return seq, nil
+}
+
+// nextUID gives the next UID of the folder.
+func (t *txn) nextUID(ctx context.Context, userID int64, folder meta.Folder) (uint32, error) {
+	var uid int64
+	err := t.q.QueryRow(ctx, `INSERT INTO folder_uids (user_id, folder, uid_validity, uid_next, highest_modseq)
+		SELECT id, $2, greatest(1, created / 1000000000), 2, 0 FROM users WHERE id = $1
+		ON CONFLICT (user_id, folder) DO UPDATE SET uid_next = folder_uids.uid_next + 1
+		RETURNING uid_next - 1`, userID, string(folder)).Scan(&uid)
+	if err != nil {
+		return 0, fmt.Errorf("folder %q's next UID: %w", folder, mapErr(err))
+	}
+	return uint32(uid), nil
+}
+
+// setModSeq records the Seq of the message's latest change.
+func (t *txn) setModSeq(ctx context.Context, id string, seq int64) error {
+	if _, err := t.q.Exec(ctx, `UPDATE messages SET modseq = $1 WHERE id = $2`, seq, id); err != nil {
+		return fmt.Errorf("modseq: %w", err)
+	}
 	return nil
 }
 
@@ -139,9 +170,9 @@ func (r reader) Changes(ctx context.Context, userID int64, since int64, limit in
 		l := int64(limit)
 		lim = &l
 	}
-	rows, err := r.q.Query(ctx, `SELECT f.floor, c.seq, c.message_id, c.folder, c.kind
+	rows, err := r.q.Query(ctx, `SELECT f.floor, c.seq, c.message_id, c.folder, c.kind, c.uid
 		FROM (SELECT coalesce((SELECT changes_floor FROM users WHERE id = $1), 0) AS floor) f
-		LEFT JOIN LATERAL (SELECT seq, message_id, folder, kind FROM changes
+		LEFT JOIN LATERAL (SELECT seq, message_id, folder, kind, uid FROM changes
 			WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3::bigint) c ON true`, userID, since, lim)
 	if err != nil {
 		return nil, fmt.Errorf("meta/postgres: changes of user %d: %w", userID, err)
@@ -152,13 +183,15 @@ func (r reader) Changes(ctx context.Context, userID int64, since int64, limit in
 	for rows.Next() {
 		var seq *int64
 		var id, folder, kind *string
-		if err := rows.Scan(&floor, &seq, &id, &folder, &kind); err != nil {
+		var uid *int64
+		if err := rows.Scan(&floor, &seq, &id, &folder, &kind, &uid); err != nil {
 			return nil, fmt.Errorf("meta/postgres: changes of user %d: %w", userID, err)
 		}
 		if seq == nil { // no changes: the one row of the floor
 			continue
 		}
-		cs = append(cs, meta.Change{Seq: *seq, UserID: userID, MessageID: *id, Folder: meta.Folder(*folder), Kind: meta.ChangeKind(*kind)})
+		cs = append(cs, meta.Change{Seq: *seq, UserID: userID, MessageID: *id, Folder: meta.Folder(*folder),
+			Kind: meta.ChangeKind(*kind), UID: uint32(*uid)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("meta/postgres: changes of user %d: %w", userID, err)

@@ -262,6 +262,7 @@ func (t *txn) AddUpload(ctx context.Context, userID int64, ref meta.Ref) error {
 // digest, so that one statement reads a whole listing.
 const messageColumns = `m.id, m.user_id, m.folder, m.message_id, m.thread_id, m.status, m.status_reason,
 	m.seen, m.from_, m.subject, m.date, m.created, m.updated, m.placeholder, m.trashed_from, m.trashed,
+	m.keywords, m.uid, m.modseq,
 	ARRAY(SELECT r.digest FROM message_refs r WHERE r.message_id = m.id ORDER BY r.digest),
 	ARRAY(SELECT r.size FROM message_refs r WHERE r.message_id = m.id ORDER BY r.digest)`
 
@@ -269,14 +270,17 @@ func scanMessage(row scanner) (meta.Message, error) {
 	var m meta.Message
 	var folder, status string
 	var date, created, updated, trashed int64
-	var trashedFrom string
+	var trashedFrom, keywords string
+	var uid int64
 	var digests []string
 	var sizes []int64
 	err := row.Scan(&m.ID, &m.UserID, &folder, &m.MessageID, &m.ThreadID, &status, &m.StatusReason,
-		&m.Seen, &m.From, &m.Subject, &date, &created, &updated, &m.Placeholder, &trashedFrom, &trashed, &digests, &sizes)
+		&m.Seen, &m.From, &m.Subject, &date, &created, &updated, &m.Placeholder, &trashedFrom, &trashed,
+		&keywords, &uid, &m.ModSeq, &digests, &sizes)
 	if err != nil {
 		return meta.Message{}, mapErr(err)
 	}
+	m.Keywords, m.UID = rows.SplitKeywords(keywords), uint32(uid)
 	m.Folder, m.Status = meta.Folder(folder), meta.Status(status)
 	m.Date, m.Created, m.Updated = fromNanos(date), fromNanos(created), fromNanos(updated)
 	m.TrashedFrom, m.Trashed = meta.Folder(trashedFrom), fromNanos(trashed)
@@ -310,6 +314,44 @@ func (r reader) MessagesByMessageID(ctx context.Context, userID int64, messageID
 
 // FolderCounts counts by folder with messages_list's (user_id, folder)
 // prefix.
+func (r reader) FolderState(ctx context.Context, userID int64, folder meta.Folder) (meta.FolderState, error) {
+	var fs meta.FolderState
+	var validity, next int64
+	err := r.q.QueryRow(ctx, `SELECT coalesce(f.uid_validity, greatest(1, u.created / 1000000000)),
+			coalesce(f.uid_next, 1), coalesce(f.highest_modseq, 0)
+		FROM users u LEFT JOIN folder_uids f ON f.user_id = u.id AND f.folder = $2 WHERE u.id = $1`,
+		userID, string(folder)).Scan(&validity, &next, &fs.HighestModSeq)
+	if err != nil {
+		return meta.FolderState{}, fmt.Errorf("meta/postgres: state of folder %q of user %d: %w", folder, userID, mapErr(err))
+	}
+	fs.UIDValidity, fs.UIDNext = uint32(validity), uint32(next)
+	return fs, nil
+}
+
+func (r reader) FolderIndex(ctx context.Context, userID int64, folder meta.Folder, changedSince int64) ([]meta.IndexEntry, error) {
+	rs, err := r.q.Query(ctx, `SELECT uid, id, modseq, seen, keywords, date, created FROM messages
+		WHERE user_id = $1 AND folder = $2 AND modseq > $3 ORDER BY uid`, userID, string(folder), changedSince)
+	if err != nil {
+		return nil, fmt.Errorf("meta/postgres: index of folder %q of user %d: %w", folder, userID, err)
+	}
+	defer rs.Close()
+	var out []meta.IndexEntry
+	for rs.Next() {
+		var e meta.IndexEntry
+		var keywords string
+		var uid, date, created int64
+		if err := rs.Scan(&uid, &e.ID, &e.ModSeq, &e.Seen, &keywords, &date, &created); err != nil {
+			return nil, fmt.Errorf("meta/postgres: index of folder %q of user %d: %w", folder, userID, err)
+		}
+		e.UID, e.Keywords, e.Date, e.Created = uint32(uid), rows.SplitKeywords(keywords), fromNanos(date), fromNanos(created)
+		out = append(out, e)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("meta/postgres: index of folder %q of user %d: %w", folder, userID, err)
+	}
+	return out, nil
+}
+
 func (r reader) FolderCounts(ctx context.Context, userID int64) (map[meta.Folder]meta.FolderCount, error) {
 	type row struct {
 		f string
@@ -443,27 +485,39 @@ func (t *txn) insertMessage(ctx context.Context, m meta.Message) error {
 	if err := t.lockFeed(ctx); err != nil {
 		return err
 	}
+	// One statement: the change's Seq is taken first (under the feed
+	// lock) so that the folder's row, the message and the change all get
+	// it; the folder's row gives the UID (and nothing is written for no
+	// such user).
 	var logged int
-	err = t.q.QueryRow(ctx, `WITH m AS (
+	err = t.q.QueryRow(ctx, `WITH s AS MATERIALIZED (
+			SELECT nextval(pg_get_serial_sequence('changes', 'seq')) AS seq
+		), u AS (
+			INSERT INTO folder_uids (user_id, folder, uid_validity, uid_next, highest_modseq)
+			SELECT $2, $3, greatest(1, users.created / 1000000000), 2, s.seq FROM s, users WHERE users.id = $2
+			ON CONFLICT (user_id, folder) DO UPDATE SET uid_next = folder_uids.uid_next + 1,
+				highest_modseq = excluded.highest_modseq
+			RETURNING uid_next - 1 AS uid
+		), m AS (
 			INSERT INTO messages (id, user_id, folder, message_id, thread_id, status, status_reason, seen,
-				from_, subject, date, created, updated, placeholder, trashed_from, trashed)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $18, $19
-			WHERE EXISTS (SELECT 1 FROM users WHERE id = $2)
+				from_, subject, date, created, updated, placeholder, trashed_from, trashed, keywords, uid, modseq)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $18, $19, $20, u.uid, s.seq FROM u, s
 			ON CONFLICT DO NOTHING
-			RETURNING id, user_id, folder
+			RETURNING id, user_id, folder, uid, modseq
 		), r AS (
 			INSERT INTO message_refs (message_id, digest, size)
 			SELECT m.id, x.d, x.s FROM m, unnest($15::text[], $16::bigint[]) AS x(d, s)
 			ON CONFLICT DO NOTHING
 		), c AS (
-			INSERT INTO changes (user_id, message_id, folder, kind, at)
-			SELECT user_id, id, folder, 'created', $17 FROM m
+			INSERT INTO changes (seq, user_id, message_id, folder, kind, at, uid) OVERRIDING SYSTEM VALUE
+			SELECT modseq, user_id, id, folder, 'created', $17, uid FROM m
 			RETURNING seq
 		)
 		SELECT count(*) FROM c`,
 		m.ID, m.UserID, string(m.Folder), m.MessageID, m.ThreadID, string(m.Status), m.StatusReason, m.Seen,
 		m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
-		digests, sizes, nanos(now), string(m.TrashedFrom), nanos(m.Trashed)).Scan(&logged)
+		digests, sizes, nanos(now), string(m.TrashedFrom), nanos(m.Trashed),
+		rows.JoinKeywords(m.Keywords)).Scan(&logged)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -484,7 +538,8 @@ func (t *txn) UpdateMessage(ctx context.Context, m meta.Message) error {
 }
 
 func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
-	if err := rows.CheckMessage(m); err != nil {
+	m, err := rows.CheckMessage(m)
+	if err != nil {
 		return err
 	}
 	if digests, _ := refArrays(m); len(digests) > 0 {
@@ -496,9 +551,9 @@ func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
 		return err
 	}
 	var old string
-	var created int64
-	err := t.q.QueryRow(ctx, `SELECT folder, created FROM messages WHERE id = $1 AND user_id = $2`, m.ID, m.UserID).
-		Scan(&old, &created)
+	var created, oldUID int64
+	err = t.q.QueryRow(ctx, `SELECT folder, created, uid FROM messages WHERE id = $1 AND user_id = $2`, m.ID, m.UserID).
+		Scan(&old, &created, &oldUID)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -508,13 +563,19 @@ func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
 	if m.Updated.IsZero() {
 		m.Updated = time.Now()
 	}
+	m.UID = uint32(oldUID)
+	if meta.Folder(old) != m.Folder {
+		if m.UID, err = t.nextUID(ctx, m.UserID, m.Folder); err != nil {
+			return err
+		}
+	}
 	_, err = t.q.Exec(ctx, `UPDATE messages SET folder = $1, message_id = $2, thread_id = $3, status = $4,
 		status_reason = $5, seen = $6, from_ = $7, subject = $8, date = $9, created = $10, updated = $11, placeholder = $12,
-		trashed_from = $14, trashed = $15
+		trashed_from = $14, trashed = $15, keywords = $16, uid = $17
 		WHERE id = $13`,
 		string(m.Folder), m.MessageID, m.ThreadID, string(m.Status),
 		m.StatusReason, m.Seen, m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
-		m.ID, string(m.TrashedFrom), nanos(m.Trashed))
+		m.ID, string(m.TrashedFrom), nanos(m.Trashed), rows.JoinKeywords(m.Keywords), int64(m.UID))
 	if err != nil {
 		return mapErr(err)
 	}
@@ -524,12 +585,17 @@ func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
 	if err := t.insertRefs(ctx, m); err != nil {
 		return err
 	}
+	var seq int64
 	for _, c := range rows.UpdateChanges(meta.Folder(old), m.Folder) {
-		if err := t.logChange(ctx, m.UserID, m.ID, c.Folder, c.Kind); err != nil {
+		uid := uint32(oldUID)
+		if c.NewUID {
+			uid = m.UID
+		}
+		if seq, err = t.logChange(ctx, m.UserID, m.ID, c.Folder, uid, c.Kind); err != nil {
 			return err
 		}
 	}
-	return nil
+	return t.setModSeq(ctx, m.ID, seq)
 }
 
 func (t *txn) DeleteMessage(ctx context.Context, userID int64, id string) error {
@@ -537,11 +603,13 @@ func (t *txn) DeleteMessage(ctx context.Context, userID int64, id string) error 
 		return fmt.Errorf("meta/postgres: delete message %q of user %d: %w", id, userID, err)
 	}
 	var folder string
-	err := t.q.QueryRow(ctx, `DELETE FROM messages WHERE id = $1 AND user_id = $2 RETURNING folder`, id, userID).Scan(&folder)
+	var uid int64
+	err := t.q.QueryRow(ctx, `DELETE FROM messages WHERE id = $1 AND user_id = $2 RETURNING folder, uid`, id, userID).
+		Scan(&folder, &uid)
 	if err != nil {
 		return fmt.Errorf("meta/postgres: delete message %q of user %d: %w", id, userID, mapErr(err))
 	}
-	if err := t.logChange(ctx, userID, id, meta.Folder(folder), meta.Deleted); err != nil {
+	if _, err := t.logChange(ctx, userID, id, meta.Folder(folder), uint32(uid), meta.Deleted); err != nil {
 		return fmt.Errorf("meta/postgres: delete message %q of user %d: %w", id, userID, err)
 	}
 	return nil

@@ -104,8 +104,47 @@ func (r reader) TokenByHash(ctx context.Context, hash []byte) (meta.Token, error
 // one statement reads a whole listing.
 const messageColumns = `m.id, m.user_id, m.folder, m.message_id, m.thread_id, m.status, m.status_reason,
 	m.seen, m.from_, m.subject, m.date, m.created, m.updated, m.placeholder, m.trashed_from, m.trashed,
+	m.keywords, m.uid, m.modseq,
 	(SELECT json_group_array(json_object('d', r.digest, 's', r.size) ORDER BY r.digest)
 		FROM message_refs r WHERE r.message_id = m.id)`
+
+func (r reader) FolderState(ctx context.Context, userID int64, folder meta.Folder) (meta.FolderState, error) {
+	fs := meta.FolderState{UIDNext: 1}
+	err := r.q.QueryRowContext(ctx, `SELECT uid_validity, uid_next, highest_modseq FROM folder_uids
+		WHERE user_id = ? AND folder = ?`, userID, string(folder)).Scan(&fs.UIDValidity, &fs.UIDNext, &fs.HighestModSeq)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = r.q.QueryRowContext(ctx, `SELECT max(1, created / 1000000000) FROM users WHERE id = ?`, userID).
+			Scan(&fs.UIDValidity)
+	}
+	if err != nil {
+		return meta.FolderState{}, fmt.Errorf("meta/sqlite: state of folder %q of user %d: %w", folder, userID, mapErr(err))
+	}
+	return fs, nil
+}
+
+func (r reader) FolderIndex(ctx context.Context, userID int64, folder meta.Folder, changedSince int64) ([]meta.IndexEntry, error) {
+	rs, err := r.q.QueryContext(ctx, `SELECT uid, id, modseq, seen, keywords, date, created FROM messages
+		WHERE user_id = ? AND folder = ? AND modseq > ? ORDER BY uid`, userID, string(folder), changedSince)
+	if err != nil {
+		return nil, fmt.Errorf("meta/sqlite: index of folder %q of user %d: %w", folder, userID, err)
+	}
+	defer rs.Close()
+	var out []meta.IndexEntry
+	for rs.Next() {
+		var e meta.IndexEntry
+		var keywords string
+		var date, created int64
+		if err := rs.Scan(&e.UID, &e.ID, &e.ModSeq, &e.Seen, &keywords, &date, &created); err != nil {
+			return nil, fmt.Errorf("meta/sqlite: index of folder %q of user %d: %w", folder, userID, err)
+		}
+		e.Keywords, e.Date, e.Created = rows.SplitKeywords(keywords), fromNanos(date), fromNanos(created)
+		out = append(out, e)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("meta/sqlite: index of folder %q of user %d: %w", folder, userID, err)
+	}
+	return out, nil
+}
 
 // jsonRef is one element of the refs array of messageColumns.
 type jsonRef struct {
@@ -117,12 +156,14 @@ func scanMessage(row interface{ Scan(...any) error }) (meta.Message, error) {
 	var m meta.Message
 	var folder, status string
 	var date, created, updated, trashed int64
-	var refs, trashedFrom string
+	var refs, trashedFrom, keywords string
 	err := row.Scan(&m.ID, &m.UserID, &folder, &m.MessageID, &m.ThreadID, &status, &m.StatusReason,
-		&m.Seen, &m.From, &m.Subject, &date, &created, &updated, &m.Placeholder, &trashedFrom, &trashed, &refs)
+		&m.Seen, &m.From, &m.Subject, &date, &created, &updated, &m.Placeholder, &trashedFrom, &trashed,
+		&keywords, &m.UID, &m.ModSeq, &refs)
 	if err != nil {
 		return meta.Message{}, mapErr(err)
 	}
+	m.Keywords = rows.SplitKeywords(keywords)
 	m.Folder, m.Status = meta.Folder(folder), meta.Status(status)
 	m.Date, m.Created, m.Updated = fromNanos(date), fromNanos(created), fromNanos(updated)
 	m.TrashedFrom, m.Trashed = meta.Folder(trashedFrom), fromNanos(trashed)
@@ -284,7 +325,7 @@ func (r reader) Changes(ctx context.Context, userID int64, since int64, limit in
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := r.q.QueryContext(ctx, `SELECT seq, user_id, message_id, folder, kind FROM changes
+	rows, err := r.q.QueryContext(ctx, `SELECT seq, user_id, message_id, folder, kind, uid FROM changes
 		WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?`, userID, since, limit)
 	if err != nil {
 		return nil, fmt.Errorf("meta/sqlite: changes of user %d: %w", userID, err)
@@ -294,7 +335,7 @@ func (r reader) Changes(ctx context.Context, userID int64, since int64, limit in
 	for rows.Next() {
 		var c meta.Change
 		var folder, kind string
-		if err := rows.Scan(&c.Seq, &c.UserID, &c.MessageID, &folder, &kind); err != nil {
+		if err := rows.Scan(&c.Seq, &c.UserID, &c.MessageID, &folder, &kind, &c.UID); err != nil {
 			return nil, fmt.Errorf("meta/sqlite: changes of user %d: %w", userID, err)
 		}
 		c.Folder, c.Kind = meta.Folder(folder), meta.ChangeKind(kind)
@@ -401,14 +442,57 @@ func (t *txn) AddUpload(ctx context.Context, userID int64, ref meta.Ref) error {
 	return nil
 }
 
-func (t *txn) logChange(ctx context.Context, userID int64, id string, folder meta.Folder, kind meta.ChangeKind) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO changes (user_id, message_id, folder, kind, at) VALUES (?, ?, ?, ?, ?)`,
-		userID, id, string(folder), string(kind), nanos(time.Now()))
+// logChange logs a change of the message in folder, where it has (or had)
+// uid, raises the folder's highest modseq to it and returns its Seq.
+func (t *txn) logChange(ctx context.Context, userID int64, id string, folder meta.Folder, uid uint32, kind meta.ChangeKind) (int64, error) {
+	var seq int64
+	err := t.q.QueryRowContext(ctx, `INSERT INTO changes (user_id, message_id, folder, kind, at, uid) VALUES (?, ?, ?, ?, ?, ?)
+		RETURNING seq`, userID, id, string(folder), string(kind), nanos(time.Now()), uid).Scan(&seq)
 	if err != nil {
-		return fmt.Errorf("log %s change: %w", kind, err)
+		return 0, fmt.Errorf("log %s change: %w", kind, err)
+	}
+	if err := t.folderRow(ctx, userID, folder); err != nil {
+		return 0, err
+	}
+	if _, err := t.q.ExecContext(ctx, `UPDATE folder_uids SET highest_modseq = ? WHERE user_id = ? AND folder = ?`,
+		seq, userID, string(folder)); err != nil {
+		return 0, fmt.Errorf("folder %q's modseq: %w", folder, err)
 	}
 	if !slices.Contains(t.changed, userID) {
 		t.changed = append(t.changed, userID)
+	}
+	return seq, nil
+}
+
+// folderRow makes the folder's folder_uids row if it has none.
+func (t *txn) folderRow(ctx context.Context, userID int64, folder meta.Folder) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO folder_uids (user_id, folder, uid_validity, uid_next, highest_modseq)
+		SELECT id, ?, max(1, created / 1000000000), 1, 0 FROM users WHERE id = ? ON CONFLICT DO NOTHING`,
+		string(folder), userID)
+	if err != nil {
+		return fmt.Errorf("folder %q's UIDs: %w", folder, mapErr(err))
+	}
+	return nil
+}
+
+// nextUID gives the next UID of the folder.
+func (t *txn) nextUID(ctx context.Context, userID int64, folder meta.Folder) (uint32, error) {
+	if err := t.folderRow(ctx, userID, folder); err != nil {
+		return 0, err
+	}
+	var uid uint32
+	err := t.q.QueryRowContext(ctx, `UPDATE folder_uids SET uid_next = uid_next + 1 WHERE user_id = ? AND folder = ?
+		RETURNING uid_next - 1`, userID, string(folder)).Scan(&uid)
+	if err != nil {
+		return 0, fmt.Errorf("folder %q's next UID: %w", folder, mapErr(err))
+	}
+	return uid, nil
+}
+
+// setModSeq records the Seq of the message's latest change.
+func (t *txn) setModSeq(ctx context.Context, id string, seq int64) error {
+	if _, err := t.q.ExecContext(ctx, `UPDATE messages SET modseq = ? WHERE id = ?`, seq, id); err != nil {
+		return fmt.Errorf("modseq: %w", err)
 	}
 	return nil
 }
@@ -442,19 +526,26 @@ func (t *txn) insertMessage(ctx context.Context, m meta.Message) error {
 	if err := t.refsNotCondemned(ctx, m.Refs); err != nil {
 		return err
 	}
+	if m.UID, err = t.nextUID(ctx, m.UserID, m.Folder); err != nil {
+		return err
+	}
 	_, err = t.q.ExecContext(ctx, `INSERT INTO messages (id, user_id, folder, message_id, thread_id, status,
-		status_reason, seen, from_, subject, date, created, updated, placeholder, trashed_from, trashed)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		status_reason, seen, from_, subject, date, created, updated, placeholder, trashed_from, trashed, keywords, uid)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		m.ID, m.UserID, string(m.Folder), m.MessageID, m.ThreadID, string(m.Status),
 		m.StatusReason, m.Seen, m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
-		string(m.TrashedFrom), nanos(m.Trashed))
+		string(m.TrashedFrom), nanos(m.Trashed), rows.JoinKeywords(m.Keywords), m.UID)
 	if err != nil {
 		return mapErr(err)
 	}
 	if err := t.insertRefs(ctx, m); err != nil {
 		return err
 	}
-	return t.logChange(ctx, m.UserID, m.ID, m.Folder, meta.Created)
+	seq, err := t.logChange(ctx, m.UserID, m.ID, m.Folder, m.UID, meta.Created)
+	if err != nil {
+		return err
+	}
+	return t.setModSeq(ctx, m.ID, seq)
 }
 
 // UpdateMessage sets Updated to now when it is zero, and keeps the stored
@@ -467,15 +558,23 @@ func (t *txn) UpdateMessage(ctx context.Context, m meta.Message) error {
 }
 
 func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
-	if err := rows.CheckMessage(m); err != nil {
+	m, err := rows.CheckMessage(m)
+	if err != nil {
 		return err
 	}
 	var old string
 	var created int64
-	err := t.q.QueryRowContext(ctx, `SELECT folder, created FROM messages WHERE id = ? AND user_id = ?`, m.ID, m.UserID).
-		Scan(&old, &created)
+	err = t.q.QueryRowContext(ctx, `SELECT folder, created, uid FROM messages WHERE id = ? AND user_id = ?`, m.ID, m.UserID).
+		Scan(&old, &created, &m.UID)
 	if err != nil {
 		return mapErr(err)
+	}
+	changes := rows.UpdateChanges(meta.Folder(old), m.Folder)
+	oldUID := m.UID
+	if meta.Folder(old) != m.Folder {
+		if m.UID, err = t.nextUID(ctx, m.UserID, m.Folder); err != nil {
+			return err
+		}
 	}
 	if m.Created.IsZero() {
 		m.Created = fromNanos(created)
@@ -488,11 +587,11 @@ func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
 	}
 	_, err = t.q.ExecContext(ctx, `UPDATE messages SET folder = ?, message_id = ?, thread_id = ?, status = ?,
 		status_reason = ?, seen = ?, from_ = ?, subject = ?, date = ?, created = ?, updated = ?, placeholder = ?,
-		trashed_from = ?, trashed = ?
+		trashed_from = ?, trashed = ?, keywords = ?, uid = ?
 		WHERE id = ?`,
 		string(m.Folder), m.MessageID, m.ThreadID, string(m.Status),
 		m.StatusReason, m.Seen, m.From, m.Subject, nanos(m.Date), nanos(m.Created), nanos(m.Updated), m.Placeholder,
-		string(m.TrashedFrom), nanos(m.Trashed), m.ID)
+		string(m.TrashedFrom), nanos(m.Trashed), rows.JoinKeywords(m.Keywords), m.UID, m.ID)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -502,21 +601,28 @@ func (t *txn) updateMessage(ctx context.Context, m meta.Message) error {
 	if err := t.insertRefs(ctx, m); err != nil {
 		return err
 	}
-	for _, c := range rows.UpdateChanges(meta.Folder(old), m.Folder) {
-		if err := t.logChange(ctx, m.UserID, m.ID, c.Folder, c.Kind); err != nil {
+	var seq int64
+	for _, c := range changes {
+		uid := oldUID
+		if c.NewUID {
+			uid = m.UID
+		}
+		if seq, err = t.logChange(ctx, m.UserID, m.ID, c.Folder, uid, c.Kind); err != nil {
 			return err
 		}
 	}
-	return nil
+	return t.setModSeq(ctx, m.ID, seq)
 }
 
 func (t *txn) DeleteMessage(ctx context.Context, userID int64, id string) error {
 	var folder string
-	err := t.q.QueryRowContext(ctx, `DELETE FROM messages WHERE id = ? AND user_id = ? RETURNING folder`, id, userID).Scan(&folder)
+	var uid uint32
+	err := t.q.QueryRowContext(ctx, `DELETE FROM messages WHERE id = ? AND user_id = ? RETURNING folder, uid`, id, userID).
+		Scan(&folder, &uid)
 	if err != nil {
 		return fmt.Errorf("meta/sqlite: delete message %q of user %d: %w", id, userID, mapErr(err))
 	}
-	if err := t.logChange(ctx, userID, id, meta.Folder(folder), meta.Deleted); err != nil {
+	if _, err := t.logChange(ctx, userID, id, meta.Folder(folder), uid, meta.Deleted); err != nil {
 		return fmt.Errorf("meta/sqlite: delete message %q of user %d: %w", id, userID, err)
 	}
 	return nil

@@ -124,11 +124,12 @@ func open(ctx context.Context, path string, opt options) (*Store, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxIdleTime(0)
 	wdb.SetConnMaxLifetime(0)
-	if err := wdb.PingContext(ctx); err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
-	}
-	if err := migrate(ctx, wdb); err != nil {
+	if err := retryBusy(ctx, func() error {
+		if err := wdb.PingContext(ctx); err != nil {
+			return err
+		}
+		return migrate(ctx, wdb)
+	}); err != nil {
 		wdb.Close()
 		return nil, fmt.Errorf("meta/sqlite: open %s: %w", path, err)
 	}
@@ -345,6 +346,28 @@ func migrateTo(ctx context.Context, db *sql.DB, ms []migration) error {
 		}
 	}
 	return nil
+}
+
+// retryBusy runs fn again while it fails with SQLITE_BUSY, for up to
+// busyTimeout. Processes that open a new file at the same moment race to
+// put it in WAL mode and to migrate it, and SQLite answers some of those
+// races (a connection that finds the WAL index being built, or a read that
+// would have to become a write) with SQLITE_BUSY at once, without its busy
+// handler (meta/sqlite TestMigrationsConcurrentOpen met it in CI).
+func retryBusy(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(busyTimeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := fn()
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 func apply(ctx context.Context, db *sql.DB, m migration) error {

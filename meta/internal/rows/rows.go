@@ -56,7 +56,8 @@ func FromNanos(n int64) time.Time {
 // NewMessage checks a message for InsertMessage and sets Created and
 // Updated to now when they are zero.
 func NewMessage(m meta.Message, now time.Time) (meta.Message, error) {
-	if err := CheckMessage(m); err != nil {
+	m, err := CheckMessage(m)
+	if err != nil {
 		return m, err
 	}
 	if m.Created.IsZero() {
@@ -68,13 +69,32 @@ func NewMessage(m meta.Message, now time.Time) (meta.Message, error) {
 	return m, nil
 }
 
-// CheckMessage checks what a stored message must have: a known folder,
-// storable times.
-func CheckMessage(m meta.Message) error {
+// CheckMessage checks what a stored message must have (a known folder,
+// storable times, keywords) and returns it with its keywords normalized
+// (meta.NormalizeKeywords) and its UID and ModSeq cleared: the store
+// gives those.
+func CheckMessage(m meta.Message) (meta.Message, error) {
 	if !m.Folder.Valid() {
-		return fmt.Errorf("invalid folder %q", m.Folder)
+		return m, fmt.Errorf("invalid folder %q", m.Folder)
 	}
-	return CheckTimes(m.Date, m.Created, m.Updated)
+	ks, err := meta.NormalizeKeywords(m.Keywords)
+	if err != nil {
+		return m, err
+	}
+	m.Keywords, m.UID, m.ModSeq = ks, 0, 0
+	return m, CheckTimes(m.Date, m.Created, m.Updated)
+}
+
+// JoinKeywords is how a row holds normalized keywords: space-separated (a
+// keyword has no space).
+func JoinKeywords(ks []string) string { return strings.Join(ks, " ") }
+
+// SplitKeywords reads JoinKeywords's form.
+func SplitKeywords(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, " ")
 }
 
 // NewJob checks a job for AddJob and fills in its defaults (meta.Tx.AddJob):
@@ -242,6 +262,9 @@ func ScanGrant(row Scanner) (meta.Grant, error) {
 type Logged struct {
 	Folder meta.Folder
 	Kind   meta.ChangeKind
+	// NewUID says the change is in the new folder, where the message takes
+	// a new UID; otherwise it keeps (or had) its old one.
+	NewUID bool
 }
 
 // UpdateChanges returns what UpdateMessage logs for a message moving from
@@ -249,7 +272,7 @@ type Logged struct {
 // folder, or Deleted from the old folder and Created in the new.
 func UpdateChanges(old, new meta.Folder) []Logged {
 	if old == new {
-		return []Logged{{new, meta.Updated}}
+		return []Logged{{new, meta.Updated, false}}
 	}
-	return []Logged{{old, meta.Deleted}, {new, meta.Created}}
+	return []Logged{{old, meta.Deleted, false}, {new, meta.Created, true}}
 }
