@@ -15,10 +15,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -36,6 +38,14 @@ type Mailbox interface {
 	Folders(ctx context.Context) (mailbox.FolderList, error)
 	CreateFolder(ctx context.Context, name string) (mailbox.FolderInfo, error)
 	DeleteFolder(ctx context.Context, name string) error
+	FolderState(ctx context.Context, folder string) (meta.FolderState, error)
+	FolderIndex(ctx context.Context, folder string, changedSince int64) ([]meta.IndexEntry, error)
+	SetKeywords(ctx context.Context, id string, seen *bool, add, remove []string) (mailbox.Message, error)
+	Get(ctx context.Context, id string) (mailbox.Message, error)
+	Raw(ctx context.Context, id string) (io.ReadCloser, error)
+	Move(ctx context.Context, id, folder string) (mailbox.Message, error)
+	Delete(ctx context.Context, id string) error
+	Purge(ctx context.Context, id string) error
 }
 
 var _ Mailbox = (*mailbox.Service)(nil)
@@ -44,6 +54,9 @@ var _ Mailbox = (*mailbox.Service)(nil)
 const (
 	DefaultMaxConnsPerUser = 20
 	DefaultMaxConnsPerAddr = 50
+	// DefaultIdlePoll keeps a delivery's wake-up of an IDLE client well
+	// under a second.
+	DefaultIdlePoll = 250 * time.Millisecond
 )
 
 // Config is what New needs.
@@ -63,7 +76,10 @@ type Config struct {
 	// authenticated user and of one remote IP address, so that one client
 	// cannot take the server's sockets (0: the defaults).
 	MaxConnsPerUser, MaxConnsPerAddr int
-	Log                              *slog.Logger
+	// IdlePoll is how often an IDLE session reads its mailbox's index
+	// for changes (0: DefaultIdlePoll).
+	IdlePoll time.Duration
+	Log      *slog.Logger
 }
 
 // Server serves IMAP on any number of listeners. It is safe for
@@ -87,6 +103,9 @@ func New(ctx context.Context, cfg Config) *Server {
 	if cfg.MaxConnsPerAddr <= 0 {
 		cfg.MaxConnsPerAddr = DefaultMaxConnsPerAddr
 	}
+	if cfg.IdlePoll <= 0 {
+		cfg.IdlePoll = DefaultIdlePoll
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -97,7 +116,7 @@ func New(ctx context.Context, cfg Config) *Server {
 		Caps: imap.CapSet{
 			imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
 			imap.CapNamespace: {}, imap.CapSpecialUse: {}, imap.CapListStatus: {},
-			imap.CapUnselect: {},
+			imap.CapUnselect: {}, imap.CapMove: {}, imap.CapUIDPlus: {},
 			// Not LITERAL+ nor ID: go-imap v2.0.0-beta.8's server handles
 			// neither (it offers LITERAL-, RFC 7888, by itself).
 		},
@@ -156,6 +175,7 @@ type session struct {
 	ctx  context.Context // with the principal, once authenticated
 	p    auth.Principal
 	user bool // counted in srv.byUser
+	sel  *selected
 }
 
 var _ imapserver.SessionIMAP4rev2 = (*session)(nil)

@@ -8,12 +8,6 @@ import (
 	"github.com/pullmail/pullmail/meta"
 )
 
-// errNoUIDs answers the commands that need the store's per-folder UIDs and
-// modseqs, which this server does not have yet: a clear NO, never UIDs a
-// client would cache and later find wrong.
-var errNoUIDs = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
-	Text: "selecting a mailbox is not available yet on this server (no stable UIDs)"}
-
 // folders is the user's folders, each with its IMAP name.
 func (s *session) folders() ([]mailbox.FolderInfo, error) {
 	l, err := s.srv.cfg.Mailbox.Folders(s.ctx)
@@ -142,52 +136,3 @@ func (s *session) Subscribe(string) error { return nil }
 
 // Unsubscribe implements imapserver.Session (see Subscribe).
 func (s *session) Unsubscribe(string) error { return nil }
-
-// Select implements imapserver.Session.
-func (s *session) Select(string, *imap.SelectOptions) (*imap.SelectData, error) {
-	return nil, errNoUIDs
-}
-
-// Append implements imapserver.Session.
-func (s *session) Append(string, imap.LiteralReader, *imap.AppendOptions) (*imap.AppendData, error) {
-	return nil, errNoUIDs
-}
-
-// Poll implements imapserver.Session: nothing is selected, nothing to say.
-func (s *session) Poll(*imapserver.UpdateWriter, bool) error { return nil }
-
-// Idle implements imapserver.Session: it waits for DONE.
-func (s *session) Idle(_ *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	select {
-	case <-stop:
-	case <-s.srv.ctx.Done():
-	}
-	return nil
-}
-
-// Unselect implements imapserver.Session.
-func (s *session) Unselect() error { return nil }
-
-// Expunge implements imapserver.Session.
-func (s *session) Expunge(*imapserver.ExpungeWriter, *imap.UIDSet) error { return errNoUIDs }
-
-// Search implements imapserver.Session.
-func (s *session) Search(imapserver.NumKind, *imap.SearchCriteria, *imap.SearchOptions) (*imap.SearchData, error) {
-	return nil, errNoUIDs
-}
-
-// Fetch implements imapserver.Session.
-func (s *session) Fetch(*imapserver.FetchWriter, imap.NumSet, *imap.FetchOptions) error {
-	return errNoUIDs
-}
-
-// Store implements imapserver.Session.
-func (s *session) Store(*imapserver.FetchWriter, imap.NumSet, *imap.StoreFlags, *imap.StoreOptions) error {
-	return errNoUIDs
-}
-
-// Copy implements imapserver.Session.
-func (s *session) Copy(imap.NumSet, string) (*imap.CopyData, error) { return nil, errNoUIDs }
-
-// Move implements imapserver.SessionMove.
-func (s *session) Move(*imapserver.MoveWriter, imap.NumSet, string) error { return errNoUIDs }
