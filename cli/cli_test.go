@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -289,6 +291,30 @@ func TestDev(t *testing.T) {
 	}
 	if len(l.Messages) != 1 || l.Messages[0].Subject != "by smtp" || l.Messages[0].Status != "complete" {
 		t.Fatalf("bob's inbox after an SMTP message: %+v", l.Messages)
+	}
+	// Its "imap" address is an IMAP server (implicit TLS, the sandbox's
+	// CA) that bob logs in to with his password.
+	imapAddr := df.Domains["b.test"].IMAP
+	if !strings.HasPrefix(imapAddr, "127.0.0.1:") || !strings.Contains(out.String(), "imap "+imapAddr) {
+		t.Fatalf("b.test's imap %q, summary %s", imapAddr, out.String())
+	}
+	ic, err := tls.Dial("tcp", imapAddr, &tls.Config{RootCAs: pool, ServerName: "b.test"})
+	if err != nil {
+		t.Fatalf("imap: %v", err)
+	}
+	ir := bufio.NewReader(ic)
+	fmt.Fprintf(ic, "a LOGIN bob@b.test %q\r\nb STATUS INBOX (MESSAGES)\r\n", df.Users["bob@b.test"].Password)
+	var lines []string
+	for len(lines) < 3 {
+		l, err := ir.ReadString('\n')
+		if err != nil {
+			t.Fatalf("imap: %v after %q", err, lines)
+		}
+		lines = append(lines, strings.TrimSpace(l))
+	}
+	ic.Close()
+	if !strings.HasPrefix(lines[0], "* OK") || !strings.HasPrefix(lines[1], "a OK") || lines[2] != "* STATUS INBOX (MESSAGES 1)" {
+		t.Errorf("imap session: %q", lines)
 	}
 	c.HTTP.CloseIdleConnections()
 	cancel()

@@ -13,6 +13,7 @@ import (
 	"github.com/pullmail/pullmail/account"
 	"github.com/pullmail/pullmail/atomicfile"
 	"github.com/pullmail/pullmail/sandbox"
+	"github.com/pullmail/pullmail/server"
 )
 
 // DevFile is the shape of DIR/dev.json that 'pullmail dev' writes, a contract
@@ -30,6 +31,9 @@ type DevDomain struct {
 	// SMTP is the domain's mail exchanger (host:port): send to its users
 	// with any SMTP client.
 	SMTP string `json:"smtp,omitempty"`
+	// IMAP is the domain's IMAP listener (host:port, implicit TLS with the
+	// sandbox's CA): read the users' mailboxes with any mail client.
+	IMAP string `json:"imap,omitempty"`
 }
 
 // DevUser is one user of the sandbox.
@@ -115,14 +119,17 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 	// Every domain in this process, each in DIR/<domain> with a copy of
 	// the sandbox's one CA, published by the sandbox's DNS server.
 	sb, err := sandbox.Start(ctx, sandbox.Config{Kind: sandbox.InProcess, Dir: dir, Domains: domains, Users: addrs,
-		Log: log, TokenLabel: "pullmail dev", SMTP: true})
+		Log: log, TokenLabel: "pullmail dev", SMTP: true,
+		// An IMAP listener per domain, on a free loopback port.
+		Server: func(c *server.Config) { c.IMAP = "127.0.0.1:0" }})
 	if err != nil {
 		return err
 	}
 	defer sb.Close()
 	out := DevFile{CA: sb.CA, DNS: sb.DNS(), Domains: map[string]DevDomain{}, Users: map[string]DevUser{}}
 	for _, d := range sb.Domains() {
-		out.Domains[d.Name] = DevDomain{URL: d.URL, SMTP: d.SMTP}
+		imap, _ := d.Server.IMAPAddrs()
+		out.Domains[d.Name] = DevDomain{URL: d.URL, SMTP: d.SMTP, IMAP: imap}
 	}
 	for _, addr := range addrs {
 		u, _ := sb.User(addr)
@@ -137,7 +144,7 @@ func runDev(ctx context.Context, env *Env, log *slog.Logger, dir string, domains
 	w := env.Stdout
 	fmt.Fprintf(w, "Pullmail sandbox in %s (details: %s)\n\n", dir, filepath.Join(dir, "dev.json"))
 	for _, d := range domains {
-		fmt.Fprintf(w, "  %-12s %s   smtp %s\n", d, out.Domains[d].URL, out.Domains[d].SMTP)
+		fmt.Fprintf(w, "  %-12s %s   smtp %s   imap %s\n", d, out.Domains[d].URL, out.Domains[d].SMTP, out.Domains[d].IMAP)
 	}
 	fmt.Fprintf(w, "\n  DNS          %s (SRV records of every domain: pass --dns %s)\n\n", out.DNS, out.DNS)
 	for _, addr := range addrs {

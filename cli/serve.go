@@ -57,6 +57,8 @@ domain's users (STARTTLS with the same certificate; never a relay; docs/PROTOCOL
 --submission ADDR (587, STARTTLS) and --submissions ADDR (465, implicit TLS) take mail from
 mail clients: SASL PLAIN with the user's password or OAUTHBEARER with a token; each message
 becomes a Pullmail send to any mix of Pullmail and SMTP recipients (§13.11).
+--imap ADDR (993, implicit TLS) and --imap-starttls ADDR (143, STARTTLS) let mail clients read
+the mailbox over IMAP4rev2, with the same PLAIN and OAUTHBEARER (docs/PROTOCOL.md, "IMAP").
 A running server locks DIR (DIR/lock): a second serve on it refuses; admin commands work beside it.
 
 The stores are named by URL: --meta sqlite:PATH (default DIR/meta.db) or
@@ -105,6 +107,8 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 	fs.Int64Var(&cfg.SMTPMaxSize, "smtp-max-size", 1<<30, "largest message accepted by SMTP, in bytes")
 	fs.StringVar(&cfg.Submission, "submission", "", "`ADDR`ess for mail clients' submission with STARTTLS (port 587; default: none)")
 	fs.StringVar(&cfg.Submissions, "submissions", "", "`ADDR`ess for mail clients' submission with implicit TLS (port 465; default: none)")
+	fs.StringVar(&cfg.IMAP, "imap", "", "`ADDR`ess for mail clients' IMAP with implicit TLS (port 993; default: none)")
+	fs.StringVar(&cfg.IMAPStartTLS, "imap-starttls", "", "`ADDR`ess for mail clients' IMAP with STARTTLS (port 143; default: none)")
 	fs.DurationVar(&cfg.JobLease, "job-lease", mta.DefaultLease, "`DURATION` of a node's claim on a delivery or pull, renewed while it runs: how soon the other nodes of the domain take over a dead node's work")
 	fs.IntVar(&cfg.SMTPOutPort, "smtp-out-port", 25, "`PORT` dialled on other domains' mail exchangers (25; another for tests and the sandbox)")
 	fs.Uint64Var(&cfg.ReadyMinFree, "ready-min-free", server.DefaultReadyMinFree, "free bytes on the data directory's file system below which /readyz answers 503")
@@ -158,6 +162,9 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			}
 			if a, b := srv.SubmissionAddrs(); a != "" || b != "" {
 				fmt.Fprintf(env.Stdout, "pullmail submission for %s at %s (STARTTLS) %s (TLS)\n", srv.Domain, a, b)
+			}
+			if a, b := srv.IMAPAddrs(); a != "" || b != "" {
+				fmt.Fprintf(env.Stdout, "pullmail imap for %s at %s (TLS) %s (STARTTLS)\n", srv.Domain, a, b)
 			}
 		})
 	}

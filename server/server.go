@@ -34,6 +34,7 @@ import (
 	"github.com/pullmail/pullmail/dpop"
 	"github.com/pullmail/pullmail/errs"
 	"github.com/pullmail/pullmail/federation"
+	"github.com/pullmail/pullmail/imapd"
 	"github.com/pullmail/pullmail/inbound"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
@@ -130,6 +131,10 @@ type Config struct {
 	// port 587 with STARTTLS, port 465 with implicit TLS; SASL PLAIN (the
 	// user's password) and OAUTHBEARER (the domain's tokens). "": none.
 	Submission, Submissions string
+	// IMAP and IMAPStartTLS are where mail clients read the mailbox
+	// (package imapd, RFC 9051): port 993 with implicit TLS, port 143 with
+	// STARTTLS; the submission listeners' PLAIN and OAUTHBEARER. "": none.
+	IMAP, IMAPStartTLS string
 	// SMTPOutPort is the port the MTA dials on other domains' mail
 	// exchangers: 25 (the default), but for tests and the sandbox.
 	SMTPOutPort int
@@ -170,8 +175,11 @@ type Server struct {
 	// smtpAddr is where the mail exchanger listens, once it does; subAddr
 	// and subsAddr the submission listeners (STARTTLS, implicit TLS).
 	smtpAddr, subAddr, subsAddr atomic.Value // string
-	authn                       auth.Authenticator
-	lock                        *os.File // DATA/lock, held while the server is open
+	// imapAddr and imapSTAddr are the IMAP listeners (implicit TLS,
+	// STARTTLS), once they listen.
+	imapAddr, imapSTAddr atomic.Value // string
+	authn                auth.Authenticator
+	lock                 *os.File // DATA/lock, held while the server is open
 	readiness
 }
 
@@ -784,6 +792,21 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 		}
 		defer sub.Close()
 	}
+	for _, l := range []struct {
+		addr     string
+		implicit bool
+		store    *atomic.Value
+	}{{s.cfg.IMAP, true, &s.imapAddr}, {s.cfg.IMAPStartTLS, false, &s.imapSTAddr}} {
+		if l.addr == "" {
+			continue
+		}
+		is, err := s.startIMAP(gcCtx, tc, l.addr, l.implicit, l.store)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer is.Close()
+	}
 	// Event streams never end by themselves: shutting down ends them.
 	srv.RegisterOnShutdown(s.Events.Close)
 	errc := make(chan error, 1)
@@ -968,29 +991,7 @@ func (s *Server) startSubmission(tc *tls.Config, addr string, implicit bool, sto
 	if implicit {
 		l = tls.NewListener(smtpd.CloseOnWriteError(l), stc)
 	}
-	sub := &smtpd.Submission{
-		Password: func(ctx context.Context, address, password string) (auth.Principal, error) {
-			addr, err := account.NormalizeAddress(address)
-			if err != nil {
-				return auth.Principal{}, err
-			}
-			u, err := s.Meta.UserByAddress(ctx, addr)
-			if err != nil {
-				return auth.Principal{}, err
-			}
-			if ok, err := account.CheckPassword(u.PasswordHash, password); err != nil || !ok {
-				return auth.Principal{}, errors.New("wrong password")
-			}
-			return auth.Principal{UserID: u.ID, Address: u.Address}, nil
-		},
-		Token: func(ctx context.Context, token string) (auth.Principal, error) {
-			r, err := http.NewRequestWithContext(ctx, http.MethodPost, s.PublicURL()+"/api/v1/messages", nil)
-			if err != nil {
-				return auth.Principal{}, err
-			}
-			r.Header.Set("Authorization", "Bearer "+token)
-			return s.authn.Authenticate(ctx, r)
-		},
+	sub := &smtpd.Submission{Password: s.checkPassword, Token: s.checkToken,
 		Mailbox: s.Mailbox,
 	}
 	srv := smtpd.New(smtpd.Config{Domain: s.Domain, TLS: stc, Users: s.Meta, Mailbox: s.Mailbox, Resources: s.Store,
@@ -1002,6 +1003,68 @@ func (s *Server) startSubmission(tc *tls.Config, addr string, implicit bool, sto
 		}
 	}()
 	return srv, nil
+}
+
+// checkPassword is the one password check of the mail listeners (submission
+// and IMAP: SASL PLAIN, LOGIN): the user's address and password.
+func (s *Server) checkPassword(ctx context.Context, address, password string) (auth.Principal, error) {
+	addr, err := account.NormalizeAddress(address)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	u, err := s.Meta.UserByAddress(ctx, addr)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	if ok, err := account.CheckPassword(u.PasswordHash, password); err != nil || !ok {
+		return auth.Principal{}, errors.New("wrong password")
+	}
+	return auth.Principal{UserID: u.ID, Address: u.Address}, nil
+}
+
+// checkToken is the one token check of the mail listeners (SASL
+// OAUTHBEARER, RFC 7628): one of the domain's access tokens, checked as the
+// mailbox API checks it.
+func (s *Server) checkToken(ctx context.Context, token string) (auth.Principal, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, s.PublicURL()+"/api/v1/messages", nil)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	r.Header.Set("Authorization", "Bearer "+token)
+	return s.authn.Authenticate(ctx, r)
+}
+
+// startIMAP starts an IMAP listener (package imapd): implicit TLS, or
+// STARTTLS when not implicit; the same password and token checks as
+// submission.
+func (s *Server) startIMAP(ctx context.Context, tc *tls.Config, addr string, implicit bool, store *atomic.Value) (*imapd.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for IMAP on %s: %w", addr, err)
+	}
+	itc := tc.Clone()
+	itc.NextProtos = []string{"imap"}
+	store.Store(l.Addr().String())
+	if implicit {
+		l = tls.NewListener(l, itc)
+	}
+	srv := imapd.New(ctx, imapd.Config{Mailbox: s.Mailbox, Password: s.checkPassword, Token: s.checkToken,
+		TLS: itc, Log: s.log.With("listener", "imap")})
+	s.log.Info("imap listening", "addr", l.Addr().String(), "implicit_tls", implicit)
+	go func() {
+		if err := srv.Serve(l); err != nil {
+			s.log.Error("imap server stopped", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+// IMAPAddrs are the IMAP listeners' addresses ("" if none): implicit TLS
+// and STARTTLS.
+func (s *Server) IMAPAddrs() (implicit, starttls string) {
+	a, _ := s.imapAddr.Load().(string)
+	b, _ := s.imapSTAddr.Load().(string)
+	return a, b
 }
 
 // SubmissionAddrs are the submission listeners' addresses ("" if none):
