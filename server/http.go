@@ -35,7 +35,7 @@ const hsts = "max-age=63072000"
 //   - a bound on the time and size of every request body outside /api/
 //     (the authorization server, federation, device grant and login
 //     form, all reachable without credentials), so that a slow or huge
-//     body cannot hold a connection; under /api/, authenticated first and
+//     body cannot hold a connection; under /api/ and /jmap/, authenticated first and
 //     home of long uploads, only a bound on the pause between two reads;
 //   - ServeMux's plain-text 404 and 405 answers turned into JSON
 //     (docs/PROTOCOL.md §7), their Allow header kept.
@@ -47,7 +47,7 @@ func (s *Server) hygiene(next http.Handler) http.Handler {
 		gw := &guardWriter{ResponseWriter: w, method: r.Method, path: r.URL.Path}
 		if r.Body != nil && r.Body != http.NoBody {
 			b := &guardBody{body: r.Body, rc: http.NewResponseController(w), w: gw}
-			if strings.HasPrefix(r.URL.Path, "/api/") {
+			if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/jmap/") {
 				b.idle = s.cfg.BodyIdleTimeout
 			} else {
 				b.max, b.limit = s.cfg.MaxBody, s.cfg.BodyTimeout

@@ -36,6 +36,7 @@ import (
 	"github.com/pullmail/pullmail/federation"
 	"github.com/pullmail/pullmail/imapd"
 	"github.com/pullmail/pullmail/inbound"
+	"github.com/pullmail/pullmail/jmap"
 	"github.com/pullmail/pullmail/keys"
 	"github.com/pullmail/pullmail/mailbox"
 	"github.com/pullmail/pullmail/meta"
@@ -319,6 +320,12 @@ func (s *Server) open(ctx context.Context, damaged func() uint64) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/", auth.Middleware(authn, mailbox.NewHandler(s.Mailbox)))
+	// JMAP (package jmap, docs/PROTOCOL.md §14): the same service and the
+	// same tokens as the mailbox API.
+	jh := auth.Middleware(authn, jmap.NewHandler(jmap.Config{Mailbox: s.Mailbox, URL: s.PublicURL(),
+		Limits: jmap.Limits{MaxSizeUpload: cfg.MaxUpload}, Log: s.log}))
+	mux.Handle("/jmap/", jh)
+	mux.Handle(jmap.PathSession, jh)
 	asHandler := s.Authz.Handler()
 	for _, p := range []string{authz.PathJWKS, authz.PathAuthorize, authz.PathToken, authz.PathRevoke,
 		authz.PathDeviceAuthz, authz.PathDevice} {
