@@ -539,6 +539,7 @@ var mailboxTypes = []Type{
 		"folder":      Ref("Folder"),
 		"status":      Schema{"description": "`draft` (in drafts, mutable), `sent` (immutable), and for received messages `fetching` (resources being pulled), `complete` (every resource held) or `failed` (see `status_reason`).", "enum": enum(meta.StatusDraft, meta.StatusSent, meta.StatusFetching, meta.StatusComplete, meta.StatusFailed)},
 		"from":        Schema{"description": "The From header as written, e.g. `Alice <alice@example.com>`."},
+		"keywords":    Schema{"description": "The message's flags other than `seen`, as JMAP keywords (`$flagged`, `$answered`, user keywords), lowercase and sorted; absent when none. IMAP and JMAP set them (docs/PROTOCOL.md §8.21)."},
 		"to":          Schema{"description": "The To addresses, `Name <addr>` or `addr`; empty when none."},
 		"bcc":         Schema{"description": "Only on copies that carry Bcc: the sender's (all of them) and a Bcc recipient's (only them)."},
 		"date":        Schema{"description": "When it was sent; null for drafts."},

@@ -264,6 +264,8 @@ export interface Message {
   id: string;
   /** The first Message-ID of In-Reply-To. */
   in_reply_to?: string;
+  /** The message's flags other than `seen`, as JMAP keywords (`$flagged`, `$answered`, user keywords), lowercase and sorted; absent when none. IMAP and JMAP set them (docs/PROTOCOL.md §8.21). */
+  keywords?: string[];
   /** The Message-ID header, with angle brackets; shared by every copy of a message. */
   message_id: string;
   placeholder?: PlaceholderMessage;
