@@ -451,12 +451,12 @@ func (t *txn) logChange(ctx context.Context, userID int64, id string, folder met
 	if err != nil {
 		return 0, fmt.Errorf("log %s change: %w", kind, err)
 	}
-	if err := t.folderRow(ctx, userID, folder); err != nil {
-		return 0, err
-	}
-	if _, err := t.q.ExecContext(ctx, `UPDATE folder_uids SET highest_modseq = ? WHERE user_id = ? AND folder = ?`,
-		seq, userID, string(folder)); err != nil {
-		return 0, fmt.Errorf("folder %q's modseq: %w", folder, err)
+	_, err = t.q.ExecContext(ctx, `INSERT INTO folder_uids (user_id, folder, uid_validity, uid_next, highest_modseq)
+		SELECT id, ?, max(1, created / 1000000000), 1, ? FROM users WHERE id = ?
+		ON CONFLICT (user_id, folder) DO UPDATE SET highest_modseq = excluded.highest_modseq`,
+		string(folder), seq, userID)
+	if err != nil {
+		return 0, fmt.Errorf("folder %q's modseq: %w", folder, mapErr(err))
 	}
 	if !slices.Contains(t.changed, userID) {
 		t.changed = append(t.changed, userID)

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"database/sql"
 	"path/filepath"
 	"testing"
 
@@ -13,20 +14,7 @@ import (
 func TestMigrateUIDs(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "meta.db")
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var before []migration
-	for _, m := range ms {
-		if m.version < 12 {
-			before = append(before, m)
-		}
-	}
-	db := rawDB(t, path)
-	if err := migrateTo(ctx, db, before); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedBefore(t, path, 12)
 	const created = 1_700_000_000_123_456_789
 	for _, q := range []string{
 		`INSERT INTO users (id, address, password_hash, created) VALUES (1, 'carol@c.test', 'h', 1700000000123456789),
@@ -76,4 +64,25 @@ func TestMigrateUIDs(t *testing.T) {
 	if m, err := s.Message(ctx, 1, "m-new"); err != nil || m.UID != 4 {
 		t.Errorf("the next message: UID %d, %v; want 4", m.UID, err)
 	}
+}
+
+// migratedBefore opens a raw database at path with the migrations before
+// version applied: a test of that migration fills it, then Opens it.
+func migratedBefore(t *testing.T, path string, version int) *sql.DB {
+	t.Helper()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before []migration
+	for _, m := range ms {
+		if m.version < version {
+			before = append(before, m)
+		}
+	}
+	db := rawDB(t, path)
+	if err := migrateTo(t.Context(), db, before); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }

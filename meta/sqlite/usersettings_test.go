@@ -15,20 +15,7 @@ import (
 func TestMigrateUserSettings(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "meta.db")
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var before []migration
-	for _, m := range ms {
-		if m.version < 6 {
-			before = append(before, m)
-		}
-	}
-	db := rawDB(t, path)
-	if err := migrateTo(ctx, db, before); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedBefore(t, path, 6)
 	for _, q := range []string{
 		`INSERT INTO users (address, password_hash, created) VALUES ('carol@c.test', 'h', 1), ('erin@c.test', 'h', 1)`,
 		`INSERT INTO settings (key, value) VALUES
